@@ -1,0 +1,1 @@
+"""MLModelScope agent: loads a model through a framework predictor and runs an evaluation."""

@@ -1,0 +1,1 @@
+"""The ``mlmodelscope`` command line."""
