@@ -1,0 +1,1 @@
+"""Framework predictors, one small module each, registered as ``mlmodelscope.predictors`` entry points."""

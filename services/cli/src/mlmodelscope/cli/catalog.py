@@ -1,0 +1,82 @@
+"""``mlmodelscope models|frameworks|datasets``: browse the asset registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlmodelscope.cli.context import build_context
+
+models_app = typer.Typer(help="Models in the registry.", no_args_is_help=True)
+frameworks_app = typer.Typer(help="Frameworks in the registry.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Datasets in the registry.", no_args_is_help=True)
+
+
+def _context(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    options = ctx.find_root().obj or {}
+    return build_context(options.get("assets", []), options.get("cache_dir"))
+
+
+@models_app.command("list")
+def list_models(ctx: typer.Context) -> None:
+    """List the registered models."""
+    registry = _context(ctx).registry
+    table = Table("name", "version", "task", "framework", "formats", "top-1", "weights", "source")
+    for name in sorted(registry.models):
+        model = registry.model(name)
+        spec = model.spec
+        if spec.hidden:
+            continue
+        top1 = f"{spec.attributes.top1:.3f}" if spec.attributes.top1 is not None else "-"
+        table.add_row(
+            name,
+            spec.version,
+            spec.task,
+            f"{spec.framework.name} {spec.framework.version}".strip(),
+            ", ".join(a.format for a in spec.artifacts),
+            top1,
+            spec.attributes.weights,
+            str(registry.source_of("Model", name)),
+        )
+    Console().print(table)
+
+
+@models_app.command("show")
+def show_model(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Print one model's manifest as JSON."""
+    model = _context(ctx).registry.model(name)
+    typer.echo(json.dumps(model.model_dump(mode="json", by_alias=True, exclude_defaults=True), indent=2))
+
+
+@frameworks_app.command("list")
+def list_frameworks(ctx: typer.Context) -> None:
+    """List the registered frameworks."""
+    registry = _context(ctx).registry
+    table = Table("name", "version", "predictor", "formats", "accelerators", "images", "source")
+    for name in sorted(registry.frameworks):
+        spec = registry.framework(name).spec
+        table.add_row(
+            name,
+            spec.version,
+            spec.predictor,
+            ", ".join(spec.formats),
+            ", ".join(spec.accelerators),
+            str(len(spec.containers)),
+            str(registry.source_of("Framework", name)),
+        )
+    Console().print(table)
+
+
+@datasets_app.command("list")
+def list_datasets(ctx: typer.Context) -> None:
+    """List the registered datasets."""
+    registry = _context(ctx).registry
+    table = Table("name", "task", "size", "split", "source")
+    for name in sorted(registry.datasets):
+        spec = registry.dataset(name).spec
+        table.add_row(name, spec.task, str(spec.size), spec.split, str(registry.source_of("Dataset", name)))
+    Console().print(table)

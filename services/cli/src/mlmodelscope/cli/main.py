@@ -1,0 +1,82 @@
+"""Entry point of the ``mlmodelscope`` command: the typer app and the one place errors become messages.
+
+Any ``MLModelScopeError`` (and invalid settings) ends the command with a one-paragraph message on stderr and exit
+code 1 — never a traceback, which is for bugs only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from mlmodelscope.cli import catalog, evaluate
+from mlmodelscope.core.errors import MLModelScopeError
+
+EXIT_ERROR = 1
+
+app = typer.Typer(
+    name="mlmodelscope",
+    help="Evaluate and profile ML models across frameworks, datasets and hardware, reproducibly.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(catalog.models_app, name="models")
+app.add_typer(catalog.frameworks_app, name="frameworks")
+app.add_typer(catalog.datasets_app, name="datasets")
+app.command("evaluate")(evaluate.evaluate)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    assets: Annotated[
+        list[Path] | None,
+        typer.Option("--assets", help="Extra folder with models/, frameworks/, datasets/ (repeatable).", show_default=False),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Artifact cache (default: $MLMODELSCOPE_CACHE_DIR or ~/.cache).")
+    ] = None,
+) -> None:
+    ctx.obj = {"assets": list(assets or []), "cache_dir": cache_dir}
+
+
+def _settings_problem(error: ValidationError) -> str:
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "settings"
+        parts.append(f"{where}: {str(problem['msg']).removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    console = Console(stderr=True, highlight=False)
+    try:
+        outcome = app(args=argv, prog_name="mlmodelscope", standalone_mode=False)
+    except MLModelScopeError as e:
+        console.print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+        if e.hint:
+            console.print(f"[bold]how to fix:[/] {e.hint}", soft_wrap=True)
+        return EXIT_ERROR
+    except ValidationError as e:
+        console.print(f"[bold red]error:[/] invalid evaluation settings: {_settings_problem(e)}.", soft_wrap=True)
+        return EXIT_ERROR
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.Abort:
+        console.print("aborted")
+        return EXIT_ERROR
+    except click.ClickException as e:
+        e.show(file=sys.stderr)
+        return int(e.exit_code)
+    return outcome if isinstance(outcome, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Running an evaluation under MLPerf LoadGen and describing its result."""

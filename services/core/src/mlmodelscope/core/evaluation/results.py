@@ -1,0 +1,93 @@
+"""The evaluation result: one pydantic document, written as JSON, that says everything about a run.
+
+It is the contract between the agent, the CLI, the collector and reports: requested and effective settings,
+seeds, LoadGen's verdict with a reason per constraint, latency statistics, throughput, accuracy, model load time
+(cold start) and the environment. ``schema_version`` changes when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlmodelscope.core.evaluation.environment import Environment
+from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
+from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.evaluation.statistics import LatencyStats
+
+SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Verdict(_Frozen):
+    valid: bool
+    result: Literal["VALID", "INVALID"]
+    constraints: list[ConstraintCheck]
+    recommendations: list[str]
+    early_stopping: list[str]
+    errors: list[str] = Field(default_factory=list)
+
+
+class Throughput(_Frozen):
+    samples_per_s: float = Field(description="Dataset items per second, as LoadGen measured it (x batch size).")
+    queries_per_s: float = Field(description="Completed predictor calls per second, SUT side.")
+    loadgen_metric: str = Field(description="Which LoadGen figure samples_per_s comes from.")
+
+
+class PerformanceResult(_Frozen):
+    verdict: Verdict
+    latency: LatencyStats = Field(description="Per predictor call, measured by the SUT (perf_counter_ns).")
+    loadgen_latency_ns: dict[str, float] = Field(description="LoadGen's own latency figures (per LoadGen sample).")
+    throughput: Throughput
+    queries: int
+    samples: int
+    duration_s: float
+    effective_settings: dict[str, Any]
+    log_dir: str
+
+
+class AccuracyResult(_Frozen):
+    top1: float
+    top5: float
+    count: int
+    verdict: Verdict
+    log_dir: str
+
+
+class LoadTime(_Frozen):
+    artifact_fetch_s: float
+    dataset_s: float = Field(description="Fetch, decode and pre-process the whole dataset (untimed by LoadGen).")
+    model_load_s: float = Field(description="Predictor load: the framework's cold start.")
+    warmup_s: float
+
+
+class ResourceRef(_Frozen):
+    name: str
+    version: str
+
+
+class EvaluationResult(_Frozen):
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    created_at: datetime
+    model: ResourceRef
+    framework: ResourceRef
+    dataset: ResourceRef
+    device: str
+    requested_settings: EvaluationSettings
+    load_time: LoadTime
+    accuracy: AccuracyResult | None = None
+    performance: PerformanceResult | None = None
+    environment: Environment
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        temporary.replace(path)

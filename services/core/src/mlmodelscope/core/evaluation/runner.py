@@ -1,0 +1,218 @@
+"""One evaluation from manifest to result: resolve, fetch, load, warm up, run accuracy and/or performance.
+
+This is the data flow of DESIGN.md section 2 in one place, shared by the CLI (locally) and the agent (in a
+cluster): manifest -> artifact fetch (checksum) -> predictor.load -> driver (LoadGen scenario) -> pre-process
+(untimed, once) -> predict -> post-process -> result. Each phase's wall time is recorded, so cold-start cost is
+reported separately from steady-state latency.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.errors import EvaluationError, ManifestError
+from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
+from mlmodelscope.core.evaluation.environment import capture_environment
+from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
+from mlmodelscope.core.evaluation.results import (
+    AccuracyResult,
+    EvaluationResult,
+    LoadTime,
+    PerformanceResult,
+    ResourceRef,
+    Throughput,
+    Verdict,
+)
+from mlmodelscope.core.evaluation.samples import SampleLibrary, build_sample_library, load_dataset
+from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.evaluation.statistics import latency_stats
+from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, check_version
+from mlmodelscope.core.manifests.resources import Accelerator, FileRef
+from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
+from mlmodelscope.core.processing import Postprocessor, load_labels
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    model: str
+    framework: str
+    dataset: str | None
+    settings: EvaluationSettings
+    output_dir: Path
+    device: Accelerator = "cpu"
+    intra_op_threads: int | None = None
+
+
+def _fetch_labels(store: ArtifactStore, labels: FileRef | None, base_dir: Path) -> list[str] | None:
+    if labels is None:
+        return None
+    return load_labels(store.fetch(labels.uri, labels.sha256, base_dir=base_dir))
+
+
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def run_evaluation(
+    registry: Registry,
+    store: ArtifactStore,
+    request: EvaluationRequest,
+    *,
+    progress: RunProgress | None = None,
+) -> EvaluationResult:
+    resolution = registry.resolve(request.model, request.framework)
+    model, framework = resolution.model, resolution.framework
+    dataset_name = request.dataset or model.spec.dataset
+    if dataset_name is None:
+        raise ManifestError(
+            f"model '{model.name}' names no default dataset and none was given.", hint="Pass --dataset NAME."
+        )
+    dataset = registry.dataset(dataset_name)
+    predictor_class = load_predictor_class(framework.spec.predictor)
+    installed_version = predictor_class.library_version()
+    if framework.spec.predictor != NULL_PREDICTOR:
+        check_version(
+            installed_version,
+            model.spec.framework.version,
+            what=f"the installed {framework.name}",
+            model=model,
+        )
+    if request.device not in framework.spec.accelerators:
+        raise EvaluationError(
+            f"framework '{framework.name}' declares accelerators {framework.spec.accelerators}, not "
+            f"'{request.device}'.",
+            hint="Choose --device from the framework's accelerators.",
+        )
+
+    model_dir = resolution.model_path.parent
+    artifact = resolution.artifact
+    fetch = store.fetch_and_extract if artifact.archive else store.fetch
+    artifact_path, fetch_s = _timed(lambda: fetch(artifact.uri, artifact.sha256, base_dir=model_dir))
+    dataset_dir = registry.source_of("Dataset", dataset.name).parent
+
+    def prepare_samples() -> SampleLibrary:
+        return build_sample_library(load_dataset(dataset, store, dataset_dir), model.spec)
+
+    library, dataset_s = _timed(prepare_samples)
+    output_spec = model.spec.outputs[0]
+    labels = _fetch_labels(store, output_spec.labels, model_dir)
+    classes = output_spec.shape[-1] if output_spec.shape else 0
+    if classes > 0 and (library.labels.min() < 0 or library.labels.max() >= classes):
+        raise ManifestError(
+            f"dataset '{dataset.name}' has labels outside 0..{classes - 1}, the classes of model '{model.name}'.",
+            hint="Evaluate the model on a dataset of its own task and label set.",
+        )
+    postprocessor = Postprocessor(output_spec.postprocess, labels)
+    options = PredictorOptions(device=request.device, intra_op_threads=request.intra_op_threads)
+    predictor = predictor_class(model.spec, options)
+    _, load_s = _timed(lambda: predictor.load(artifact_path))
+    try:
+        driver = LoadGenDriver(predictor, library, postprocessor, request.settings, progress)
+        warmup, warmup_s = _timed(driver.warm_up)
+        accuracy = performance = None
+        if request.settings.runs_accuracy:
+            outcome = driver.run("accuracy", warmup, request.output_dir / "loadgen-accuracy")
+            accuracy = _accuracy_result(outcome, library.labels, request.output_dir / "loadgen-accuracy")
+        if request.settings.runs_performance:
+            outcome = driver.run("performance", warmup, request.output_dir / "loadgen-performance")
+            performance = _performance_result(outcome, request.output_dir / "loadgen-performance")
+    finally:
+        predictor.close()
+
+    environment = capture_environment(
+        framework={"name": framework.name, "version": installed_version},
+        manifest_sha256=registry.checksums(),
+        artifact_sha256={artifact.uri: artifact.sha256, dataset.spec.source.uri: dataset.spec.source.sha256},
+    )
+    return EvaluationResult(
+        id=str(uuid.uuid4()),
+        created_at=datetime.now(UTC),
+        model=ResourceRef(name=model.name, version=model.spec.version),
+        framework=ResourceRef(name=framework.name, version=installed_version),
+        dataset=ResourceRef(name=dataset.name, version=dataset.spec.split),
+        device=request.device,
+        requested_settings=request.settings,
+        load_time=LoadTime(artifact_fetch_s=fetch_s, dataset_s=dataset_s, model_load_s=load_s, warmup_s=warmup_s),
+        accuracy=accuracy,
+        performance=performance,
+        environment=environment,
+    )
+
+
+def _accuracy_result(outcome: RunOutcome, labels: np.ndarray, log_dir: Path) -> AccuracyResult:
+    assert outcome.top_k is not None
+    answered = outcome.top_k[:, 0] >= 0
+    count = int(answered.sum())
+    complete = count == len(labels)
+    verdict = Verdict(
+        valid=complete and not outcome.errors,
+        result="VALID" if complete and not outcome.errors else "INVALID",
+        constraints=[
+            ConstraintCheck(
+                name="all_samples",
+                satisfied=complete,
+                reason=f"{count} of {len(labels)} samples were answered",
+            )
+        ],
+        recommendations=[],
+        early_stopping=[],
+        errors=outcome.errors,
+    )
+    if count == 0:
+        raise EvaluationError("the accuracy run answered no sample.", hint=f"See the LoadGen logs in {log_dir}.")
+    top_k, truth = outcome.top_k[answered], labels[answered]
+    return AccuracyResult(
+        top1=float(np.mean(top_k[:, 0] == truth)),
+        top5=float(np.mean((top_k == truth[:, None]).any(axis=1))),
+        count=count,
+        verdict=verdict,
+        log_dir=str(log_dir),
+    )
+
+
+def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult:
+    report = outcome.report
+    assert report is not None
+    records = outcome.records
+    if len(records) == 0:
+        raise EvaluationError("the performance run completed no query.", hint=f"See the LoadGen logs in {log_dir}.")
+    samples = int(np.sum(records.sample_count))
+    batch_per_loadgen_sample = samples / len(records)
+    uses_units = report.effective_settings.get("scenario") in ("SingleStream", "Server")
+    samples_per_s = report.throughput_samples_per_s * (batch_per_loadgen_sample if uses_units else 1.0)
+    return PerformanceResult(
+        verdict=Verdict(
+            valid=report.valid,
+            result="VALID" if report.valid else "INVALID",
+            constraints=report.constraints,
+            recommendations=report.recommendations,
+            early_stopping=report.early_stopping,
+            errors=report.errors,
+        ),
+        latency=latency_stats(records.latencies_ns()),
+        loadgen_latency_ns=report.latency_ns,
+        throughput=Throughput(
+            samples_per_s=samples_per_s,
+            queries_per_s=len(records) / outcome.duration_s if outcome.duration_s > 0 else 0.0,
+            loadgen_metric=report.throughput_metric,
+        ),
+        queries=len(records),
+        samples=samples,
+        duration_s=outcome.duration_s,
+        effective_settings=report.effective_settings,
+        log_dir=str(log_dir),
+    )

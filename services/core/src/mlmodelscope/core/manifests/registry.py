@@ -1,0 +1,155 @@
+"""The asset registry: every Model, Framework and Dataset known to this run, looked up by name.
+
+Locally the registry is built from ``assets/`` plus extra folders (``--assets`` or ``MLMODELSCOPE_ASSETS``); in a
+cluster the operator builds the same thing from custom resources. Resolution of a (model, framework) pair checks
+the model's PEP 440 framework constraint and picks the artifact format the framework prefers, the way KServe
+matches a model's format to a serving runtime.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from mlmodelscope.core.errors import IncompatibleFrameworkError, ManifestError, UnknownResourceError
+from mlmodelscope.core.manifests.loading import LoadedResource, iter_manifest_files, load_file
+from mlmodelscope.core.manifests.resources import Artifact, Dataset, Framework, Model
+
+ASSETS_ENV = "MLMODELSCOPE_ASSETS"
+NULL_PREDICTOR = "null"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A model and the framework that will run it, with the artifact chosen for that framework."""
+
+    model: Model
+    framework: Framework
+    artifact: Artifact
+    model_path: Path
+
+
+@dataclass
+class Registry:
+    models: dict[str, LoadedResource] = field(default_factory=dict)
+    frameworks: dict[str, LoadedResource] = field(default_factory=dict)
+    datasets: dict[str, LoadedResource] = field(default_factory=dict)
+
+    def add(self, loaded: LoadedResource) -> None:
+        resource = loaded.resource
+        table = {"Model": self.models, "Framework": self.frameworks, "Dataset": self.datasets}[resource.kind]
+        previous = table.get(resource.name)
+        if previous is not None:
+            raise ManifestError(
+                f"{loaded.path}: {resource.kind} '{resource.name}' is already defined in {previous.path}.",
+                hint="Rename one of them or remove the duplicate folder from --assets.",
+            )
+        table[resource.name] = loaded
+
+    # --- lookups -------------------------------------------------------------------------------------------
+
+    def model(self, name: str) -> Model:
+        model = _lookup(self.models, name, "model", "mlmodelscope models list").resource
+        assert isinstance(model, Model)
+        return model
+
+    def framework(self, name: str) -> Framework:
+        framework = _lookup(self.frameworks, name, "framework", "mlmodelscope frameworks list").resource
+        assert isinstance(framework, Framework)
+        return framework
+
+    def dataset(self, name: str) -> Dataset:
+        dataset = _lookup(self.datasets, name, "dataset", "mlmodelscope datasets list").resource
+        assert isinstance(dataset, Dataset)
+        return dataset
+
+    def source_of(self, kind: str, name: str) -> Path:
+        table = {"Model": self.models, "Framework": self.frameworks, "Dataset": self.datasets}[kind]
+        return table[name].path
+
+    def resolve(self, model_name: str, framework_name: str) -> Resolution:
+        """Check that the framework can run the model and choose the artifact."""
+        model = self.model(model_name)
+        framework = self.framework(framework_name)
+        constraint = model.spec.framework
+        # The null predictor runs any model (it answers without computing): it measures the harness itself.
+        if framework.spec.predictor != NULL_PREDICTOR:
+            if constraint.name != framework.name:
+                raise IncompatibleFrameworkError(
+                    f"model '{model.name}' is declared for framework '{constraint.name}', not '{framework.name}'.",
+                    hint=f"Use --framework {constraint.name}.",
+                )
+            check_version(framework.spec.version, constraint.version, what=f"framework '{framework.name}'", model=model)
+        artifact = model.spec.artifact_for(framework.spec.formats)
+        if artifact is None:
+            have = ", ".join(a.format for a in model.spec.artifacts)
+            raise IncompatibleFrameworkError(
+                f"model '{model.name}' has artifacts in {have}; framework '{framework.name}' runs "
+                f"{', '.join(framework.spec.formats)}.",
+                hint="Add an artifact in a supported format to the Model, or choose another framework.",
+            )
+        return Resolution(model, framework, artifact, self.source_of("Model", model.name))
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 of every manifest file, keyed by path, for the result's environment record."""
+        paths = {r.path for table in (self.models, self.frameworks, self.datasets) for r in table.values()}
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(paths)}
+
+
+def check_version(version: str, specifier: str, *, what: str, model: Model) -> None:
+    """Raise IncompatibleFrameworkError when ``version`` does not satisfy the model's constraint."""
+    if not specifier:
+        return
+    try:
+        parsed = Version(version)
+    except InvalidVersion as e:
+        raise IncompatibleFrameworkError(f"{what} has version '{version}', which is not a PEP 440 version.") from e
+    if not model.spec.framework.specifier.contains(parsed, prereleases=True):
+        raise IncompatibleFrameworkError(
+            f"{what} version {version} does not satisfy model '{model.name}''s constraint '{specifier}'.",
+            hint="Install a matching framework version, or relax spec.framework.version in the Model manifest.",
+        )
+
+
+def _lookup(table: dict[str, LoadedResource], name: str, kind: str, list_command: str) -> LoadedResource:
+    found = table.get(name)
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(name, list(table), n=1)
+    suggestion = f" Did you mean '{close[0]}'?" if close else ""
+    known = ", ".join(sorted(table)) or "none"
+    raise UnknownResourceError(
+        f"unknown {kind} '{name}' (known: {known}).{suggestion}",
+        hint=f"See `{list_command}`, or add a folder of manifests with --assets.",
+    )
+
+
+def load_registry(roots: Sequence[Path]) -> Registry:
+    """Load every manifest under the given asset roots into one registry."""
+    registry = Registry()
+    for root in roots:
+        if not root.is_dir():
+            raise ManifestError(f"{root}: assets folder does not exist.", hint="Check --assets / MLMODELSCOPE_ASSETS.")
+        for path in iter_manifest_files(root):
+            for loaded in load_file(path):
+                registry.add(loaded)
+    return registry
+
+
+def asset_roots(defaults: Iterable[Path], environ_value: str | None, extra: Iterable[Path]) -> list[Path]:
+    """Default folders, then folders from the environment (os.pathsep-separated), then flags; duplicates dropped."""
+    roots = list(defaults)
+    if environ_value:
+        roots += [Path(p) for p in environ_value.split(os.pathsep) if p]
+    roots += list(extra)
+    unique: list[Path] = []
+    for root in roots:
+        if root.resolve() not in (r.resolve() for r in unique):
+            unique.append(root)
+    return unique
