@@ -25,7 +25,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p mlmodelscope.core -p mlmodelscope.agent -p mlmodelscope.cli
-	$(BIN)/lint-imports
+	PYTHONPATH=services/core/src:services/agent/src:services/cli/src $(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .

@@ -32,14 +32,16 @@ def default_cache_dir(environ: Mapping[str, str]) -> Path:
     return base / "mlmodelscope"
 
 
-def build_context(assets: Sequence[Path], cache_dir: Path | None, environ: Mapping[str, str] | None = None) -> CliContext:
+def build_context(
+    assets: Sequence[Path], cache_dir: Path | None, environ: Mapping[str, str] | None = None
+) -> CliContext:
     env = os.environ if environ is None else environ
     defaults = [DEFAULT_ASSETS] if DEFAULT_ASSETS.is_dir() else []
     roots = asset_roots(defaults, env.get(ASSETS_ENV), assets)
     if not roots:
         raise ManifestError(
             "no assets folder: ./assets does not exist and neither --assets nor MLMODELSCOPE_ASSETS is set.",
-            hint="Run from the repository root, or pass --assets PATH to a folder with models/, frameworks/, datasets/.",
+            hint="Run from the repository root, or pass --assets PATH (a folder with models/, frameworks/, datasets/).",
         )
     registry = load_registry(roots)
     store = ArtifactStore(cache_dir or default_cache_dir(env), s3=S3Settings.from_env(env))

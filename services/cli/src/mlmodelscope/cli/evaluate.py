@@ -32,7 +32,8 @@ def parse_duration_s(text: str, option: str) -> float:
     match = _DURATION.match(text)
     if match is None:
         raise EvaluationError(
-            f"{option} '{text}' is not a duration.", hint="Write seconds (10, 10s), milliseconds (500ms) or minutes (2m)."
+            f"{option} '{text}' is not a duration.",
+            hint="Write seconds (10, 10s), milliseconds (500ms) or minutes (2m).",
         )
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
@@ -52,7 +53,12 @@ def _watch(progress: RunProgress, done: threading.Event, console: Console) -> No
             elapsed = time.monotonic() - progress.started_monotonic_s if progress.started_monotonic_s else 0.0
             label = f"{progress.phase}: {progress.completed_queries:,} queries"
             if progress.min_duration_s > 0:
-                bar.update(task, description=label, total=progress.min_duration_s, completed=min(elapsed, progress.min_duration_s))
+                bar.update(
+                    task,
+                    description=label,
+                    total=progress.min_duration_s,
+                    completed=min(elapsed, progress.min_duration_s),
+                )
             else:
                 bar.update(task, description=label, total=None)
 
@@ -81,8 +87,8 @@ def evaluate(
     """Evaluate MODEL on FRAMEWORK: accuracy and/or performance under an MLPerf LoadGen scenario."""
     options = ctx.find_root().obj or {}
     settings = EvaluationSettings(
-        scenario=_choice(scenario, SCENARIOS, "--scenario"),  # type: ignore[arg-type]
-        mode=_choice(mode, MODES, "--mode"),  # type: ignore[arg-type]
+        scenario=_choice(scenario, SCENARIOS, "--scenario"),
+        mode=_choice(mode, MODES, "--mode"),
         batch_size=batch_size,
         warmup_queries=warmup,
         min_duration_s=parse_duration_s(min_duration, "--min-duration"),

@@ -38,7 +38,9 @@ def _root(
     ctx: typer.Context,
     assets: Annotated[
         list[Path] | None,
-        typer.Option("--assets", help="Extra folder with models/, frameworks/, datasets/ (repeatable).", show_default=False),
+        typer.Option(
+            "--assets", help="Extra folder with models/, frameworks/, datasets/ (repeatable).", show_default=False
+        ),
     ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Artifact cache (default: $MLMODELSCOPE_CACHE_DIR or ~/.cache).")
@@ -50,8 +52,9 @@ def _root(
 def _settings_problem(error: ValidationError) -> str:
     parts = []
     for problem in error.errors():
-        where = ".".join(str(p) for p in problem["loc"]) or "settings"
-        parts.append(f"{where}: {str(problem['msg']).removeprefix('Value error, ')}")
+        where = ".".join(str(p) for p in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 

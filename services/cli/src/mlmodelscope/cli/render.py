@@ -26,7 +26,10 @@ def result_table(result: EvaluationResult) -> RenderableType:
     table.add_row("scenario / mode", f"{settings.scenario} / {settings.mode}, batch size {settings.batch_size}")
     table.add_row("device", f"{result.device} on {result.environment.arch} ({result.environment.cpu_model})")
     load = result.load_time
-    table.add_row("model load (cold start)", f"{load.model_load_s * 1000:.1f} ms (artifact fetch {load.artifact_fetch_s * 1000:.1f} ms)")
+    table.add_row(
+        "model load (cold start)",
+        f"{load.model_load_s * 1000:.1f} ms (artifact fetch {load.artifact_fetch_s * 1000:.1f} ms)",
+    )
     parts: list[RenderableType] = [table]
     if result.accuracy is not None:
         accuracy = result.accuracy

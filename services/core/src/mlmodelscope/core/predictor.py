@@ -101,6 +101,4 @@ def load_predictor_class(name: str) -> type[Predictor]:
 
 def zeros_like_outputs(model: ModelSpec, batch_size: int) -> list[np.ndarray]:
     """Arrays shaped like the model's declared outputs for one batch (dynamic axes become 1)."""
-    return [
-        np.zeros((batch_size, *(max(d, 1) for d in output.shape)), dtype=output.dtype) for output in model.outputs
-    ]
+    return [np.zeros((batch_size, *(max(d, 1) for d in output.shape)), dtype=output.dtype) for output in model.outputs]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 
 from mlmodelscope.core.artifacts import ArtifactStore
-from mlmodelscope.core.errors import EvaluationError, ManifestError
+from mlmodelscope.core.errors import ArtifactError, EvaluationError, ManifestError
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
 from mlmodelscope.core.evaluation.environment import capture_environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
@@ -39,7 +40,6 @@ from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, check
 from mlmodelscope.core.manifests.resources import Accelerator, FileRef
 from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
 from mlmodelscope.core.processing import Postprocessor, load_labels
-
 
 T = TypeVar("T")
 
@@ -65,6 +65,15 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     start = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - start
+
+
+@contextmanager
+def _naming_the_manifest(where: str) -> Iterator[None]:
+    """Prefix artifact errors with the manifest that named the artifact, keeping type, hint and cause."""
+    try:
+        yield
+    except ArtifactError as e:
+        raise type(e)(f"{where}: {e.message}", hint=e.hint) from e
 
 
 def run_evaluation(
@@ -101,15 +110,18 @@ def run_evaluation(
     model_dir = resolution.model_path.parent
     artifact = resolution.artifact
     fetch = store.fetch_and_extract if artifact.archive else store.fetch
-    artifact_path, fetch_s = _timed(lambda: fetch(artifact.uri, artifact.sha256, base_dir=model_dir))
+    with _naming_the_manifest(f"model '{model.name}' ({resolution.model_path})"):
+        artifact_path, fetch_s = _timed(lambda: fetch(artifact.uri, artifact.sha256, base_dir=model_dir))
     dataset_dir = registry.source_of("Dataset", dataset.name).parent
 
     def prepare_samples() -> SampleLibrary:
         return build_sample_library(load_dataset(dataset, store, dataset_dir), model.spec)
 
-    library, dataset_s = _timed(prepare_samples)
+    with _naming_the_manifest(f"dataset '{dataset.name}' ({registry.source_of('Dataset', dataset.name)})"):
+        library, dataset_s = _timed(prepare_samples)
     output_spec = model.spec.outputs[0]
-    labels = _fetch_labels(store, output_spec.labels, model_dir)
+    with _naming_the_manifest(f"model '{model.name}' labels ({resolution.model_path})"):
+        labels = _fetch_labels(store, output_spec.labels, model_dir)
     classes = output_spec.shape[-1] if output_spec.shape else 0
     if classes > 0 and (library.labels.min() < 0 or library.labels.max() >= classes):
         raise ManifestError(
@@ -194,6 +206,9 @@ def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult
     batch_per_loadgen_sample = samples / len(records)
     uses_units = report.effective_settings.get("scenario") in ("SingleStream", "Server")
     samples_per_s = report.throughput_samples_per_s * (batch_per_loadgen_sample if uses_units else 1.0)
+    metric = report.throughput_metric
+    if samples_per_s <= 0:  # MultiStream: LoadGen reports latencies only; count what the SUT completed
+        samples_per_s, metric = samples / outcome.duration_s, "sut_samples_per_second"
     return PerformanceResult(
         verdict=Verdict(
             valid=report.valid,
@@ -208,7 +223,7 @@ def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult
         throughput=Throughput(
             samples_per_s=samples_per_s,
             queries_per_s=len(records) / outcome.duration_s if outcome.duration_s > 0 else 0.0,
-            loadgen_metric=report.throughput_metric,
+            loadgen_metric=metric,
         ),
         queries=len(records),
         samples=samples,

@@ -170,7 +170,7 @@ class FrameworkSpec(_Strict):
     version: str = Field(min_length=1, description="The framework version this resource describes (PEP 440).")
     predictor: str = Field(min_length=1, description="Name of the predictor entry point that runs it.")
     formats: list[ArtifactFormat] = Field(min_length=1, description="Supported artifact formats, preferred first.")
-    accelerators: list[Accelerator] = Field(default_factory=lambda: ["cpu"])
+    accelerators: list[Accelerator] = Field(default_factory=lambda: list[Accelerator](["cpu"]))
     containers: list[Container] = Field(default_factory=list)
     device_resources: dict[Accelerator, str] = Field(
         default_factory=dict, description="Kubernetes extended resource per accelerator, e.g. gpu: nvidia.com/gpu."

@@ -1,0 +1,126 @@
+"""The artifact store: fetch a model or dataset file by URI, verify its sha256, keep it in a local cache.
+
+This is the one door through which predictors and the evaluation runner get bytes from outside. It resolves the
+URI (local path, ``file://``, ``http(s)://``, ``s3://``), serves pinned artifacts from the content-addressed cache
+without touching the network, and otherwise downloads into a temporary file, hashes while writing, verifies, and
+atomically moves the file into the cache. Archives can be unpacked once per content hash.
+
+There is no retry loop here: failures that may pass (``StoreUnreachableError``, a ``TransientError``) are left to
+the caller, which knows whether a retry makes sense.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mlmodelscope.core.artifacts.archive import ARCHIVE_SUFFIXES, archive_kind, extract_once
+from mlmodelscope.core.artifacts.cache import ContentCache
+from mlmodelscope.core.artifacts.digests import HashingWriter, normalize_sha256
+from mlmodelscope.core.artifacts.http_source import download_http
+from mlmodelscope.core.artifacts.local_source import copy_local
+from mlmodelscope.core.artifacts.locations import HttpObject, LocalFile, Location, S3Object, parse_uri
+from mlmodelscope.core.artifacts.s3_source import download_s3
+from mlmodelscope.core.artifacts.settings import S3Settings
+from mlmodelscope.core.errors import ArtifactError, ChecksumMismatchError
+
+logger = logging.getLogger(__name__)
+
+
+class ArtifactStore:
+    """Fetches artifacts into ``cache_dir``; safe to share one cache folder between processes."""
+
+    def __init__(self, cache_dir: Path, *, s3: S3Settings | None = None, http_timeout_s: float = 30.0) -> None:
+        self._cache = ContentCache(cache_dir)
+        self._s3 = s3
+        self._http_timeout_s = http_timeout_s
+        self._swept = False
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._cache.root
+
+    @property
+    def s3(self) -> S3Settings | None:
+        return self._s3
+
+    def fetch(self, uri: str, sha256: str | None, *, base_dir: Path | None = None) -> Path:
+        """The local path of the artifact at ``uri``, verified against ``sha256`` when one is given.
+
+        The result lies at ``cache_dir/sha256/<hex>/<file name>``, so its parent folder's name is the digest
+        even when none was pinned. Relative paths are resolved against ``base_dir``.
+        """
+        path, _ = self._fetch(uri, sha256, base_dir)
+        return path
+
+    def fetch_and_extract(self, uri: str, sha256: str | None, *, base_dir: Path | None = None) -> Path:
+        """Fetch an archive (.tar, .tar.gz, .tgz, .zip, ...) and return the folder it was safely unpacked into.
+
+        The folder is ``cache_dir/extracted/<hex of the archive>``; it is unpacked once and reused afterwards.
+        """
+        location = parse_uri(uri, base_dir)
+        if archive_kind(location.name) is None:
+            raise ArtifactError(
+                f"{uri}: '{location.name}' is not an archive type the store can unpack.",
+                hint=f"Use one of {', '.join(ARCHIVE_SUFFIXES)}, or declare the artifact as a plain file.",
+            )
+        if sha256 is not None:
+            folder = self._cache.extracted_dir(normalize_sha256(sha256, uri=uri))
+            if folder.is_dir():
+                return folder
+        archive, digest = self._fetch(uri, sha256, base_dir)
+        folder = self._cache.extracted_dir(digest)
+        if not folder.is_dir():
+            extract_once(archive, folder)
+            logger.info("unpacked %s into %s", uri, folder)
+        return folder
+
+    # --- internals -------------------------------------------------------------------------------------------
+
+    def _fetch(self, uri: str, sha256: str | None, base_dir: Path | None) -> tuple[Path, str]:
+        location = parse_uri(uri, base_dir)
+        expected = None if sha256 is None else normalize_sha256(sha256, uri=uri)
+        if expected is not None:
+            hit = self._cache.lookup(expected, location.name)
+            if hit is not None:
+                return hit, expected
+        return self._download(location, expected)
+
+    def _download(self, location: Location, expected: str | None) -> tuple[Path, str]:
+        if not self._swept:
+            self._swept = True
+            self._cache.sweep_temp()
+        try:
+            with self._cache.staging() as staged:
+                self._copy(location, staged.writer)
+                actual = staged.writer.hexdigest()
+                if expected is not None and actual != expected:
+                    raise ChecksumMismatchError(
+                        f"{location.uri}: the fetched bytes have sha256 {actual}, but {expected} was expected.",
+                        hint="Re-check the sha256 in the manifest, or whether the artifact at that URI was replaced "
+                        "or corrupted; the file was not cached.",
+                    )
+                path = self._cache.commit(staged, actual, location.name)
+        except OSError as e:
+            raise ArtifactError(
+                f"{location.uri}: cannot write into the artifact cache at {self._cache.root}: {e}.",
+                hint="Free disk space, or point the cache at a writable folder (MLMODELSCOPE_CACHE_DIR).",
+            ) from e
+        logger.info(
+            "fetched %s (%d bytes, sha256 %s%s)",
+            location.uri,
+            staged.writer.size_bytes,
+            actual,
+            "" if expected is not None else ", not pinned",
+        )
+        return path, actual
+
+    def _copy(self, location: Location, sink: HashingWriter) -> None:
+        if isinstance(location, LocalFile):
+            copy_local(location, sink)
+        elif isinstance(location, HttpObject):
+            download_http(location, sink, timeout_s=self._http_timeout_s)
+        elif isinstance(location, S3Object):
+            download_s3(location, sink, settings=self._s3, read_timeout_s=self._http_timeout_s)
+        else:  # pragma: no cover - Location is a closed union
+            raise AssertionError(location)
