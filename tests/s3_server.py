@@ -113,7 +113,7 @@ class SeaweedS3:
 
     def _ready(self) -> bool:
         """True once buckets can be listed and an object written (the volume server has joined)."""
-        http = self.pool(timeout_s=2.0)
+        http = self.pool(timeout_s=5.0)
         client = self.client(http)
         try:
             client.list_buckets()

@@ -33,8 +33,9 @@ class NullPredictor(Predictor):
         self._outputs_by_batch = {}
 
     def predict(self, inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-        batch = len(inputs[0])
-        outputs = self._outputs_by_batch.get(batch)
-        if outputs is None:
+        try:
+            return self._outputs_by_batch[len(inputs[0])]
+        except KeyError:
+            batch = len(inputs[0])
             outputs = self._outputs_by_batch[batch] = zeros_like_outputs(self.model, batch)
-        return outputs
+            return outputs

@@ -50,31 +50,39 @@ _UNIT_SCENARIOS = ("single-stream", "server")
 
 @dataclass
 class RunProgress:
-    """Live state of the driver, read by a UI thread (plain attribute reads; no locking on the hot path)."""
+    """Live state of the driver, read by a UI thread.
+
+    The SUT never writes to it on the hot path: the count of completed calls is the length of the list the SUT
+    appends its records to anyway (reading ``len`` of a list from another thread is safe under the GIL).
+    """
 
     phase: str = "idle"
-    completed_queries: int = 0
     started_monotonic_s: float = 0.0
     min_duration_s: float = 0.0
+    _rows: list[Any] = field(default_factory=list)
 
-    def start(self, phase: str, min_duration_s: float) -> None:
-        self.completed_queries = 0
+    def start(self, phase: str, min_duration_s: float, rows: list[Any]) -> None:
+        self._rows = rows
         self.min_duration_s = min_duration_s
         self.started_monotonic_s = time.monotonic()
         self.phase = phase
 
+    @property
+    def completed_queries(self) -> int:
+        return len(self._rows)
 
-@dataclass
+
+@dataclass(frozen=True)
 class QueryRecords:
-    """One row per predictor call: which LoadGen sample indices, and SUT-side start/end (perf_counter_ns)."""
+    """One row per predictor call: first dataset item, item count, SUT-side start/end (perf_counter_ns)."""
 
-    first_index: list[int] = field(default_factory=list)
-    sample_count: list[int] = field(default_factory=list)
-    start_ns: list[int] = field(default_factory=list)
-    end_ns: list[int] = field(default_factory=list)
+    first_item: np.ndarray
+    item_count: np.ndarray
+    start_ns: np.ndarray
+    end_ns: np.ndarray
 
     def latencies_ns(self) -> np.ndarray:
-        return np.asarray(self.end_ns, dtype=np.int64) - np.asarray(self.start_ns, dtype=np.int64)
+        return self.end_ns - self.start_ns
 
     def __len__(self) -> int:
         return len(self.start_ns)
@@ -131,12 +139,12 @@ class LoadGenDriver:
         batch = min(self.settings.batch_size, self.library.size)
         inputs = self.library.contiguous(0, batch)
         latencies = []
-        self.progress.start("warm-up", 0.0)
+        self.progress.start("warm-up", 0.0, latencies)
         for _ in range(count):
             start = time.perf_counter_ns()
-            self.postprocessor(self.predictor.predict(inputs)[0])
+            self.predictor.predict(inputs)
             latencies.append(time.perf_counter_ns() - start)
-            self.progress.completed_queries += 1
+        self.postprocessor(self.predictor.predict(inputs)[0])  # warm the post-processing path too (untimed)
         ordered = sorted(latencies)
         return WarmupResult(count, ordered[len(ordered) // 2], ordered[0])
 
@@ -184,17 +192,16 @@ class LoadGenDriver:
 
     def run(self, mode: RunMode, warmup: WarmupResult, log_dir: Path) -> RunOutcome:
         log_dir.mkdir(parents=True, exist_ok=True)
-        records = QueryRecords()
         top_k = np.full((self.library.size, TOP_K_RECORDED), -1, dtype=np.int64) if mode == "accuracy" else None
-        sut = _Sut(self, records, top_k)
+        sut = _Sut(self, top_k)
         settings = self._test_settings(mode, warmup)
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(log_dir)
         log_settings.log_output.copy_summary_to_stdout = False
-        log_settings.enable_trace = False
+        log_settings.enable_trace = False  # hundreds of MB per minute; our own records carry per-query times
         sut_handle = lg.ConstructSUT(sut.issue, sut.flush)
         qsl_handle = lg.ConstructQSL(self._sample_count, self._sample_count, _load_nothing, _load_nothing)
-        self.progress.start(mode, self.settings.min_duration_s if mode == "performance" else 0.0)
+        self.progress.start(mode, self.settings.min_duration_s if mode == "performance" else 0.0, sut.rows)
         started = time.perf_counter()
         try:
             sut.start_workers()
@@ -205,11 +212,13 @@ class LoadGenDriver:
             lg.DestroySUT(sut_handle)
             self.progress.phase = "done"
         duration_s = time.perf_counter() - started
-        if sut.failure is not None:
+        if sut.failures:
+            failure = sut.failures[0]
             raise EvaluationError(
-                f"the predictor failed during the {mode} run: {sut.failure}",
-                hint="Run with a smaller batch size or check the model's inputs.",
-            ) from sut.failure
+                f"the predictor failed during the {mode} run ({len(sut.failures)} failed calls): {failure}",
+                hint="Check the model's inputs against the manifest, or try a smaller batch size.",
+            ) from failure
+        records = sut.records()
         if mode == "accuracy":
             errors = read_detail_log(log_dir / DETAIL_LOG)["_errors"]
             return RunOutcome(mode, None, errors, records, duration_s, top_k)
@@ -222,33 +231,42 @@ def _load_nothing(_samples: Sequence[int]) -> None:
 
 
 class _Sut:
-    """The callbacks LoadGen calls. Kept separate so the driver's public surface stays small."""
+    """The callbacks LoadGen calls, built as closures over locals so the hot path does no attribute lookups.
 
-    def __init__(self, driver: LoadGenDriver, records: QueryRecords, top_k: np.ndarray | None) -> None:
-        self.predict = driver.predictor.predict
-        self.postprocess = driver.postprocessor
-        self.library = driver.library
-        self.units = driver._units
-        self.batch_size = driver.settings.batch_size
-        self.progress = driver.progress
-        self.records = records
-        self.top_k = top_k
-        self.failure: Exception | None = None
+    Performance mode times ``predict`` only: LoadGen never looks at responses there (as in MLPerf, where accuracy
+    is scored from the accuracy run). Accuracy mode also post-processes every output and records its top-5.
+    Every call appends one row ``(first item, item count, start ns, end ns)``; a failing call is remembered
+    and still completed, so LoadGen never waits for an answer that will not come.
+    """
+
+    def __init__(self, driver: LoadGenDriver, top_k: np.ndarray | None) -> None:
+        # Rows are (unit index, start ns, end ns) for unit scenarios, (first item, items, start ns, end ns) else.
+        self.rows: list[tuple[int, ...]] = []
+        self._library_size = driver.library.size
+        self._unit_batch = driver.settings.batch_size if driver._uses_units else 0
+        self.failures: list[Exception] = []
         self._queue: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         scenario = driver.settings.scenario
-        self.issue: Callable[[list[Any]], None]
-        if scenario == "server":
-            self.issue = self._enqueue
-            self._worker_count = 1
-        else:
-            self.issue = self._answer_units if scenario == "single-stream" else self._answer_batches
-            self._worker_count = 0
+        answer = self._answer_units(driver, top_k) if driver._uses_units else self._answer_batches(driver, top_k)
+        self._answer = answer
+        self.issue: Callable[[list[Any]], None] = self._queue.put if scenario == "server" else answer
+        self._worker_count = 1 if scenario == "server" else 0
 
     def flush(self) -> None:
         """Nothing is held back: every query is answered as soon as it is computed."""
 
-    # Server: LoadGen's issue thread must not block, so queries go to workers.
+    def records(self) -> QueryRecords:
+        if self._unit_batch:
+            table = np.asarray(self.rows, dtype=np.int64).reshape(-1, 3)
+            first = table[:, 0] * self._unit_batch
+            # Units hold batch_size consecutive items; the last unit of the dataset may be shorter.
+            item_count = np.minimum(self._unit_batch, self._library_size - first)
+            return QueryRecords(first, item_count, table[:, 1], table[:, 2])
+        table = np.asarray(self.rows, dtype=np.int64).reshape(-1, 4)
+        return QueryRecords(table[:, 0], table[:, 1], table[:, 2], table[:, 3])
+
+    # Server: LoadGen's issue thread must not block on inference, so queries go to a worker.
     def start_workers(self) -> None:
         for n in range(self._worker_count):
             worker = threading.Thread(target=self._work, name=f"mlmodelscope-sut-{n}", daemon=True)
@@ -261,64 +279,72 @@ class _Sut:
         for worker in self._workers:
             worker.join(timeout=60)
 
-    def _enqueue(self, query_samples: list[Any]) -> None:
-        self._queue.put(query_samples)
-
     def _work(self) -> None:
-        while True:
-            query_samples = self._queue.get()
-            if query_samples is None:
-                return
-            self._answer_units(query_samples)
+        answer, get = self._answer, self._queue.get
+        while (query_samples := get()) is not None:
+            answer(query_samples)
 
-    # SingleStream / Server: each LoadGen sample is one pre-built unit (a batch of consecutive items).
-    def _answer_units(self, query_samples: list[Any]) -> None:
-        responses = []
-        for sample in query_samples:
-            index = sample.index
-            start = time.perf_counter_ns()
-            try:
-                result = self.postprocess(self.predict(self.units[index])[0])
-            except Exception as e:  # reported after LoadGen returns; the query must still complete
-                self.failure = self.failure or e
-                result = None
-            end = time.perf_counter_ns()
-            records = self.records
-            records.first_index.append(index * self.batch_size)
-            records.sample_count.append(len(self.units[index][0]))
-            records.start_ns.append(start)
-            records.end_ns.append(end)
-            if self.top_k is not None and result is not None:
-                first = index * self.batch_size
-                self._record_top_k(np.arange(first, first + len(result.top_indices)), result.top_indices)
-            responses.append(lg.QuerySampleResponse(sample.id, 0, 0))
-        lg.QuerySamplesComplete(responses)
-        self.progress.completed_queries += 1
+    def _answer_units(self, driver: LoadGenDriver, top_k: np.ndarray | None) -> Callable[[list[Any]], None]:
+        """SingleStream / Server: each LoadGen sample is one pre-built unit (a batch of consecutive items)."""
+        predict, units, batch = driver.predictor.predict, driver._units, driver.settings.batch_size
+        append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
+        response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
+        if top_k is None:
 
-    # MultiStream / Offline: many samples per query, answered in batches of batch_size.
-    def _answer_batches(self, query_samples: list[Any]) -> None:
-        batch = self.batch_size
-        for offset in range(0, len(query_samples), batch):
-            chunk = query_samples[offset : offset + batch]
-            indices = [s.index for s in chunk]
-            start = time.perf_counter_ns()
-            try:
-                result = self.postprocess(self.predict(self.library.gather(indices))[0])
-            except Exception as e:  # reported after LoadGen returns; the query must still complete
-                self.failure = self.failure or e
-                result = None
-            end = time.perf_counter_ns()
-            records = self.records
-            records.first_index.append(indices[0])
-            records.sample_count.append(len(indices))
-            records.start_ns.append(start)
-            records.end_ns.append(end)
-            if self.top_k is not None and result is not None:
-                self._record_top_k(np.asarray(indices), result.top_indices)
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in chunk])
-        self.progress.completed_queries += 1
+            def answer_performance(query_samples: list[Any]) -> None:
+                # SingleStream and Server issue exactly one sample per query.
+                sample = query_samples[0]
+                index = sample.index
+                start = clock()
+                try:
+                    predict(units[index])
+                except Exception as e:
+                    failures.append(e)
+                append((index, start, clock()))
+                complete([response(sample.id, 0, 0)])
 
-    def _record_top_k(self, items: np.ndarray, top_indices: np.ndarray) -> None:
-        assert self.top_k is not None
-        k = min(TOP_K_RECORDED, top_indices.shape[1])
-        self.top_k[items, :k] = top_indices[:, :k]
+            return answer_performance
+        postprocess = driver.postprocessor
+
+        def answer_accuracy(query_samples: list[Any]) -> None:
+            for sample in query_samples:
+                index = sample.index
+                first = index * batch
+                start = clock()
+                try:
+                    result = postprocess(predict(units[index])[0])
+                    _record_top_k(top_k, np.arange(first, first + len(result.top_indices)), result.top_indices)
+                except Exception as e:
+                    failures.append(e)
+                append((index, start, clock()))
+            complete([response(sample.id, 0, 0) for sample in query_samples])
+
+        return answer_accuracy
+
+    def _answer_batches(self, driver: LoadGenDriver, top_k: np.ndarray | None) -> Callable[[list[Any]], None]:
+        """MultiStream / Offline: many samples per query, answered in batches of batch_size."""
+        predict, gather, batch = driver.predictor.predict, driver.library.gather, driver.settings.batch_size
+        postprocess = driver.postprocessor if top_k is not None else None
+        append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
+        response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
+
+        def answer(query_samples: list[Any]) -> None:
+            for offset in range(0, len(query_samples), batch):
+                chunk = query_samples[offset : offset + batch]
+                indices = [sample.index for sample in chunk]
+                start = clock()
+                try:
+                    outputs = predict(gather(indices))
+                    if postprocess is not None and top_k is not None:
+                        _record_top_k(top_k, np.asarray(indices), postprocess(outputs[0]).top_indices)
+                except Exception as e:
+                    failures.append(e)
+                append((indices[0], len(indices), start, clock()))
+                complete([response(sample.id, 0, 0) for sample in chunk])
+
+        return answer
+
+
+def _record_top_k(top_k: np.ndarray, items: np.ndarray, top_indices: np.ndarray) -> None:
+    k = min(TOP_K_RECORDED, top_indices.shape[1])
+    top_k[items, :k] = top_indices[:, :k]

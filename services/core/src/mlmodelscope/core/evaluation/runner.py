@@ -202,7 +202,7 @@ def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult
     records = outcome.records
     if len(records) == 0:
         raise EvaluationError("the performance run completed no query.", hint=f"See the LoadGen logs in {log_dir}.")
-    samples = int(np.sum(records.sample_count))
+    samples = int(np.sum(records.item_count))
     batch_per_loadgen_sample = samples / len(records)
     uses_units = report.effective_settings.get("scenario") in ("SingleStream", "Server")
     samples_per_s = report.throughput_samples_per_s * (batch_per_loadgen_sample if uses_units else 1.0)
