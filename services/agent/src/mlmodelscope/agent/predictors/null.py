@@ -19,8 +19,6 @@ from mlmodelscope.core.predictor import Predictor, zeros_like_outputs
 class NullPredictor(Predictor):
     name = "null"
 
-    _outputs_by_batch: dict[int, list[np.ndarray]]
-
     @classmethod
     def library_version(cls) -> str:
         return core_version
@@ -30,12 +28,18 @@ class NullPredictor(Predictor):
             raise DeviceUnavailableError(
                 f"the null predictor runs on the cpu only, not '{self.options.device}'.", hint="Use --device cpu."
             )
-        self._outputs_by_batch = {}
+        outputs_by_batch: dict[int, list[np.ndarray]] = {}
+        model = self.model
+
+        def predict(inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+            try:
+                return outputs_by_batch[len(inputs[0])]
+            except KeyError:
+                outputs = outputs_by_batch[len(inputs[0])] = zeros_like_outputs(model, len(inputs[0]))
+                return outputs
+
+        # A plain function bound on the instance: the harness calls it with no method-binding cost.
+        self.predict = predict  # type: ignore[method-assign]
 
     def predict(self, inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-        try:
-            return self._outputs_by_batch[len(inputs[0])]
-        except KeyError:
-            batch = len(inputs[0])
-            outputs = self._outputs_by_batch[batch] = zeros_like_outputs(self.model, batch)
-            return outputs
+        raise RuntimeError("NullPredictor.predict called before load()")

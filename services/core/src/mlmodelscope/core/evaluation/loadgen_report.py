@@ -9,6 +9,7 @@ percentiles and throughput, and the *effective* settings it ran with.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from mlmodelscope.core.errors import EvaluationError
 DETAIL_LOG = "mlperf_log_detail.txt"
 SUMMARY_LOG = "mlperf_log_summary.txt"
 _PREFIX = ":::MLLOG "
+_SENTENCE_END = re.compile(r"(?<=\.)\s+")
 
 
 class ConstraintCheck(BaseModel):
@@ -44,6 +46,7 @@ class LoadGenReport(BaseModel):
     throughput_metric: str
     latency_ns: dict[str, float]
     effective_settings: dict[str, Any]
+    requested_settings: dict[str, Any]
 
 
 def read_detail_log(path: Path) -> dict[str, Any]:
@@ -132,7 +135,7 @@ def parse_report(log_dir: Path) -> LoadGenReport:
     return LoadGenReport(
         valid=log["result_validity"] == "VALID",
         constraints=_constraints(log),
-        recommendations=[r.strip() for r in str(log.get("result_invalid_reason", "")).split(". ") if r.strip()],
+        recommendations=[r for r in _SENTENCE_END.split(str(log.get("result_invalid_reason", "")).strip()) if r],
         early_stopping=_split_bullets(str(log.get("early_stopping_result", ""))),
         errors=list(log["_errors"]),
         query_count=int(log.get("result_query_count", 0)),
@@ -140,4 +143,5 @@ def parse_report(log_dir: Path) -> LoadGenReport:
         throughput_metric=metric,
         latency_ns=latency,
         effective_settings={k.removeprefix("effective_"): v for k, v in log.items() if k.startswith("effective_")},
+        requested_settings={k.removeprefix("requested_"): v for k, v in log.items() if k.startswith("requested_")},
     )

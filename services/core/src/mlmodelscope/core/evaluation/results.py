@@ -48,7 +48,8 @@ class PerformanceResult(_Frozen):
     queries: int
     samples: int
     duration_s: float
-    effective_settings: dict[str, Any]
+    effective_settings: dict[str, Any] = Field(description="The settings LoadGen ran with (its 'effective_*').")
+    loadgen_requested_settings: dict[str, Any] = Field(description="What we asked LoadGen for ('requested_*').")
     log_dir: str
 
 

@@ -229,5 +229,6 @@ def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult
         samples=samples,
         duration_s=outcome.duration_s,
         effective_settings=report.effective_settings,
+        loadgen_requested_settings=report.requested_settings,
         log_dir=str(log_dir),
     )

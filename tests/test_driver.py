@@ -1,0 +1,136 @@
+"""The LoadGen driver and runner in-process: batching per scenario, records, accuracy bookkeeping, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.errors import EvaluationError, PredictorError
+from mlmodelscope.core.evaluation.driver import LoadGenDriver
+from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.samples import SampleLibrary
+from mlmodelscope.core.evaluation.settings import EvaluationSettings, Seeds
+from mlmodelscope.core.manifests import Registry, load_registry
+from mlmodelscope.core.predictor import Predictor, PredictorOptions
+from mlmodelscope.core.processing import Postprocessor
+from mlmodelscope.core.processing.steps import PostprocessStep, TopKStep
+from tests.conftest import ASSETS
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"min_duration_s": 0.2, "min_query_count": 50, "warmup_queries": 2}
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return load_registry([ASSETS])
+
+
+def _run(registry: Registry, tmp_path: Path, framework: str = "onnxruntime", **settings: object):  # type: ignore[no-untyped-def]
+    request = EvaluationRequest(
+        model="digits-cnn",
+        framework=framework,
+        dataset=None,
+        settings=EvaluationSettings(**{**QUICK, **settings}),  # type: ignore[arg-type]
+        output_dir=tmp_path / "out",
+    )
+    return run_evaluation(registry, ArtifactStore(tmp_path / "cache"), request)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "batch_size"),
+    [("single-stream", 4), ("offline", 32), ("multi-stream", 3), ("server", 7)],
+)
+def test_accuracy_is_the_same_for_every_scenario_and_batch_size(
+    registry: Registry, tmp_path: Path, scenario: str, batch_size: int
+) -> None:
+    """Every item is answered once whatever the batching (450 is not a multiple of 4, 32, 3 or 7)."""
+    extra = {"target_qps": 500.0} if scenario == "server" else {}
+    result = _run(registry, tmp_path, scenario=scenario, batch_size=batch_size, mode="accuracy", **extra)
+    assert result.accuracy is not None
+    assert result.accuracy.count == 450
+    assert result.accuracy.verdict.valid
+    assert result.accuracy.top1 == pytest.approx(0.9889, abs=1e-4)  # the model's recorded top-1 (445/450)
+    assert result.accuracy.top5 == 1.0
+
+
+def test_performance_records_cover_batches(registry: Registry, tmp_path: Path) -> None:
+    result = _run(registry, tmp_path, scenario="offline", batch_size=16, mode="performance")
+    performance = result.performance
+    assert performance is not None
+    assert performance.verdict.valid, performance.verdict
+    # Offline answers LoadGen's one big query in batches of 16: calls x 16 >= samples.
+    assert performance.queries * 16 >= performance.samples
+    assert performance.samples >= 450
+    assert performance.effective_settings["scenario"] == "Offline"
+    assert performance.throughput.samples_per_s > 0
+
+
+def test_null_predictor_measures_the_harness(registry: Registry, tmp_path: Path) -> None:
+    result = _run(registry, tmp_path, framework="null", mode="both")
+    assert result.framework.name == "null"
+    assert result.accuracy is not None and result.accuracy.count == 450
+    # Zeros for every class: top-1 is always class 0, about one tenth of the digits.
+    assert result.accuracy.top1 == pytest.approx(float(np.mean(_labels() == 0)))
+    assert result.performance is not None and result.performance.verdict.valid
+
+
+def test_seeds_are_recorded_and_effective(registry: Registry, tmp_path: Path) -> None:
+    result = _run(registry, tmp_path, mode="performance", seeds=Seeds.from_single(7))
+    assert result.performance is not None
+    effective = result.performance.effective_settings
+    assert effective["qsl_rng_seed"] == Seeds.from_single(7).qsl
+    assert effective["schedule_rng_seed"] == Seeds.from_single(7).schedule
+    assert result.requested_settings.seeds == Seeds.from_single(7)
+
+
+def test_unavailable_device_is_a_clear_error(registry: Registry, tmp_path: Path) -> None:
+    with pytest.raises(PredictorError, match="device 'gpu'"):
+        request = EvaluationRequest(
+            model="digits-cnn",
+            framework="onnxruntime",
+            dataset=None,
+            settings=EvaluationSettings(**QUICK),  # type: ignore[arg-type]
+            output_dir=tmp_path / "out",
+            device="gpu",
+        )
+        run_evaluation(registry, ArtifactStore(tmp_path / "cache"), request)
+
+
+class _FailingPredictor(Predictor):
+    name = "failing"
+
+    @classmethod
+    def library_version(cls) -> str:
+        return "0"
+
+    def load(self, artifact_path: Path) -> None:
+        self.calls = 0
+
+    def predict(self, inputs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls > 3:  # warm-up passes, then the model breaks
+            raise RuntimeError("out of memory")
+        return [np.zeros((len(inputs[0]), 10), np.float32)]
+
+
+def test_predictor_failure_completes_the_run_and_reports(registry: Registry, tmp_path: Path) -> None:
+    """LoadGen must not hang waiting for answers: failed calls are completed and the failure reported after."""
+    predictor = _FailingPredictor(registry.model("digits-cnn").spec, PredictorOptions())
+    predictor.load(Path("unused"))
+    library = SampleLibrary(inputs=[np.zeros((20, 1, 8, 8), np.float32)], labels=np.zeros(20, np.int64))
+    post = Postprocessor([PostprocessStep(top_k=TopKStep(k=5))])
+    settings = EvaluationSettings(scenario="single-stream", mode="performance", **QUICK)  # type: ignore[arg-type]
+    driver = LoadGenDriver(predictor, library, post, settings)
+    warmup = driver.warm_up()
+    with pytest.raises(EvaluationError, match="out of memory") as info:
+        driver.run("performance", warmup, tmp_path / "logs")
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def _labels() -> np.ndarray:
+    with np.load(ASSETS / "artifacts" / "digits" / "digits_test.npz") as data:
+        return data["labels"]
