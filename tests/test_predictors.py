@@ -57,9 +57,7 @@ def test_bad_artifact_is_a_model_load_error(model: Model, tmp_path: Path) -> Non
 
 
 def test_manifest_tensor_names_must_match_the_graph(model: Model) -> None:
-    renamed = model.spec.model_copy(
-        update={"inputs": [model.spec.inputs[0].model_copy(update={"name": "pixels"})]}
-    )
+    renamed = model.spec.model_copy(update={"inputs": [model.spec.inputs[0].model_copy(update={"name": "pixels"})]})
     predictor = load_predictor_class("onnxruntime")(renamed, PredictorOptions())
     with pytest.raises(ModelLoadError, match=r"declares \['pixels'\]"):
         predictor.load(ONNX)

@@ -1,0 +1,122 @@
+"""The messages agents publish and the collector ingests: one envelope, a few payload kinds, JSON on the wire.
+
+Transport is NATS JetStream, at-least-once: every envelope has a ``message_id`` that is unique per (run, kind,
+sequence) and is sent as the ``Nats-Msg-Id`` header, so JetStream drops a re-published duplicate within its
+de-duplication window and the collector drops any later redelivery by the same id. Payloads are batched so each
+message stays well under NATS's 1 MiB default ``max_payload`` (``MAX_MESSAGE_BYTES`` leaves headroom).
+
+Subjects: ``mlmodelscope.runs.<run_id>.<kind>`` in the stream ``MLMODELSCOPE`` (``mlmodelscope.runs.>``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from mlmodelscope.core.tracing.spans import Span
+
+SCHEMA_VERSION = 1
+STREAM_NAME = "MLMODELSCOPE"
+SUBJECT_PREFIX = "mlmodelscope.runs"
+STREAM_SUBJECTS = f"{SUBJECT_PREFIX}.>"
+MAX_MESSAGE_BYTES = 512 * 1024
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+RunId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunStarted(_Frozen):
+    """Published once when an agent starts a run: what is evaluated where (the labels of every metric)."""
+
+    kind: Literal["run_started"] = "run_started"
+    evaluation_id: str = Field(min_length=1, max_length=128)
+    model: str
+    framework: str
+    dataset: str
+    scenario: str
+    mode: str
+    batch_size: int = Field(ge=1)
+    arch: str
+    accelerator: str
+    trace_level: str
+    epoch_offset_ns: int = Field(description="Wall-clock ns minus monotonic ns in the agent: aligns its spans.")
+    started_at: datetime
+
+
+class SpanBatch(_Frozen):
+    kind: Literal["spans"] = "spans"
+    spans: list[Span] = Field(min_length=1)
+
+
+class QueryRecord(_Frozen):
+    """One predictor call as the SUT saw it."""
+
+    seq: int = Field(ge=0, description="Order of the call within the run and mode.")
+    mode: Literal["accuracy", "performance"]
+    first_item: int = Field(ge=0)
+    item_count: int = Field(ge=1)
+    start_ns: int = Field(ge=0)
+    end_ns: int = Field(ge=0)
+
+
+class QueryBatch(_Frozen):
+    kind: Literal["queries"] = "queries"
+    queries: list[QueryRecord] = Field(min_length=1)
+
+
+class Progress(_Frozen):
+    kind: Literal["progress"] = "progress"
+    phase: str
+    completed_queries: int = Field(ge=0)
+    elapsed_s: float = Field(ge=0)
+
+
+class RunFinished(_Frozen):
+    """The last message of a run: the full EvaluationResult as JSON, or the error that ended it."""
+
+    kind: Literal["run_finished"] = "run_finished"
+    status: Literal["succeeded", "failed"]
+    result: dict[str, Any] | None = Field(default=None, description="EvaluationResult.model_dump(mode='json').")
+    error: str = ""
+    span_count: int = Field(ge=0, description="Spans published for the run: the collector checks completeness.")
+    query_count: int = Field(ge=0, description="Query records published for the run.")
+
+
+Payload = Annotated[
+    RunStarted | SpanBatch | QueryBatch | Progress | RunFinished,
+    Field(discriminator="kind"),
+]
+
+
+class Envelope(_Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    message_id: str = Field(min_length=1, max_length=256, description="Unique per (run, kind, sequence).")
+    run_id: RunId
+    sequence: int = Field(ge=0, description="Per (run, kind) publish order, starting at 0.")
+    payload: Payload
+
+    @property
+    def subject(self) -> str:
+        return f"{SUBJECT_PREFIX}.{self.run_id}.{self.payload.kind}"
+
+
+ENVELOPE = TypeAdapter(Envelope)
+
+
+def message_id(run_id: str, kind: str, sequence: int) -> str:
+    return f"{run_id}:{kind}:{sequence}"
+
+
+def encode(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json().encode()
+
+
+def decode(data: bytes) -> Envelope:
+    """Parse and validate one message; raises pydantic.ValidationError (a malformed message) on bad input."""
+    return ENVELOPE.validate_json(data)
