@@ -95,7 +95,7 @@ Payload = Annotated[
 
 
 class Envelope(_Frozen):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     message_id: str = Field(min_length=1, max_length=256, description="Unique per (run, kind, sequence).")
     run_id: RunId
     sequence: int = Field(ge=0, description="Per (run, kind) publish order, starting at 0.")
