@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.errors import FrameworkUnavailableError
 from mlmodelscope.core.manifests.resources import Accelerator, ModelSpec
+from mlmodelscope.core.tracing.framework import FrameworkProfiler
 
 ENTRY_POINT_GROUP = "mlmodelscope.predictors"
 
@@ -34,6 +35,9 @@ class PredictorOptions(BaseModel):
     device_index: int = Field(default=0, ge=0)
     intra_op_threads: int | None = Field(default=None, ge=1, description="Threads inside one operator.")
     inter_op_threads: int | None = Field(default=None, ge=1, description="Operators run in parallel.")
+    profile_dir: Path | None = Field(
+        default=None, description="Turn on the framework's own profiler, writing into this folder (FRAMEWORK level)."
+    )
 
 
 class Predictor(ABC):
@@ -61,6 +65,10 @@ class Predictor(ABC):
     @abstractmethod
     def predict(self, inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
         """Run one batch: one array per model input (batch axis first), one array per model output."""
+
+    def framework_profiler(self) -> FrameworkProfiler | None:
+        """The framework-level profiler set up by ``load`` when ``options.profile_dir`` is set; None if unsupported."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most predictors have nothing to release
         """Release the model and its memory."""

@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from mlmodelscope.agent.profilers.onnxruntime import OnnxRuntimeProfiler
 from mlmodelscope.core.errors import DeviceUnavailableError, FrameworkUnavailableError, ModelLoadError
 from mlmodelscope.core.predictor import Predictor
+from mlmodelscope.core.tracing.framework import FrameworkProfiler
 
 _PROVIDERS_BY_DEVICE = {
     "cpu": ["CPUExecutionProvider"],
@@ -35,6 +37,7 @@ class OnnxRuntimePredictor(Predictor):
     _run: Any
     _output_names: list[str]
     _input_names: list[str]
+    _profiler: OnnxRuntimeProfiler | None = None
 
     @classmethod
     def library_version(cls) -> str:
@@ -49,6 +52,10 @@ class OnnxRuntimePredictor(Predictor):
             options.intra_op_num_threads = self.options.intra_op_threads
         if self.options.inter_op_threads is not None:
             options.inter_op_num_threads = self.options.inter_op_threads
+        self._profiler = None
+        if self.options.profile_dir is not None:
+            self._profiler = OnnxRuntimeProfiler(self.options.profile_dir)
+            self._profiler.configure(options)
         try:
             self._session = ort.InferenceSession(str(artifact_path), sess_options=options, providers=providers)
         except Exception as e:  # ORT raises its own pybind exception types for any bad model file
@@ -73,6 +80,11 @@ class OnnxRuntimePredictor(Predictor):
             )
         self._input_names = declared
         self._run = self._session.run
+        if self._profiler is not None:
+            self._profiler.attach(self._session)
+
+    def framework_profiler(self) -> FrameworkProfiler | None:
+        return self._profiler
 
     def _providers(self, ort: Any) -> list[str]:
         device = self.options.device

@@ -16,7 +16,7 @@ the Relu's output); ``SequentialExecutor::Execute`` and session set-up events ar
 
 Alignment onto the tracer's clock (``perf_counter_ns``), per query:
 
-1. the ``model_run`` events that started between ``start()`` and ``stop()`` (wall clock) are taken in order;
+1. the ``model_run`` events that ran between ``start()`` and ``stop()`` (wall clock) are taken in order;
    the k-th belongs to the k-th model span (the driver calls the predictor sequentially). Warm-up runs before
    ``start()`` are skipped. A different count is an error: the pairing would be wrong.
 2. the run's start is estimated as ORT's wall-clock time minus the tracer's ``epoch_offset_ns``; the run is
@@ -189,6 +189,10 @@ class OnnxRuntimeProfiler:
         )
 
 
+ORT_MAX_EVENTS = 1_000_000
+"""ONNX Runtime keeps at most this many profiling events per session (``max_num_events_``) and drops the rest."""
+
+
 def profile_spans(
     profile: OrtProfile,
     tracer: Tracer,
@@ -202,16 +206,25 @@ def profile_spans(
     """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment).
 
     ``profiling_start_ns`` is ``session.get_profiling_start_time_ns()`` (wall clock, 0 if unknown: each run is
-    then centred in its model span); the window (wall ns) selects the runs that belong to the model spans.
+    then centred in its model span and the window is not applied); the window (wall ns, from ``start``/``stop``)
+    selects the runs that belong to the model spans.
     """
     if not tracer.enabled(TraceLevel.FRAMEWORK):
         return []
-    runs = [
-        run
-        for run in profile.runs
-        if (window_start_ns is None or profiling_start_ns + run.ts * 1000 >= window_start_ns)
-        and (window_end_ns is None or profiling_start_ns + run.ts * 1000 <= window_end_ns)
-    ]
+    runs = profile.runs
+    if profiling_start_ns:
+        # A run is in the window if it ends after start() and starts before stop(): ORT truncates to µs, and a
+        # warm-up run ends (and a measured run begins) many µs away from those calls.
+        lo_ns = window_start_ns if window_start_ns is not None else 0
+        hi_ns = window_end_ns if window_end_ns is not None else 2**63
+        runs = [
+            run
+            for run in runs
+            if profiling_start_ns + (run.ts + run.dur) * 1000 >= lo_ns and profiling_start_ns + run.ts * 1000 <= hi_ns
+        ]
+    if len(runs) < len(model_spans) and len(profile.runs) + len(profile.nodes) >= ORT_MAX_EVENTS * 0.99:
+        # ORT stops recording after about a million events: the runs it kept are the first ones, in order.
+        model_spans = model_spans[: len(runs)]
     if len(runs) != len(model_spans):
         raise EvaluationError(
             f"{source} has {len(runs)} session runs in the traced window but {len(model_spans)} model spans were "

@@ -36,6 +36,8 @@ from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Scenario
 from mlmodelscope.core.predictor import Predictor
 from mlmodelscope.core.processing import Postprocessor
+from mlmodelscope.core.tracing.spans import TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
 
 RunMode = Literal["accuracy", "performance"]
 TOP_K_RECORDED = 5
@@ -118,8 +120,10 @@ class LoadGenDriver:
         postprocessor: Postprocessor,
         settings: EvaluationSettings,
         progress: RunProgress | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.predictor = predictor
+        self.tracer = tracer
         self.library = library
         self.postprocessor = postprocessor
         self.settings = settings
@@ -251,17 +255,23 @@ class _Sut:
 
     Performance mode times ``predict`` only: LoadGen never looks at responses there (as in MLPerf, where accuracy
     is scored from the accuracy run). Accuracy mode also post-processes every output and records its top-5.
-    Every call appends one row ``(first item, item count, start ns, end ns)``; a failing call is remembered
-    and still completed, so LoadGen never waits for an answer that will not come.
+    Every call appends one row (see ``__init__``); a failing call is remembered and still completed, so LoadGen
+    never waits for an answer that will not come.
     """
 
     def __init__(self, driver: LoadGenDriver, top_k: np.ndarray | None) -> None:
-        # Rows are latencies (ns) in unit scenarios, where every call has batch_size items; (items, latency ns) else.
-        self.rows: list[Any] = []
+        # A row per call: a bare latency (int, ns) on the performance fast path of unit scenarios when MODEL
+        # tracing is off; otherwise (first item, item count, start ns, end ns), which is also what the tracer's
+        # model_rows hold, so with MODEL tracing on the SUT appends straight into them.
+        tracer = driver.tracer
+        tracing = tracer is not None and tracer.enabled(TraceLevel.MODEL)
+        self.full_rows = tracing or top_k is not None or not driver._uses_units
+        self.rows: list[Any] = tracer.model_rows if tracer is not None and tracing else []
+        self._rows_before = len(self.rows)
         self._unit_batch = driver.settings.batch_size if driver._uses_units else 0
-        self.failures: list[Exception] = []
         self._queue: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
+        self.failures: list[Exception] = []
         scenario = driver.settings.scenario
         answer = self._answer_units(driver, top_k) if driver._uses_units else self._answer_batches(driver, top_k)
         self._answer = answer
@@ -272,11 +282,12 @@ class _Sut:
         """Nothing is held back: every query is answered as soon as it is computed."""
 
     def records(self) -> QueryRecords:
-        if self._unit_batch:
-            latency = np.asarray(self.rows, dtype=np.int64)
+        rows = self.rows[self._rows_before :]
+        if not self.full_rows:
+            latency = np.asarray(rows, dtype=np.int64)
             return QueryRecords(latency, np.full(len(latency), self._unit_batch, dtype=np.int64))
-        table = np.asarray(self.rows, dtype=np.int64).reshape(-1, 2)
-        return QueryRecords(table[:, 1], table[:, 0])
+        table = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        return QueryRecords(table[:, 3] - table[:, 2], table[:, 1])
 
     # Server: LoadGen's issue thread must not block on inference, so queries go to a worker.
     def start_workers(self) -> None:
@@ -302,7 +313,7 @@ class _Sut:
         size = driver.library.size
         append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
         response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
-        if top_k is None:
+        if top_k is None and not self.full_rows:
 
             def answer_performance(query_samples: list[Any]) -> None:
                 # SingleStream and Server issue exactly one sample per query.
@@ -317,6 +328,20 @@ class _Sut:
                 complete([response(sample.id, 0, 0)])
 
             return answer_performance
+        if top_k is None:
+
+            def answer_performance_traced(query_samples: list[Any]) -> None:
+                sample = query_samples[0]
+                index = sample.index
+                start = clock()
+                try:
+                    predict(units[index])
+                except Exception as e:
+                    failures.append(e)
+                append((index * batch, batch, start, clock()))
+                complete([response(sample.id, 0, 0)])
+
+            return answer_performance_traced
         postprocess = driver.postprocessor
 
         def answer_accuracy(query_samples: list[Any]) -> None:
@@ -329,7 +354,7 @@ class _Sut:
                     _record_top_k(top_k, items, result.top_indices)
                 except Exception as e:
                     failures.append(e)
-                append(clock() - start)
+                append((index * batch, batch, start, clock()))
             complete([response(sample.id, 0, 0) for sample in query_samples])
 
         return answer_accuracy
@@ -352,7 +377,7 @@ class _Sut:
                         _record_top_k(top_k, np.asarray(indices), postprocess(outputs[0]).top_indices)
                 except Exception as e:
                     failures.append(e)
-                append((len(indices), clock() - start))
+                append((indices[0], len(indices), start, clock()))
                 complete([response(sample.id, 0, 0) for sample in chunk])
 
         return answer

@@ -82,6 +82,7 @@ class EvaluationResult(_Frozen):
     dataset: ResourceRef
     device: str
     requested_settings: EvaluationSettings
+    trace_level: str = "no"
     load_time: LoadTime
     accuracy: AccuracyResult | None = None
     performance: PerformanceResult | None = None

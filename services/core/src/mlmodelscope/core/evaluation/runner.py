@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
@@ -33,15 +32,17 @@ from mlmodelscope.core.evaluation.results import (
     Throughput,
     Verdict,
 )
-from mlmodelscope.core.evaluation.samples import SampleLibrary, build_sample_library, load_dataset
+from mlmodelscope.core.evaluation.samples import build_sample_library, load_dataset
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import latency_stats
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, check_version
 from mlmodelscope.core.manifests.resources import Accelerator, FileRef
 from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
 from mlmodelscope.core.processing import Postprocessor, load_labels
-
-T = TypeVar("T")
+from mlmodelscope.core.tracing.framework import model_span_times
+from mlmodelscope.core.tracing.hardware import HardwareSampler
+from mlmodelscope.core.tracing.spans import AttributeValue, TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,6 @@ def _fetch_labels(store: ArtifactStore, labels: FileRef | None, base_dir: Path) 
     return load_labels(store.fetch(labels.uri, labels.sha256, base_dir=base_dir))
 
 
-def _timed(fn: Callable[[], T]) -> tuple[T, float]:
-    start = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - start
-
-
 @contextmanager
 def _naming_the_manifest(where: str) -> Iterator[None]:
     """Prefix artifact errors with the manifest that named the artifact, keeping type, hint and cause."""
@@ -76,13 +71,39 @@ def _naming_the_manifest(where: str) -> Iterator[None]:
         raise type(e)(f"{where}: {e.message}", hint=e.hint) from e
 
 
+@dataclass
+class _Phase:
+    span_id: int = 0
+    seconds: float = 0.0
+
+
+@contextmanager
+def _phase(tracer: Tracer, name: str, parent_id: int = 0, **attributes: AttributeValue) -> Iterator[_Phase]:
+    """Time one phase of the evaluation; also an APPLICATION span when that level is traced."""
+    phase = _Phase(span_id=tracer.new_span_id() if tracer.enabled(TraceLevel.APPLICATION) else 0)
+    start_ns = time.perf_counter_ns()
+    try:
+        yield phase
+    finally:
+        end_ns = time.perf_counter_ns()
+        phase.seconds = (end_ns - start_ns) / 1e9
+        if phase.span_id:
+            tracer.record(
+                name, TraceLevel.APPLICATION, start_ns, end_ns, parent_id, dict(attributes), span_id=phase.span_id
+            )
+
+
 def run_evaluation(
     registry: Registry,
     store: ArtifactStore,
     request: EvaluationRequest,
     *,
     progress: RunProgress | None = None,
+    tracer: Tracer | None = None,
 ) -> EvaluationResult:
+    """Evaluate one model on one framework; spans go to ``tracer`` at its level (none without one)."""
+    run_id = tracer.run_id if tracer is not None else str(uuid.uuid4())
+    tracer = tracer or Tracer(run_id, TraceLevel.NO)
     resolution = registry.resolve(request.model, request.framework)
     model, framework = resolution.model, resolution.framework
     dataset_name = request.dataset or model.spec.dataset
@@ -107,43 +128,69 @@ def run_evaluation(
             hint="Choose --device from the framework's accelerators.",
         )
 
-    model_dir = resolution.model_path.parent
-    artifact = resolution.artifact
-    fetch = store.fetch_and_extract if artifact.archive else store.fetch
-    with _naming_the_manifest(f"model '{model.name}' ({resolution.model_path})"):
-        artifact_path, fetch_s = _timed(lambda: fetch(artifact.uri, artifact.sha256, base_dir=model_dir))
-    dataset_dir = registry.source_of("Dataset", dataset.name).parent
-
-    def prepare_samples() -> SampleLibrary:
-        return build_sample_library(load_dataset(dataset, store, dataset_dir), model.spec)
-
-    with _naming_the_manifest(f"dataset '{dataset.name}' ({registry.source_of('Dataset', dataset.name)})"):
-        library, dataset_s = _timed(prepare_samples)
-    output_spec = model.spec.outputs[0]
-    with _naming_the_manifest(f"model '{model.name}' labels ({resolution.model_path})"):
-        labels = _fetch_labels(store, output_spec.labels, model_dir)
-    classes = output_spec.shape[-1] if output_spec.shape else 0
-    if classes > 0 and (library.labels.min() < 0 or library.labels.max() >= classes):
-        raise ManifestError(
-            f"dataset '{dataset.name}' has labels outside 0..{classes - 1}, the classes of model '{model.name}'.",
-            hint="Evaluate the model on a dataset of its own task and label set.",
+    with _phase(tracer, "evaluation", model=model.name, framework=framework.name) as root:
+        model_dir = resolution.model_path.parent
+        artifact = resolution.artifact
+        fetch = store.fetch_and_extract if artifact.archive else store.fetch
+        with (
+            _naming_the_manifest(f"model '{model.name}' ({resolution.model_path})"),
+            _phase(tracer, "artifact_fetch", root.span_id, uri=artifact.uri) as fetch_phase,
+        ):
+            artifact_path = fetch(artifact.uri, artifact.sha256, base_dir=model_dir)
+        dataset_dir = registry.source_of("Dataset", dataset.name).parent
+        with (
+            _naming_the_manifest(f"dataset '{dataset.name}' ({registry.source_of('Dataset', dataset.name)})"),
+            _phase(tracer, "dataset_load", root.span_id, dataset=dataset.name) as dataset_phase,
+        ):
+            library = build_sample_library(load_dataset(dataset, store, dataset_dir), model.spec)
+        output_spec = model.spec.outputs[0]
+        with _naming_the_manifest(f"model '{model.name}' labels ({resolution.model_path})"):
+            labels = _fetch_labels(store, output_spec.labels, model_dir)
+        classes = output_spec.shape[-1] if output_spec.shape else 0
+        if classes > 0 and (library.labels.min() < 0 or library.labels.max() >= classes):
+            raise ManifestError(
+                f"dataset '{dataset.name}' has labels outside 0..{classes - 1}, the classes of model '{model.name}'.",
+                hint="Evaluate the model on a dataset of its own task and label set.",
+            )
+        postprocessor = Postprocessor(output_spec.postprocess, labels)
+        profile_dir = request.output_dir / "framework-profile" if tracer.enabled(TraceLevel.FRAMEWORK) else None
+        options = PredictorOptions(
+            device=request.device, intra_op_threads=request.intra_op_threads, profile_dir=profile_dir
         )
-    postprocessor = Postprocessor(output_spec.postprocess, labels)
-    options = PredictorOptions(device=request.device, intra_op_threads=request.intra_op_threads)
-    predictor = predictor_class(model.spec, options)
-    _, load_s = _timed(lambda: predictor.load(artifact_path))
-    try:
-        driver = LoadGenDriver(predictor, library, postprocessor, request.settings, progress)
-        warmup, warmup_s = _timed(driver.warm_up)
-        accuracy = performance = None
-        if request.settings.runs_accuracy:
-            outcome = driver.run("accuracy", warmup, request.output_dir / "loadgen-accuracy")
-            accuracy = _accuracy_result(outcome, library.labels, request.output_dir / "loadgen-accuracy")
-        if request.settings.runs_performance:
-            outcome = driver.run("performance", warmup, request.output_dir / "loadgen-performance")
-            performance = _performance_result(outcome, request.output_dir / "loadgen-performance")
-    finally:
-        predictor.close()
+        predictor = predictor_class(model.spec, options)
+        with _phase(tracer, "model_load", root.span_id, format=artifact.format) as load_phase:
+            predictor.load(artifact_path)
+        try:
+            driver = LoadGenDriver(predictor, library, postprocessor, request.settings, progress, tracer)
+            with _phase(tracer, "warmup", root.span_id) as warmup_phase:
+                warmup = driver.warm_up()
+            accuracy = performance = None
+            if request.settings.runs_accuracy:
+                log_dir = request.output_dir / "loadgen-accuracy"
+                with _phase(tracer, "accuracy_run", root.span_id, mode="accuracy") as run_phase:
+                    outcome = driver.run("accuracy", warmup, log_dir)
+                tracer.materialize_model_spans(parent_id=run_phase.span_id)
+                accuracy = _accuracy_result(outcome, library.labels, log_dir)
+            if request.settings.runs_performance:
+                log_dir = request.output_dir / "loadgen-performance"
+                profiler = predictor.framework_profiler()
+                sampler = HardwareSampler(tracer)
+                with _phase(tracer, "performance_run", root.span_id, mode="performance") as run_phase:
+                    if profiler is not None:
+                        profiler.start()
+                    sampler.start()
+                    try:
+                        outcome = driver.run("performance", warmup, log_dir)
+                    finally:
+                        sampler.stop()
+                        if profiler is not None:
+                            profiler.stop()
+                model_spans = tracer.materialize_model_spans(parent_id=run_phase.span_id)
+                if profiler is not None and model_spans:
+                    tracer.extend(profiler.spans(tracer, model_span_times(model_spans)))
+                performance = _performance_result(outcome, log_dir)
+        finally:
+            predictor.close()
 
     environment = capture_environment(
         framework={"name": framework.name, "version": installed_version},
@@ -151,14 +198,20 @@ def run_evaluation(
         artifact_sha256={artifact.uri: artifact.sha256, dataset.spec.source.uri: dataset.spec.source.sha256},
     )
     return EvaluationResult(
-        id=str(uuid.uuid4()),
+        id=run_id,
         created_at=datetime.now(UTC),
         model=ResourceRef(name=model.name, version=model.spec.version),
         framework=ResourceRef(name=framework.name, version=installed_version),
         dataset=ResourceRef(name=dataset.name, version=dataset.spec.split),
         device=request.device,
         requested_settings=request.settings,
-        load_time=LoadTime(artifact_fetch_s=fetch_s, dataset_s=dataset_s, model_load_s=load_s, warmup_s=warmup_s),
+        trace_level=tracer.level.name.lower(),
+        load_time=LoadTime(
+            artifact_fetch_s=fetch_phase.seconds,
+            dataset_s=dataset_phase.seconds,
+            model_load_s=load_phase.seconds,
+            warmup_s=warmup_phase.seconds,
+        ),
         accuracy=accuracy,
         performance=performance,
         environment=environment,

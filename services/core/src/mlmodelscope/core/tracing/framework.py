@@ -1,0 +1,73 @@
+"""The interface a framework-level profiler implements, and the clock alignment every implementation needs.
+
+Frameworks profile themselves (ONNX Runtime's JSON profile, the PyTorch profiler, TensorFlow's trace viewer) in
+their own clocks and formats. An adapter turns that output into FRAMEWORK-level spans that hang under the
+MODEL-level ``predict`` spans the LoadGen SUT recorded, so one timeline shows a query, the operators it ran and
+the hardware samples around it. The core never imports a framework: adapters live in
+``mlmodelscope.agent.profilers.<framework>`` and are used only through this protocol.
+
+Life cycle, as the runner drives it::
+
+    profiler.start()                       # after warm-up: framework work from here on is attributed
+    ... LoadGen run (the SUT appends tracer.model_rows) ...
+    profiler.stop()                        # the framework flushes its profile
+    model = tracer.materialize_model_spans()
+    tracer.extend(profiler.spans(tracer, model_span_times(model)))
+
+Alignment contract: the k-th framework "run" event recorded between ``start`` and ``stop`` belongs to the k-th
+model span (calls are made in order); every returned span has that model span as ``parent_id`` and lies
+inside it on the tracer's ``perf_counter_ns`` clock. ``shift_into`` and ``clip_into`` below are the two steps
+that guarantee the second half, whatever the framework's own clock says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+from mlmodelscope.core.tracing.spans import Span
+from mlmodelscope.core.tracing.tracer import Tracer
+
+ModelSpanTimes = tuple[int, int, int]
+"""A MODEL-level span as a framework profiler needs it: (span_id, start_ns, end_ns) on the tracer's clock."""
+
+
+@runtime_checkable
+class FrameworkProfiler(Protocol):
+    """Turns one framework's own profile into FRAMEWORK-level spans under the model spans of a run."""
+
+    def start(self) -> None:
+        """Framework work from now on belongs to the model spans passed to ``spans`` (earlier work is warm-up)."""
+
+    def stop(self) -> None:
+        """No more work is attributed; the framework writes out its profile if it needs to."""
+
+    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes]) -> list[Span]:
+        """FRAMEWORK-level spans of the run between ``start`` and ``stop``, each inside its model span.
+
+        ``model_spans`` are in call order. Raises an ``MLModelScopeError`` when the profile cannot be read or
+        does not match the model spans (e.g. a different number of calls).
+        """
+        ...
+
+
+def model_span_times(spans: Iterable[Span]) -> list[ModelSpanTimes]:
+    """(span_id, start_ns, end_ns) of each span, in the given order (``materialize_model_spans`` keeps call order)."""
+    return [(span.span_id, span.start_ns, span.end_ns) for span in spans]
+
+
+def shift_into(start_ns: int, duration_ns: int, parent_start_ns: int, parent_end_ns: int) -> int:
+    """Where an interval of ``duration_ns`` estimated to start at ``start_ns`` starts once moved inside the parent.
+
+    An interval that already fits is left where it is; one that sticks out is moved (not stretched) just far
+    enough to fit; one longer than the parent starts at the parent's start (``clip_into`` trims its end).
+    """
+    latest_start_ns = max(parent_start_ns, parent_end_ns - duration_ns)
+    return min(max(start_ns, parent_start_ns), latest_start_ns)
+
+
+def clip_into(start_ns: int, end_ns: int, parent_start_ns: int, parent_end_ns: int) -> tuple[int, int]:
+    """The part of [start_ns, end_ns] inside the parent (an empty interval at the nearest edge if none is)."""
+    start = min(max(start_ns, parent_start_ns), parent_end_ns)
+    end = min(max(end_ns, start), parent_end_ns)
+    return start, end
