@@ -5,13 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.setup-stamp
-PACKAGES := -e services/core -e 'services/agent[onnxruntime]' -e services/cli
+PACKAGES := -e services/core -e 'services/agent[onnxruntime]' -e services/collector -e services/cli
 
 .PHONY: setup demo test lint format bench constraints models clean
 
 setup: $(STAMP)
 
-$(STAMP): constraints.txt requirements-dev.txt services/core/pyproject.toml services/agent/pyproject.toml services/cli/pyproject.toml
+$(STAMP): constraints.txt requirements-dev.txt services/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -U pip
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
@@ -24,8 +24,8 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy -p mlmodelscope.core -p mlmodelscope.agent -p mlmodelscope.cli
-	PYTHONPATH=services/core/src:services/agent/src:services/cli/src $(BIN)/lint-imports
+	$(BIN)/mypy -p mlmodelscope.core -p mlmodelscope.agent -p mlmodelscope.collector -p mlmodelscope.cli
+	PYTHONPATH=services/core/src:services/agent/src:services/collector/src:services/cli/src $(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .

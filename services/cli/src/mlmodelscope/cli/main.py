@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from mlmodelscope.cli import catalog, evaluate
+from mlmodelscope.cli import agent, catalog, evaluate
 from mlmodelscope.core.errors import MLModelScopeError
 
 EXIT_ERROR = 1
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(catalog.models_app, name="models")
 app.add_typer(catalog.frameworks_app, name="frameworks")
 app.add_typer(catalog.datasets_app, name="datasets")
+app.add_typer(agent.agent_app, name="agent")
 app.command("evaluate")(evaluate.evaluate)
 
 

@@ -17,7 +17,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,19 +86,61 @@ class RunPublisher:
         self._started = True
 
     def publish(self, payload: Payload) -> Envelope:
-        self._raise_if_failed()
-        kind = payload.kind
-        sequence = self._sequences.get(kind, 0)
-        self._sequences[kind] = sequence + 1
-        envelope = Envelope(
-            message_id=message_id(self.run_id, kind, sequence), run_id=self.run_id, sequence=sequence, payload=payload
-        )
-        data = encode(envelope)
+        """Queue one message; PublishError if it is over the size limit or NATS has been unreachable too long."""
+        envelope, data = self._envelope(payload)
         if len(data) > MAX_MESSAGE_BYTES:
             raise PublishError(
-                f"a '{kind}' message of run {self.run_id} is {len(data)} bytes, over the {MAX_MESSAGE_BYTES} limit.",
+                f"a '{payload.kind}' message of run {self.run_id} is {len(data)} bytes, over the "
+                f"{MAX_MESSAGE_BYTES} limit.",
                 hint="Publish spans and queries through publish_spans/publish_queries, which split batches.",
             )
+        self._enqueue(envelope, data)
+        return envelope
+
+    def publish_spans(self, spans: Sequence[Span]) -> int:
+        """Publish in batches that each fit one message; returns the number of messages."""
+        return self._publish_split(list(spans), lambda chunk: SpanBatch(spans=chunk))
+
+    def publish_queries(self, records: Sequence[QueryRecord]) -> int:
+        return self._publish_split(list(records), lambda chunk: QueryBatch(queries=chunk))
+
+    def _publish_split(self, items: list[Any], make: Callable[[list[Any]], Payload]) -> int:
+        """Batches of at most ``batch_size`` items, halved until each encodes under the size limit."""
+        pending = [items[i : i + self.settings.batch_size] for i in range(0, len(items), self.settings.batch_size)]
+        sent = 0
+        while pending:
+            chunk = pending.pop(0)
+            self._raise_if_failed()
+            envelope = self._peek_envelope(make(chunk))
+            data = encode(envelope)
+            if len(data) > MAX_MESSAGE_BYTES and len(chunk) > 1:
+                half = len(chunk) // 2
+                pending[:0] = [chunk[:half], chunk[half:]]
+                continue
+            if len(data) > MAX_MESSAGE_BYTES:
+                raise PublishError(f"one item of run {self.run_id} encodes to {len(data)} bytes, over the limit.")
+            self._sequences[envelope.payload.kind] = envelope.sequence + 1
+            self._enqueue(envelope, data)
+            sent += 1
+        return sent
+
+    def _peek_envelope(self, payload: Payload) -> Envelope:
+        """The envelope ``payload`` would get next, without consuming its sequence number."""
+        sequence = self._sequences.get(payload.kind, 0)
+        return Envelope(
+            message_id=message_id(self.run_id, payload.kind, sequence),
+            run_id=self.run_id,
+            sequence=sequence,
+            payload=payload,
+        )
+
+    def _envelope(self, payload: Payload) -> tuple[Envelope, bytes]:
+        self._raise_if_failed()
+        envelope = self._peek_envelope(payload)
+        self._sequences[payload.kind] = envelope.sequence + 1
+        return envelope, encode(envelope)
+
+    def _enqueue(self, envelope: Envelope, data: bytes) -> None:
         try:
             self._buffer.put((envelope.subject, envelope.message_id, data), timeout=self.settings.give_up_after_s)
         except queue.Full as e:
@@ -107,25 +149,6 @@ class RunPublisher:
                 f"{self._buffer.qsize()} messages of run {self.run_id} are waiting.",
                 hint="Check that NATS runs and is reachable; the run's data was not lost silently: it was not sent.",
             ) from e
-        return envelope
-
-    def publish_spans(self, spans: Sequence[Span]) -> int:
-        """Publish in batches that fit a message; returns the number of messages."""
-        chunks = list(self._chunks(spans))
-        for chunk in chunks:
-            self.publish(SpanBatch(spans=list(chunk)))
-        return len(chunks)
-
-    def publish_queries(self, records: Sequence[QueryRecord]) -> int:
-        chunks = list(self._chunks(records))
-        for chunk in chunks:
-            self.publish(QueryBatch(queries=list(chunk)))
-        return len(chunks)
-
-    def _chunks(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        step = self.settings.batch_size
-        for start in range(0, len(items), step):
-            yield items[start : start + step]
 
     def close(self, timeout_s: float | None = None) -> None:
         """Wait until every buffered message is acknowledged; PublishError if that cannot happen."""

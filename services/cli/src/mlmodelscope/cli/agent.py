@@ -1,0 +1,46 @@
+"""``mlmodelscope agent run``: the entrypoint of a predictor Job (and of each local agent process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from mlmodelscope.agent.run import RunSpec, run_agent
+from mlmodelscope.core.errors import ManifestError
+
+agent_app = typer.Typer(help="Run one evaluation as an agent that publishes to NATS.", no_args_is_help=True)
+
+
+def read_spec(path: Path) -> RunSpec:
+    try:
+        return RunSpec.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read the run spec: {e.strerror}.") from e
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
+        raise ManifestError(
+            f"{path}: invalid run spec: {problems}.", hint="See `RunSpec` in mlmodelscope.agent.run."
+        ) from e
+
+
+@agent_app.command("run")
+def run(
+    spec: Annotated[Path, typer.Option("--spec", help="The run spec (JSON), as the CLI or the operator wrote it.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result JSON here.")] = None,
+) -> None:
+    """Evaluate one model on one framework and publish spans, queries, progress and the result to NATS."""
+    run_spec = read_spec(spec)
+    code, result, error = run_agent(run_spec)
+    if output is not None and result is not None:
+        result.write(output)
+    console = Console(stderr=True, highlight=False)
+    if error:
+        console.print(f"[bold red]error:[/] run {run_spec.run_id}: {error}", soft_wrap=True)
+    elif result is not None:
+        console.print(json.dumps({"run_id": run_spec.run_id, "status": "succeeded"}))
+    raise typer.Exit(code)

@@ -1,0 +1,200 @@
+"""The JetStream consumer: a durable pull consumer that stores each message, commits, and only then acks.
+
+Delivery is at-least-once end to end: a message is acked only after its ingesting transaction committed, so a
+crash between the two means a redelivery, which ingestion recognises by its message id. What happens to each
+message:
+
+* stored (inserted or duplicate)  -> ``ack``
+* not storable (malformed, too large, invalid) -> recorded as rejected, then ``term`` (never redelivered)
+* database unavailable, or an unexpected error -> ``nak`` with a delay: redelivered later, nothing is lost
+
+The stream is created when missing (with a de-duplication window, so a re-published ``Nats-Msg-Id`` is dropped by
+the server). Connection problems end the session; the loop reconnects after a delay until ``stop()``. Database
+work runs in a worker thread so the API on the same event loop stays responsive. Consumer lag (``num_pending``)
+is read from the server every ``lag_refresh_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from mlmodelscope.collector.errors import DatabaseUnavailableError
+from mlmodelscope.collector.metrics import CollectorMetrics
+from mlmodelscope.collector.settings import CollectorSettings
+from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection
+from mlmodelscope.core.messages import STREAM_NAME, STREAM_SUBJECTS
+
+log = logging.getLogger(__name__)
+
+DeliveryResult = IngestOutcome | Rejection | Exception
+STOP_GRACE_S = 2.0
+
+
+async def ensure_stream(js: JetStreamContext, *, duplicate_window_s: float) -> None:
+    """Create the stream agents publish to when it does not exist yet (an existing one is left as it is)."""
+    try:
+        await js.stream_info(STREAM_NAME)
+    except NotFoundError:
+        log.info("creating JetStream stream %s for %s", STREAM_NAME, STREAM_SUBJECTS)
+        await js.add_stream(
+            StreamConfig(
+                name=STREAM_NAME,
+                subjects=[STREAM_SUBJECTS],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                duplicate_window=duplicate_window_s,
+            )
+        )
+
+
+class JetStreamConsumer:
+    """Runs as one asyncio task (``start``/``stop``) inside the app's lifespan."""
+
+    def __init__(self, settings: CollectorSettings, ingestor: Ingestor, metrics: CollectorMetrics | None) -> None:
+        if settings.nats_url is None:
+            raise ValueError("JetStreamConsumer needs settings.nats_url")
+        self._url = settings.nats_url
+        self._settings = settings
+        self._ingestor = ingestor
+        self._metrics = metrics
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: Client | None = None
+        self._subscribed = False
+        self.delivered = 0  # messages handled since start (any outcome): for tests and logs
+
+    @property
+    def connected(self) -> bool:
+        """Connected to NATS with the durable consumer bound: what /readyz reports."""
+        return self._subscribed and self._client is not None and self._client.is_connected
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name="mlmodelscope-collector-consumer")
+
+    async def stop(self) -> None:
+        """Let the current fetch and batch finish, then end; cancel at once when not subscribed (e.g. while
+        waiting for a server). Cancelling is always safe: an unacked message is redelivered and de-duplicated."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        grace_s = self._settings.fetch_timeout_s + STOP_GRACE_S if self._subscribed else 0.0
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning(
+                    "JetStream consumer at %s stopped (%s: %s); reconnecting in %.1f s",
+                    self._url,
+                    type(e).__name__,
+                    e,
+                    self._settings.reconnect_delay_s,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._settings.reconnect_delay_s)
+
+    async def _session(self) -> None:
+        settings = self._settings
+        client = await nats.connect(
+            self._url,
+            name="mlmodelscope-collector",
+            connect_timeout=5,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=settings.reconnect_delay_s,
+            error_cb=self._on_error,
+        )
+        self._client = client
+        try:
+            js = client.jetstream()
+            await ensure_stream(js, duplicate_window_s=settings.duplicate_window_s)
+            subscription = await js.pull_subscribe(
+                STREAM_SUBJECTS,
+                durable=settings.durable_name,
+                stream=STREAM_NAME,
+                config=ConsumerConfig(
+                    durable_name=settings.durable_name,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=settings.ack_wait_s,
+                    max_deliver=-1,
+                ),
+            )
+            self._subscribed = True
+            log.info("consuming %s from %s as durable '%s'", STREAM_SUBJECTS, self._url, settings.durable_name)
+            next_lag_refresh = 0.0
+            while not self._stopping.is_set():
+                if time.monotonic() >= next_lag_refresh:
+                    await self._refresh_lag(subscription)
+                    next_lag_refresh = time.monotonic() + settings.lag_refresh_s
+                try:
+                    messages = await subscription.fetch(settings.fetch_batch_size, timeout=settings.fetch_timeout_s)
+                except NatsTimeoutError:
+                    continue
+                await self._handle(messages)
+        finally:
+            self._subscribed = False
+            self._client = None
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    async def _refresh_lag(self, subscription: JetStreamContext.PullSubscription) -> None:
+        if self._metrics is None:
+            return
+        info = await subscription.consumer_info()
+        self._metrics.set_consumer_lag(info.num_pending or 0)
+
+    async def _handle(self, messages: Sequence[Msg]) -> None:
+        batch = [(message.data, message.subject) for message in messages]
+        results = await asyncio.to_thread(self._store_all, batch)
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, IngestOutcome):
+                await message.ack()
+            elif isinstance(result, Rejection):
+                await message.term()
+            else:
+                await message.nak(delay=self._settings.nak_delay_s)
+        self.delivered += len(messages)
+
+    def _store_all(self, batch: Sequence[tuple[bytes, str]]) -> list[DeliveryResult]:
+        """Store each message in its own transaction; after the database fails once, the rest are naked too."""
+        results: list[DeliveryResult] = []
+        for data, subject in batch:
+            if results and isinstance(results[-1], DatabaseUnavailableError):
+                results.append(results[-1])
+                continue
+            try:
+                results.append(self._ingestor.ingest_bytes(data, subject=subject))
+            except DatabaseUnavailableError as e:
+                log.warning("database unavailable, message on '%s' will be redelivered: %s", subject, e)
+                results.append(e)
+            except Exception as e:
+                log.exception("unexpected error storing the message on '%s'; it will be redelivered", subject)
+                results.append(e)
+        return results
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("NATS connection error: %s", error)

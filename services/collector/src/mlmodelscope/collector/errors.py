@@ -1,0 +1,35 @@
+"""The collector's errors, under the core's ``MLModelScopeError`` so the CLI prints them the same way.
+
+CollectorError
+├── DatabaseUnavailableError   (transient) the database did not answer: the API says 503, the consumer naks
+├── MigrationError             the schema could not be brought to the current version
+└── RejectedMessageError       a message the collector will never store (malformed, too large): logged + counted
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mlmodelscope.core.errors import MLModelScopeError, TransientError
+
+RejectReason = Literal["too_large", "malformed", "invalid"]
+
+
+class CollectorError(MLModelScopeError):
+    """Base of the collector's errors."""
+
+
+class DatabaseUnavailableError(CollectorError, TransientError):
+    """The database could not be reached or dropped the connection; retrying later may succeed."""
+
+
+class MigrationError(CollectorError):
+    """The database schema could not be migrated (or is newer than this collector)."""
+
+
+class RejectedMessageError(CollectorError):
+    """A message that will never be stored; ``reason`` is the metric label."""
+
+    def __init__(self, message: str, *, reason: RejectReason, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.reason: RejectReason = reason

@@ -1,0 +1,47 @@
+"""The collector's settings: one pydantic object, built in ``main`` (from the environment), never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "MLMODELSCOPE_COLLECTOR_"
+DEFAULT_DATABASE_URL = "sqlite:///mlmodelscope-collector.db"
+
+
+class CollectorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://user@host:5432/db.",
+    )
+    nats_url: str | None = Field(default=None, description="NATS server URL; no consumer runs when unset.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    durable_name: str = Field(default="mlmodelscope-collector", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    fetch_batch_size: int = Field(default=100, ge=1, le=10_000)
+    fetch_timeout_s: float = Field(default=1.0, gt=0)
+    nak_delay_s: float = Field(default=5.0, ge=0, description="Redelivery delay after a database failure.")
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    duplicate_window_s: float = Field(default=120.0, gt=0, description="JetStream de-duplication window.")
+    lag_refresh_s: float = Field(default=5.0, gt=0, description="How often consumer lag is read from the server.")
+    reconnect_delay_s: float = Field(default=2.0, gt=0)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("nats_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> CollectorSettings:
+        """Read ``MLMODELSCOPE_COLLECTOR_<FIELD>`` variables (e.g. ``..._DATABASE_URL``); unset ones keep defaults."""
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in environ:
+                values[name] = environ[key]
+        return cls.model_validate(values)

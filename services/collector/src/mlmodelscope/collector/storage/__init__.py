@@ -1,0 +1,1 @@
+"""Storage: the SQL schema, its versioned migrations, the engine, idempotent ingestion and the read queries."""

@@ -1,0 +1,377 @@
+"""Idempotent ingestion: one message, one transaction, stored exactly once however often it is delivered.
+
+``Ingestor.ingest`` first inserts the envelope's ``message_id`` into ``ingested_messages``; when that row already
+exists the message is a redelivery and nothing else happens (``DUPLICATE``). Otherwise the payload's rows are
+inserted in the same transaction with ``INSERT ... ON CONFLICT DO NOTHING`` on their natural keys, so a batch
+re-sent under a *new* message id adds nothing either. Messages for a run whose ``run_started`` has not arrived
+create a placeholder run (status ``pending``) so nothing accepted is lost; ``run_started`` later fills it in.
+
+Metric changes are computed from what was actually inserted and applied only after the commit. Bytes that are not
+a storable message are refused with a reason, written to ``rejected_messages`` and counted: never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, Table, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mlmodelscope.collector.errors import CollectorError, RejectedMessageError, RejectReason
+from mlmodelscope.collector.metrics import CollectorMetrics, LatestValue, MetricEffects, RunLabels
+from mlmodelscope.collector.storage import schema
+from mlmodelscope.collector.storage.aggregates import DUPLICATE_COUNTER, LABEL_COLUMNS, labels_of
+from mlmodelscope.collector.storage.database import Database
+from mlmodelscope.collector.storage.timeutil import now, utc
+from mlmodelscope.core.messages import (
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    Progress,
+    QueryBatch,
+    RunFinished,
+    RunStarted,
+    SpanBatch,
+    decode,
+)
+
+log = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
+PAYLOAD_HEAD_CHARS = 1024
+
+
+class IngestOutcome(StrEnum):
+    INSERTED = "inserted"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: RejectReason
+    detail: str
+
+
+def decode_message(data: bytes) -> Envelope:
+    """Bytes from the wire -> a storable envelope, or RejectedMessageError saying why not."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise RejectedMessageError(
+            f"message of {len(data)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes", reason="too_large"
+        )
+    try:
+        envelope = decode(data)
+    except (ValidationError, ValueError) as e:
+        raise RejectedMessageError(f"not a valid message envelope: {_summary(e)}", reason="malformed") from e
+    check_storable(envelope)
+    return envelope
+
+
+def check_storable(envelope: Envelope) -> None:
+    """Rules the schema cannot express: spans belong to the envelope's run, times fit in a signed 64-bit integer."""
+    payload = envelope.payload
+    if isinstance(payload, SpanBatch):
+        for span in payload.spans:
+            if span.run_id != envelope.run_id:
+                raise RejectedMessageError(
+                    f"span {span.span_id} names run '{span.run_id}' inside a message of run '{envelope.run_id}'",
+                    reason="invalid",
+                )
+            _check_interval(f"span {span.span_id}", span.start_ns, span.end_ns)
+    elif isinstance(payload, QueryBatch):
+        for query in payload.queries:
+            _check_interval(f"query {query.mode}/{query.seq}", query.start_ns, query.end_ns)
+            if query.seq > INT64_MAX or query.first_item > INT64_MAX:
+                raise RejectedMessageError(f"query {query.mode}/{query.seq}: value out of range", reason="invalid")
+    elif isinstance(payload, RunStarted) and abs(payload.epoch_offset_ns) > INT64_MAX:
+        raise RejectedMessageError("epoch_offset_ns out of the 64-bit range", reason="invalid")
+
+
+def _check_interval(what: str, start_ns: int, end_ns: int) -> None:
+    if start_ns > INT64_MAX or end_ns > INT64_MAX:
+        raise RejectedMessageError(f"{what}: time out of the 64-bit range", reason="invalid")
+    if end_ns < start_ns:
+        raise RejectedMessageError(f"{what}: end_ns {end_ns} is before start_ns {start_ns}", reason="invalid")
+
+
+class Ingestor:
+    """Stores envelopes in the database and keeps the metrics in step; safe to call from several threads."""
+
+    def __init__(self, database: Database, metrics: CollectorMetrics | None = None) -> None:
+        self.database = database
+        self.metrics = metrics
+
+    def ingest(self, envelope: Envelope) -> IngestOutcome:
+        """Store one envelope in one transaction. Raises RejectedMessageError (not storable) or
+        DatabaseUnavailableError (try again later; nothing was committed)."""
+        check_storable(envelope)
+        with self.database.write() as connection:
+            outcome, effects = _ingest(connection, envelope)
+        if self.metrics is not None:
+            self.metrics.apply(effects)
+        return outcome
+
+    def ingest_bytes(self, data: bytes, *, subject: str = "") -> IngestOutcome | Rejection:
+        """Decode and store one message from the wire; a message that is not storable is recorded as rejected."""
+        try:
+            envelope = decode_message(data)
+            return self.ingest(envelope)
+        except RejectedMessageError as e:
+            return self.reject(e.reason, str(e), subject=subject, data=data)
+
+    def reject(self, reason: RejectReason, detail: str, *, subject: str, data: bytes) -> Rejection:
+        log.warning("rejected a message on '%s' (%d bytes, %s): %s", subject, len(data), reason, detail)
+        with self.database.write() as connection:
+            connection.execute(
+                schema.rejected_messages.insert().values(
+                    reason=reason,
+                    subject=subject[:512],
+                    size_bytes=len(data),
+                    detail=detail[:4000],
+                    payload_head=data[:PAYLOAD_HEAD_CHARS].decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+                    received_at=now(),
+                )
+            )
+        if self.metrics is not None:
+            self.metrics.record_rejection(reason)
+        return Rejection(reason, detail)
+
+
+def _insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which has ON CONFLICT on both of our dialects."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise CollectorError(f"unsupported database dialect '{connection.dialect.name}'")
+
+
+def _ingest(connection: Connection, envelope: Envelope) -> tuple[IngestOutcome, MetricEffects]:
+    payload = envelope.payload
+    messages = schema.ingested_messages
+    first_time = connection.execute(
+        _insert(connection, messages)
+        .values(
+            message_id=envelope.message_id,
+            run_id=envelope.run_id,
+            kind=payload.kind,
+            sequence=envelope.sequence,
+            received_at=now(),
+        )
+        .on_conflict_do_nothing(index_elements=[messages.c.message_id])
+        .returning(messages.c.message_id)
+    ).first()
+    if first_time is None:
+        _increment_counter(connection, DUPLICATE_COUNTER)
+        return IngestOutcome.DUPLICATE, MetricEffects(duplicate=True)
+
+    effects = MetricEffects(kind=payload.kind)
+    run_id = envelope.run_id
+    match payload:
+        case RunStarted():
+            _run_started(connection, run_id, payload, effects)
+        case SpanBatch():
+            _ensure_run(connection, run_id)
+            _spans(connection, run_id, payload, effects)
+        case QueryBatch():
+            effects.labels = _ensure_run(connection, run_id)
+            _queries(connection, run_id, payload, effects)
+        case Progress():
+            _ensure_run(connection, run_id)
+            _progress(connection, run_id, envelope.sequence, payload)
+        case RunFinished():
+            effects.labels = _ensure_run(connection, run_id)
+            _run_finished(connection, run_id, payload, effects)
+    return IngestOutcome.INSERTED, effects
+
+
+def _increment_counter(connection: Connection, name: str) -> None:
+    counters = schema.counters
+    statement = _insert(connection, counters).values(name=name, value=1)
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=[counters.c.name], set_={"value": counters.c.value + 1})
+    )
+
+
+def _run_labels(connection: Connection, run_id: str) -> tuple[bool, RunLabels | None]:
+    """(the run exists, its labels if its run_started arrived)."""
+    row = connection.execute(select(*LABEL_COLUMNS).where(schema.runs.c.run_id == run_id)).first()
+    if row is None:
+        return False, None
+    return True, (labels_of(row) if row.model is not None else None)
+
+
+def _ensure_run(connection: Connection, run_id: str) -> RunLabels | None:
+    """The run's labels, creating a placeholder run (status pending) when this is the first we hear of it."""
+    exists, labels = _run_labels(connection, run_id)
+    if exists:
+        return labels
+    runs = schema.runs
+    created = connection.execute(
+        _insert(connection, runs)
+        .values(run_id=run_id, status="pending", error="", created_at=now())
+        .on_conflict_do_nothing(index_elements=[runs.c.run_id])
+        .returning(runs.c.run_id)
+    ).first()
+    return None if created is not None else _run_labels(connection, run_id)[1]
+
+
+def _run_started(connection: Connection, run_id: str, payload: RunStarted, effects: MetricEffects) -> None:
+    runs = schema.runs
+    values: dict[str, Any] = {
+        "evaluation_id": payload.evaluation_id,
+        "model": payload.model,
+        "framework": payload.framework,
+        "dataset": payload.dataset,
+        "scenario": payload.scenario,
+        "mode": payload.mode,
+        "batch_size": payload.batch_size,
+        "arch": payload.arch,
+        "accelerator": payload.accelerator,
+        "trace_level": payload.trace_level,
+        "epoch_offset_ns": payload.epoch_offset_ns,
+        "started_at": utc(payload.started_at),
+    }
+    labels = labels_of([values[column.name] for column in LABEL_COLUMNS])
+    _ensure_run(connection, run_id)
+    updated = connection.execute(
+        update(runs)
+        .where(runs.c.run_id == run_id, runs.c.model.is_(None))
+        .values(**values, status=case((runs.c.status == "pending", "running"), else_=runs.c.status))
+        .returning(runs.c.finished_at, runs.c.accuracy_top1, runs.c.throughput_samples_per_s)
+    ).first()
+    if updated is None:
+        log.info("run %s: run_started again under a new message id; the first one's labels stay", run_id)
+        return
+    # Data that arrived before the labels is counted now, under them (a counter series never goes down).
+    effects.labels = labels
+    queries = schema.queries
+    for mode, item_count, start_ns, end_ns in connection.execute(
+        select(queries.c.mode, queries.c.item_count, queries.c.start_ns, queries.c.end_ns).where(
+            queries.c.run_id == run_id
+        )
+    ):
+        effects.items += int(item_count)
+        if mode == "performance":
+            effects.latencies_ns.append(int(end_ns) - int(start_ns))
+    finished_at, top1, throughput = updated
+    if finished_at is not None:
+        if top1 is not None:
+            effects.accuracy_top1 = LatestValue(utc(finished_at), float(top1))
+        if throughput is not None:
+            effects.throughput = LatestValue(utc(finished_at), float(throughput))
+
+
+def _spans(connection: Connection, run_id: str, payload: SpanBatch, effects: MetricEffects) -> None:
+    spans = schema.spans
+    rows = [
+        {
+            "run_id": run_id,
+            "span_id": span.span_id,
+            "parent_id": span.parent_id,
+            "name": span.name,
+            "level": int(span.level),
+            "start_ns": span.start_ns,
+            "end_ns": span.end_ns,
+            "attributes": dict(span.attributes),
+        }
+        for span in payload.spans
+    ]
+    statement = (
+        _insert(connection, spans)
+        .on_conflict_do_nothing(index_elements=[spans.c.run_id, spans.c.span_id])
+        .returning(spans.c.span_id)
+    )
+    effects.spans_inserted = len(connection.execute(statement, rows).all())
+
+
+def _queries(connection: Connection, run_id: str, payload: QueryBatch, effects: MetricEffects) -> None:
+    queries = schema.queries
+    rows = [{"run_id": run_id, **query.model_dump()} for query in payload.queries]
+    statement = (
+        _insert(connection, queries)
+        .on_conflict_do_nothing(index_elements=[queries.c.run_id, queries.c.mode, queries.c.seq])
+        .returning(queries.c.mode, queries.c.seq)
+    )
+    inserted = {(str(mode), int(seq)) for mode, seq in connection.execute(statement, rows)}
+    if effects.labels is None:
+        return  # counted when the run's labels arrive
+    for query in payload.queries:
+        if (query.mode, query.seq) in inserted:
+            effects.items += query.item_count
+            if query.mode == "performance":
+                effects.latencies_ns.append(query.end_ns - query.start_ns)
+
+
+def _progress(connection: Connection, run_id: str, sequence: int, payload: Progress) -> None:
+    progress = schema.progress
+    statement = _insert(connection, progress).values(
+        run_id=run_id,
+        sequence=sequence,
+        phase=payload.phase,
+        completed_queries=payload.completed_queries,
+        elapsed_s=payload.elapsed_s,
+        updated_at=now(),
+    )
+    excluded = statement.excluded
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[progress.c.run_id],
+            set_={
+                "sequence": excluded.sequence,
+                "phase": excluded.phase,
+                "completed_queries": excluded.completed_queries,
+                "elapsed_s": excluded.elapsed_s,
+                "updated_at": excluded.updated_at,
+            },
+            where=progress.c.sequence < excluded.sequence,  # progress may arrive out of order: keep the latest
+        )
+    )
+
+
+def _run_finished(connection: Connection, run_id: str, payload: RunFinished, effects: MetricEffects) -> None:
+    runs = schema.runs
+    top1 = _number(payload.result, "accuracy", "top1")
+    throughput = _number(payload.result, "performance", "throughput", "samples_per_s")
+    finished_at = connection.execute(
+        update(runs)
+        .where(runs.c.run_id == run_id)
+        .values(
+            status=payload.status,
+            error=payload.error,
+            result=payload.result,
+            accuracy_top1=top1,
+            throughput_samples_per_s=throughput,
+            expected_span_count=payload.span_count,
+            expected_query_count=payload.query_count,
+            finished_at=func.coalesce(runs.c.finished_at, now()),
+        )
+        .returning(runs.c.finished_at)
+    ).scalar_one()
+    if effects.labels is not None:
+        at = utc(finished_at)
+        effects.accuracy_top1 = None if top1 is None else LatestValue(at, top1)
+        effects.throughput = None if throughput is None else LatestValue(at, throughput)
+
+
+def _number(document: Mapping[str, Any] | None, *path: str) -> float | None:
+    value: Any = document
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _summary(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        return f"{where}: {first['msg']}{more}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -1,0 +1,110 @@
+"""Schema version 1: the collector's first tables, frozen as they were at this version (see the runner's docstring)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+
+def apply(connection: Connection) -> None:
+    metadata = MetaData()
+    runs = Table(
+        "runs",
+        metadata,
+        Column("run_id", String(128), primary_key=True),
+        Column("evaluation_id", String(128), nullable=True, index=True),
+        Column("model", String(256), nullable=True),
+        Column("framework", String(256), nullable=True),
+        Column("dataset", String(256), nullable=True),
+        Column("scenario", String(64), nullable=True),
+        Column("mode", String(64), nullable=True),
+        Column("batch_size", Integer, nullable=True),
+        Column("arch", String(64), nullable=True),
+        Column("accelerator", String(256), nullable=True),
+        Column("trace_level", String(64), nullable=True),
+        Column("epoch_offset_ns", BigInteger, nullable=True),
+        Column("status", String(16), nullable=False),
+        Column("error", Text, nullable=False),
+        Column("started_at", DateTime(timezone=True), nullable=True),
+        Column("finished_at", DateTime(timezone=True), nullable=True),
+        Column("result", JSON, nullable=True),
+        Column("accuracy_top1", Float, nullable=True),
+        Column("throughput_samples_per_s", Float, nullable=True),
+        Column("expected_span_count", Integer, nullable=True),
+        Column("expected_query_count", Integer, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    Index("ix_runs_labels", runs.c.model, runs.c.framework, runs.c.scenario)
+    Table(
+        "spans",
+        metadata,
+        Column("run_id", String(128), primary_key=True),
+        Column("span_id", BigInteger, primary_key=True, autoincrement=False),
+        Column("parent_id", BigInteger, nullable=False),
+        Column("name", String(256), nullable=False),
+        Column("level", Integer, nullable=False),
+        Column("start_ns", BigInteger, nullable=False),
+        Column("end_ns", BigInteger, nullable=False),
+        Column("attributes", JSON, nullable=False),
+    )
+    Table(
+        "queries",
+        metadata,
+        Column("run_id", String(128), primary_key=True),
+        Column("mode", String(16), primary_key=True),
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("first_item", BigInteger, nullable=False),
+        Column("item_count", Integer, nullable=False),
+        Column("start_ns", BigInteger, nullable=False),
+        Column("end_ns", BigInteger, nullable=False),
+    )
+    ingested = Table(
+        "ingested_messages",
+        metadata,
+        Column("message_id", String(256), primary_key=True),
+        Column("run_id", String(128), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("sequence", BigInteger, nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False),
+    )
+    Index("ix_ingested_messages_run", ingested.c.run_id)
+    Table(
+        "progress",
+        metadata,
+        Column("run_id", String(128), primary_key=True),
+        Column("sequence", BigInteger, nullable=False),
+        Column("phase", String(64), nullable=False),
+        Column("completed_queries", BigInteger, nullable=False),
+        Column("elapsed_s", Float, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "rejected_messages",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("reason", String(32), nullable=False),
+        Column("subject", String(512), nullable=False),
+        Column("size_bytes", Integer, nullable=False),
+        Column("detail", Text, nullable=False),
+        Column("payload_head", Text, nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "counters",
+        metadata,
+        Column("name", String(64), primary_key=True),
+        Column("value", BigInteger, nullable=False),
+    )
+    metadata.create_all(connection, checkfirst=False)

