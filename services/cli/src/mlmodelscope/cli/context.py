@@ -23,6 +23,7 @@ DEFAULT_ASSETS = Path("assets")
 class CliContext:
     registry: Registry
     store: ArtifactStore
+    asset_roots: list[Path]
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> Path:
@@ -45,4 +46,4 @@ def build_context(
         )
     registry = load_registry(roots)
     store = ArtifactStore(cache_dir or default_cache_dir(env), s3=S3Settings.from_env(env))
-    return CliContext(registry=registry, store=store)
+    return CliContext(registry=registry, store=store, asset_roots=[root.resolve() for root in roots])

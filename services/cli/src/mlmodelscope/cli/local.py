@@ -1,0 +1,205 @@
+"""Local mode: the cluster's data path on one machine, started and stopped by the CLI.
+
+``mlmodelscope evaluate`` runs an embedded NATS server (JetStream in the data folder), the collector as its own
+process (SQLite in the data folder, so past evaluations stay listable), and one agent process per framework. The
+agents publish exactly what a Kubernetes Job would; the CLI shows progress read from the bus and prints the
+results read back from the collector's REST API. The data folder is ``$MLMODELSCOPE_DATA_DIR`` or
+``$XDG_DATA_HOME/mlmodelscope`` (default ``~/.local/share/mlmodelscope``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+
+from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port
+from mlmodelscope.core.errors import EvaluationError, MLModelScopeError
+from mlmodelscope.core.messages import SUBJECT_PREFIX, decode
+
+DATA_ENV = "MLMODELSCOPE_DATA_DIR"
+COLLECTOR_URL_ENV = "MLMODELSCOPE_COLLECTOR_URL"
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @property
+    def nats(self) -> Path:
+        return self.root / "nats"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.root / 'collector.db'}"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+
+def data_dir(environ: Mapping[str, str]) -> DataDir:
+    if environ.get(DATA_ENV):
+        return DataDir(Path(environ[DATA_ENV]))
+    base = Path(environ["XDG_DATA_HOME"]) if environ.get("XDG_DATA_HOME") else Path.home() / ".local" / "share"
+    return DataDir(base / "mlmodelscope")
+
+
+class CollectorProcess:
+    """``python -m mlmodelscope.collector.main`` on a free port; ``start`` returns once ``/readyz`` says ready."""
+
+    def __init__(self, database_url: str, nats_url: str | None, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {
+            **os.environ,
+            "MLMODELSCOPE_COLLECTOR_DATABASE_URL": database_url,
+            "MLMODELSCOPE_COLLECTOR_NATS_URL": nats_url or "",
+            "MLMODELSCOPE_COLLECTOR_HOST": "127.0.0.1",
+            "MLMODELSCOPE_COLLECTOR_PORT": str(self.port),
+            "MLMODELSCOPE_COLLECTOR_LOG_LEVEL": "warning",
+            "MLMODELSCOPE_COLLECTOR_LAG_REFRESH_S": "0.5",
+            "MLMODELSCOPE_COLLECTOR_NAK_DELAY_S": "0.5",
+        }
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "mlmodelscope.collector.main"],
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EvaluationError(
+                    f"the collector exited with code {self._process.returncode} while starting.",
+                    hint=f"See {self._log_path}.",
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            time.sleep(_POLL_S)
+        self.stop()
+        raise EvaluationError(f"the collector was not ready within {timeout_s:g} s.", hint=f"See {self._log_path}.")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout_s)
+
+
+@contextlib.contextmanager
+def local_collector(data: DataDir, *, with_nats: bool) -> Iterator[tuple[CollectorProcess, EmbeddedNatsServer | None]]:
+    """NATS (optional) and the collector on the local data folder, stopped on exit whatever happens."""
+    server = EmbeddedNatsServer(data.nats) if with_nats else None
+    collector: CollectorProcess | None = None
+    try:
+        nats_url = server.start() if server is not None else None
+        collector = CollectorProcess(data.database_url, nats_url, data.root / "collector.log")
+        collector.start()
+        yield collector, server
+    finally:
+        if collector is not None:
+            collector.stop()
+        if server is not None:
+            server.stop()
+
+
+@dataclass
+class BusProgress:
+    """Latest progress of each run, as read from the bus by a background thread."""
+
+    phases: dict[str, str] = field(default_factory=dict)
+    completed: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def follow(self, nats_url: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: asyncio.run(self._listen(nats_url)), name="progress", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _listen(self, nats_url: str) -> None:
+        async def on_message(message: Any) -> None:
+            with contextlib.suppress(Exception):
+                payload = decode(message.data).payload
+                run_id = message.subject.split(".")[2]
+                if payload.kind == "progress":
+                    self.phases[run_id] = payload.phase
+                    self.completed[run_id] = payload.completed_queries
+                elif payload.kind == "run_finished":
+                    self.phases[run_id] = f"finished ({payload.status})"
+
+        with contextlib.suppress(Exception):
+            client = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+            await client.subscribe(f"{SUBJECT_PREFIX}.*.progress", cb=on_message)
+            await client.subscribe(f"{SUBJECT_PREFIX}.*.run_finished", cb=on_message)
+            while not self._stop.is_set():
+                await asyncio.sleep(_POLL_S)
+            await client.close()
+
+
+def wait_for_runs(collector_url: str, run_ids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
+    """Poll the collector until every run is finished (succeeded or failed) and return their details."""
+    deadline = time.monotonic() + timeout_s
+    details: dict[str, dict[str, Any]] = {}
+    with httpx.Client(base_url=collector_url, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            for run_id in run_ids:
+                if run_id in details:
+                    continue
+                response = client.get(f"/api/v1/runs/{run_id}")
+                detail = response.json() if response.status_code == 200 else {}
+                # Finished, and every span and query the agent published has been stored.
+                if detail.get("status") == "failed" or (detail.get("status") == "succeeded" and detail.get("complete")):
+                    details[run_id] = detail
+            if len(details) == len(run_ids):
+                return details
+            time.sleep(_POLL_S)
+    missing = ", ".join(r for r in run_ids if r not in details)
+    raise EvaluationError(
+        f"the collector did not receive the end of run(s) {missing} within {timeout_s:g} s.",
+        hint="See collector.log and the agents' logs in the data folder.",
+    )
+
+
+def fetch_json(collector_url: str, path: str) -> Any:
+    try:
+        response = httpx.get(f"{collector_url}{path}", timeout=30.0)
+    except httpx.HTTPError as e:
+        raise MLModelScopeError(
+            f"cannot reach the collector at {collector_url}: {e}.", hint="Check --collector-url."
+        ) from e
+    if response.status_code == 404:
+        raise MLModelScopeError(f"{path}: not found in the collector at {collector_url}.", hint="See `runs list`.")
+    if response.status_code != 200:
+        raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {response.text[:300]}")
+    return json.loads(response.text)

@@ -1,0 +1,85 @@
+"""``mlmodelscope runs list`` and ``mlmodelscope trace export``: read past evaluations back from the collector.
+
+With ``--collector-url`` (or ``MLMODELSCOPE_COLLECTOR_URL``) they ask that collector, e.g. one in a cluster;
+otherwise they start a collector on the local data folder for the duration of the command, so everything local
+mode recorded stays readable after the evaluation ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, fetch_json, local_collector
+from mlmodelscope.core.tracing.chrome import validate_chrome_trace
+
+runs_app = typer.Typer(help="Past evaluations stored by the collector.", no_args_is_help=True)
+trace_app = typer.Typer(help="Traces of runs.", no_args_is_help=True)
+
+CollectorUrl = Annotated[
+    str | None, typer.Option("--collector-url", help="Collector to ask (default: start one on the local data).")
+]
+
+
+@contextlib.contextmanager
+def _collector(url: str | None) -> Iterator[str]:
+    chosen = url or os.environ.get(COLLECTOR_URL_ENV)
+    if chosen:
+        yield chosen.rstrip("/")
+        return
+    with local_collector(data_dir(os.environ), with_nats=False) as (collector, _):
+        yield collector.url
+
+
+@runs_app.command("list")
+def list_runs(
+    collector_url: CollectorUrl = None,
+    model: Annotated[str | None, typer.Option(help="Only runs of this model.")] = None,
+    framework: Annotated[str | None, typer.Option(help="Only runs on this framework.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many runs.")] = 50,
+) -> None:
+    """List runs, newest first."""
+    query = f"?limit={limit}" + (f"&model={model}" if model else "") + (f"&framework={framework}" if framework else "")
+    with _collector(collector_url) as url:
+        page: dict[str, Any] = fetch_json(url, f"/api/v1/runs{query}")
+    table = Table("run", "status", "model", "framework", "scenario", "batch", "top-1", "samples/s", "started")
+    for run in page["items"]:
+        top1 = f"{run['accuracy_top1']:.4f}" if run.get("accuracy_top1") is not None else "-"
+        throughput = f"{run['throughput_samples_per_s']:,.1f}" if run.get("throughput_samples_per_s") else "-"
+        table.add_row(
+            run["run_id"],
+            run["status"],
+            run.get("model") or "-",
+            run.get("framework") or "-",
+            run.get("scenario") or "-",
+            str(run.get("batch_size") or "-"),
+            top1,
+            throughput,
+            str(run.get("started_at") or "-"),
+        )
+    Console().print(table)
+    Console().print(f"{len(page['items'])} of {page['total']} runs")
+
+
+@trace_app.command("export")
+def export_trace(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `mlmodelscope runs list`).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Chrome-trace / Perfetto JSON file to write.")],
+    collector_url: CollectorUrl = None,
+) -> None:
+    """Write a run's timeline (all levels) as Chrome-trace JSON, loadable in Perfetto or chrome://tracing."""
+    with _collector(collector_url) as url:
+        document: dict[str, Any] = fetch_json(url, f"/api/v1/runs/{run_id}/trace")
+    validate_chrome_trace(document)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document), encoding="utf-8")
+    events = sum(1 for event in document["traceEvents"] if event.get("ph") == "X")
+    Console().print(f"wrote {events:,} spans of run {run_id} to {output}")

@@ -1,0 +1,92 @@
+"""Local mode end to end: embedded NATS, the collector and agent processes, as `mlmodelscope evaluate` runs them."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from mlmodelscope.core.tracing.chrome import validate_chrome_trace
+from tests.conftest import REPO, run_cli
+
+pytestmark = pytest.mark.slow
+
+ORT_OPS = {"Conv", "MaxPool", "GlobalAveragePool", "Gemm"}
+
+
+def _evaluate(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    output = tmp_path / "r.json"
+    run = run_cli(
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "evaluate",
+        "-m",
+        "digits-cnn",
+        "--min-duration",
+        "0.5s",
+        "--output",
+        str(output),
+        *args,
+        cwd=REPO,
+        data_dir=tmp_path / "data",
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    return json.loads(output.read_text())  # type: ignore[no-any-return]
+
+
+def test_framework_trace_nests_onnxruntime_nodes_under_every_query(tmp_path: Path) -> None:
+    result = _evaluate(tmp_path, "-f", "onnxruntime", "--mode", "performance", "--trace-level", "framework")
+    assert result["trace_level"] == "framework"
+    trace_path = tmp_path / "trace.json"
+    exported = run_cli("trace", "export", result["id"], "-o", str(trace_path), cwd=REPO, data_dir=tmp_path / "data")
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(trace_path.read_text())
+    validate_chrome_trace(document)  # the structure Perfetto's JSON importer accepts
+    spans = [e for e in document["traceEvents"] if e["ph"] == "X"]
+    children = defaultdict(list)
+    for span in spans:
+        children[span["args"]["parent_id"]].append(span)
+    model_spans = [s for s in spans if s["name"] == "predict"]
+    assert len(model_spans) == result["performance"]["queries"]
+    for parent in model_spans:
+        kids = children[parent["args"]["span_id"]]
+        assert {k["args"].get("op_type") for k in kids} >= ORT_OPS, kids
+        for kid in kids:  # on the timeline, each node lies inside its query
+            assert parent["ts"] <= kid["ts"] and kid["ts"] + kid["dur"] <= parent["ts"] + parent["dur"]
+    names = {s["name"] for s in spans}
+    assert {"evaluation", "artifact_fetch", "model_load", "warmup", "performance_run"} <= names
+
+
+def test_runs_stay_listable_and_frameworks_run_in_parallel(tmp_path: Path) -> None:
+    output = tmp_path / "r.json"
+    run = run_cli(
+        "evaluate",
+        "-m",
+        "digits-cnn",
+        "-f",
+        "onnxruntime,null",
+        "--min-duration",
+        "0.5s",
+        "--output",
+        str(output),
+        cwd=REPO,
+        data_dir=tmp_path / "data",
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(output.read_text())
+    assert {r["framework"]["name"] for r in results} == {"onnxruntime", "null"}
+    assert len({r["environment"]["hostname"] for r in results}) == 1
+    listed = run_cli("runs", "list", cwd=REPO, data_dir=tmp_path / "data")
+    assert listed.returncode == 0, listed.stderr
+    for result in results:
+        assert result["id"] in listed.stdout
+    assert "2 of 2 runs" in listed.stdout
+
+
+def test_trace_export_of_an_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
+    run = run_cli("trace", "export", "no-such-run", "-o", str(tmp_path / "t.json"), cwd=REPO, data_dir=tmp_path / "d")
+    assert run.returncode == 1
+    assert "not found" in run.stderr
+    assert "Traceback" not in run.stderr
