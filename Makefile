@@ -36,6 +36,8 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python benchmarks/harness_overhead.py
+	$(BIN)/python benchmarks/tracing_overhead.py
+	$(BIN)/python benchmarks/trace_pipeline.py
 
 models: setup
 	$(BIN)/python scripts/build_digits.py

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import nats
 
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port
+from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port, terminate
 from mlmodelscope.core.errors import EvaluationError, MLModelScopeError
 from mlmodelscope.core.messages import SUBJECT_PREFIX, decode
 
@@ -103,15 +102,7 @@ class CollectorProcess:
         raise EvaluationError(f"the collector was not ready within {timeout_s:g} s.", hint=f"See {self._log_path}.")
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout_s)
+        terminate(self._process, timeout_s)
 
 
 @contextlib.contextmanager

@@ -45,6 +45,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def terminate(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """SIGTERM a child process, SIGKILL it if it has not exited after ``timeout_s``; no-op if already gone."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
+
+
 class EmbeddedNatsServer:
     """``nats-server -js`` as a child process; ``start()`` returns once it accepts connections."""
 
@@ -85,15 +97,7 @@ class EmbeddedNatsServer:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Graceful stop (SIGTERM lets JetStream flush), then SIGKILL."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout_s)
+        terminate(self._process, timeout_s)
 
     def kill(self) -> None:
         """Abrupt death, as a crash would be (used by failure tests)."""
