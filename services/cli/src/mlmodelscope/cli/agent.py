@@ -40,7 +40,7 @@ def run(
         result.write(output)
     console = Console(stderr=True, highlight=False)
     if error:
-        console.print(f"[bold red]error:[/] run {run_spec.run_id}: {error}", soft_wrap=True)
+        console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
     elif result is not None:
         console.print(json.dumps({"run_id": run_spec.run_id, "status": "succeeded"}))
     raise typer.Exit(code)

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -152,7 +151,7 @@ class JetStreamConsumer:
                     next_lag_refresh = time.monotonic() + settings.lag_refresh_s
                 try:
                     messages = await subscription.fetch(settings.fetch_batch_size, timeout=settings.fetch_timeout_s)
-                except NatsTimeoutError:
+                except TimeoutError:  # nats' TimeoutError, and asyncio's that nats-py sometimes raises instead
                     continue
                 await self._handle(messages)
         finally:

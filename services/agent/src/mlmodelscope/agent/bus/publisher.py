@@ -167,8 +167,9 @@ class RunPublisher:
         self._raise_if_failed()
         if self._thread.is_alive():
             raise PublishError(
-                f"run {self.run_id}: {self._buffer.qsize()} messages were still unsent after {wait_s:g} s.",
-                hint=f"Check NATS at {self.settings.nats_url}.",
+                f"{self._buffer.qsize()} messages were still unsent to NATS at {self.settings.nats_url} "
+                f"after {wait_s:g} s.",
+                hint="Check that NATS runs with JetStream enabled and is reachable.",
             )
 
     def _raise_if_failed(self) -> None:
@@ -189,24 +190,29 @@ class RunPublisher:
     async def _connect(self) -> Any:
         deadline = time.monotonic() + self.settings.give_up_after_s
         while True:
+            # nats-py's first connect retries forever with max_reconnect_attempts=-1: bound it ourselves.
+            left_s = max(deadline - time.monotonic(), 0.05)
             try:
-                return await nats.connect(
-                    self.settings.nats_url,
-                    connect_timeout=self.settings.connect_timeout_s,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.2,
-                    allow_reconnect=True,
-                    error_cb=_ignore,
-                    disconnected_cb=_ignore_event,
-                    reconnected_cb=_ignore_event,
-                )
+                return await asyncio.wait_for(self._open(), timeout=left_s)
             except Exception as e:
-                if time.monotonic() > deadline:
+                if time.monotonic() >= deadline:
                     raise PublishError(
                         f"cannot connect to NATS at {self.settings.nats_url} for {self.settings.give_up_after_s:g} s.",
                         hint="Check the NATS URL and that the server runs.",
                     ) from e
                 await asyncio.sleep(0.2)
+
+    async def _open(self) -> Any:
+        return await nats.connect(
+            self.settings.nats_url,
+            connect_timeout=self.settings.connect_timeout_s,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            allow_reconnect=True,
+            error_cb=_ignore,
+            disconnected_cb=_ignore_event,
+            reconnected_cb=_ignore_event,
+        )
 
     async def _send_all(self) -> None:
         client = await self._connect()

@@ -1,0 +1,357 @@
+"""Real processes for the end-to-end pipeline tests: the collector (``python -m mlmodelscope.collector.main``) and
+the agent (``mlmodelscope agent run --spec``), each in its own process, plus read-back helpers for what ended up in
+JetStream, in the collector's SQLite file and in its ``/metrics``.
+
+Every wait here is bounded, and ``ProcessReaper`` kills whatever a test started, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import nats
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlmodelscope.agent.bus.server import free_port
+from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME
+
+CLI = Path(sys.executable).parent / "mlmodelscope"
+DURABLE_NAME = "mlmodelscope-collector"
+T = TypeVar("T")
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without any MLMODELSCOPE_* variable, plus ``extra``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
+    environment.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    environment.update(extra)
+    return environment
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return f"({path} unreadable)"
+
+
+def wait_for(check: Callable[[], T | None], *, timeout_s: float, what: str, interval_s: float = 0.05) -> T:
+    """Poll ``check`` until it returns something other than None/False; AssertionError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class ProcessReaper:
+    """Remembers every child process a test starts and kills the ones still alive at the end."""
+
+    def __init__(self) -> None:
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def add(self, process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        self._processes.append(process)
+        return process
+
+    def reap(self) -> None:
+        for process in self._processes:
+            if process.poll() is None:
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+
+
+# --- the collector ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CollectorProcess:
+    """One collector process at a time on a fixed port and SQLite file; ``start`` again after ``kill`` restarts it
+    on the same database (and the same durable JetStream consumer)."""
+
+    workdir: Path
+    nats_url: str
+    reaper: ProcessReaper
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "c.db"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"collector-{self.starts}.log"
+
+    def environment(self) -> dict[str, str]:
+        prefix = "MLMODELSCOPE_COLLECTOR_"
+        return clean_environment(
+            **{
+                prefix + "DATABASE_URL": f"sqlite:///{self.db_path}",
+                prefix + "NATS_URL": self.nats_url,
+                prefix + "PORT": str(self.port),
+                prefix + "HOST": "127.0.0.1",
+                # Small fetches and a short ack wait: after a SIGKILL the messages it had fetched but not acked
+                # come back within seconds (the default 30 s would only make the test slow, not different).
+                prefix + "FETCH_BATCH_SIZE": "10",
+                prefix + "ACK_WAIT_S": "5",
+                prefix + "RECONNECT_DELAY_S": "0.5",
+                prefix + "LAG_REFRESH_S": "0.5",
+            }
+        )
+
+    def start(self, *, timeout_s: float = 20.0) -> None:
+        assert self.process is None or self.process.poll() is not None, "the collector is already running"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        with self.log_path.open("wb") as log:
+            self.process = self.reaper.add(
+                subprocess.Popen(
+                    [sys.executable, "-m", "mlmodelscope.collector.main"],
+                    env=self.environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        wait_for(self._ready, timeout_s=timeout_s, what=f"the collector's /readyz\n{tail(self.log_path)}")
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the collector exited with {self.process.returncode}:\n{tail(self.log_path)}")
+        try:
+            return httpx.get(self.base_url + "/readyz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook, no final ack, no clean database close."""
+        assert self.process is not None and self.process.poll() is None, "the collector is not running"
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def get_json(self, path: str) -> Any:
+        """GET an API path; None when the collector does not answer or answers anything but 200."""
+        try:
+            response = httpx.get(self.base_url + path, timeout=2.0)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        response = httpx.get(self.base_url + "/metrics", timeout=5.0)
+        response.raise_for_status()
+        samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return samples
+
+
+# --- the agent -------------------------------------------------------------------------------------------------
+
+
+def write_spec(path: Path, *, run_id: str, nats_url: str, assets: Path, workdir: Path, **overrides: Any) -> Path:
+    """A RunSpec JSON: digits-cnn on onnxruntime, MODEL-level tracing (one span and one query record per call)."""
+    spec: dict[str, Any] = {
+        "run_id": run_id,
+        "evaluation_id": f"eval-{run_id}",
+        "model": "digits-cnn",
+        "framework": "onnxruntime",
+        "assets": [str(assets)],
+        "cache_dir": str(workdir / "cache"),
+        "output_dir": str(workdir / "out"),
+        "trace_level": 2,
+        "nats_url": nats_url,
+        "settings": {"scenario": "single-stream", "mode": "both", "min_duration_s": 2.0},
+    }
+    spec.update(overrides)
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return path
+
+
+@dataclass
+class AgentProcess:
+    process: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+    started_s: float
+
+    @classmethod
+    def start(cls, spec: Path, workdir: Path, reaper: ProcessReaper) -> AgentProcess:
+        stdout_path, stderr_path = workdir / "agent.out", workdir / "agent.err"
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            process = reaper.add(
+                subprocess.Popen(
+                    [str(CLI), "agent", "run", "--spec", str(spec), "--output", str(workdir / "result.json")],
+                    env=clean_environment(),
+                    cwd=workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                )
+            )
+        return cls(process, stdout_path, stderr_path, time.monotonic())
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(f"the agent did not exit within {timeout_s:g} s:\n{self.stderr}") from None
+
+    @property
+    def stderr(self) -> str:
+        return tail(self.stderr_path)
+
+
+# --- JetStream -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamContents:
+    """What the agent's messages of one run amount to, read back from the stream (each stored message once)."""
+
+    message_ids: list[str]
+    kinds: Counter[str]
+    span_ids: list[int]
+    query_keys: list[tuple[str, int]]
+    query_items: int
+    performance_latencies_ns: list[int]
+    run_finished: dict[str, Any] | None
+
+
+def _run_async(coroutine: Any, timeout_s: float) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coroutine, timeout=timeout_s)
+
+    return asyncio.run(bounded())
+
+
+def read_stream(nats_url: str, run_id: str, *, timeout_s: float = 30.0) -> StreamContents:
+    async def read() -> StreamContents:
+        client = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            js = client.jetstream()
+            info = await js.stream_info(STREAM_NAME)
+            contents = StreamContents([], Counter(), [], [], 0, [], None)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                message = await js.get_msg(STREAM_NAME, seq)
+                envelope = json.loads(message.data)
+                if envelope["run_id"] != run_id:
+                    continue
+                payload = envelope["payload"]
+                contents.message_ids.append((message.headers or {}).get(MSG_ID_HEADER, ""))
+                contents.kinds[payload["kind"]] += 1
+                if payload["kind"] == "spans":
+                    contents.span_ids.extend(int(span["span_id"]) for span in payload["spans"])
+                elif payload["kind"] == "queries":
+                    for query in payload["queries"]:
+                        contents.query_keys.append((query["mode"], int(query["seq"])))
+                        contents.query_items += int(query["item_count"])
+                        if query["mode"] == "performance":
+                            contents.performance_latencies_ns.append(int(query["end_ns"]) - int(query["start_ns"]))
+                elif payload["kind"] == "run_finished":
+                    contents.run_finished = payload
+            return contents
+        finally:
+            await client.close()
+
+    result: StreamContents = _run_async(read(), timeout_s)
+    return result
+
+
+def stream_last_seq(nats_url: str, *, subject: str | None = None, strict: bool = False) -> int:
+    """The stream's last sequence number, or how many messages ``subject`` has; 0 when there is no stream or the
+    server does not answer, unless ``strict`` (then that raises)."""
+
+    async def read() -> int:
+        client = await nats.connect(nats_url, connect_timeout=1, max_reconnect_attempts=0)
+        try:
+            js = client.jetstream()
+            info = await js.stream_info(STREAM_NAME, subjects_filter=subject)
+            if subject is None:
+                return int(info.state.last_seq)
+            return int(sum((info.state.subjects or {}).values()))
+        finally:
+            await client.close()
+
+    try:
+        value: int = _run_async(read(), 5.0)
+    except Exception:
+        if strict:
+            raise
+        return 0
+    return value
+
+
+def consumer_idle(nats_url: str) -> bool:
+    """The collector's durable consumer has nothing undelivered and nothing delivered but unacknowledged."""
+
+    async def read() -> bool:
+        client = await nats.connect(nats_url, connect_timeout=1, max_reconnect_attempts=0)
+        try:
+            info = await client.jetstream().consumer_info(STREAM_NAME, DURABLE_NAME)
+            return info.num_pending == 0 and info.num_ack_pending == 0
+        finally:
+            await client.close()
+
+    try:
+        idle: bool = _run_async(read(), 5.0)
+    except Exception:
+        return False
+    return idle
+
+
+# --- the collector's database ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_database(path: Path) -> Iterator[sqlite3.Connection]:
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def scalar(connection: sqlite3.Connection, sql: str, *parameters: Any) -> Any:
+    return connection.execute(sql, parameters).fetchone()[0]
