@@ -146,3 +146,14 @@ def test_asset_roots_combine_default_env_and_flags(tmp_path: Path) -> None:
 def test_format_location() -> None:
     assert format_location(("spec", "inputs", 0, "shape")) == "spec.inputs[0].shape"
     assert format_location(()) == "(document)"
+
+
+def test_any_framework_supporting_an_artifact_format_may_run_the_model(scratch_assets: Path) -> None:
+    """The version constraint binds only the framework the model names; format decides for the others."""
+    path = scratch_assets / "frameworks" / "onnxruntime.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["metadata"]["name"] = "ort-nightly"
+    document["spec"]["version"] = "0.1"  # would fail '>=1.17', but the constraint names onnxruntime
+    (scratch_assets / "frameworks" / "ort-nightly.yaml").write_text(yaml.safe_dump(document))
+    registry = load_registry([scratch_assets])
+    assert registry.resolve("digits-cnn", "ort-nightly").artifact.format == "onnx"

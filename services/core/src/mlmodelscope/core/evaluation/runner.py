@@ -114,7 +114,7 @@ def run_evaluation(
     dataset = registry.dataset(dataset_name)
     predictor_class = load_predictor_class(framework.spec.predictor)
     installed_version = predictor_class.library_version()
-    if framework.spec.predictor != NULL_PREDICTOR:
+    if framework.spec.predictor != NULL_PREDICTOR and framework.name == model.spec.framework.name:
         check_version(
             installed_version,
             model.spec.framework.version,

@@ -78,13 +78,10 @@ class Registry:
         model = self.model(model_name)
         framework = self.framework(framework_name)
         constraint = model.spec.framework
-        # The null predictor runs any model (it answers without computing): it measures the harness itself.
-        if framework.spec.predictor != NULL_PREDICTOR:
-            if constraint.name != framework.name:
-                raise IncompatibleFrameworkError(
-                    f"model '{model.name}' is declared for framework '{constraint.name}', not '{framework.name}'.",
-                    hint=f"Use --framework {constraint.name}.",
-                )
+        # Any framework that runs one of the model's artifact formats may evaluate it (KServe's format matching);
+        # the version constraint belongs to the framework the model names. The null predictor runs any model
+        # (it answers without computing): it measures the harness itself.
+        if framework.spec.predictor != NULL_PREDICTOR and constraint.name == framework.name:
             check_version(framework.spec.version, constraint.version, what=f"framework '{framework.name}'", model=model)
         artifact = model.spec.artifact_for(framework.spec.formats)
         if artifact is None:

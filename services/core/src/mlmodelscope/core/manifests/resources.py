@@ -97,6 +97,9 @@ class ModelOutput(TensorSpec):
 
 
 class FrameworkConstraint(_Strict):
+    """The framework the model was made for. Other frameworks may run it too when they support one of its
+    artifact formats; the version constraint applies to this one."""
+
     name: ResourceName = Field(description="Name of a Framework resource.")
     version: str = Field(default="", description="PEP 440 version specifier, e.g. '>=1.17,<2'; empty means any.")
 
