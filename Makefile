@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.setup-stamp
-PACKAGES := -e services/core -e 'services/agent[onnxruntime]' -e services/collector -e services/cli
+PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch]' -e services/collector -e services/cli
 
 .PHONY: setup demo test lint format bench constraints models clean
 

@@ -19,14 +19,19 @@ Outputs (in ``--out``):
   manifest declares softmax as post-processing).
 * ``digits_test.npz`` -- ``images``: float32 ``(450, 8, 8, 1)`` RAW values 0..16 (HWC, one channel);
   ``labels``: int64 ``(450,)``.
+* ``digits_cnn.torchscript.pt`` -- the same trained weights as TorchScript (``torch.jit.trace`` of the eval-mode
+  model, ``torch.jit.save``); same input and output as the ONNX file, any batch size. Byte-stable between runs in the
+  same checkout; its debug records hold the absolute paths of torch's module sources, so another checkout or
+  virtualenv location gives different bytes for the same weights.
 * ``labels.txt`` -- ``0`` .. ``9``, one per line (line index == class index).
-* ``SHA256SUMS`` -- ``sha256sum`` format for the three files above.
+* ``SHA256SUMS`` -- ``sha256sum`` format for the four files above.
 
 The split is ``train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)`` (1347 train / 450 test).
 
 Structure: :func:`build_model` is the single architecture definition, :func:`train` returns the trained model and
-:func:`export_onnx` serialises it. Exporters to other frameworks (TorchScript, Keras, MXNet) should reuse the *same*
-trained weights by calling :func:`train` (deterministic) and adding an ``export_<framework>(model, path)`` function;
+:func:`export_onnx` / :func:`export_torchscript` serialise it. Exporters to other frameworks (Keras, MXNet) should
+reuse the *same* trained weights by calling :func:`train` (deterministic) and adding an ``export_<framework>(model,
+path)`` function;
 the layer shapes needed to rebuild the network elsewhere are documented in :func:`build_model`.
 """
 
@@ -64,6 +69,7 @@ OPSET = 17
 MIN_TOP1 = 0.90
 
 ONNX_NAME = "digits_cnn.onnx"
+TORCHSCRIPT_NAME = "digits_cnn.torchscript.pt"
 TEST_NAME = "digits_test.npz"
 LABELS_NAME = "labels.txt"
 SUMS_NAME = "SHA256SUMS"
@@ -206,6 +212,38 @@ def export_onnx(model: nn.Module, path: Path) -> None:
     path.write_bytes(proto.SerializeToString(deterministic=True))
 
 
+def export_torchscript(model: nn.Module, path: Path) -> None:
+    """Save ``model`` (eval mode) as TorchScript by tracing it; the same weights as :func:`export_onnx`.
+
+    Tracing rather than ``torch.jit.script``: the network has no control flow, and a traced Sequential serialises
+    byte-identically run after run, while scripting names its classes ``___torch_mangle_<n>`` with a per-process
+    counter. The batch axis stays dynamic (nothing in the graph depends on it); :func:`verify_torchscript` checks it.
+    """
+    model.eval()
+    dummy = torch.zeros(1, 1, 8, 8, dtype=torch.float32)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (dummy,))
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    path.write_bytes(buffer.getvalue())
+
+
+def verify_torchscript(path: Path, images: np.ndarray, reference: np.ndarray) -> None:
+    """Reload the TorchScript file and check it against the in-memory PyTorch model at several batch sizes."""
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    loaded.eval()
+    x = torch.from_numpy(to_model_input(images))
+    with torch.no_grad():
+        logits = loaded(x).numpy()
+        assert logits.shape == reference.shape and logits.dtype == np.float32, (logits.shape, logits.dtype)
+        max_diff = float(np.max(np.abs(logits - reference)))
+        assert max_diff <= 1e-5, f"TorchScript and PyTorch disagree by {max_diff}"
+        for batch in (1, 7):
+            part = loaded(x[:batch]).numpy()
+            assert part.shape == (batch, NUM_CLASSES), part.shape
+            assert np.allclose(part, logits[:batch], atol=1e-5), f"batch {batch} differs from the full batch"
+
+
 def write_test_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write the test split with ``np.savez`` (uncompressed; zipfile stamps members 1980-01-01, so bytes are stable)."""
     with path.open("wb") as f:
@@ -280,13 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     onnx_path = out / ONNX_NAME
     test_path = out / TEST_NAME
     labels_path = out / LABELS_NAME
+    torchscript_path = out / TORCHSCRIPT_NAME
     export_onnx(model, onnx_path)
+    export_torchscript(model, torchscript_path)
     write_test_npz(test_path, split.x_test[..., np.newaxis].astype(np.float32), split.y_test.astype(np.int64))
     labels_path.write_text("".join(f"{c}\n" for c in range(NUM_CLASSES)), encoding="utf-8")
 
     top1, top5 = verify_onnx(onnx_path, split.x_test, split.y_test, reference)
+    verify_torchscript(torchscript_path, split.x_test, reference)
 
-    sums = {p.name: sha256(p) for p in (onnx_path, test_path, labels_path)}
+    sums = {p.name: sha256(p) for p in (onnx_path, torchscript_path, test_path, labels_path)}
     (out / SUMS_NAME).write_text("".join(f"{h}  {n}\n" for n, h in sums.items()), encoding="utf-8")
 
     for name, digest in sums.items():

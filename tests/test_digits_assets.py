@@ -26,12 +26,13 @@ def _sums() -> dict[str, str]:
 
 def test_committed_files_match_their_checksums_and_the_manifests() -> None:
     sums = _sums()
-    assert set(sums) == {"digits_cnn.onnx", "digits_test.npz", "labels.txt"}
+    assert set(sums) == {"digits_cnn.onnx", "digits_cnn.torchscript.pt", "digits_test.npz", "labels.txt"}
     for name, digest in sums.items():
         assert _sha256(DIGITS / name) == digest, name
     registry = load_registry([ASSETS])
     model = registry.model("digits-cnn")
-    assert model.spec.artifacts[0].sha256 == sums["digits_cnn.onnx"]
+    by_format = {artifact.format: artifact.sha256 for artifact in model.spec.artifacts}
+    assert by_format == {"onnx": sums["digits_cnn.onnx"], "torchscript": sums["digits_cnn.torchscript.pt"]}
     assert model.spec.outputs[0].labels is not None
     assert model.spec.outputs[0].labels.sha256 == sums["labels.txt"]
     assert registry.dataset("digits").spec.source.sha256 == sums["digits_test.npz"]
