@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,7 @@ class _FailingPredictor(Predictor):
 
     def predict(self, inputs):  # type: ignore[no-untyped-def]
         self.calls += 1
-        if self.calls > 3:  # warm-up passes, then the model breaks
+        if self.calls > 20:  # warm-up passes, then the model breaks
             raise RuntimeError("out of memory")
         return [np.zeros((len(inputs[0]), 10), np.float32)]
 
@@ -134,3 +135,25 @@ def test_predictor_failure_completes_the_run_and_reports(registry: Registry, tmp
 def _labels() -> np.ndarray:
     with np.load(ASSETS / "artifacts" / "digits" / "digits_test.npz") as data:
         return data["labels"]
+
+
+class _JitLikePredictor(_FailingPredictor):
+    """Slow for its first calls, as a JIT-compiling framework is, then fast."""
+
+    def predict(self, inputs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls <= 2:
+            time.sleep(0.02)
+        return [np.zeros((len(inputs[0]), 10), np.float32)]
+
+
+def test_warm_up_continues_until_latency_is_steady(registry: Registry) -> None:
+    """Calibrating LoadGen on the slow first calls would make it generate too few queries (an INVALID run)."""
+    predictor = _JitLikePredictor(registry.model("digits-cnn").spec, PredictorOptions())
+    predictor.load(Path("unused"))
+    library = SampleLibrary(inputs=[np.zeros((20, 1, 8, 8), np.float32)], labels=np.zeros(20, np.int64))
+    post = Postprocessor([PostprocessStep(top_k=TopKStep(k=5))])
+    settings = EvaluationSettings(scenario="single-stream", mode="performance", **{**QUICK, "warmup_queries": 1})  # type: ignore[arg-type]
+    warmup = LoadGenDriver(predictor, library, post, settings).warm_up()
+    assert warmup.queries >= 7  # went on past the slow calls until five fast ones in a row
+    assert warmup.min_latency_ns < 10_000_000  # calibrated on the fast, steady calls

@@ -49,6 +49,9 @@ _SCENARIOS: dict[Scenario, Any] = {
     "offline": lg.TestScenario.Offline,
 }
 _UNIT_SCENARIOS = ("single-stream", "server")
+_WARMUP_WINDOW = 5
+_WARMUP_MAX_CALLS = 1_000
+_WARMUP_MAX_S = 30.0
 
 
 @dataclass
@@ -148,19 +151,31 @@ class LoadGenDriver:
     # --- warm-up and calibration ---------------------------------------------------------------------------
 
     def warm_up(self) -> WarmupResult:
-        """Untimed predictor calls on a full batch; their latency calibrates LoadGen's expectations."""
-        count = max(self.settings.warmup_queries, 1)
+        """Untimed predictor calls on a full batch until their latency is steady; it calibrates LoadGen.
+
+        At least ``warmup_queries`` calls, then more until the last few agree within 50% (JIT frameworks such as
+        TorchScript's profiling executor are slow for their first calls), bounded by ``_WARMUP_MAX_CALLS`` calls
+        and ``_WARMUP_MAX_S`` seconds. The calibration figures come from that steady tail only.
+        """
+        window = _WARMUP_WINDOW
+        count = max(self.settings.warmup_queries, window)
         batch = min(self.settings.batch_size, self.library.size)
         inputs = self.library.contiguous(0, batch)
         latencies: list[int] = []
         self.progress.start("warm-up", 0.0, latencies)
-        for _ in range(count):
+        deadline_s = time.monotonic() + _WARMUP_MAX_S
+        while True:
             start = time.perf_counter_ns()
             self.predictor.predict(inputs)
             latencies.append(time.perf_counter_ns() - start)
+            if len(latencies) >= count:
+                tail = latencies[-window:]
+                steady = max(tail) <= 1.5 * min(tail)
+                if steady or len(latencies) >= _WARMUP_MAX_CALLS or time.monotonic() > deadline_s:
+                    break
         self.postprocessor(self.predictor.predict(inputs)[0])  # warm the post-processing path too (untimed)
-        ordered = sorted(latencies)
-        return WarmupResult(count, ordered[len(ordered) // 2], ordered[0])
+        ordered = sorted(latencies[-window:])
+        return WarmupResult(len(latencies), ordered[len(ordered) // 2], ordered[0])
 
     def _test_settings(self, mode: RunMode, warmup: WarmupResult) -> Any:
         s = self.settings

@@ -46,7 +46,9 @@ class EvaluationSettings(BaseModel):
     scenario: Scenario = "single-stream"
     mode: Mode = "both"
     batch_size: int = Field(default=1, ge=1, le=65536, description="Samples per predictor call.")
-    warmup_queries: int = Field(default=10, ge=0, description="Untimed predictor calls before the test.")
+    warmup_queries: int = Field(
+        default=10, ge=0, description="Untimed predictor calls before the test (at least 5, more until steady)."
+    )
     min_duration_s: float = Field(default=10.0, ge=0, description="LoadGen min_duration.")
     max_duration_s: float | None = Field(default=None, gt=0, description="LoadGen max_duration; None: unbounded.")
     min_query_count: int = Field(default=100, ge=1, description="LoadGen min_query_count.")
