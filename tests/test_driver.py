@@ -157,3 +157,27 @@ def test_warm_up_continues_until_latency_is_steady(registry: Registry) -> None:
     warmup = LoadGenDriver(predictor, library, post, settings).warm_up()
     assert warmup.queries >= 7  # went on past the slow calls until five fast ones in a row
     assert warmup.min_latency_ns < 10_000_000  # calibrated on the fast, steady calls
+
+
+class _SlowWarmUpPredictor(_FailingPredictor):
+    """Steadily slow during the warm-up (a loaded machine), fast afterwards."""
+
+    def predict(self, inputs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls <= 6:
+            time.sleep(0.005)
+        return [np.zeros((len(inputs[0]), 10), np.float32)]
+
+
+def test_a_run_that_ran_out_of_queries_is_recalibrated_and_repeated(registry: Registry, tmp_path: Path) -> None:
+    predictor = _SlowWarmUpPredictor(registry.model("digits-cnn").spec, PredictorOptions())
+    predictor.load(Path("unused"))
+    library = SampleLibrary(inputs=[np.zeros((20, 1, 8, 8), np.float32)], labels=np.zeros(20, np.int64))
+    post = Postprocessor([PostprocessStep(top_k=TopKStep(k=5))])
+    settings = EvaluationSettings(scenario="single-stream", mode="performance", **QUICK)  # type: ignore[arg-type]
+    driver = LoadGenDriver(predictor, library, post, settings)
+    warmup = driver.warm_up()
+    assert warmup.min_latency_ns > 4_000_000  # LoadGen is told ~2.5 ms: it would generate far too few queries
+    outcome = driver.run("performance", warmup, tmp_path / "logs")
+    assert outcome.report is not None and outcome.report.valid, outcome.report
+    assert outcome.report.requested_settings["single_stream_expected_latency_ns"] < 1_000_000
