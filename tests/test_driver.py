@@ -118,14 +118,19 @@ class _FailingPredictor(Predictor):
         return [np.zeros((len(inputs[0]), 10), np.float32)]
 
 
-def test_predictor_failure_completes_the_run_and_reports(registry: Registry, tmp_path: Path) -> None:
-    """LoadGen must not hang waiting for answers: failed calls are completed and the failure reported after."""
-    predictor = _FailingPredictor(registry.model("digits-cnn").spec, PredictorOptions())
+def _driver_of(predictor_class: type[Predictor], registry: Registry, **settings: object) -> LoadGenDriver:
+    """A single-stream performance driver over 20 zero samples, with a test predictor."""
+    predictor = predictor_class(registry.model("digits-cnn").spec, PredictorOptions())
     predictor.load(Path("unused"))
     library = SampleLibrary(inputs=[np.zeros((20, 1, 8, 8), np.float32)], labels=np.zeros(20, np.int64))
     post = Postprocessor([PostprocessStep(top_k=TopKStep(k=5))])
-    settings = EvaluationSettings(scenario="single-stream", mode="performance", **QUICK)  # type: ignore[arg-type]
-    driver = LoadGenDriver(predictor, library, post, settings)
+    chosen = EvaluationSettings(scenario="single-stream", mode="performance", **{**QUICK, **settings})  # type: ignore[arg-type]
+    return LoadGenDriver(predictor, library, post, chosen)
+
+
+def test_predictor_failure_completes_the_run_and_reports(registry: Registry, tmp_path: Path) -> None:
+    """LoadGen must not hang waiting for answers: failed calls are completed and the failure reported after."""
+    driver = _driver_of(_FailingPredictor, registry)
     warmup = driver.warm_up()
     with pytest.raises(EvaluationError, match="out of memory") as info:
         driver.run("performance", warmup, tmp_path / "logs")
@@ -149,12 +154,7 @@ class _JitLikePredictor(_FailingPredictor):
 
 def test_warm_up_continues_until_latency_is_steady(registry: Registry) -> None:
     """Calibrating LoadGen on the slow first calls would make it generate too few queries (an INVALID run)."""
-    predictor = _JitLikePredictor(registry.model("digits-cnn").spec, PredictorOptions())
-    predictor.load(Path("unused"))
-    library = SampleLibrary(inputs=[np.zeros((20, 1, 8, 8), np.float32)], labels=np.zeros(20, np.int64))
-    post = Postprocessor([PostprocessStep(top_k=TopKStep(k=5))])
-    settings = EvaluationSettings(scenario="single-stream", mode="performance", **{**QUICK, "warmup_queries": 1})  # type: ignore[arg-type]
-    warmup = LoadGenDriver(predictor, library, post, settings).warm_up()
+    warmup = _driver_of(_JitLikePredictor, registry, warmup_queries=1).warm_up()
     assert warmup.queries >= 7  # went on past the slow calls until five fast ones in a row
     assert warmup.min_latency_ns < 10_000_000  # calibrated on the fast, steady calls
 
@@ -170,12 +170,7 @@ class _SlowWarmUpPredictor(_FailingPredictor):
 
 
 def test_a_run_that_ran_out_of_queries_is_recalibrated_and_repeated(registry: Registry, tmp_path: Path) -> None:
-    predictor = _SlowWarmUpPredictor(registry.model("digits-cnn").spec, PredictorOptions())
-    predictor.load(Path("unused"))
-    library = SampleLibrary(inputs=[np.zeros((20, 1, 8, 8), np.float32)], labels=np.zeros(20, np.int64))
-    post = Postprocessor([PostprocessStep(top_k=TopKStep(k=5))])
-    settings = EvaluationSettings(scenario="single-stream", mode="performance", **QUICK)  # type: ignore[arg-type]
-    driver = LoadGenDriver(predictor, library, post, settings)
+    driver = _driver_of(_SlowWarmUpPredictor, registry)
     warmup = driver.warm_up()
     assert warmup.min_latency_ns > 4_000_000  # LoadGen is told ~2.5 ms: it would generate far too few queries
     outcome = driver.run("performance", warmup, tmp_path / "logs")

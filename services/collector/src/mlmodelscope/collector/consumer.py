@@ -26,36 +26,19 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from mlmodelscope.collector.errors import DatabaseUnavailableError
 from mlmodelscope.collector.metrics import CollectorMetrics
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection
+from mlmodelscope.core.jetstream import ensure_stream
 from mlmodelscope.core.messages import STREAM_NAME, STREAM_SUBJECTS
 
 log = logging.getLogger(__name__)
 
 DeliveryResult = IngestOutcome | Rejection | Exception
 STOP_GRACE_S = 2.0
-
-
-async def ensure_stream(js: JetStreamContext, *, duplicate_window_s: float) -> None:
-    """Create the stream agents publish to when it does not exist yet (an existing one is left as it is)."""
-    try:
-        await js.stream_info(STREAM_NAME)
-    except NotFoundError:
-        log.info("creating JetStream stream %s for %s", STREAM_NAME, STREAM_SUBJECTS)
-        await js.add_stream(
-            StreamConfig(
-                name=STREAM_NAME,
-                subjects=[STREAM_SUBJECTS],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                duplicate_window=duplicate_window_s,
-            )
-        )
 
 
 class JetStreamConsumer:
@@ -129,7 +112,8 @@ class JetStreamConsumer:
         self._client = client
         try:
             js = client.jetstream()
-            await ensure_stream(js, duplicate_window_s=settings.duplicate_window_s)
+            if await ensure_stream(js, duplicate_window_s=settings.duplicate_window_s):
+                log.info("created JetStream stream %s for %s", STREAM_NAME, STREAM_SUBJECTS)
             subscription = await js.pull_subscribe(
                 STREAM_SUBJECTS,
                 durable=settings.durable_name,

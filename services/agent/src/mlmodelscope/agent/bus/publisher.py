@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
-from nats.js.errors import NotFoundError
 
 from mlmodelscope.core.errors import MLModelScopeError
+from mlmodelscope.core.jetstream import ensure_stream
 from mlmodelscope.core.messages import (
     MAX_MESSAGE_BYTES,
     MSG_ID_HEADER,
-    STREAM_NAME,
-    STREAM_SUBJECTS,
     Envelope,
     Payload,
     QueryBatch,
@@ -40,7 +38,6 @@ from mlmodelscope.core.messages import (
 )
 from mlmodelscope.core.tracing.spans import Span
 
-DUPLICATE_WINDOW_S = 120.0
 _MAX_BACKOFF_S = 1.0
 
 
@@ -56,14 +53,6 @@ class PublisherSettings:
     give_up_after_s: float = 60.0
     connect_timeout_s: float = 2.0
     batch_size: int = 2_000
-
-
-async def ensure_stream(js: Any) -> None:
-    """Create the stream of run messages if it does not exist yet (idempotent)."""
-    try:
-        await js.stream_info(STREAM_NAME)
-    except NotFoundError:
-        await js.add_stream(name=STREAM_NAME, subjects=[STREAM_SUBJECTS], duplicate_window=DUPLICATE_WINDOW_S)
 
 
 class RunPublisher:
