@@ -5,17 +5,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.setup-stamp
-PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch]' -e services/collector -e services/cli
+PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]' -e services/collector -e services/cli
+# MXNet 1.9.1 needs numpy < 1.24 (TensorFlow needs numpy 2): its agents run in their own environment, named by
+# assets/frameworks/mxnet.yaml (spec.runtime.python).
+MXNET_VENV := .venv-mxnet
+MXNET_STAMP := $(MXNET_VENV)/.setup-stamp
 
 .PHONY: setup demo test lint format bench constraints models clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(MXNET_STAMP)
 
 $(STAMP): constraints.txt requirements-dev.txt services/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -U pip
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
 	touch $(STAMP)
+
+$(MXNET_STAMP): constraints-mxnet.txt services/core/pyproject.toml services/agent/pyproject.toml
+	test -x $(MXNET_VENV)/bin/python || $(PYTHON) -m venv $(MXNET_VENV)
+	$(MXNET_VENV)/bin/python -m pip install -q --disable-pip-version-check -U pip
+	$(MXNET_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints-mxnet.txt \
+		-e services/core -e 'services/agent[mxnet]' pytest
+	touch $(MXNET_STAMP)
 
 demo: setup
 	$(BIN)/mlmodelscope evaluate --model digits-cnn --framework onnxruntime --scenario single-stream --mode both \
@@ -43,7 +54,9 @@ models: setup
 	$(BIN)/python scripts/build_digits.py
 
 constraints: setup
-	$(PIP) freeze --exclude-editable | sed 's/+cpu//' > constraints.txt.new && mv constraints.txt.new constraints.txt
+	{ head -2 constraints.txt; $(PIP) freeze --exclude-editable | sed 's/+cpu//'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+	{ head -2 constraints-mxnet.txt; $(MXNET_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints-mxnet.txt.new \
+		&& mv constraints-mxnet.txt.new constraints-mxnet.txt
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache results
+	rm -rf $(VENV) $(MXNET_VENV) .mypy_cache .ruff_cache .pytest_cache results

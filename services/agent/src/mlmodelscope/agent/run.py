@@ -15,11 +15,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
 from mlmodelscope.core.artifacts import ArtifactStore, S3Settings
-from mlmodelscope.core.errors import MLModelScopeError
+from mlmodelscope.core.errors import ManifestError, MLModelScopeError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.environment import architecture
 from mlmodelscope.core.evaluation.results import EvaluationResult
@@ -57,6 +57,19 @@ class RunSpec(BaseModel):
     output_dir: Path = Field(description="LoadGen logs and framework profiles go here.")
     progress_interval_s: float = Field(default=0.5, gt=0)
     give_up_after_s: float = Field(default=60.0, gt=0, description="How long NATS may stay unreachable.")
+
+
+def read_run_spec(path: Path) -> RunSpec:
+    """The run spec in ``path``; ManifestError naming the file and every invalid field otherwise."""
+    try:
+        return RunSpec.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read the run spec: {e.strerror}.") from e
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
+        raise ManifestError(
+            f"{path}: invalid run spec: {problems}.", hint="See `RunSpec` in mlmodelscope.agent.run."
+        ) from e
 
 
 def query_records(spans: list[Span]) -> list[QueryRecord]:

@@ -7,25 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from mlmodelscope.agent.run import RunSpec, run_agent
-from mlmodelscope.core.errors import ManifestError
+from mlmodelscope.agent.run import read_run_spec, run_agent
 
 agent_app = typer.Typer(help="Run one evaluation as an agent that publishes to NATS.", no_args_is_help=True)
-
-
-def read_spec(path: Path) -> RunSpec:
-    try:
-        return RunSpec.model_validate_json(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot read the run spec: {e.strerror}.") from e
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
-        raise ManifestError(
-            f"{path}: invalid run spec: {problems}.", hint="See `RunSpec` in mlmodelscope.agent.run."
-        ) from e
 
 
 @agent_app.command("run")
@@ -34,7 +20,7 @@ def run(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the result JSON here.")] = None,
 ) -> None:
     """Evaluate one model on one framework and publish spans, queries, progress and the result to NATS."""
-    run_spec = read_spec(spec)
+    run_spec = read_run_spec(spec)
     code, result, error = run_agent(run_spec)
     if output is not None and result is not None:
         result.write(output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -77,6 +78,27 @@ def _agent_error(log_path: Path) -> str:
     return (errors or lines or ["(no output)"])[-1].removeprefix("error: ")
 
 
+def agent_interpreter(context: CliContext, framework: str) -> str:
+    """The Python that runs ``framework``'s agents: its resource's ``spec.runtime.python`` or this one.
+
+    A relative path is relative to the Framework manifest's folder (like artifact URIs), so a checkout's
+    ``.venv-mxnet`` is found wherever the repository lives.
+    """
+    python = context.registry.framework(framework).spec.runtime.python
+    if not python:
+        return sys.executable
+    manifest = context.registry.source_of("Framework", framework)
+    path = Path(python) if Path(python).is_absolute() or "/" not in python else manifest.parent / python
+    resolved = shutil.which(str(path)) if "/" not in python else (str(path) if os.access(path, os.X_OK) else None)
+    if resolved is None:
+        raise EvaluationError(
+            f"framework '{framework}' runs in the interpreter {path} (spec.runtime.python in {manifest}), "
+            "which does not exist or is not executable.",
+            hint="Run `make setup` (it creates the framework environments), or fix spec.runtime.python.",
+        )
+    return resolved
+
+
 def _evaluate_locally(
     context: CliContext, specs: list[RunSpec], data: DataDir, console: Console
 ) -> tuple[list[EvaluationResult], dict[str, str]]:
@@ -94,8 +116,8 @@ def _evaluate_locally(
                 run_dir.mkdir(parents=True, exist_ok=True)
                 spec = spec.model_copy(update={"nats_url": server.url})
                 (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
-                python = context.registry.framework(spec.framework).spec.runtime.python or sys.executable
-                command = [python, "-m", "mlmodelscope.cli.main", "agent", "run", "--spec", str(run_dir / "spec.json")]
+                python = agent_interpreter(context, spec.framework)
+                command = [python, "-m", "mlmodelscope.agent", "--spec", str(run_dir / "spec.json")]
                 with (run_dir / "agent.log").open("wb") as log:
                     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
                 agents[spec.run_id] = (process, run_dir / "agent.log")
@@ -179,8 +201,10 @@ def evaluate(
     if not frameworks:
         raise EvaluationError("--framework names no framework.")
     context = build_context(options.get("assets", []), options.get("cache_dir"))
-    for name in frameworks:  # unknown names and incompatible pairs fail before anything starts
+    for name in frameworks:  # unknown names, incompatible pairs and missing runtimes fail before anything starts
         context.registry.resolve(model, name)
+        if not direct:
+            agent_interpreter(context, name)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if output is None:
         output = Path("results") / f"{model}-{'-'.join(frameworks)}-{settings.scenario}-{stamp}" / "result.json"
