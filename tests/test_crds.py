@@ -1,0 +1,107 @@
+"""The CRDs in crds/ are generated from the pydantic resources, are structural, and admit exactly the valid
+documents: every asset and example is admitted, and specs that violate required fields, enums or bounds are not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlmodelscope.operator import crds
+from tests.operator_schema import CRDS, REPO, admission_errors, load_crd
+
+ASSET_FILES = sorted(
+    p for sub in ("models", "frameworks", "datasets", "examples") for p in (REPO / "assets" / sub).glob("*.yaml")
+)
+
+
+def test_committed_crds_equal_a_fresh_generation(tmp_path: Path):
+    generated = crds.generate(tmp_path)
+    assert sorted(p.name for p in generated) == sorted(p.name for p in CRDS.glob("*.yaml"))
+    for path in generated:
+        committed = (CRDS / path.name).read_text(encoding="utf-8")
+        assert committed == path.read_text(encoding="utf-8"), (
+            f"crds/{path.name} is stale: run `python -m mlmodelscope.operator.crds crds/`"
+        )
+        assert committed.startswith("# GENERATED")
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key in ("properties",):
+            for name, child in node.get(key, {}).items():
+                found.extend(_walk(child, f"{path}.{name}"))
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                found.extend(_walk(node[key], f"{path}[{key}]"))
+    return found
+
+
+@pytest.mark.parametrize("kind", ["Evaluation", "Model", "Framework", "Dataset"])
+def test_schemas_are_structural(kind: str):
+    schema = load_crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    text = yaml.safe_dump(schema)
+    for forbidden in ("$ref", "anyOf", "oneOf", "allOf", "propertyNames", "const:"):
+        assert forbidden not in text, f"{kind}: {forbidden} is not allowed in a structural schema"
+    for path, node in _walk(schema):
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{kind}{path} has no type"
+        assert not ("properties" in node and "additionalProperties" in node), f"{kind}{path}"
+
+
+def test_evaluation_crd_has_status_subresource_and_printer_columns():
+    version = load_crd("Evaluation")["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns == {
+        "Phase": ".status.phase",
+        "Runs": ".status.progress",
+        "Valid": ".status.valid",
+        "Age": ".metadata.creationTimestamp",
+    }
+    assert load_crd("Evaluation")["spec"]["scope"] == "Namespaced"
+
+
+@pytest.mark.parametrize("path", ASSET_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_asset_and_example_is_admitted(path: Path):
+    for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        assert admission_errors(document) == []
+
+
+def _minimal() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "assets/examples/evaluation-minimal.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s.pop("models"), "spec: 'models' is a required property"),
+        (lambda s: s.update(models=[]), "spec.models: [] should be non-empty"),
+        (lambda s: s.update(targets=[{"arch": "x86_64"}]), "spec.targets.0.arch: 'x86_64' is not one of"),
+        (lambda s: s.update(targets=[{"arch": "amd64", "accelerator": "tpu"}]), "'tpu' is not one of"),
+        (lambda s: s.update(batch_sizes=[0]), "spec.batch_sizes.0: 0 is less than the minimum of 1"),
+        (lambda s: s.update(parallelism=0), "spec.parallelism: 0 is less than the minimum of 1"),
+        (lambda s: s.update(target_qps=0), "spec.target_qps: 0 is less than or equal to the minimum of 0"),
+        (lambda s: s.update(scenario="burst"), "spec.scenario: 'burst' is not one of"),
+        (lambda s: s.update(models=["Digits_CNN"]), "spec.models.0: 'Digits_CNN' does not match"),
+        (lambda s: s.update(retries=11), "spec.retries: 11 is greater than the maximum of 10"),
+        (lambda s: s.update(resources={"requests": {"cpu": "lots"}}), "spec.resources.requests.cpu: 'lots'"),
+        (lambda s: s.update(batchsize=8), "spec: Additional properties are not allowed ('batchsize' was unexpected)"),
+    ],
+)
+def test_invalid_evaluations_are_rejected(change, expected: str):
+    document = _minimal()
+    change(document["spec"])
+    errors = admission_errors(document)
+    assert any(expected in e for e in errors), errors
+
+
+def test_invalid_framework_container_is_rejected():
+    framework = yaml.safe_load((REPO / "assets/frameworks/onnxruntime.yaml").read_text(encoding="utf-8"))
+    framework["spec"]["containers"] = [{"arch": "riscv64", "accelerator": "cpu", "image": "x"}]
+    assert any("'riscv64' is not one of" in e for e in admission_errors(framework))
+    framework["spec"]["containers"] = [{"arch": "amd64", "accelerator": "cpu"}]
+    assert any("'image' is a required property" in e for e in admission_errors(framework))
