@@ -75,8 +75,12 @@ def test_runs_stay_listable_and_frameworks_run_in_parallel(tmp_path: Path) -> No
         data_dir=tmp_path / "data",
     )
     assert run.returncode == 0, run.stderr
-    results = json.loads(output.read_text())
+    summary = json.loads(output.read_text())
+    results = summary["results"]
     assert {r["framework"]["name"] for r in results} == {"onnxruntime", "null"}
+    assert summary["reference_framework"] == "onnxruntime"
+    (null_vs_ort,) = summary["agreement"]  # the null predictor answers zeros: uniform probabilities
+    assert null_vs_ort["framework"].startswith("null") and null_vs_ort["max_abs_probability_diff"] > 0.5
     assert len({r["environment"]["hostname"] for r in results}) == 1
     listed = run_cli("runs", "list", cwd=REPO, data_dir=tmp_path / "data")
     assert listed.returncode == 0, listed.stderr

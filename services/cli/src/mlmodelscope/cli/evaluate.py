@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,17 +16,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from mlmodelscope.agent.run import RunSpec
 from mlmodelscope.cli.context import CliContext, build_context
 from mlmodelscope.cli.local import BusProgress, DataDir, data_dir, fetch_json, local_collector, wait_for_runs
-from mlmodelscope.cli.render import result_table
+from mlmodelscope.cli.render import result_table, summary_tables
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import MODES, SCENARIOS, EvaluationSettings, Seeds
+from mlmodelscope.core.evaluation.summary import summarize
 from mlmodelscope.core.manifests.resources import Accelerator
 from mlmodelscope.core.tracing.spans import TraceLevel
 
@@ -68,8 +68,29 @@ def _watch(progress: RunProgress, done: threading.Event, console: Console) -> No
                 bar.update(task, description=label, total=None)
 
 
-def _run_id(evaluation_id: str, framework: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{evaluation_id}-{framework}")[:128]
+def parse_batch_sizes(text: str) -> list[int]:
+    """'8' -> [8]; '1,2,4' -> [1, 2, 4] (sorted, without repeats); EvaluationError for anything else."""
+    sizes: set[int] = set()
+    for part in text.split(","):
+        item = part.strip()
+        if not item.isdigit() or not 1 <= int(item) <= 65536:
+            raise EvaluationError(
+                f"--batch-size '{text}': '{item}' is not a batch size.",
+                hint="Give an integer from 1 to 65536, or a comma-separated list such as 1,2,4,8.",
+            )
+        sizes.add(int(item))
+    return sorted(sizes)
+
+
+def _run_id(evaluation_id: str, framework: str, batch_size: int | None) -> str:
+    suffix = f"-b{batch_size}" if batch_size is not None else ""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{evaluation_id}-{framework}{suffix}")[:128]
+
+
+def _loadgen_dir(root: Path, framework: str | None, batch_size: int | None) -> Path:
+    """LoadGen logs of one run: <output>-loadgen[/<framework>][/batch-<n>]."""
+    path = root / framework if framework else root
+    return (path / f"batch-{batch_size}" if batch_size is not None else path).resolve()
 
 
 def _agent_error(log_path: Path) -> str:
@@ -99,10 +120,28 @@ def agent_interpreter(context: CliContext, framework: str) -> str:
     return resolved
 
 
+def _start_agent(context: CliContext, spec: RunSpec, data: DataDir) -> tuple[subprocess.Popen[bytes], Path]:
+    """One agent process for ``spec`` with its framework's interpreter; its output goes to the run's agent.log."""
+    run_dir = data.runs / spec.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
+    command = [
+        agent_interpreter(context, spec.framework),
+        "-m",
+        "mlmodelscope.agent",
+        "--spec",
+        str(run_dir / "spec.json"),
+    ]
+    with (run_dir / "agent.log").open("wb") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    return process, run_dir / "agent.log"
+
+
 def _evaluate_locally(
-    context: CliContext, specs: list[RunSpec], data: DataDir, console: Console
+    context: CliContext, specs: list[RunSpec], data: DataDir, console: Console, parallel: int
 ) -> tuple[list[EvaluationResult], dict[str, str]]:
-    """Run the specs as agent processes through an embedded NATS and the collector; results from the collector."""
+    """Run the specs as agent processes (at most ``parallel`` at once, in order) through an embedded NATS and the
+    collector; results come back from the collector."""
     results: list[EvaluationResult] = []
     failures: dict[str, str] = {}
     with local_collector(data, with_nats=True) as (collector, server):
@@ -111,22 +150,20 @@ def _evaluate_locally(
         bus = BusProgress()
         bus.follow(server.url)
         try:
-            for spec in specs:
-                run_dir = data.runs / spec.run_id
-                run_dir.mkdir(parents=True, exist_ok=True)
-                spec = spec.model_copy(update={"nats_url": server.url})
-                (run_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
-                python = agent_interpreter(context, spec.framework)
-                command = [python, "-m", "mlmodelscope.agent", "--spec", str(run_dir / "spec.json")]
-                with (run_dir / "agent.log").open("wb") as log:
-                    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-                agents[spec.run_id] = (process, run_dir / "agent.log")
+            pending = list(specs)
             columns = (TextColumn("{task.description}"), TimeElapsedColumn())
             with Progress(*columns, console=console, transient=True) as bar:
-                tasks = {run_id: bar.add_task(run_id, total=None) for run_id in agents}
-                while any(process.poll() is None for process, _ in agents.values()):
+                tasks: dict[str, TaskID] = {}
+                while pending or any(process.poll() is None for process, _ in agents.values()):
+                    running = sum(process.poll() is None for process, _ in agents.values())
+                    while pending and running < parallel:
+                        spec = pending.pop(0).model_copy(update={"nats_url": server.url})
+                        agents[spec.run_id] = _start_agent(context, spec, data)
+                        tasks[spec.run_id] = bar.add_task(spec.run_id, total=None)
+                        running += 1
                     for run_id, task in tasks.items():
-                        phase = bus.phases.get(run_id, "starting")
+                        process = agents[run_id][0]
+                        phase = bus.phases.get(run_id, "starting") if process.poll() is None else "done"
                         count = bus.completed.get(run_id, 0)
                         bar.update(task, description=f"{run_id}: {phase}, {count:,} queries")
                     time.sleep(_POLL_INTERVAL_S)
@@ -156,7 +193,9 @@ def evaluate(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset (default: the model's).")] = None,
     scenario: Annotated[str, typer.Option(help="single-stream | multi-stream | server | offline.")] = "single-stream",
     mode: Annotated[str, typer.Option(help="accuracy | performance | both.")] = "both",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per predictor call.")] = 1,
+    batch_size: Annotated[
+        str, typer.Option("--batch-size", "-b", help="Samples per predictor call; a list (1,2,4,8) sweeps them.")
+    ] = "1",
     min_duration: Annotated[str, typer.Option(help="LoadGen minimum duration (10s, 500ms, 2m).")] = "10s",
     max_duration: Annotated[str | None, typer.Option(help="LoadGen maximum duration.")] = None,
     min_queries: Annotated[int, typer.Option(help="LoadGen minimum query count.")] = 100,
@@ -171,6 +210,13 @@ def evaluate(
     trace_level: Annotated[
         str, typer.Option(help="no | application | model | framework | library | system | hardware | full.")
     ] = "model",
+    reference: Annotated[
+        str | None, typer.Option(help="Framework the others are compared with (default: the first of --framework).")
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(min=1, help="Agents running at once (default: one per framework; batch sizes run in turn)."),
+    ] = None,
     direct: Annotated[
         bool, typer.Option("--direct", help="Evaluate in this process, without NATS, collector or agents.")
     ] = False,
@@ -178,10 +224,11 @@ def evaluate(
 ) -> None:
     """Evaluate MODEL on FRAMEWORK(s): accuracy and/or performance under an MLPerf LoadGen scenario."""
     options = ctx.find_root().obj or {}
+    batch_sizes = parse_batch_sizes(batch_size)
     settings = EvaluationSettings(
         scenario=_choice(scenario, SCENARIOS, "--scenario"),
         mode=_choice(mode, MODES, "--mode"),
-        batch_size=batch_size,
+        batch_size=batch_sizes[0],
         warmup_queries=warmup,
         min_duration_s=parse_duration_s(min_duration, "--min-duration"),
         max_duration_s=parse_duration_s(max_duration, "--max-duration") if max_duration else None,
@@ -197,9 +244,14 @@ def evaluate(
         level = TraceLevel.parse(trace_level)
     except ValueError as e:
         raise EvaluationError(f"--trace-level: {e}.") from e
-    frameworks = [name.strip() for name in framework.split(",") if name.strip()]
+    frameworks = list(dict.fromkeys(name.strip() for name in framework.split(",") if name.strip()))
     if not frameworks:
         raise EvaluationError("--framework names no framework.")
+    reference = reference or frameworks[0]
+    if reference not in frameworks:
+        raise EvaluationError(
+            f"--reference '{reference}' is not one of the evaluated frameworks ({', '.join(frameworks)})."
+        )
     context = build_context(options.get("assets", []), options.get("cache_dir"))
     for name in frameworks:  # unknown names, incompatible pairs and missing runtimes fail before anything starts
         context.registry.resolve(model, name)
@@ -210,17 +262,25 @@ def evaluate(
         output = Path("results") / f"{model}-{'-'.join(frameworks)}-{settings.scenario}-{stamp}" / "result.json"
     console = Console()
     if direct:
-        if len(frameworks) > 1:
-            raise EvaluationError("--direct evaluates one framework at a time.")
+        if len(frameworks) > 1 or len(batch_sizes) > 1:
+            raise EvaluationError("--direct evaluates one framework at one batch size at a time.")
         result = _evaluate_directly(context, model, frameworks[0], dataset, settings, accelerator, threads, output)
         result.write(output)
         console.print(result_table(result))
         console.print(f"result: {output}   LoadGen logs: {output.parent / f'{output.stem}-loadgen'}")
         return
     evaluation_id = f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
+    sweep = len(batch_sizes) > 1
+    concurrent = min(parallel or len(frameworks), len(frameworks) * len(batch_sizes))
+    if threads is None and concurrent > 1:
+        # Agents side by side must not oversubscribe the cores: a framework's spinning thread pool (ONNX Runtime,
+        # OpenMP) starves the others and every latency turns into scheduling noise.
+        threads = max(1, (os.cpu_count() or 1) // concurrent)
+        console.print(f"{concurrent} agents at once: {threads} intra-op thread(s) each (override with --threads)")
+    loadgen_dir = output.parent / f"{output.stem}-loadgen"
     specs = [
         RunSpec(
-            run_id=_run_id(evaluation_id, name),
+            run_id=_run_id(evaluation_id, name, size if sweep else None),
             evaluation_id=evaluation_id,
             model=model,
             framework=name,
@@ -228,27 +288,32 @@ def evaluate(
             device=accelerator,
             intra_op_threads=threads,
             trace_level=level,
-            settings=settings,
+            settings=settings.model_copy(update={"batch_size": size}),
             assets=context.asset_roots,
             cache_dir=context.store.cache_dir.resolve(),
-            output_dir=(output.parent / f"{output.stem}-loadgen" / (name if len(frameworks) > 1 else "")).resolve(),
+            output_dir=_loadgen_dir(loadgen_dir, name if len(frameworks) > 1 else None, size if sweep else None),
         )
+        for size in batch_sizes
         for name in frameworks
     ]
     data = data_dir(os.environ)
-    results, failures = _evaluate_locally(context, specs, data, console)
+    results, failures = _evaluate_locally(context, specs, data, console, concurrent)
     for result in results:
         console.print(result_table(result))
-    if len(results) == 1:
+    if len(specs) == 1 and results:
         results[0].write(output)
     elif results:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps([r.model_dump(mode="json") for r in results], indent=2) + "\n")
+        summary = summarize(evaluation_id, reference, results, failures)
+        summary.write(output)
+        for table in summary_tables(summary):
+            console.print(table)
     if results:
         console.print(f"result: {output}   LoadGen logs: {output.parent / f'{output.stem}-loadgen'}")
         console.print(f"data (NATS, collector database, agent logs): {data.root}")
-        for result in results:
-            console.print(f"trace: mlmodelscope trace export {result.id} -o {result.id}.trace.json")
+        if len(results) == 1:
+            console.print(f"trace: mlmodelscope trace export {results[0].id} -o {results[0].id}.trace.json")
+        else:
+            console.print("traces: `mlmodelscope runs list`, then `mlmodelscope trace export RUN_ID -o RUN_ID.json`")
     if failures:
         problems = "; ".join(f"{run_id}: {message}" for run_id, message in failures.items())
         raise EvaluationError(f"{len(failures)} of {len(specs)} runs failed: {problems}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from mlmodelscope.core.evaluation.results import EvaluationResult, Verdict
+from mlmodelscope.core.evaluation.summary import EvaluationSummary
 
 
 def _ms(ns: float) -> str:
@@ -61,3 +63,79 @@ def result_table(result: EvaluationResult) -> RenderableType:
         if performance.verdict.recommendations:
             parts.append(Text("LoadGen recommends: " + "; ".join(performance.verdict.recommendations)))
     return Group(*parts)
+
+
+def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
+    """The comparison of every run with the reference framework, and one table per batch-size sweep."""
+    agreement = {(a.framework, a.batch_size, a.device): a for a in summary.agreement}
+    comparison = Table(
+        Column("framework", min_width=11, overflow="fold"),
+        *(Column(name, no_wrap=True) for name in ("batch", "top-1", "p50", "items/s", "agree", "max|dp|")),
+        *(Column(name, no_wrap=True) for name in ("KL", "JS")),
+        title=f"{summary.evaluation_id}: agreement with {summary.reference_framework} (top-1 agreement, max absolute"
+        " probability difference, mean KL and Jensen-Shannon divergence in nats)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for result in summary.results:
+        name = f"{result.framework.name} {result.framework.version}"
+        batch = result.requested_settings.batch_size
+        performance = result.performance
+        row = [
+            name.replace(" ", "\n"),
+            str(batch),
+            f"{result.accuracy.top1:.4f}" if result.accuracy is not None else "-",
+            _ms(performance.latency.p50_ns).replace(" ", "") if performance is not None else "-",
+            f"{performance.throughput.samples_per_s:,.0f}" if performance is not None else "-",
+        ]
+        measured = agreement.get((name, batch, result.device))
+        if result.framework.name == summary.reference_framework:
+            row += ["ref", "", "", ""]
+        elif measured is None:
+            row += ["-", "-", "-", "-"]
+        else:
+            row += [
+                f"{measured.top1_agreement * 100:.1f}%",
+                f"{measured.max_abs_probability_diff:.1e}",
+                f"{measured.mean_kl_divergence:.1e}",
+                f"{measured.mean_js_divergence:.1e}",
+            ]
+        comparison.add_row(*row)
+    tables: list[RenderableType] = [comparison]
+    for sweep in summary.batch_sweeps:
+        table = Table(
+            "batch",
+            "samples/s",
+            "gain",
+            "p50 / call",
+            "p99 / call",
+            "verdict",
+            title=f"batch sweep: {sweep.model} on {sweep.framework} ({sweep.device}, {sweep.scenario})",
+            title_justify="left",
+        )
+        previous: float | None = None
+        for point in sweep.points:
+            gain = f"{(point.samples_per_s / previous - 1) * 100:+.1f}%" if previous else ""
+            marker = "  <- optimal" if point.batch_size == sweep.optimal_batch_size else ""
+            table.add_row(
+                f"{point.batch_size}{marker}",
+                f"{point.samples_per_s:,.1f}",
+                gain,
+                _ms(point.p50_ns),
+                _ms(point.p99_ns),
+                "VALID" if point.valid else Text("INVALID", style="bold red"),
+            )
+            previous = point.samples_per_s
+        tables.append(table)
+        note = (
+            f"optimal batch size {sweep.optimal_batch_size}: doubling it gains less than "
+            f"{sweep.gain_threshold * 100:.0f}% throughput"
+            if sweep.saturated
+            else f"throughput still grows at batch {sweep.optimal_batch_size}: measure larger batches"
+        )
+        tables.append(Text(note))
+    if summary.failures:
+        tables.append(Text("failed: " + "; ".join(f"{k}: {v}" for k, v in summary.failures.items()), style="red"))
+    return tables

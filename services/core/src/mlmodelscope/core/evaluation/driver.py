@@ -36,6 +36,7 @@ from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Scenario
 from mlmodelscope.core.predictor import Predictor
 from mlmodelscope.core.processing import Postprocessor
+from mlmodelscope.core.processing.postprocess import Classification
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
@@ -110,7 +111,35 @@ class RunOutcome:
     errors: list[str]
     records: QueryRecords
     duration_s: float
-    top_k: np.ndarray | None = None  # accuracy mode: (items, 5) predicted classes, -1 where not issued
+    accuracy: AccuracyRecord | None = None  # accuracy mode: what each dataset item was answered
+
+
+@dataclass
+class AccuracyRecord:
+    """The accuracy run's answers per dataset item, kept for scoring and for cross-framework agreement.
+
+    ``top_k`` is (items, 5) int64, -1 where an item was never issued; ``probabilities`` is (items, classes)
+    float32 (the post-processed output: softmax when the manifest asks for it), allocated on the first answer.
+    """
+
+    top_k: np.ndarray
+    probabilities: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, items: int) -> AccuracyRecord:
+        return cls(np.full((items, TOP_K_RECORDED), -1, dtype=np.int64))
+
+    def record(self, items: np.ndarray, result: Classification) -> None:
+        k = min(TOP_K_RECORDED, result.top_indices.shape[1])
+        self.top_k[items, :k] = result.top_indices[:, :k]
+        if self.probabilities is None:
+            self.probabilities = np.zeros((len(self.top_k), result.probabilities.shape[1]), dtype=np.float32)
+        self.probabilities[items] = result.probabilities
+
+    @property
+    def answered(self) -> np.ndarray:
+        """(items,) bool: which items the run answered."""
+        return np.asarray(self.top_k[:, 0] >= 0)
 
 
 class LoadGenDriver:
@@ -238,8 +267,8 @@ class LoadGenDriver:
 
     def _run_once(self, mode: RunMode, warmup: WarmupResult, log_dir: Path) -> tuple[RunOutcome, _Sut]:
         log_dir.mkdir(parents=True, exist_ok=True)
-        top_k = np.full((self.library.size, TOP_K_RECORDED), -1, dtype=np.int64) if mode == "accuracy" else None
-        sut = _Sut(self, top_k)
+        accuracy = AccuracyRecord.empty(self.library.size) if mode == "accuracy" else None
+        sut = _Sut(self, accuracy)
         settings = self._test_settings(mode, warmup)
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(log_dir)
@@ -273,7 +302,7 @@ class LoadGenDriver:
         records = sut.records()
         if mode == "accuracy":
             errors = read_detail_log(log_dir / DETAIL_LOG)["_errors"]
-            return RunOutcome(mode, None, errors, records, duration_s, top_k), sut
+            return RunOutcome(mode, None, errors, records, duration_s, accuracy), sut
         report = parse_report(log_dir)
         return RunOutcome(mode, report, report.errors, records, duration_s, None), sut
 
@@ -295,13 +324,13 @@ class _Sut:
     never waits for an answer that will not come.
     """
 
-    def __init__(self, driver: LoadGenDriver, top_k: np.ndarray | None) -> None:
+    def __init__(self, driver: LoadGenDriver, accuracy: AccuracyRecord | None) -> None:
         # A row per call: a bare latency (int, ns) on the performance fast path of unit scenarios when MODEL
         # tracing is off; otherwise (first item, item count, start ns, end ns), which is also what the tracer's
         # model_rows hold, so with MODEL tracing on the SUT appends straight into them.
         tracer = driver.tracer
         tracing = tracer is not None and tracer.enabled(TraceLevel.MODEL)
-        self.full_rows = tracing or top_k is not None or not driver._uses_units
+        self.full_rows = tracing or accuracy is not None or not driver._uses_units
         self.rows: list[Any] = tracer.model_rows if tracer is not None and tracing else []
         self._rows_before = len(self.rows)
         self._unit_batch = driver.settings.batch_size if driver._uses_units else 0
@@ -309,7 +338,7 @@ class _Sut:
         self._workers: list[threading.Thread] = []
         self.failures: list[Exception] = []
         scenario = driver.settings.scenario
-        answer = self._answer_units(driver, top_k) if driver._uses_units else self._answer_batches(driver, top_k)
+        answer = self._answer_units(driver, accuracy) if driver._uses_units else self._answer_batches(driver, accuracy)
         self._answer = answer
         self.issue: Callable[[list[Any]], None] = self._queue.put if scenario == "server" else answer
         self._worker_count = 1 if scenario == "server" else 0
@@ -347,13 +376,13 @@ class _Sut:
         while (query_samples := get()) is not None:
             answer(query_samples)
 
-    def _answer_units(self, driver: LoadGenDriver, top_k: np.ndarray | None) -> Callable[[list[Any]], None]:
+    def _answer_units(self, driver: LoadGenDriver, accuracy: AccuracyRecord | None) -> Callable[[list[Any]], None]:
         """SingleStream / Server: each LoadGen sample is one pre-built unit (a batch of consecutive items)."""
         predict, units, batch = driver.predictor.predict, driver._units, driver.settings.batch_size
         size = driver.library.size
         append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
         response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
-        if top_k is None and not self.full_rows:
+        if accuracy is None and not self.full_rows:
 
             def answer_performance(query_samples: list[Any]) -> None:
                 # SingleStream and Server issue exactly one sample per query.
@@ -368,7 +397,7 @@ class _Sut:
                 complete([response(sample.id, 0, 0)])
 
             return answer_performance
-        if top_k is None:
+        if accuracy is None:
 
             def answer_performance_traced(query_samples: list[Any]) -> None:
                 sample = query_samples[0]
@@ -382,7 +411,7 @@ class _Sut:
                 complete([response(sample.id, 0, 0)])
 
             return answer_performance_traced
-        postprocess = driver.postprocessor
+        postprocess, record = driver.postprocessor, accuracy.record
 
         def answer_accuracy(query_samples: list[Any]) -> None:
             for sample in query_samples:
@@ -391,7 +420,7 @@ class _Sut:
                 try:
                     result = postprocess(predict(units[index])[0])
                     items = np.arange(index * batch, (index + 1) * batch) % size
-                    _record_top_k(top_k, items, result.top_indices)
+                    record(items, result)
                 except Exception as e:
                     failures.append(e)
                 append((index * batch, batch, start, clock()))
@@ -399,10 +428,11 @@ class _Sut:
 
         return answer_accuracy
 
-    def _answer_batches(self, driver: LoadGenDriver, top_k: np.ndarray | None) -> Callable[[list[Any]], None]:
+    def _answer_batches(self, driver: LoadGenDriver, accuracy: AccuracyRecord | None) -> Callable[[list[Any]], None]:
         """MultiStream / Offline: many samples per query, answered in batches of batch_size."""
         predict, gather, batch = driver.predictor.predict, driver.library.gather, driver.settings.batch_size
-        postprocess = driver.postprocessor if top_k is not None else None
+        postprocess = driver.postprocessor
+        record = accuracy.record if accuracy is not None else None
         append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
         response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
 
@@ -413,16 +443,11 @@ class _Sut:
                 start = clock()
                 try:
                     outputs = predict(gather(indices))
-                    if postprocess is not None and top_k is not None:
-                        _record_top_k(top_k, np.asarray(indices), postprocess(outputs[0]).top_indices)
+                    if record is not None:
+                        record(np.asarray(indices), postprocess(outputs[0]))
                 except Exception as e:
                     failures.append(e)
                 append((indices[0], len(indices), start, clock()))
                 complete([response(sample.id, 0, 0) for sample in chunk])
 
         return answer
-
-
-def _record_top_k(top_k: np.ndarray, items: np.ndarray, top_indices: np.ndarray) -> None:
-    k = min(TOP_K_RECORDED, top_indices.shape[1])
-    top_k[items, :k] = top_indices[:, :k]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlmodelscope.core.evaluation.agreement import OutputsFile
 from mlmodelscope.core.evaluation.environment import Environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
@@ -59,6 +60,9 @@ class AccuracyResult(_Frozen):
     count: int
     verdict: Verdict
     log_dir: str
+    outputs: OutputsFile | None = Field(
+        default=None, description="Per-sample probabilities of this run (for cross-framework agreement)."
+    )
 
 
 class LoadTime(_Frozen):
