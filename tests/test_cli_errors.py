@@ -104,8 +104,12 @@ def test_unreachable_s3(scratch_assets: Path) -> None:
         (["--scenario", "sideways"], "--scenario 'sideways' is not one of"),
         (["--min-duration", "soon"], "--min-duration 'soon' is not a duration"),
         (["--scenario", "server", "--mode", "performance"], "target_qps"),
-        (["--batch-size", "0"], "batch_size"),
+        (["--batch-size", "0"], "--batch-size '0': '0' is not a batch size"),
+        (["--batch-size", "1,,4"], "--batch-size '1,,4': '' is not a batch size"),
+        (["--batch-size", "1,x"], "'x' is not a batch size"),
+        (["--framework", "onnxruntime", "--reference", "pytorch"], "--reference 'pytorch' is not one of"),
     ],
 )
 def test_bad_settings(scratch_assets: Path, args: list[str], fragment: str) -> None:
+    # (a later --framework overrides _evaluate's: typer keeps the last value)
     _assert_clean_failure(_evaluate(scratch_assets.parent, *args), fragment)

@@ -94,3 +94,18 @@ def test_trace_export_of_an_unknown_run_is_a_clear_error(tmp_path: Path) -> None
     assert run.returncode == 1
     assert "not found" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_batch_size_sweep_reports_throughput_per_batch_and_the_optimal_batch(tmp_path: Path) -> None:
+    summary = _evaluate(tmp_path, "-f", "onnxruntime", "--mode", "performance", "--batch-size", "4,1")
+    assert [r["requested_settings"]["batch_size"] for r in summary["results"]] == [1, 4]
+    (sweep,) = summary["batch_sweeps"]
+    points = sweep["points"]
+    assert [p["batch_size"] for p in points] == [1, 4]
+    for point, result in zip(points, summary["results"], strict=True):
+        assert point["samples_per_s"] == result["performance"]["throughput"]["samples_per_s"]
+        assert point["run_id"] == result["id"] and result["id"].endswith(f"-b{point['batch_size']}")
+    gain = points[1]["samples_per_s"] / points[0]["samples_per_s"] - 1
+    assert sweep["optimal_batch_size"] == (1 if gain < 0.05 else 4)
+    assert sweep["saturated"] == (gain < 0.05)
+    assert summary["agreement"] == []  # one framework: nothing to compare
