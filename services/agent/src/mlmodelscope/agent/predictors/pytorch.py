@@ -5,6 +5,9 @@ Both formats are zip archives; ``load`` tells them apart by looking inside rathe
 ``archive_format`` member, a ``torch.jit.save`` archive has ``constants.pkl`` / ``data.pkl``. TorchScript is loaded
 as saved, without ``torch.jit.freeze`` / ``optimize_for_inference`` (not measured yet; those passes rewrite the
 graph, so the model evaluated would no longer be exactly the artifact whose sha256 the manifest pins).
+
+With ``options.profile_dir`` set (FRAMEWORK tracing), ``load`` chooses a predict closure that marks each call with
+``torch.profiler.record_function`` for ``profilers.pytorch.PyTorchProfiler``; otherwise the hot path has no marker.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from mlmodelscope.agent.profilers.pytorch import PREDICT_EVENT, PyTorchProfiler
 from mlmodelscope.core.errors import DeviceUnavailableError, FrameworkUnavailableError, ModelLoadError, PredictorError
 from mlmodelscope.core.manifests.resources import ModelSpec
 from mlmodelscope.core.predictor import Predictor
+from mlmodelscope.core.tracing.framework import FrameworkProfiler
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,7 @@ class PyTorchPredictor(Predictor):
 
     _module: Any = None
     _format: str = ""
+    _profiler: PyTorchProfiler | None = None
 
     @classmethod
     def library_version(cls) -> str:
@@ -98,12 +104,19 @@ class PyTorchPredictor(Predictor):
                 hint="Check that the artifact matches the installed torch version and its sha256 in the manifest.",
             ) from e
         self._module = module
-        self.predict = self._make_predict(torch, module, device)  # type: ignore[method-assign, assignment]
+        self._profiler = PyTorchProfiler(cuda=device.type == "cuda") if self.options.profile_dir is not None else None
+        predict = self._make_predict(torch, module, device)
+        if self._profiler is not None:
+            predict = _marking_calls(torch, predict)
+        self.predict = predict  # type: ignore[method-assign, assignment]
         if self._format == TORCHSCRIPT:
             # TorchScript's profiling executor records shapes on the first calls and optimises the graph after
             # them; doing that here keeps it out of the timed warm-up (LoadGen sizes its run from those latencies).
             for _ in range(_TORCHSCRIPT_PROFILING_RUNS):
                 self.predict(zeros_like_inputs(self.model, 1))
+
+    def framework_profiler(self) -> FrameworkProfiler | None:
+        return self._profiler
 
     def _device(self, torch: Any) -> Any:
         device = self.options.device
@@ -176,5 +189,19 @@ class PyTorchPredictor(Predictor):
 
     def close(self) -> None:
         self._module = None
+        self._profiler = None
         if "predict" in self.__dict__:
             del self.__dict__["predict"]
+
+
+def _marking_calls(
+    torch: Any, predict: Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
+) -> Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]:
+    """``predict`` inside ``record_function(PREDICT_EVENT)``, so the profiler pairs its calls with model spans."""
+    record_function = torch.profiler.record_function
+
+    def predict_marked(inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+        with record_function(PREDICT_EVENT):
+            return predict(inputs)
+
+    return predict_marked
