@@ -1,0 +1,255 @@
+"""Does our predictor cost anything over the framework's own best-practice inference loop?
+
+For each framework (ONNX Runtime, PyTorch, TensorFlow, MXNet) and batch size (1 and 16), on the model zoo's
+ResNet-18 (random seeded weights, built on demand into the cache), side by side in one run:
+
+  (bare) the framework's idiomatic fastest loop, written here independently of our predictor: ORT
+         ``InferenceSession.run``; TorchScript under ``torch.inference_mode``; a Keras model behind a
+         ``tf.function`` with a fixed input signature; an MXNet ``SymbolBlock`` hybridised with static
+         allocation -- each timed per call with ``perf_counter_ns`` around one batch;
+  (ours) the same artifact through our whole SingleStream path (manifest -> sample library -> LoadGen -> SUT ->
+         predictor), p50 per query as LoadGen measures it (and the SUT's own p50 per predictor call).
+
+Each framework runs in its own worker process, started with the interpreter its Framework resource names (MXNet's
+is .venv-mxnet), so thread pools never compete; within a worker the two sides alternate for ``--rounds`` rounds and
+the median ratio ours/bare is reported (the machine is shared and noisy: only ratios within one run mean anything).
+Target (issue 4): <= 1.05. Usage: ``python benchmarks/predictor_efficiency.py [--seconds S] [--rounds R]
+[--frameworks onnxruntime,pytorch,tensorflow,mxnet] [--batch-sizes 1,16]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = REPO / "assets"
+MODEL = "resnet18"
+DATASET = "synthetic-imagenet"
+INPUT_SHAPE = (3, 224, 224)
+Loop = Callable[[np.ndarray], Any]
+
+
+def _bare_onnxruntime(path: Path, threads: int) -> Loop:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    run, name = session.run, session.get_inputs()[0].name
+    return lambda x: run(None, {name: x})
+
+
+def _bare_pytorch(path: Path, threads: int) -> Loop:
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path)).eval()
+
+    def loop(x: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()
+
+    return loop
+
+
+def _bare_tensorflow(path: Path, threads: int) -> Loop:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    model = keras.saving.load_model(str(path), compile=False)
+    serve = tf.function(
+        lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32)]
+    )
+    return lambda x: serve(x).numpy()
+
+
+def _bare_mxnet(path: Path, threads: int) -> Loop:
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # read once, when MXNet's engine starts
+    import mxnet as mx
+
+    symbol = next(path.glob("*-symbol.json"))
+    params = next(path.glob("*.params"))
+    net = mx.gluon.SymbolBlock.imports(str(symbol), ["input"], str(params), ctx=mx.cpu())
+    net.hybridize(static_alloc=True, static_shape=True)
+    return lambda x: net(mx.nd.array(x, dtype="float32")).asnumpy()
+
+
+BARE_LOOPS: dict[str, Callable[[Path, int], Loop]] = {
+    "onnxruntime": _bare_onnxruntime,
+    "pytorch": _bare_pytorch,
+    "tensorflow": _bare_tensorflow,
+    "mxnet": _bare_mxnet,
+}
+
+
+def _bare_p50_ns(loop: Loop, batch: int, seconds: float, min_calls: int) -> float:
+    x = np.random.default_rng(batch).random((batch, *INPUT_SHAPE), dtype=np.float32)
+    for _ in range(5):
+        loop(x)
+    latencies: list[int] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(latencies) < min_calls:
+        start = time.perf_counter_ns()
+        loop(x)
+        latencies.append(time.perf_counter_ns() - start)
+    return float(statistics.median(latencies))
+
+
+def _ours_p50_ns(
+    framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path
+) -> tuple[float, float, bool]:
+    from mlmodelscope.core.artifacts import ArtifactStore
+    from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+    from mlmodelscope.core.evaluation.settings import EvaluationSettings
+    from mlmodelscope.core.manifests import load_registry
+
+    settings = EvaluationSettings(
+        scenario="single-stream",
+        mode="performance",
+        batch_size=batch,
+        min_duration_s=seconds,
+        min_query_count=min_calls,
+        warmup_queries=5,
+    )
+    request = EvaluationRequest(
+        model=MODEL,
+        framework=framework,
+        dataset=DATASET,
+        settings=settings,
+        output_dir=out,
+        intra_op_threads=os.cpu_count() or 1,
+    )
+    result = run_evaluation(load_registry([ASSETS]), ArtifactStore(cache), request)
+    performance = result.performance
+    assert performance is not None
+    return (
+        performance.loadgen_latency_ns["50.00_percentile_latency"],
+        performance.latency.p50_ns,
+        performance.verdict.valid,
+    )
+
+
+def worker(
+    framework: str, batch_sizes: list[int], seconds: float, rounds: int, min_calls: int, cache: Path
+) -> dict[str, Any]:
+    """Runs inside the framework's own interpreter; returns every measurement as JSON-able data."""
+    from mlmodelscope.core.artifacts import ArtifactStore
+    from mlmodelscope.core.artifacts.zoo import fetch_artifact
+    from mlmodelscope.core.manifests import load_registry
+
+    registry = load_registry([ASSETS])
+    resolution = registry.resolve(MODEL, framework)
+    artifact = fetch_artifact(ArtifactStore(cache), resolution.artifact, base_dir=resolution.model_path.parent)
+    threads = os.cpu_count() or 1
+    loop = BARE_LOOPS[framework](artifact.path, threads)
+    report: dict[str, Any] = {"framework": framework, "artifact": str(artifact.path), "batches": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        for batch in batch_sizes:
+            rows: dict[str, list[float]] = {"bare": [], "ours": [], "ours_sut": []}
+            valid = True
+            for round_ in range(rounds):  # interleaved: drift hits both sides of a ratio alike
+                rows["bare"].append(_bare_p50_ns(loop, batch, seconds, min_calls))
+                p50, sut_p50, ok = _ours_p50_ns(
+                    framework, batch, seconds, min_calls, cache, Path(scratch) / f"b{batch}-r{round_}"
+                )
+                rows["ours"].append(p50)
+                rows["ours_sut"].append(sut_p50)
+                valid &= ok
+            report["batches"][str(batch)] = {**rows, "valid": valid}
+    return report
+
+
+def _interpreter(framework: str) -> str:
+    from mlmodelscope.core.manifests import load_registry
+
+    registry = load_registry([ASSETS])
+    python = registry.framework(framework).spec.runtime.python
+    if not python:
+        return sys.executable
+    return str((registry.source_of("Framework", framework).parent / python).resolve())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0, help="Minimum duration of each measurement.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; the median ratio is reported.")
+    parser.add_argument("--min-calls", type=int, default=20, help="Minimum calls per measurement.")
+    parser.add_argument("--frameworks", default="onnxruntime,pytorch,tensorflow,mxnet")
+    parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="Artifact cache (default: a temporary one).")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    if args.worker:
+        report = worker(args.worker, batch_sizes, args.seconds, args.rounds, args.min_calls, args.cache_dir)
+        print("RESULT " + json.dumps(report))
+        return 0
+    frameworks = args.frameworks.split(",")
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = args.cache_dir or Path(scratch) / "cache"
+        reports = []
+        for framework in frameworks:
+            command = [
+                _interpreter(framework),
+                str(Path(__file__).resolve()),
+                "--worker",
+                framework,
+                "--seconds",
+                str(args.seconds),
+                "--rounds",
+                str(args.rounds),
+                "--min-calls",
+                str(args.min_calls),
+                "--batch-sizes",
+                args.batch_sizes,
+                "--cache-dir",
+                str(cache),
+            ]
+            completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+            lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+            if completed.returncode != 0 or not lines:
+                print(f"{framework}: worker failed\n{completed.stderr[-3000:]}", file=sys.stderr)
+                return 1
+            reports.append(json.loads(lines[-1].removeprefix("RESULT ")))
+    print(
+        f"{MODEL} {INPUT_SHAPE}, {os.cpu_count()} intra-op threads, >= {args.seconds:g} s and >= {args.min_calls} calls"
+    )
+    print(f"per measurement, {args.rounds} interleaved rounds; p50 per query in ms")
+    print(f"{'framework':<12} {'batch':>5} {'bare p50':>10} {'ours p50':>10} {'ours SUT':>10} {'ratio':>7}  rounds")
+    all_valid, worst = True, 0.0
+    for report in reports:
+        for batch, rows in report["batches"].items():
+            ratios = [o / b for o, b in zip(rows["ours"], rows["bare"], strict=True)]
+            ratio = statistics.median(ratios)
+            worst = max(worst, ratio)
+            all_valid &= rows["valid"]
+            print(
+                f"{report['framework']:<12} {batch:>5} {statistics.median(rows['bare']) / 1e6:>10.3f} "
+                f"{statistics.median(rows['ours']) / 1e6:>10.3f} {statistics.median(rows['ours_sut']) / 1e6:>10.3f} "
+                f"{ratio:>7.3f}  {' '.join(f'{r:.3f}' for r in ratios)}"
+            )
+    print(f"worst median ratio ours/bare: {worst:.3f}   target <= 1.05   all LoadGen runs VALID: {all_valid}")
+    return 0 if all_valid else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
