@@ -113,3 +113,14 @@ def test_unreachable_s3(scratch_assets: Path) -> None:
 def test_bad_settings(scratch_assets: Path, args: list[str], fragment: str) -> None:
     # (a later --framework overrides _evaluate's: typer keeps the last value)
     _assert_clean_failure(_evaluate(scratch_assets.parent, *args), fragment)
+
+
+def test_missing_framework_runtime_says_how_to_create_it(scratch_assets: Path) -> None:
+    path = scratch_assets / "frameworks" / "onnxruntime.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["spec"]["runtime"] = {"python": "../../.venv-nowhere/bin/python"}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    run = _evaluate(scratch_assets.parent)
+    _assert_clean_failure(
+        run, "framework 'onnxruntime' runs in the interpreter", ".venv-nowhere/bin/python", "make setup"
+    )
