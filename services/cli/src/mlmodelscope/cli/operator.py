@@ -1,0 +1,54 @@
+"""``mlmodelscope operator``: run the Kubernetes operator, and write its CRDs.
+
+The operator package (and kopf) are imported when a command runs, not when the CLI starts, so every other command
+works where the operator distribution is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+operator_app = typer.Typer(
+    help="The Kubernetes operator: Evaluation resources become predictor Jobs.", no_args_is_help=True
+)
+
+
+@operator_app.command("run")
+def run(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch this namespace (repeatable); default: all.")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="API server URL (default: in-cluster/kubeconfig).")
+    ] = None,
+    nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS URL the predictor Jobs publish to.")] = None,
+    collector_url: Annotated[str | None, typer.Option("--collector-url", help="Collector REST API URL.")] = None,
+) -> None:
+    """Reconcile Evaluations: one Job per run, results from the collector into the Evaluation's status.
+
+    Every setting can also be given as MLMODELSCOPE_OPERATOR_<NAME> (e.g. ..._FPGA_RESOURCE, ..._AGENT_ASSETS_DIR).
+    """
+    import asyncio
+    import logging
+
+    from mlmodelscope.operator.main import run_operator
+    from mlmodelscope.operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env(
+        os.environ, namespaces=namespace or None, server=server, nats_url=nats_url, collector_url=collector_url
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_operator(settings))
+
+
+@operator_app.command("crds")
+def crds(directory: Annotated[Path, typer.Argument(help="Where to write the CRD YAML files.")] = Path("crds")) -> None:
+    """Write the CustomResourceDefinitions generated from the pydantic resources (what crds/ holds)."""
+    from mlmodelscope.operator.crds import generate
+
+    for path in generate(directory):
+        typer.echo(str(path))

@@ -1,0 +1,305 @@
+"""One reconcile pass of an Evaluation: read what exists, create what is missing, write the status.
+
+Level-based and idempotent: a pass reads the Evaluation, plans its runs (deterministic Job names), reads each
+unfinished run's Job, creates missing Jobs while fewer than ``parallelism`` are unfinished (409 means "already
+there"), deletes Jobs a changed spec no longer plans, reads finished runs' results from the collector, and patches
+the status only when it changed. Any trigger (create/update/resume, a Job event, the timer, an operator restart,
+a replayed watch event) runs the same pass, so none of them can duplicate a Job.
+
+Passes of one Evaluation never overlap (one lock each) and coalesce: a trigger that arrives while a pass is
+already waiting to run returns at once, because that pass will see whatever changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION, Dataset, Framework, Model
+from mlmodelscope.operator import jobs, planning, status
+from mlmodelscope.operator.errors import CollectorUnavailableError, UnsatisfiableError
+from mlmodelscope.operator.evaluation import EvaluationSpec, EvaluationStatus, RunStatus
+from mlmodelscope.operator.kube import JsonObject, KubeClient
+from mlmodelscope.operator.results import CollectedRun, CollectorClient
+from mlmodelscope.operator.settings import OperatorSettings
+
+PLURAL = "evaluations"
+logger = logging.getLogger(__name__)
+_CATALOG_KINDS: tuple[tuple[str, str, type[Model] | type[Framework] | type[Dataset]], ...] = (
+    ("Model", "models", Model),
+    ("Framework", "frameworks", Framework),
+    ("Dataset", "datasets", Dataset),
+)
+
+
+def evaluation_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+def jobs_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    return f"{base}/{name}" if name else base
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in error.errors())
+
+
+def _previous_status(body: JsonObject) -> EvaluationStatus | None:
+    raw = body.get("status") or {}
+    known = {f.alias or n for n, f in EvaluationStatus.model_fields.items()}
+    try:
+        return EvaluationStatus.model_validate({k: v for k, v in raw.items() if k in known})
+    except ValidationError:
+        return None
+
+
+def _resource(kind: str, cls: type[Model] | type[Framework] | type[Dataset], raw: JsonObject) -> Any:
+    """A cluster object as the core's pydantic resource (server-set metadata and status left out)."""
+    metadata = raw.get("metadata") or {}
+    document = {
+        "apiVersion": raw.get("apiVersion", API_VERSION),
+        "kind": kind,
+        "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels") or {}},
+        "spec": raw.get("spec"),
+    }
+    return cls.model_validate(document)
+
+
+@dataclass
+class _Entry:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queued: bool = False
+
+
+@dataclass
+class _Plan:
+    runs: list[planning.PlannedRun]
+    spec: EvaluationSpec
+
+
+class Reconciler:
+    """Reconciles Evaluations through the API (``kube``) and the collector; records each pass's latency."""
+
+    def __init__(self, kube: KubeClient, collector: CollectorClient, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.collector = collector
+        self.settings = settings
+        self.latencies_s: list[float] = []
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._plans: dict[tuple[str, int], _Plan] = {}
+
+    async def trigger(self, namespace: str, name: str) -> None:
+        """Reconcile now, unless a pass of this Evaluation is already waiting to start (it will see this change)."""
+        entry = self._entries.setdefault((namespace, name), _Entry())
+        if entry.queued:
+            return
+        entry.queued = True
+        started_s = time.perf_counter()
+        async with entry.lock:
+            entry.queued = False
+            await self.reconcile(namespace, name)
+        self.latencies_s.append(time.perf_counter() - started_s)
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        body = await self.kube.get(evaluation_path(namespace, name))
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        metadata = body["metadata"]
+        uid, generation = str(metadata.get("uid") or ""), metadata.get("generation")
+        previous = _previous_status(body)
+        try:
+            plan = await self._plan(body, namespace, name, uid, generation)
+        except UnsatisfiableError as e:
+            new = status.unsatisfiable_status(e.message, generation=generation, previous=previous, now=_now())
+            if await self._write_status(namespace, name, previous, new):
+                kopf.warn(_body(body), reason="Unsatisfiable", message=e.message)
+            return
+        await self._converge(body, namespace, name, uid, generation, plan, previous)
+
+    async def _plan(self, body: JsonObject, namespace: str, name: str, uid: str, generation: Any) -> _Plan:
+        key = (uid, int(generation or 0))
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
+        try:
+            spec = EvaluationSpec.model_validate(body.get("spec") or {})
+        except ValidationError as e:
+            raise UnsatisfiableError(f"invalid spec: {_problems(e)}.") from e
+        if not uid:
+            raise UnsatisfiableError("the Evaluation has no metadata.uid; Jobs could not be owned by it.")
+        catalog = await self._catalog(namespace)
+        plan = _Plan(planning.plan(name, uid, spec, catalog, self.settings), spec)
+        self._plans[key] = plan
+        return plan
+
+    async def _catalog(self, namespace: str) -> planning.Catalog:
+        tables: dict[str, dict[str, Any]] = {}
+        invalid: dict[tuple[str, str], str] = {}
+        listed = await asyncio.gather(
+            *(self.kube.list(f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}") for _, plural, _ in _CATALOG_KINDS)
+        )
+        for (kind, _, cls), items in zip(_CATALOG_KINDS, listed, strict=True):
+            table = tables.setdefault(kind, {})
+            for raw in items:
+                resource_name = str((raw.get("metadata") or {}).get("name"))
+                try:
+                    table[resource_name] = _resource(kind, cls, raw)
+                except ValidationError as e:
+                    invalid[(kind, resource_name)] = _problems(e)
+        return planning.Catalog(namespace, tables["Model"], tables["Framework"], tables["Dataset"], invalid)
+
+    async def _converge(
+        self,
+        body: JsonObject,
+        namespace: str,
+        name: str,
+        uid: str,
+        generation: Any,
+        plan: _Plan,
+        previous: EvaluationStatus | None,
+    ) -> None:
+        same_generation = previous is not None and previous.observed_generation == generation
+        known = {r.run_id: r for r in previous.runs} if previous is not None and same_generation else {}
+        if not same_generation:
+            await self._delete_stale(namespace, name, uid, {r.job_name for r in plan.runs})
+        unfinished = [
+            r for r in plan.runs if known.get(r.run_id) is None or known[r.run_id].state not in status.FINISHED
+        ]
+        observed = await asyncio.gather(*(self.kube.get(jobs_path(namespace, r.job_name)) for r in unfinished))
+        found: dict[str, JsonObject | None] = {r.run_id: job for r, job in zip(unfinished, observed, strict=True)}
+        await self._create_missing(body, namespace, name, uid, plan, found)
+        last_error = ""
+        collected: dict[str, CollectedRun | None] = {}
+        for run in unfinished:
+            job = found[run.run_id]
+            if job is not None and status.job_state(job)[0] in status.FINISHED:
+                try:
+                    collected[run.run_id] = await self.collector.run(run.run_id)
+                except CollectorUnavailableError as e:
+                    last_error = e.message
+        runs: list[RunStatus] = []
+        for run in plan.runs:
+            if run.run_id in found:
+                runs.append(status.run_status(run, found[run.run_id], collected.get(run.run_id)))
+            else:
+                runs.append(known[run.run_id])
+        jobs_exist = any(job is not None for job in found.values()) or bool(known)
+        new = status.evaluation_status(
+            runs, jobs_exist=jobs_exist, generation=generation, previous=previous, now=_now(), last_error=last_error
+        )
+        if await self._write_status(namespace, name, previous, new):
+            self._post_events(body, previous, new)
+
+    async def _create_missing(
+        self, body: JsonObject, namespace: str, name: str, uid: str, plan: _Plan, found: dict[str, JsonObject | None]
+    ) -> None:
+        active = sum(1 for job in found.values() if job is not None and status.job_state(job)[0] not in status.FINISHED)
+        slots = max(0, plan.spec.parallelism - active)
+        missing = [r for r in plan.runs if r.run_id in found and found[r.run_id] is None][:slots]
+        if not missing:
+            return
+        evaluation_id = f"{namespace}/{name}"
+
+        async def create(run: planning.PlannedRun) -> None:
+            spec_json = json.dumps(jobs.run_spec(run, evaluation_id, plan.spec, self.settings))
+            manifest = jobs.build_job(
+                run,
+                evaluation=name,
+                namespace=namespace,
+                uid=uid,
+                spec=plan.spec,
+                settings=self.settings,
+                run_spec_json=spec_json,
+            )
+            job, created = await self.kube.create(jobs_path(namespace), manifest)
+            found[run.run_id] = job
+            if created:
+                kopf.info(_body(body), reason="JobCreated", message=f"run {run.key}: Job {run.job_name}")
+
+        await asyncio.gather(*(create(r) for r in missing))
+
+    async def _delete_stale(self, namespace: str, name: str, uid: str, keep: set[str]) -> None:
+        for job in await self.owned_jobs(namespace, name, uid):
+            job_name = job["metadata"]["name"]
+            if job_name not in keep:
+                await self.kube.delete(jobs_path(namespace, job_name))
+                logger.info(
+                    "deleted Job %s/%s: the changed spec of Evaluation %s no longer plans it", namespace, job_name, name
+                )
+
+    async def owned_jobs(self, namespace: str, name: str, uid: str) -> list[JsonObject]:
+        """The Jobs of this Evaluation (selected by label; filtered here too, for servers that ignore selectors)."""
+        items = await self.kube.list(jobs_path(namespace), label_selector=f"{jobs.LABEL_EVALUATION}={name}")
+        owned = []
+        for job in items:
+            metadata = job.get("metadata") or {}
+            owners = metadata.get("ownerReferences") or []
+            if (metadata.get("labels") or {}).get(jobs.LABEL_EVALUATION) == name and any(
+                o.get("uid") == uid for o in owners
+            ):
+                owned.append(job)
+        return owned
+
+    async def cleanup(self, namespace: str, name: str, uid: str) -> int:
+        """Delete the Jobs of a deleted Evaluation (Kubernetes' garbage collector does it too, via the owner
+        references; this is for clusters without it, and makes it immediate). Returns how many were deleted."""
+        self._entries.pop((namespace, name), None)
+        for key in [k for k in self._plans if k[0] == uid]:
+            del self._plans[key]
+        deleted = 0
+        for job in await self.owned_jobs(namespace, name, uid):
+            with contextlib.suppress(Exception):
+                deleted += int(await self.kube.delete(jobs_path(namespace, job["metadata"]["name"])))
+        return deleted
+
+    async def _write_status(
+        self, namespace: str, name: str, previous: EvaluationStatus | None, new: EvaluationStatus
+    ) -> bool:
+        if previous == new:
+            return False
+        document = new.model_dump(mode="json", by_alias=True)
+        await self.kube.merge_patch(f"{evaluation_path(namespace, name)}/status", {"status": document})
+        return True
+
+    def _post_events(self, raw: JsonObject, previous: EvaluationStatus | None, new: EvaluationStatus) -> None:
+        body = _body(raw)
+        before = {r.run_id: r.state for r in previous.runs} if previous is not None else {}
+        for run in new.runs:
+            if run.state in status.FINISHED and before.get(run.run_id) != run.state:
+                if run.state == "Succeeded":
+                    kopf.info(body, reason="RunSucceeded", message=f"run {run.name}: {_summary(run)}")
+                else:
+                    kopf.warn(body, reason="RunFailed", message=f"run {run.name}: {run.message}")
+        if previous is None or previous.phase != new.phase:
+            post = kopf.warn if new.phase == "Failed" else kopf.info
+            post(body, reason=f"Evaluation{new.phase}", message=f"{new.progress} runs finished, {new.valid} valid")
+
+
+def _body(raw: JsonObject) -> kopf.Body:
+    return kopf.Body(cast(Any, raw))
+
+
+def _summary(run: RunStatus) -> str:
+    result = run.result
+    if result is None:
+        return "no result"
+    verdict = "VALID" if result.valid else "INVALID"
+    return f"{verdict}, p99 {result.p99_ms} ms, {result.throughput_samples_per_s} samples/s, top-1 {result.top1}"
+
+
+__all__ = ["API_GROUP", "PLURAL", "Reconciler", "evaluation_path", "jobs_path"]

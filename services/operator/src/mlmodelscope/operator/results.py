@@ -1,0 +1,83 @@
+"""Run results read from the collector's REST API (``/api/v1/runs/{id}`` and ``.../result``).
+
+The operator never computes a figure itself: p50/p90/p99 latency, throughput, top-1 and the verdict are copied
+from the EvaluationResult the agent published and the collector stored. A run the collector does not know yet is
+``None`` (ingestion may lag the Job's completion); an unreachable collector is ``CollectorUnavailableError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from mlmodelscope.operator.errors import CollectorUnavailableError
+from mlmodelscope.operator.evaluation import RunResult
+
+_NS_PER_MS = 1e6
+
+
+@dataclass(frozen=True)
+class CollectedRun:
+    """What the collector knows of one run: its status, error, and the summary of its result when finished."""
+
+    status: str
+    error: str
+    result: RunResult | None
+
+
+def _ms(value: Any) -> float | None:
+    return round(float(value) / _NS_PER_MS, 6) if value is not None else None
+
+
+def summarize(document: dict[str, Any]) -> RunResult:
+    """The status summary of an EvaluationResult document."""
+    performance = document.get("performance") or None
+    accuracy = document.get("accuracy") or None
+    verdict = (performance or accuracy or {}).get("verdict") or {}
+    failed = [c for c in verdict.get("constraints", []) if not c.get("satisfied", True)]
+    reason = "; ".join(f"{c.get('name')}: {c.get('reason')}" for c in failed)
+    latency = (performance or {}).get("latency") or {}
+    throughput = (performance or {}).get("throughput") or {}
+    return RunResult(
+        p50_ms=_ms(latency.get("p50_ns")),
+        p90_ms=_ms(latency.get("p90_ns")),
+        p99_ms=_ms(latency.get("p99_ns")),
+        throughput_samples_per_s=throughput.get("samples_per_s"),
+        top1=(accuracy or {}).get("top1"),
+        valid=verdict.get("valid"),
+        reason=reason[:1000],
+    )
+
+
+class CollectorClient:
+    def __init__(self, base_url: str, *, timeout_s: float) -> None:
+        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _get(self, path: str) -> dict[str, Any] | None:
+        try:
+            response = await self._client.get(path)
+        except httpx.HTTPError as e:
+            raise CollectorUnavailableError(f"the collector did not answer GET {path}: {e!r}") from e
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise CollectorUnavailableError(f"the collector answered GET {path} with HTTP {response.status_code}")
+        document: dict[str, Any] = response.json()
+        return document
+
+    async def run(self, run_id: str) -> CollectedRun | None:
+        """The run as the collector stored it; None when it has not heard of it."""
+        detail = await self._get(f"/api/v1/runs/{run_id}")
+        if detail is None:
+            return None
+        status = str(detail.get("status", "pending"))
+        result = None
+        if status == "succeeded" and detail.get("complete") is not False:
+            document = await self._get(f"/api/v1/runs/{run_id}/result")
+            result = summarize(document) if document is not None else None
+        return CollectedRun(status=status, error=str(detail.get("error") or ""), result=result)

@@ -1,0 +1,63 @@
+"""The operator's settings: one pydantic object, built in ``main`` (from options and the environment), never at
+import time. Environment variables are ``MLMODELSCOPE_OPERATOR_<FIELD>`` (lists: comma-separated)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "MLMODELSCOPE_OPERATOR_"
+_LIST_FIELDS = ("namespaces", "agent_command")
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespaces: list[str] = Field(default_factory=list, description="Watched namespaces; empty: the whole cluster.")
+    server: str | None = Field(
+        default=None, description="API server URL with no credentials (development); default: in-cluster/kubeconfig."
+    )
+    token: str | None = Field(default=None, description="Bearer token for `server`.")
+    nats_url: str = Field(default="nats://mlmodelscope-nats:4222", min_length=1, description="What agents publish to.")
+    collector_url: str = Field(default="http://mlmodelscope-collector:8080", min_length=1)
+    collector_timeout_s: float = Field(default=5.0, gt=0)
+    api_timeout_s: float = Field(default=15.0, gt=0, description="Each Kubernetes API request.")
+    agent_command: list[str] = Field(
+        default_factory=lambda: ["mlmodelscope", "agent", "run"], min_length=1, description="The Job's command."
+    )
+    agent_assets_dir: str = Field(default="/opt/mlmodelscope/assets", description="Assets folder inside the image.")
+    agent_work_dir: str = Field(default="/tmp/mlmodelscope", description="emptyDir: artifact cache and outputs.")
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu",
+        description="Extended resource of a GPU, unless the Framework names one in spec.device_resources.",
+    )
+    fpga_resource: str = Field(
+        default="xilinx.com/fpga", description="Device-plugin resource of an FPGA, unless the Framework names one."
+    )
+    run_as_user: int = Field(default=1000, ge=1, description="Non-root UID (and GID) of the predictor pods.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    service_account: str | None = Field(default=None, description="ServiceAccount of the predictor pods.")
+    reconcile_interval_s: float = Field(default=15.0, gt=0, description="Timer: re-read Jobs and results.")
+    retry_delay_s: float = Field(default=5.0, gt=0, description="kopf.TemporaryError delay after a transient error.")
+    posting_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level of operator log lines also posted as Kubernetes Events."
+    )
+
+    @field_validator("server", "token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> OperatorSettings:
+        """Settings from ``MLMODELSCOPE_OPERATOR_*`` variables, then ``overrides`` (options that were given)."""
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in environ:
+                raw = environ[key]
+                values[name] = [p for p in raw.split(",") if p] if name in _LIST_FIELDS else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

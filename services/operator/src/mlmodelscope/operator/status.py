@@ -1,0 +1,166 @@
+"""The Evaluation's status from what is observed: each run's Job and the collector's record of it (pure).
+
+A run is Pending (no Job yet, or suspended until Kueue admits it), Running (a pod is active, or the Job is complete
+but the collector has not stored the whole result yet), Succeeded (Job complete and result stored) or Failed (the
+Job failed: retries exhausted, deadline exceeded; or the agent reported the evaluation failed). The Evaluation is
+Succeeded when every run is, Failed when every run finished and one failed (or the spec is unsatisfiable), Running
+once any Job exists, Pending before. ``Ready`` says whether it finished well; ``ResultValid`` whether every run's
+LoadGen verdict is VALID, naming the runs that are not and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mlmodelscope.operator.evaluation import (
+    Condition,
+    ConditionStatus,
+    EvaluationStatus,
+    Phase,
+    RunState,
+    RunStatus,
+)
+from mlmodelscope.operator.planning import PlannedRun
+from mlmodelscope.operator.results import CollectedRun
+
+FINISHED: tuple[RunState, ...] = ("Succeeded", "Failed")
+
+
+def job_state(job: dict[str, Any] | None) -> tuple[RunState, int, str]:
+    """(state, attempts, message) of a Job as the Job controller reports it."""
+    if job is None:
+        return "Pending", 0, ""
+    status = job.get("status") or {}
+    attempts = sum(int(status.get(k) or 0) for k in ("active", "succeeded", "failed"))
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return "Succeeded", attempts, ""
+        if condition.get("type") == "Failed":
+            why = ": ".join(p for p in (condition.get("reason"), condition.get("message")) if p)
+            return "Failed", attempts, f"Job failed ({why})" if why else "Job failed"
+    if int(status.get("succeeded") or 0) > 0 and not status.get("conditions"):
+        return "Succeeded", attempts, ""
+    if (job.get("spec") or {}).get("suspend") and not status.get("active"):
+        return "Pending", attempts, "suspended until Kueue admits the Job"
+    return "Running", attempts, ""
+
+
+def run_status(run: PlannedRun, job: dict[str, Any] | None, collected: CollectedRun | None) -> RunStatus:
+    state, attempts, message = job_state(job)
+    result = collected.result if collected is not None else None
+    if state == "Succeeded" and collected is not None and collected.status == "failed":
+        state, message = "Failed", f"the evaluation failed: {collected.error}"
+    elif state == "Succeeded" and result is None:
+        state, message = "Running", "Job complete; waiting for the collector to store the result"
+    elif state == "Failed" and collected is not None and collected.error:
+        message = f"{message}; agent: {collected.error}"
+    return RunStatus(
+        name=run.key,
+        model=run.model,
+        framework=run.framework,
+        arch=run.arch,
+        accelerator=run.accelerator,
+        batch_size=run.batch_size,
+        repetition=run.repetition,
+        run_id=run.run_id,
+        job_name=run.job_name,
+        state=state,
+        attempts=attempts,
+        message=message[:2000],
+        result=result if state == "Succeeded" else None,
+    )
+
+
+def _condition(
+    kind: str, status: ConditionStatus, reason: str, message: str, previous: EvaluationStatus | None, now: str
+) -> Condition:
+    old = next((c for c in (previous.conditions if previous else []) if c.type == kind), None)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    return Condition(type=kind, status=status, reason=reason, message=message[:2000], last_transition_time=since)
+
+
+def _phase(runs: Sequence[RunStatus], jobs_exist: bool) -> Phase:
+    if runs and all(r.state == "Succeeded" for r in runs):
+        return "Succeeded"
+    if runs and all(r.state in FINISHED for r in runs):
+        return "Failed"
+    return "Running" if jobs_exist else "Pending"
+
+
+def evaluation_status(
+    runs: Sequence[RunStatus],
+    *,
+    jobs_exist: bool,
+    generation: int | None,
+    previous: EvaluationStatus | None,
+    now: str,
+    last_error: str = "",
+) -> EvaluationStatus:
+    phase = _phase(runs, jobs_exist)
+    finished = sum(1 for r in runs if r.state in FINISHED)
+    failed = [r for r in runs if r.state == "Failed"]
+    valid = [r for r in runs if r.result is not None and r.result.valid]
+    invalid = [r for r in runs if r.result is not None and r.result.valid is False]
+    if phase == "Succeeded":
+        ready = _condition("Ready", "True", "AllRunsSucceeded", f"{len(runs)} runs succeeded", previous, now)
+    elif phase == "Failed":
+        names = ", ".join(f"{r.name}: {r.message}" for r in failed)
+        ready = _condition(
+            "Ready", "False", "RunsFailed", f"{len(failed)} of {len(runs)} runs failed: {names}", previous, now
+        )
+    else:
+        ready = _condition(
+            "Ready", "False", "RunsInProgress", f"{finished} of {len(runs)} runs finished", previous, now
+        )
+    if invalid or failed:
+        why = "; ".join(f"{r.name}: {r.result.reason if r.result else 'no result'}" for r in [*invalid, *failed])
+        result_valid = _condition(
+            "ResultValid",
+            "False",
+            "RunsInvalid",
+            f"{len(invalid) + len(failed)} of {len(runs)} runs are not VALID: {why}",
+            previous,
+            now,
+        )
+    elif phase == "Succeeded":
+        result_valid = _condition(
+            "ResultValid", "True", "AllRunsValid", f"LoadGen judged all {len(runs)} runs VALID", previous, now
+        )
+    else:
+        result_valid = _condition(
+            "ResultValid",
+            "Unknown",
+            "ResultsPending",
+            f"{len(valid)} of {len(runs)} runs have a VALID result so far",
+            previous,
+            now,
+        )
+    return EvaluationStatus(
+        phase=phase,
+        runs=list(runs),
+        progress=f"{finished}/{len(runs)}",
+        valid=f"{len(valid)}/{len(runs)}",
+        conditions=[ready, result_valid],
+        observed_generation=generation,
+        last_error=last_error or (failed[0].message if failed else ""),
+    )
+
+
+def unsatisfiable_status(
+    message: str, *, generation: int | None, previous: EvaluationStatus | None, now: str
+) -> EvaluationStatus:
+    return EvaluationStatus(
+        phase="Failed",
+        runs=[],
+        progress="0/0",
+        valid="0/0",
+        conditions=[
+            _condition("Ready", "False", "Unsatisfiable", message, previous, now),
+            _condition("ResultValid", "False", "Unsatisfiable", "no run can start", previous, now),
+        ],
+        observed_generation=generation,
+        last_error=message[:2000],
+    )
