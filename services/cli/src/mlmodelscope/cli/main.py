@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from mlmodelscope.cli import agent, catalog, collector, evaluate, runs
+from mlmodelscope.cli import agent, catalog, collector, evaluate, operator, runs
 from mlmodelscope.core.errors import MLModelScopeError
 
 EXIT_ERROR = 1
@@ -32,6 +32,7 @@ app.add_typer(catalog.frameworks_app, name="frameworks")
 app.add_typer(catalog.datasets_app, name="datasets")
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(collector.collector_app, name="collector")
+app.add_typer(operator.operator_app, name="operator")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.trace_app, name="trace")
 app.command("evaluate")(evaluate.evaluate)
