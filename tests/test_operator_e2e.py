@@ -1,0 +1,135 @@
+"""End to end: kubectl applies the assets and the example Evaluations to KMock, the real operator creates the Jobs,
+the test plays the kubelet by running each Job's own container command (the real agent, publishing to a real
+NATS server, stored by the real collector), and the Evaluation's status ends with the collector's results and
+``ResultValid``, read back with kubectl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+from tests.operator_fixtures import (
+    EXAMPLES,
+    KUBECTL,
+    Api,
+    eventually,
+    kube_api,
+    kubectl,
+    operator,
+    operator_settings,
+    play_kubelet,
+    scratch_assets,
+    write_kubeconfig,
+)
+from tests.pipeline_processes import CollectorProcess, ProcessReaper
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[tuple[EmbeddedNatsServer, CollectorProcess]]:
+    reaper = ProcessReaper()
+    nats = EmbeddedNatsServer(tmp_path / "nats")
+    nats.start()
+    collector = CollectorProcess(tmp_path / "collector", nats.url, reaper)
+    try:
+        collector.start()
+        yield nats, collector
+    finally:
+        collector.stop()
+        nats.stop()
+        reaper.reap()
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == kind)
+
+
+@pytest.mark.skipif(not KUBECTL.is_file(), reason="the real kubectl is at /usr/bin/kubectl on these machines")
+def test_examples_run_to_results_with_kubectl_and_the_real_pipeline(tmp_path: Path, pipeline):
+    nats, collector = pipeline
+    assets = scratch_assets(tmp_path / "assets")
+    workdir = tmp_path / "kubelet"
+    workdir.mkdir()
+
+    async def scenario() -> dict[str, Any]:
+        async with kube_api() as (_, url):
+            api = Api(url)
+            config = write_kubeconfig(tmp_path / "kubeconfig", url)
+            manifests = [
+                assets / "models/digits-cnn.yaml",
+                assets / "frameworks/onnxruntime.yaml",
+                assets / "datasets/digits.yaml",
+                EXAMPLES / "evaluation-minimal.yaml",
+                EXAMPLES / "evaluation-server.yaml",
+            ]
+            code, out, err = await kubectl(config, "apply", "--validate=false", *(f"-f={p}" for p in manifests))
+            assert code == 0, err
+            assert "evaluation.mlmodelscope.org/digits-minimal created" in out
+            settings = operator_settings(url, tmp_path, assets, nats_url=nats.url, collector_url=collector.base_url)
+            async with operator(settings):
+                jobs = await eventually(lambda: _jobs(api, 2), timeout_s=30, what="one Job per Evaluation")
+                for job in jobs:
+                    assert await play_kubelet(api, job, workdir) == 0
+                await eventually(
+                    lambda: _finished(api, ["digits-minimal", "digits-server"]),
+                    timeout_s=60,
+                    what="both Evaluations finished",
+                )
+                code, out, err = await kubectl(config, "get", "evaluations", "-o", "json")
+                assert code == 0, err
+                await api.close()
+                return {item["metadata"]["name"]: item for item in json.loads(out)["items"]}
+
+    async def _jobs(api: Api, count: int) -> list[dict[str, Any]] | None:
+        jobs = await api.list("jobs")
+        return jobs if len(jobs) >= count else None
+
+    async def _finished(api: Api, names: list[str]) -> bool:
+        for name in names:
+            body = await api.get("evaluations", name)
+            if body is None or (body.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                return False
+        return True
+
+    evaluations = asyncio.run(scenario())
+    minimal = evaluations["digits-minimal"]["status"]
+    assert minimal["phase"] == "Succeeded", minimal
+    assert _condition(minimal, "Ready")["status"] == "True"
+    assert _condition(minimal, "ResultValid") | {"lastTransitionTime": ""} == {
+        "type": "ResultValid",
+        "status": "True",
+        "reason": "AllRunsValid",
+        "message": "LoadGen judged all 1 runs VALID",
+        "lastTransitionTime": "",
+    }
+    assert (minimal["progress"], minimal["valid"]) == ("1/1", "1/1")
+    [run] = minimal["runs"]
+    assert run["name"] == "digits-cnn/onnxruntime/amd64-cpu/b1" and run["state"] == "Succeeded"
+    assert run["attempts"] == 1
+    result = run["result"]
+    assert 0 < result["p50_ms"] <= result["p90_ms"] <= result["p99_ms"] < 1000
+    assert result["throughput_samples_per_s"] > 0
+    assert result["top1"] == pytest.approx(0.9889, abs=0.01)
+    assert result["valid"] is True
+
+    # The figures are the collector's, not the operator's own.
+    stored = collector.get_json(f"/api/v1/runs/{run['run_id']}/result")
+    assert stored["performance"]["latency"]["p99_ns"] / 1e6 == pytest.approx(result["p99_ms"])
+    assert stored["accuracy"]["top1"] == result["top1"]
+    assert stored["requested_settings"]["min_duration_s"] == 1.0
+
+    server = evaluations["digits-server"]["status"]
+    assert server["phase"] == "Succeeded", server
+    assert _condition(server, "ResultValid")["status"] == "True"
+    [run] = server["runs"]
+    assert run["result"]["valid"] is True and run["result"]["top1"] is None  # performance mode only
+    stored = collector.get_json(f"/api/v1/runs/{run['run_id']}/result")
+    assert stored["requested_settings"]["scenario"] == "server"
+    assert stored["requested_settings"]["target_qps"] == 200
