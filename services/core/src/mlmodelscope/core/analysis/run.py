@@ -1,0 +1,54 @@
+"""Everything the analyses say about one run: percentiles with bootstrap intervals, throughput, the latency
+distribution and the per-layer breakdown. The collector serves it (``/api/v1/runs/{id}/analysis``), its pages and
+the CLI's report draw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlmodelscope.core.analysis import layers as layer_analysis
+from mlmodelscope.core.analysis.compare import METRICS, BootstrapSettings, Estimate, MetricName, estimate
+from mlmodelscope.core.analysis.distribution import CdfPoint, Histogram, cdf, histogram
+from mlmodelscope.core.analysis.layers import LayerBreakdown
+from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.evaluation.statistics import LatencyStats, latency_stats
+from mlmodelscope.core.tracing.spans import Span
+
+
+class RunAnalysis(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    queries: int = Field(description="Performance-mode query records the statistics are computed from.")
+    latency: LatencyStats = Field(description="Of the per-query latencies stored by the collector.")
+    estimates: dict[MetricName, Estimate] = Field(
+        description="p50/p90/p99 (ns) and completion throughput (samples/s) with bootstrap intervals."
+    )
+    bootstrap: BootstrapSettings
+    histogram: Histogram
+    cdf: list[CdfPoint]
+    layers: LayerBreakdown
+
+
+def analyze(
+    run_id: str,
+    sample: QuerySample,
+    spans: Iterable[Span],
+    *,
+    top: int = layer_analysis.DEFAULT_TOP,
+    settings: BootstrapSettings | None = None,
+) -> RunAnalysis:
+    settings = settings or BootstrapSettings()
+    return RunAnalysis(
+        run_id=run_id,
+        queries=sample.count,
+        latency=latency_stats(sample.sorted_latency_ns),
+        estimates={metric: estimate(sample, metric, settings) for metric in METRICS},
+        bootstrap=settings,
+        histogram=histogram(sample),
+        cdf=cdf(sample),
+        layers=layer_analysis.breakdown(spans, top=top),
+    )
