@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.zoo import fetch_artifact
 from mlmodelscope.core.errors import ArtifactError, EvaluationError, ManifestError
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
 from mlmodelscope.core.evaluation.environment import capture_environment
@@ -32,7 +33,7 @@ from mlmodelscope.core.evaluation.results import (
     Throughput,
     Verdict,
 )
-from mlmodelscope.core.evaluation.samples import build_sample_library, load_dataset
+from mlmodelscope.core.evaluation.samples import build_sample_library, dataset_source_sha256, load_dataset
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import latency_stats
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, check_version
@@ -131,12 +132,12 @@ def run_evaluation(
     with _phase(tracer, "evaluation", model=model.name, framework=framework.name) as root:
         model_dir = resolution.model_path.parent
         artifact = resolution.artifact
-        fetch = store.fetch_and_extract if artifact.archive else store.fetch
         with (
             _naming_the_manifest(f"model '{model.name}' ({resolution.model_path})"),
             _phase(tracer, "artifact_fetch", root.span_id, uri=artifact.uri) as fetch_phase,
         ):
-            artifact_path = fetch(artifact.uri, artifact.sha256, base_dir=model_dir)
+            fetched = fetch_artifact(store, artifact, base_dir=model_dir)  # built first for zoo: URIs
+            artifact_path = fetched.path
         dataset_dir = registry.source_of("Dataset", dataset.name).parent
         with (
             _naming_the_manifest(f"dataset '{dataset.name}' ({registry.source_of('Dataset', dataset.name)})"),
@@ -195,7 +196,7 @@ def run_evaluation(
     environment = capture_environment(
         framework={"name": framework.name, "version": installed_version},
         manifest_sha256=registry.checksums(),
-        artifact_sha256={artifact.uri: artifact.sha256, dataset.spec.source.uri: dataset.spec.source.sha256},
+        artifact_sha256={artifact.uri: fetched.sha256, **dataset_source_sha256(dataset)},
     )
     return EvaluationResult(
         id=run_id,

@@ -16,7 +16,7 @@ import numpy as np
 
 from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.errors import ManifestError, ProcessingError
-from mlmodelscope.core.manifests.resources import Dataset, ModelSpec
+from mlmodelscope.core.manifests.resources import Dataset, DatasetSource, ModelSpec
 from mlmodelscope.core.processing import Preprocessor
 
 
@@ -45,8 +45,11 @@ class SampleLibrary:
 
 
 def load_dataset(dataset: Dataset, store: ArtifactStore, base_dir: Path) -> DatasetArrays:
-    """Fetch (checksum-verified) and open a dataset, checking it against its manifest."""
+    """Fetch (checksum-verified) and open a dataset, or generate a synthetic one, checking it against its manifest."""
     source = dataset.spec.source
+    if source.kind == "synthetic":
+        return synthetic_dataset(source, dataset.spec.size)
+    assert source.uri is not None and source.sha256 is not None  # DatasetSource requires both for npz
     path = store.fetch(source.uri, source.sha256, base_dir=base_dir)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -66,6 +69,36 @@ def load_dataset(dataset: Dataset, store: ArtifactStore, base_dir: Path) -> Data
             hint="Fix spec.size, or rebuild the dataset file.",
         )
     return DatasetArrays(samples=samples, labels=labels.astype(np.int64, copy=False))
+
+
+def synthetic_dataset(source: DatasetSource, size: int) -> DatasetArrays:
+    """``size`` seeded random samples and labels as a ``synthetic`` source declares them; same seed, same arrays.
+
+    Samples are drawn before labels from one ``numpy.random.default_rng(seed)`` (PCG64, whose streams numpy keeps
+    stable across versions). Floats are normal(mean, std) or uniform in [low, high); integers uniform in
+    low..high-1. Labels are uniform in 0..classes-1. Nothing is fetched.
+    """
+    assert source.shape is not None and source.dtype is not None and source.classes is not None
+    rng = np.random.default_rng(source.seed)
+    shape = (size, *source.shape)
+    dtype = np.dtype(source.dtype)
+    samples: np.ndarray
+    if dtype.kind == "f":
+        if source.distribution == "normal":
+            samples = rng.standard_normal(shape, dtype=np.float32) * np.float32(source.std) + np.float32(source.mean)
+        else:
+            samples = rng.uniform(source.low, source.high, shape).astype(np.float32)
+    else:
+        samples = rng.integers(int(source.low), int(source.high), shape, dtype=np.int64)
+    labels = rng.integers(0, source.classes, size, dtype=np.int64)
+    return DatasetArrays(samples=samples.astype(dtype, copy=False), labels=labels)
+
+
+def dataset_source_sha256(dataset: Dataset) -> dict[str, str]:
+    """``{uri: sha256}`` of the file a dataset was read from, for the result's record; empty for synthetic data
+    (its manifest, whose sha256 the result records, determines it)."""
+    source = dataset.spec.source
+    return {source.uri: source.sha256} if source.uri is not None and source.sha256 is not None else {}
 
 
 def build_sample_library(data: DatasetArrays, model: ModelSpec) -> SampleLibrary:

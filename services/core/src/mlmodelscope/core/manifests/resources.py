@@ -20,6 +20,9 @@ API_VERSION = f"{API_GROUP}/v1alpha1"
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _SHA256 = r"^[0-9a-f]{64}$"
+ZOO_SCHEME = "zoo:"
+_ZOO_URI = re.compile(r"zoo:(?P<name>[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)(?:\?seed=(?P<seed>0|[1-9][0-9]{0,9}))?")
+_MAX_SEED = 2**32 - 1
 
 ResourceName = Annotated[
     str,
@@ -68,11 +71,70 @@ class FileRef(_Strict):
     sha256: Sha256
 
 
-class Artifact(FileRef):
-    """One serialisation of the model's weights."""
+class ZooRef(_Strict):
+    """A model of the built-in zoo named by an artifact URI ``zoo:<name>`` or ``zoo:<name>?seed=<N>``."""
 
+    name: ResourceName
+    seed: int = Field(default=0, ge=0, le=_MAX_SEED, description="Seed of the random weights.")
+
+
+def parse_zoo_uri(uri: str) -> ZooRef | None:
+    """The zoo model a ``zoo:`` URI names; None for any other URI; ValueError for a malformed ``zoo:`` URI."""
+    if not uri.startswith(ZOO_SCHEME):
+        return None
+    match = _ZOO_URI.fullmatch(uri)
+    if match is None:
+        raise ValueError(
+            f"'{uri}' is not a zoo URI; expected zoo:<name> or zoo:<name>?seed=<N> (name: lower-case letters, "
+            "digits and '-'; N: a decimal integer without leading zeros)"
+        )
+    seed = int(match["seed"]) if match["seed"] is not None else 0
+    if seed > _MAX_SEED:
+        raise ValueError(f"'{uri}': the seed must be at most {_MAX_SEED}")
+    return ZooRef(name=match["name"], seed=seed)
+
+
+class Artifact(_Strict):
+    """One serialisation of the model's weights: a file pinned by its sha256, or a zoo model built locally."""
+
+    uri: str = Field(
+        min_length=1,
+        description="file:///abs, a path relative to the manifest's folder, http(s)://host/path, s3://bucket/key, "
+        "or zoo:<name>[?seed=N] (a built-in model with seeded random weights, built on first use).",
+    )
+    sha256: Sha256 | None = Field(
+        default=None, description="Lower-case hex sha256 of the file's bytes; required unless the URI is zoo:."
+    )
     format: ArtifactFormat = Field(description="Serialisation format; a framework runs the formats it lists.")
     archive: bool = Field(default=False, description="The file is a .tar(.gz)/.zip to extract (e.g. a SavedModel).")
+
+    @field_validator("uri")
+    @classmethod
+    def _valid_zoo_uri(cls, value: str) -> str:
+        parse_zoo_uri(value)
+        return value
+
+    @model_validator(mode="after")
+    def _pinned_unless_zoo(self) -> Artifact:
+        if self.zoo is None:
+            if self.sha256 is None:
+                raise ValueError(
+                    f"sha256: required for '{self.uri}' (only zoo: artifacts, built locally, have none to pin)"
+                )
+            return self
+        if self.sha256 is not None:
+            raise ValueError(
+                "sha256: a zoo: artifact is built locally, so there is nothing to pin (its sha256 is recorded in "
+                "the result); remove it"
+            )
+        if self.archive:
+            raise ValueError("archive: a zoo: artifact is built as the file or folder its framework loads; remove it")
+        return self
+
+    @property
+    def zoo(self) -> ZooRef | None:
+        """The zoo model this artifact names, or None for a fetched file."""
+        return parse_zoo_uri(self.uri)
 
 
 class TensorSpec(_Strict):
@@ -181,10 +243,62 @@ class FrameworkSpec(_Strict):
     runtime: LocalRuntime = Field(default_factory=LocalRuntime)
 
 
-class DatasetSource(FileRef):
-    kind: Literal["npz"] = Field(description="npz: arrays 'images' (N, ...) and 'labels' (N,).")
-    images_key: str = "images"
-    labels_key: str = "labels"
+_NPZ_FIELDS = frozenset({"uri", "sha256", "images_key", "labels_key"})
+_SYNTHETIC_FIELDS = frozenset({"shape", "dtype", "distribution", "low", "high", "mean", "std", "classes", "seed"})
+
+
+class DatasetSource(_Strict):
+    """Where the samples come from: an ``npz`` file, or ``synthetic`` seeded random arrays (nothing fetched).
+
+    One flat object with a ``kind`` rather than a tagged union, so that it stays a structural CRD schema (as the
+    processing steps do); each kind accepts only its own fields.
+    """
+
+    kind: Literal["npz", "synthetic"] = Field(
+        description="npz: arrays 'images' (N, ...) and 'labels' (N,) in a file; synthetic: seeded random samples."
+    )
+    uri: str | None = Field(default=None, min_length=1, description="npz: the file, as for any artifact.")
+    sha256: Sha256 | None = Field(default=None, description="npz: sha256 of the file.")
+    images_key: str = Field(default="images", description="npz: the array of samples.")
+    labels_key: str = Field(default="labels", description="npz: the array of integer labels.")
+    shape: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, min_length=1, description="synthetic: shape of one sample, e.g. [3, 224, 224]."
+    )
+    dtype: TensorDtype | None = Field(default=None, description="synthetic: element type of the samples.")
+    distribution: Literal["normal", "uniform"] = Field(
+        default="uniform",
+        description="synthetic: normal(mean, std) (floats only) or uniform in [low, high) (integers: low..high-1).",
+    )
+    low: float = Field(default=0.0, description="synthetic, uniform: smallest value.")
+    high: float = Field(default=1.0, description="synthetic, uniform: values stay below this.")
+    mean: float = Field(default=0.0, description="synthetic, normal: mean.")
+    std: float = Field(default=1.0, gt=0, description="synthetic, normal: standard deviation.")
+    classes: int | None = Field(default=None, ge=1, description="synthetic: labels are uniform in 0..classes-1.")
+    seed: int = Field(default=0, ge=0, le=_MAX_SEED, description="synthetic: seed of samples and labels.")
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> DatasetSource:
+        own, other = (_NPZ_FIELDS, _SYNTHETIC_FIELDS) if self.kind == "npz" else (_SYNTHETIC_FIELDS, _NPZ_FIELDS)
+        stray = sorted(self.model_fields_set & other)
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: not a field of kind '{self.kind}' (its fields: {sorted(own)})")
+        if self.kind == "npz":
+            missing = [name for name in ("uri", "sha256") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required for kind 'npz'")
+            return self
+        missing = [name for name in ("shape", "dtype", "classes") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: required for kind 'synthetic'")
+        integer = self.dtype not in ("float16", "float32", "float64")
+        if integer and self.distribution == "normal":
+            raise ValueError(f"distribution: 'normal' needs a float dtype, not {self.dtype} (use 'uniform')")
+        if self.distribution == "uniform":
+            if not self.low < self.high:
+                raise ValueError(f"low, high: need low < high, got [{self.low}, {self.high})")
+            if integer and not (self.low.is_integer() and self.high.is_integer()):
+                raise ValueError(f"low, high: integer dtype {self.dtype} needs whole numbers")
+        return self
 
 
 class DatasetSpec(_Strict):
