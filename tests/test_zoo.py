@@ -393,6 +393,24 @@ def test_synthetic_datasets_are_deterministic_and_as_declared(tmp_path: Path) ->
     assert list(dataset_source_sha256(_dataset("digits")).values()) == [_dataset("digits").spec.source.sha256]
 
 
+def test_synthetic_data_is_pinned_by_sha256(tmp_path: Path) -> None:
+    """The same bytes in every runtime (numpy 1.23 in .venv-mxnet gives these too): frameworks see one dataset."""
+    pinned = {
+        "synthetic-imagenet": (
+            "731fdf6e5b4f67cd60ecac8a2ce656f4f9bfabfdab57acfe55dabf41e2032fb0",
+            "885f295179d4bf1b0a93ce58ec802efe8dff88ab9579ee1f8a44d55eb68233a0",
+        ),
+        "synthetic-tokens": (
+            "736d878c02477d4e453962155a411eba99eb2ba46926a9478b3b0b22259a601e",
+            "598acacd412cb79037bd4e9de979b1dc1ea89cbece9eac2b38db15fb6567e89f",
+        ),
+    }
+    for name, (samples_sha256, labels_sha256) in pinned.items():
+        data = load_dataset(_dataset(name), ArtifactStore(tmp_path), tmp_path)
+        assert hashlib.sha256(data.samples.tobytes()).hexdigest() == samples_sha256, name
+        assert hashlib.sha256(data.labels.tobytes()).hexdigest() == labels_sha256, name
+
+
 def test_the_seed_changes_synthetic_data(tmp_path: Path) -> None:
     dataset = _dataset("synthetic-tokens")
     reseeded = dataset.model_copy(

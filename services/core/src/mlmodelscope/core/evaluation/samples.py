@@ -74,9 +74,11 @@ def load_dataset(dataset: Dataset, store: ArtifactStore, base_dir: Path) -> Data
 def synthetic_dataset(source: DatasetSource, size: int) -> DatasetArrays:
     """``size`` seeded random samples and labels as a ``synthetic`` source declares them; same seed, same arrays.
 
-    Samples are drawn before labels from one ``numpy.random.default_rng(seed)`` (PCG64, whose streams numpy keeps
-    stable across versions). Floats are normal(mean, std) or uniform in [low, high); integers uniform in
-    low..high-1. Labels are uniform in 0..classes-1. Nothing is fetched.
+    Samples are drawn before labels from one ``numpy.random.default_rng(seed)`` (PCG64). numpy does not promise
+    the same streams across versions, but these give identical arrays under numpy 1.23 (the MXNet runtime) and
+    2.4 (tests/test_zoo.py pins their sha256). Floats are drawn as float32, normal(mean, std) or uniform in
+    [low, high), then cast to ``dtype``; integers are uniform in low..high-1. Labels are uniform in
+    0..classes-1. Nothing is fetched.
     """
     assert source.shape is not None and source.dtype is not None and source.classes is not None
     rng = np.random.default_rng(source.seed)
