@@ -528,7 +528,9 @@ for batch in (1, 2):
     (logits,) = predictor.predict([example_input(model, batch, seed=3)])
     assert np.isfinite(logits).all()
     outputs[batch] = logits
-np.testing.assert_allclose(outputs[2][:1], outputs[1], rtol=1e-4, atol=1e-5)
+# oneDNN picks kernels per batch size: equal up to float32 rounding at the logits' scale
+scale = float(np.abs(outputs[1]).max())
+np.testing.assert_allclose(outputs[2][:1], outputs[1], rtol=1e-3, atol=1e-4 * scale)
 print(json.dumps({"files": sorted(p.name for p in (root / "build0").iterdir()), "shape": list(outputs[2].shape),
                   "dtype": str(outputs[2].dtype), "same_seed_same_bytes": digests[0] == digests[1],
                   "other_seed_other_bytes": digests[0] != digests[2]}))
@@ -611,3 +613,48 @@ def test_cli_evaluates_digits_on_mxnet_in_its_own_runtime(
     assert result["accuracy"]["count"] == 450
     assert result["accuracy"]["top1"] == pytest.approx(0.9889, abs=1e-4)
     assert result["accuracy"]["verdict"]["valid"] is True
+
+
+@needs_mxnet
+@pytest.mark.slow
+def test_cli_framework_trace_nests_mxnet_operators_under_every_query(
+    digits_archive: Path, scratch_assets: Path, tmp_path: Path
+) -> None:
+    """Local mode at --trace-level framework: the MXNet agent publishes operator spans under each query."""
+    with_mxnet_artifact(scratch_assets, digits_archive)
+    output, data = tmp_path / "r.json", tmp_path / "data"
+    run = run_cli(
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "evaluate",
+        "-m",
+        "digits-cnn",
+        "-f",
+        "mxnet",
+        "--mode",
+        "performance",
+        "--trace-level",
+        "framework",
+        "--min-duration",
+        "0.5s",
+        "--output",
+        str(output),
+        cwd=scratch_assets.parent,
+        data_dir=data,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    result = json.loads(output.read_text())
+    trace_path = tmp_path / "trace.json"
+    exported = run_cli("trace", "export", result["id"], "-o", str(trace_path), cwd=scratch_assets.parent, data_dir=data)
+    assert exported.returncode == 0, exported.stderr
+    spans = [e for e in json.loads(trace_path.read_text())["traceEvents"] if e["ph"] == "X"]
+    children: dict[int, list[dict[str, Any]]] = {}
+    for span in spans:
+        children.setdefault(span["args"]["parent_id"], []).append(span)
+    model_spans = [s for s in spans if s["name"] == "predict"]
+    assert len(model_spans) == result["performance"]["queries"]
+    for parent in model_spans:
+        kids = children.get(parent["args"]["span_id"], [])
+        assert {k["args"]["op_type"] for k in kids} == DIGITS_OPS, kids
+        for kid in kids:
+            assert parent["ts"] <= kid["ts"] and kid["ts"] + kid["dur"] <= parent["ts"] + parent["dur"]
