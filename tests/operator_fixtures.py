@@ -58,18 +58,29 @@ CONTAINERS = {
 }
 
 
+def _changes_spec(data: Any) -> bool:
+    return isinstance(data, dict) and "spec" in data
+
+
 class Emulator(kmock.KubernetesEmulator):
-    """KMock's emulator plus what the API server sets on create (uid, generation, creation time) and the ``kind``
-    of list responses."""
+    """KMock's emulator plus what the API server does and KMock does not: set uid, generation and creation time on
+    create (and a name from ``generateName``), bump the generation when the spec changes, and put a ``kind`` on
+    list responses."""
 
     async def _handle(self, request: Any) -> Any:
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             metadata = request.data.setdefault("metadata", {})
+            if "name" not in metadata and "generateName" in metadata:  # kopf's Events
+                metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:8]
             metadata.setdefault("uid", str(uuid.uuid4()))
             metadata.setdefault("generation", 1)
             metadata.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             if request.namespace and "namespace" not in metadata:
                 metadata["namespace"] = request.namespace
+        elif request.action == kmock.action.UPDATE and request.subresource is None and _changes_spec(request.data):
+            stored = self.objects[request.resource, request.namespace, request.name]
+            generation = int(stored.get("metadata", {}).get("generation", 1)) + 1
+            request.data.setdefault("metadata", {})["generation"] = generation
         return await super()._handle(request)
 
     async def _serve_list(self, request: Any) -> Any:
@@ -137,6 +148,12 @@ class Api:
         response.raise_for_status()
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+    async def patch(self, plural: str, name: str, patch: dict[str, Any]) -> None:
+        response = await self.client.patch(
+            f"{collection(plural)}/{name}", json=patch, headers={"Content-Type": "application/merge-patch+json"}
+        )
+        response.raise_for_status()
 
     async def delete(self, plural: str, name: str) -> None:
         response = await self.client.delete(f"{collection(plural)}/{name}")

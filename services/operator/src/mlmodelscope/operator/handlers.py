@@ -4,11 +4,13 @@ Every handler ends in ``Reconciler.trigger`` (or ``cleanup``), so their order, r
 the outcome. Errors are translated by type: transient API or collector failures become ``kopf.TemporaryError``
 (kopf retries after ``retry_delay_s``), other API refusals ``kopf.PermanentError``; an unsatisfiable spec is
 not an error here at all (the pass writes a Failed status). Watch events of Jobs are not retried by kopf; the
-timer is the safety net that re-reads every unfinished Evaluation.
+reconciler's resync loop (started at startup) is the safety net that re-reads every unsettled Evaluation.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -37,15 +39,6 @@ async def _guarded(step: Awaitable[Any], settings: OperatorSettings) -> None:
         raise kopf.PermanentError(str(e)) from e
 
 
-def _finished(status: dict[str, Any], generation: Any) -> bool:
-    """Succeeded, or Failed for a reason a re-read cannot change (an unsatisfiable spec may become satisfiable
-    when a Framework or Model is added, so that one is re-read)."""
-    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    phase = status.get("phase")
-    done = phase == "Succeeded" or (phase == "Failed" and ready.get("reason") != "Unsatisfiable")
-    return done and bool(status.get("observedGeneration") == generation)
-
-
 def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconciler: Reconciler) -> None:
     """Register the operator's handlers on ``registry``."""
 
@@ -59,10 +52,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconcil
     async def evaluation_changed(*, namespace: str | None, name: str, **_: Any) -> None:
         await _guarded(reconciler.trigger(namespace or "", name), config)
 
-    @kopf.timer(API_GROUP, VERSION, PLURAL, interval=config.reconcile_interval_s, registry=registry)
-    async def resync(*, namespace: str | None, name: str, status: kopf.Status, meta: kopf.Meta, **_: Any) -> None:
-        if not _finished(dict(status), meta.get("generation")):
-            await _guarded(reconciler.trigger(namespace or "", name), config)
+    @kopf.on.startup(registry=registry)
+    async def start_resync(memo: kopf.Memo, **_: Any) -> None:
+        # Created here so that the task inherits kopf's context (event posting).
+        memo["resync"] = asyncio.create_task(reconciler.resync_forever(config.reconcile_interval_s))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("resync")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     @kopf.on.event(API_GROUP, VERSION, PLURAL, registry=registry)
     async def evaluation_event(*, type: str, namespace: str | None, name: str, uid: str, **_: Any) -> None:

@@ -102,10 +102,25 @@ class Reconciler:
         self.latencies_s: list[float] = []
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._plans: dict[tuple[str, int], _Plan] = {}
+        self._settled: dict[tuple[str, str], bool] = {}
+
+    async def resync_forever(self, interval_s: float) -> None:
+        """Every ``interval_s``, reconcile each Evaluation not yet settled (Job and collector changes that no event
+        announced: results stored after the Job completed, a collector back after an outage, an unsatisfiable spec
+        whose missing Framework or Model was added). kopf's timers would do this too, but they put a finalizer on
+        every Evaluation, and then deleting one blocks whenever the operator is down."""
+        while True:
+            await asyncio.sleep(interval_s)
+            pending = [key for key, settled in self._settled.items() if not settled]
+            outcomes = await asyncio.gather(*(self.trigger(*key) for key in pending), return_exceptions=True)
+            for key, outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    logger.warning("resync of Evaluation %s/%s failed (retried in %g s): %s", *key, interval_s, outcome)
 
     async def trigger(self, namespace: str, name: str) -> None:
         """Reconcile now, unless a pass of this Evaluation is already waiting to start (it will see this change)."""
         entry = self._entries.setdefault((namespace, name), _Entry())
+        self._settled.setdefault((namespace, name), False)
         if entry.queued:
             return
         entry.queued = True
@@ -118,6 +133,7 @@ class Reconciler:
     async def reconcile(self, namespace: str, name: str) -> None:
         body = await self.kube.get(evaluation_path(namespace, name))
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            self._settled.pop((namespace, name), None)
             return
         metadata = body["metadata"]
         uid, generation = str(metadata.get("uid") or ""), metadata.get("generation")
@@ -126,8 +142,9 @@ class Reconciler:
             plan = await self._plan(body, namespace, name, uid, generation)
         except UnsatisfiableError as e:
             new = status.unsatisfiable_status(e.message, generation=generation, previous=previous, now=_now())
+            self._settled[(namespace, name)] = False  # the missing piece may appear
             if await self._write_status(namespace, name, previous, new):
-                kopf.warn(_body(body), reason="Unsatisfiable", message=e.message)
+                _post(kopf.warn, body, "Unsatisfiable", e.message)
             return
         await self._converge(body, namespace, name, uid, generation, plan, previous)
 
@@ -202,6 +219,7 @@ class Reconciler:
         new = status.evaluation_status(
             runs, jobs_exist=jobs_exist, generation=generation, previous=previous, now=_now(), last_error=last_error
         )
+        self._settled[(namespace, name)] = new.phase in status.FINISHED
         if await self._write_status(namespace, name, previous, new):
             self._post_events(body, previous, new)
 
@@ -229,7 +247,7 @@ class Reconciler:
             job, created = await self.kube.create(jobs_path(namespace), manifest)
             found[run.run_id] = job
             if created:
-                kopf.info(_body(body), reason="JobCreated", message=f"run {run.key}: Job {run.job_name}")
+                _post(kopf.info, body, "JobCreated", f"run {run.key}: Job {run.job_name}")
 
         await asyncio.gather(*(create(r) for r in missing))
 
@@ -259,6 +277,7 @@ class Reconciler:
         """Delete the Jobs of a deleted Evaluation (Kubernetes' garbage collector does it too, via the owner
         references; this is for clusters without it, and makes it immediate). Returns how many were deleted."""
         self._entries.pop((namespace, name), None)
+        self._settled.pop((namespace, name), None)
         for key in [k for k in self._plans if k[0] == uid]:
             del self._plans[key]
         deleted = 0
@@ -276,22 +295,25 @@ class Reconciler:
         await self.kube.merge_patch(f"{evaluation_path(namespace, name)}/status", {"status": document})
         return True
 
-    def _post_events(self, raw: JsonObject, previous: EvaluationStatus | None, new: EvaluationStatus) -> None:
-        body = _body(raw)
+    def _post_events(self, body: JsonObject, previous: EvaluationStatus | None, new: EvaluationStatus) -> None:
         before = {r.run_id: r.state for r in previous.runs} if previous is not None else {}
         for run in new.runs:
             if run.state in status.FINISHED and before.get(run.run_id) != run.state:
                 if run.state == "Succeeded":
-                    kopf.info(body, reason="RunSucceeded", message=f"run {run.name}: {_summary(run)}")
+                    _post(kopf.info, body, "RunSucceeded", f"run {run.name}: {_summary(run)}")
                 else:
-                    kopf.warn(body, reason="RunFailed", message=f"run {run.name}: {run.message}")
+                    _post(kopf.warn, body, "RunFailed", f"run {run.name}: {run.message}")
         if previous is None or previous.phase != new.phase:
             post = kopf.warn if new.phase == "Failed" else kopf.info
-            post(body, reason=f"Evaluation{new.phase}", message=f"{new.progress} runs finished, {new.valid} valid")
+            _post(post, body, f"Evaluation{new.phase}", f"{new.progress} runs finished, {new.valid} valid")
 
 
-def _body(raw: JsonObject) -> kopf.Body:
-    return kopf.Body(cast(Any, raw))
+def _post(post: Any, raw: JsonObject, reason: str, message: str) -> None:
+    """Post a Kubernetes Event through kopf (queued; kopf retries and logs failures itself)."""
+    try:
+        post(kopf.Body(cast(Any, raw)), reason=reason, message=message[:1000])
+    except LookupError:  # outside the operator's context (no posting queue): the log line is enough
+        logger.info("%s: %s", reason, message)
 
 
 def _summary(run: RunStatus) -> str:
