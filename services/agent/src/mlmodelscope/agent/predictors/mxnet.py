@@ -8,11 +8,13 @@ by position.
 
 Why the executor: ``Symbol.bind`` once per input shape (executors for later shapes share the first one's memory
 pool and every one shares the same weight arrays), with the input and output NDArrays bound once, is the lowest
-latency path measured on MXNet 1.9.1 CPU for the digits CNN: ~0.1-0.3 ms per batch-1 call against ~1.3 ms for
-``SymbolBlock.imports`` + ``hybridize(static_alloc=True, static_shape=True)``, whose per-call Python is heavier.
-On the CPU, MXNet's MKL-DNN (oneDNN) subgraph backend fuses operators (Convolution+ReLU) when binding.
-The engine stays MXNet's default threaded engine: ``NaiveEngine`` was ~20-40 µs faster at batch 1, but it is a
-process-wide debugging engine, serialises GPU work per operator and records every operator twice in the profile.
+latency path measured with MXNet 1.9.1 for the digits CNN on a shared 2-core CPU: ~0.1-0.3 ms per batch-1 call
+against ~1.3 ms for ``SymbolBlock.imports`` + ``hybridize(static_alloc=True, static_shape=True)``, whose per-call
+Python is heavier. On the CPU, MXNet's MKL-DNN (oneDNN) subgraph backend fuses operators (Convolution+ReLU) when
+binding. A shape seen for the first time is bound inside that call (milliseconds); ``load`` binds batch 1, and the
+driver's warm-up binds the run's batch size. The engine stays MXNet's default threaded engine: ``NaiveEngine`` was
+~20-40 µs faster at batch 1, but it is a process-wide debugging engine that runs every operator synchronously (on a
+GPU too) and records every operator twice in the profile.
 
 Threads: MXNet has no run-time knob that reaches its operators (``MXSetNumOMPThreads`` only changes the calling
 thread, not the engine's workers). At import, MXNet's ``engine::OpenMP`` takes ``MXNET_OMP_MAX_THREADS``, else

@@ -6,8 +6,10 @@ be converted; the architectures are rebuilt here with the same shapes. ResNet-18
 1.0) are ``mxnet.gluon.model_zoo.vision``'s (``pretrained=False``: nothing is downloaded); the transformer encoder is
 written here as gluon ``HybridBlock``s: token embedding 256 + learned positions, 4 post-norm encoder layers (4 heads,
 FFN 1024 with ReLU, LayerNorm), mean-pool over tokens, ``Dense(2)``. Weights are random, drawn after
-``mx.random.seed(seed)`` and ``np.random.seed(seed)`` (both generators are reseeded), so accuracy is meaningless but
-every build of one seed has the same weights. They are not the other formats' weights (different generators).
+``mx.random.seed(seed)`` and ``np.random.seed(seed)`` (both generators are reseeded): He-normal over fan-out for the
+vision networks (torchvision's initialisation of their convolutions), Xavier for the transformer. Accuracy is
+meaningless, but every build of one seed has the same bytes. They are not the other formats' weights (different
+generators), so MXNet's logits are not comparable with theirs; the latencies are.
 
 I/O contract, as in every zoo format: images ``input`` float32 (N, 3, 224, 224) NCHW -> ``logits`` float32
 (N, 1000), no softmax; ``transformer-encoder``: ``tokens`` int64 (N, 128) in [0, 8192) -> ``logits`` (N, 2) (the
