@@ -415,6 +415,48 @@ def test_the_real_profile_pairs_calls_with_model_spans_only_when_counts_match(
     assert profile_spans(profile, Tracer("off", TraceLevel.MODEL), [(1, 0, 10)]) == []  # FRAMEWORK off: nothing
 
 
+_TWO_PROFILED_RUNS = (
+    _PREDICTOR
+    + """
+import time
+from mlmodelscope.core.tracing.framework import model_span_times
+from mlmodelscope.core.tracing.spans import TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
+folder, root = Path(sys.argv[1]), Path(sys.argv[2])
+counts = []
+for run in range(2):  # MXNet's profiler is process-wide: the second run re-configures it
+    p = predictor(profile_dir=root / f"run{run}")
+    p.load(folder)
+    profiler = p.framework_profiler()
+    tracer = Tracer(f"run{run}", TraceLevel.FRAMEWORK)
+    x = np.ones((4, 1, 8, 8), np.float32)
+    p.predict([x])  # before start(): recorded by MXNet as a task, not attributed
+    profiler.start()
+    for q in range(5 + run):
+        start = time.perf_counter_ns()
+        p.predict([x])
+        tracer.model_rows.append((q * 4, 4, start, time.perf_counter_ns()))
+    profiler.stop()
+    model = tracer.materialize_model_spans()
+    spans = profiler.spans(tracer, model_span_times(model))
+    by_parent = {m.span_id: [s.name for s in spans if s.parent_id == m.span_id] for m in model}
+    names = sorted({n for v in by_parent.values() for n in v})
+    counts.append([len(model), sorted({len(v) for v in by_parent.values()}), names])
+    p.close()
+print(json.dumps(counts))
+"""
+)
+
+
+@needs_mxnet
+def test_a_second_profiled_predictor_in_one_process_gets_its_own_spans(digits_folder: Path, tmp_path: Path) -> None:
+    """MXNet can be configured once per process; the second profile (a dump fragment) is still read."""
+    first, second = run_mxnet(_TWO_PROFILED_RUNS, str(digits_folder), str(tmp_path))
+    assert first == [5, [6], sorted(DIGITS_OPS)]
+    assert second == [6, [6], sorted(DIGITS_OPS)]
+    assert not (tmp_path / "run1" / "mxnet_profile.json").read_text().lstrip().startswith("{")  # a fragment
+
+
 # --- the profile adapter without MXNet ------------------------------------------------------------------------
 
 
