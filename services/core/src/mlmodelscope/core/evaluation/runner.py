@@ -21,6 +21,7 @@ import numpy as np
 from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
 from mlmodelscope.core.errors import ArtifactError, EvaluationError, ManifestError
+from mlmodelscope.core.evaluation.agreement import write_outputs
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
 from mlmodelscope.core.evaluation.environment import capture_environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
@@ -220,8 +221,9 @@ def run_evaluation(
 
 
 def _accuracy_result(outcome: RunOutcome, labels: np.ndarray, log_dir: Path) -> AccuracyResult:
-    assert outcome.top_k is not None
-    answered = outcome.top_k[:, 0] >= 0
+    record = outcome.accuracy
+    assert record is not None
+    answered = record.answered
     count = int(answered.sum())
     complete = count == len(labels)
     verdict = Verdict(
@@ -240,13 +242,15 @@ def _accuracy_result(outcome: RunOutcome, labels: np.ndarray, log_dir: Path) -> 
     )
     if count == 0:
         raise EvaluationError("the accuracy run answered no sample.", hint=f"See the LoadGen logs in {log_dir}.")
-    top_k, truth = outcome.top_k[answered], labels[answered]
+    top_k, truth = record.top_k[answered], labels[answered]
+    outputs = write_outputs(log_dir, record.probabilities, answered) if record.probabilities is not None else None
     return AccuracyResult(
         top1=float(np.mean(top_k[:, 0] == truth)),
         top5=float(np.mean((top_k == truth[:, None]).any(axis=1))),
         count=count,
         verdict=verdict,
         log_dir=str(log_dir),
+        outputs=outputs,
     )
 
 
