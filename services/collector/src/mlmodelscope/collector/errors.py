@@ -3,7 +3,10 @@
 CollectorError
 ├── DatabaseUnavailableError   (transient) the database did not answer: the API says 503, the consumer naks
 ├── MigrationError             the schema could not be brought to the current version
-└── RejectedMessageError       a message the collector will never store (malformed, too large): logged + counted
+├── RejectedMessageError       a message the collector will never store (malformed, too large): logged + counted
+├── UnknownRunError            no run with that id: 404
+└── LaunchError                an evaluation the launcher cannot start (not configured, unknown model): a 4xx
+    └── LaunchNotConfiguredError  the collector has no launcher settings or no NATS URL: 409
 """
 
 from __future__ import annotations
@@ -33,3 +36,15 @@ class RejectedMessageError(CollectorError):
     def __init__(self, message: str, *, reason: RejectReason, hint: str = "") -> None:
         super().__init__(message, hint=hint)
         self.reason: RejectReason = reason
+
+
+class UnknownRunError(CollectorError):
+    """No run with this id is stored: the API answers 404."""
+
+
+class LaunchError(CollectorError):
+    """An evaluation request the launcher refuses (unknown model or framework, bad combination): 422."""
+
+
+class LaunchNotConfiguredError(LaunchError):
+    """The collector is not configured to launch evaluations (no assets, cache, runs folder or NATS URL): 409."""

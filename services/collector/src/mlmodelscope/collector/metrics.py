@@ -10,7 +10,10 @@ each 15 s; one scan at startup is enough.)
 
 Run labels (model, framework, arch, accelerator, scenario, batch_size) are known only once a run's
 ``run_started`` arrived; data of a run seen before that is counted when its labels arrive, so a series never
-goes down. Definitions: ``mlmodelscope_inferences_total`` counts dataset items predicted (sum of ``item_count``
+goes down. Regression gauges (``mlmodelscope_regression_detected``, ``..._p99_ratio``,
+``..._throughput_ratio``) show the latest regression check of each label set against its baseline; they are
+seeded from the ``regression_checks`` table and advanced by the regression monitor after it stores a check.
+Definitions: ``mlmodelscope_inferences_total`` counts dataset items predicted (sum of ``item_count``
 over query records of every mode); ``mlmodelscope_inference_latency_seconds`` observes each performance-mode
 predictor call; the two gauges show the latest finished run of each label set.
 """
@@ -79,6 +82,16 @@ class LatestValue:
     value: float
 
 
+@dataclass(frozen=True)
+class RegressionState:
+    """The latest regression check of a label set: when, whether it regressed, and the two ratios."""
+
+    at: datetime
+    regressed: bool
+    p99_ratio: float
+    throughput_ratio: float
+
+
 @dataclass
 class MetricsSnapshot:
     """Everything the metrics show, as aggregated from the database (``storage.aggregates.load_snapshot``)."""
@@ -91,6 +104,7 @@ class MetricsSnapshot:
     latency: dict[RunLabels, LatencyHistogram] = field(default_factory=dict)
     accuracy_top1: dict[RunLabels, LatestValue] = field(default_factory=dict)
     throughput: dict[RunLabels, LatestValue] = field(default_factory=dict)
+    regressions: dict[RunLabels, RegressionState] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,6 +162,13 @@ class CollectorMetrics(Collector):
             if effects.throughput is not None and _newer(state.throughput.get(labels), effects.throughput):
                 state.throughput[labels] = effects.throughput
 
+    def apply_regression(self, labels: RunLabels, state: RegressionState) -> None:
+        """A regression check was stored (or loaded at startup): the gauges show the latest one per label set."""
+        with self._lock:
+            current = self._state.regressions.get(labels)
+            if current is None or state.at >= current.at:
+                self._state.regressions[labels] = state
+
     def record_rejection(self, reason: RejectReason) -> None:
         with self._lock:
             self._state.messages_rejected[reason] = self._state.messages_rejected.get(reason, 0) + 1
@@ -169,6 +190,7 @@ class CollectorMetrics(Collector):
                 latency={k: LatencyHistogram(list(v.counts), v.sum_ns) for k, v in state.latency.items()},
                 accuracy_top1=dict(state.accuracy_top1),
                 throughput=dict(state.throughput),
+                regressions=dict(state.regressions),
             )
 
     def describe(self) -> Iterable[Metric]:
@@ -234,12 +256,37 @@ class CollectorMetrics(Collector):
             state.throughput,
         )
 
+        yield from _regression_gauges(state.regressions)
+
         if lag is not None:
             lag_gauge = GaugeMetricFamily(
                 "mlmodelscope_consumer_lag_messages", "Messages in the stream not yet delivered to this collector."
             )
             lag_gauge.add_metric([], float(lag))
             yield lag_gauge
+
+
+def _regression_gauges(regressions: Mapping[RunLabels, RegressionState]) -> Iterator[Metric]:
+    detected = GaugeMetricFamily(
+        "mlmodelscope_regression_detected",
+        "1 when the latest checked run of these labels regressed against its baseline (p99 or throughput), else 0.",
+        labels=LABEL_NAMES,
+    )
+    p99 = GaugeMetricFamily(
+        "mlmodelscope_regression_p99_ratio", "Latest checked run's p99 / its baseline's p99.", labels=LABEL_NAMES
+    )
+    throughput = GaugeMetricFamily(
+        "mlmodelscope_regression_throughput_ratio",
+        "Latest checked run's throughput / its baseline's throughput.",
+        labels=LABEL_NAMES,
+    )
+    for labels, state in sorted(regressions.items()):
+        detected.add_metric(list(labels), 1.0 if state.regressed else 0.0)
+        p99.add_metric(list(labels), state.p99_ratio)
+        throughput.add_metric(list(labels), state.throughput_ratio)
+    yield detected
+    yield p99
+    yield throughput
 
 
 def create_registry(metrics: CollectorMetrics) -> CollectorRegistry:

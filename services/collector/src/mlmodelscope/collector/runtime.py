@@ -1,4 +1,5 @@
-"""What one running collector holds (database, metrics, ingestor, consumer), built by the app's lifespan."""
+"""What one running collector holds (database, metrics, ingestor, consumer, launcher, regression monitor), built by
+the app's lifespan."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from mlmodelscope.collector.consumer import JetStreamConsumer
+from mlmodelscope.collector.launcher import LocalLauncher
 from mlmodelscope.collector.metrics import CollectorMetrics, create_registry
+from mlmodelscope.collector.regression_monitor import RegressionMonitor, seed_metrics
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.collector.storage.aggregates import load_snapshot
 from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.ingest import Ingestor
-from mlmodelscope.collector.storage.migrations import migrate
+from mlmodelscope.collector.storage.migrations import ANALYSIS_MIGRATIONS, analysis_schema_version, migrate
+from mlmodelscope.core.analysis.regression import RegressionPolicy
 
 
 @dataclass
@@ -22,6 +26,8 @@ class CollectorRuntime:
     metrics: CollectorMetrics
     registry: CollectorRegistry
     ingestor: Ingestor
+    launcher: LocalLauncher
+    monitor: RegressionMonitor
     consumer: JetStreamConsumer | None = None
 
 
@@ -30,9 +36,11 @@ def open_runtime(settings: CollectorSettings) -> CollectorRuntime:
     database = Database(settings.database_url)
     try:
         migrate(database)
+        migrate(database, ANALYSIS_MIGRATIONS, versions=analysis_schema_version)
         metrics = CollectorMetrics()
         with database.read() as connection:
             metrics.load(load_snapshot(connection))
+        seed_metrics(database, metrics)
     except BaseException:
         database.dispose()
         raise
@@ -42,4 +50,13 @@ def open_runtime(settings: CollectorSettings) -> CollectorRuntime:
         metrics=metrics,
         registry=create_registry(metrics),
         ingestor=Ingestor(database, metrics),
+        launcher=LocalLauncher(settings),
+        monitor=RegressionMonitor(
+            database,
+            metrics,
+            RegressionPolicy(
+                p99_threshold=settings.regression_p99_threshold,
+                throughput_threshold=settings.regression_throughput_threshold,
+            ),
+        ),
     )

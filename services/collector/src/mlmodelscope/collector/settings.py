@@ -1,11 +1,16 @@
-"""The collector's settings: one pydantic object, built in ``main`` (from the environment), never at import time."""
+"""The collector's settings: one pydantic object, built in ``main`` (from the environment), never at import time.
+
+Beyond storage and NATS they configure the web UI's side: the token mutating requests must carry (no token, no
+mutations), the regression thresholds, and the local launcher (asset folders, artifact cache, run folder, agent
+interpreter) that lets the launch form start agents. See docs/web-ui.md.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 ENV_PREFIX = "MLMODELSCOPE_COLLECTOR_"
 DEFAULT_DATABASE_URL = "sqlite:///mlmodelscope-collector.db"
@@ -30,6 +35,25 @@ class CollectorSettings(BaseModel):
     lag_refresh_s: float = Field(default=5.0, gt=0, description="How often consumer lag is read from the server.")
     reconnect_delay_s: float = Field(default=2.0, gt=0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token every mutating request must carry; unset: mutations are refused."
+    )
+    regression_p99_threshold: float = Field(default=0.10, ge=0, le=10, description="Allowed p99 increase (0.1=10%).")
+    regression_throughput_threshold: float = Field(
+        default=0.10, ge=0, lt=1, description="Allowed throughput decrease (0.1 = 10%)."
+    )
+    regression_check_interval_s: float = Field(default=2.0, gt=0, description="How often new runs are checked.")
+    assets: str = Field(
+        default="", description="Asset folders (os.pathsep-separated) for the catalog and the launcher; empty: none."
+    )
+    launch_cache_dir: str = Field(default="", description="Artifact cache of launched agents (empty: launching off).")
+    launch_runs_dir: str = Field(default="", description="Where launched runs' spec.json and agent.log go.")
+    launch_python: str = Field(default="", description="Interpreter of launched agents (default: this one).")
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("nats_url", mode="before")
     @classmethod

@@ -1,27 +1,39 @@
-"""``create_app(settings)``: the FastAPI app, its lifespan (migrate, seed metrics, run the consumer) and errors.
+"""``create_app(settings)``: the FastAPI app, its lifespan (migrate, seed metrics, run the consumer and the
+regression monitor) and errors.
 
 Nothing is built at import time: the settings come from ``main`` (or a test) and the database, metrics and
 consumer are created when the app starts, and closed when it stops. Errors become HTTP statuses here, once:
 ``DatabaseUnavailableError`` -> 503 with its message; bad parameters are FastAPI's 422; unknown ids are 404 in the
-routers.
+routers (``UnknownRunError`` -> 404); a run that cannot be analysed (``AnalysisError``) and a launch request the
+launcher refuses (``LaunchError``) are 422, launching while unconfigured is 409, broken asset folders 503. The web
+pages (``mlmodelscope.collector.web``) are mounted here too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from mlmodelscope.collector.api.routers import evaluations, health, metrics, runs
+from mlmodelscope.collector.api.routers import analysis, baselines, evaluations, health, launch, metrics, runs
 from mlmodelscope.collector.consumer import JetStreamConsumer
-from mlmodelscope.collector.errors import DatabaseUnavailableError
+from mlmodelscope.collector.errors import (
+    DatabaseUnavailableError,
+    LaunchError,
+    LaunchNotConfiguredError,
+    UnknownRunError,
+)
 from mlmodelscope.collector.metrics import distribution_version
-from mlmodelscope.collector.runtime import open_runtime
+from mlmodelscope.collector.runtime import CollectorRuntime, open_runtime
 from mlmodelscope.collector.settings import CollectorSettings
+from mlmodelscope.collector.web import pages
+from mlmodelscope.core.analysis.errors import AnalysisError
+from mlmodelscope.core.errors import ManifestError, MLModelScopeError, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +47,15 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             runtime.consumer = JetStreamConsumer(settings, runtime.ingestor, runtime.metrics)
             await runtime.consumer.start()
         app.state.runtime = runtime
+        monitor = asyncio.create_task(_monitor_regressions(runtime, settings.regression_check_interval_s))
         try:
             yield
         finally:
             app.state.runtime = None
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
+            await asyncio.to_thread(runtime.launcher.close)
             if runtime.consumer is not None:
                 await runtime.consumer.stop()
             runtime.database.dispose()
@@ -52,11 +69,45 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.settings = settings
     app.state.runtime = None
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
+    app.add_exception_handler(UnknownRunError, _status(404))
+    app.add_exception_handler(AnalysisError, _status(422))
+    app.add_exception_handler(LaunchNotConfiguredError, _status(409))
+    app.add_exception_handler(LaunchError, _status(422))
+    app.add_exception_handler(ManifestError, _status(503))
+    app.add_exception_handler(RegistryError, _status(503))
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(evaluations.router)
+    app.include_router(analysis.router)
+    app.include_router(baselines.router)
+    app.include_router(launch.router)
     app.include_router(metrics.router)
+    pages.mount(app)
     return app
+
+
+async def _monitor_regressions(runtime: CollectorRuntime, interval_s: float) -> None:
+    """Check new runs against their baselines until cancelled; a database outage only delays the next round."""
+    while True:
+        try:
+            await asyncio.to_thread(runtime.monitor.check_pending)
+        except DatabaseUnavailableError as e:
+            log.warning("regression check postponed: %s", e)
+        except Exception:
+            log.exception("regression check failed")
+        await asyncio.sleep(interval_s)
+
+
+def _status(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """A handler answering ``code`` with the error's message (and its hint, when there is one)."""
+
+    async def handler(_request: Request, error: Exception) -> JSONResponse:
+        detail = str(error)
+        if isinstance(error, MLModelScopeError):
+            detail = error.message + (f" ({error.hint})" if error.hint else "")
+        return JSONResponse(status_code=code, content={"detail": detail})
+
+    return handler
 
 
 async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlmodelscope.core.analysis.layers import is_layer
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
 DEFAULT_WINDOW_QUERIES = 8
@@ -45,6 +46,7 @@ class Timeline(BaseModel):
 
 
 def _depths(spans: Sequence[Span]) -> dict[int, int]:
+    """Nesting depth of each span; operators get a lane below the framework's whole call (their sibling)."""
     parents = {s.span_id: s.parent_id for s in spans}
     depths: dict[int, int] = {}
     for span in spans:
@@ -52,7 +54,7 @@ def _depths(spans: Sequence[Span]) -> dict[int, int]:
         while parent in parents and depth < 32:
             depth += 1
             parent = parents[parent]
-        depths[span.span_id] = depth
+        depths[span.span_id] = depth + (1 if is_layer(span) else 0)
     return depths
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, 
 
 from mlmodelscope.collector.errors import MigrationError
 from mlmodelscope.collector.storage.database import Database
-from mlmodelscope.collector.storage.migrations import v0001_initial
+from mlmodelscope.collector.storage.migrations import a0001_baselines, v0001_initial
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +50,40 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, spans, queries, ingested_messages, progress, rejected_messages, counters", v0001_initial.apply),
 )
 
+# A second, independent track for the analysis tables (baselines, regression checks) with its own version table,
+# so the ingest schema's history stays exactly as it was and either track can evolve without renumbering the other.
+analysis_schema_version = Table(
+    "analysis_schema_version",
+    _runner_metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(256), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+ANALYSIS_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "baselines, regression_checks", a0001_baselines.apply),)
+
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
     return migrations[-1].version if migrations else 0
 
 
-def current_version(connection: Connection) -> int:
+def current_version(connection: Connection, versions: Table = schema_version) -> int:
     """The highest applied version, 0 for an empty database."""
-    schema_version.create(connection, checkfirst=True)
-    return int(connection.execute(select(func.coalesce(func.max(schema_version.c.version), 0))).scalar_one())
+    versions.create(connection, checkfirst=True)
+    return int(connection.execute(select(func.coalesce(func.max(versions.c.version), 0))).scalar_one())
 
 
-def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
-    """Bring the schema to the latest version; returns the versions applied now (empty when already current)."""
+def migrate(
+    database: Database, migrations: Sequence[Migration] = MIGRATIONS, *, versions: Table = schema_version
+) -> list[int]:
+    """Bring the schema to the latest version; returns the versions applied now (empty when already current).
+
+    ``versions`` is the track's version table (``schema_version``, or ``analysis_schema_version`` with
+    ``ANALYSIS_MIGRATIONS``)."""
     _check_order(migrations)
     with database.write() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-        current = current_version(connection)
+        current = current_version(connection, versions)
         latest = latest_version(migrations)
         if current > latest:
             raise MigrationError(
@@ -88,7 +104,7 @@ def migrate(database: Database, migrations: Sequence[Migration] = MIGRATIONS) ->
                     f"{database.describe()}: {e}"
                 ) from e
             connection.execute(
-                insert(schema_version).values(
+                insert(versions).values(
                     version=migration.version, description=migration.description, applied_at=datetime.now(UTC)
                 )
             )

@@ -1,0 +1,158 @@
+"""The analyses of stored runs, shared by the REST API and the web pages so both show the same numbers.
+
+Each function takes an open database connection and returns the core's pydantic models (``RunAnalysis``,
+``Comparison``, ``Timeline``, ``BatchSweep``) or the API's; unknown runs raise ``UnknownRunError`` (404) and runs
+that cannot be analysed (no performance-mode query records) raise the core's ``AnalysisError`` (422).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from mlmodelscope.collector.analysis_models import (
+    CandidateComparison,
+    ComparedRun,
+    CompareView,
+    RegressionStatus,
+)
+from mlmodelscope.collector.errors import UnknownRunError
+from mlmodelscope.collector.storage import baselines as baseline_store
+from mlmodelscope.collector.storage import reads, schema
+from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
+from mlmodelscope.core.analysis.errors import AnalysisError
+from mlmodelscope.core.analysis.regression import RegressionPolicy, RegressionVerdict, judge
+from mlmodelscope.core.analysis.run import RunAnalysis, analyze
+from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.timeline import Timeline, timeline
+from mlmodelscope.core.evaluation.batch_sweep import BatchSweep, batch_sweeps
+from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+
+MAX_COMPARED_RUNS = 8
+
+
+def run_row(connection: Connection, run_id: str) -> dict[str, Any]:
+    row = reads.get_run(connection, run_id)
+    if row is None:
+        raise UnknownRunError(f"no run '{run_id}'", hint="See GET /api/v1/runs.")
+    return row
+
+
+def compared_run(row: dict[str, Any]) -> ComparedRun:
+    return ComparedRun.model_validate(row)
+
+
+def sample_of(connection: Connection, run_id: str) -> QuerySample:
+    rows = reads.list_queries(connection, run_id, "performance")
+    if not rows:
+        raise AnalysisError(
+            f"run '{run_id}' has no performance-mode query records to analyse",
+            hint="Analyse a run evaluated in performance (or both) mode at trace level model or above.",
+        )
+    return QuerySample.from_records([dict(row) for row in rows])
+
+
+def _spans_at(connection: Connection, run_id: str, level: TraceLevel) -> list[Span]:
+    spans = schema.spans
+    rows = connection.execute(select(spans).where(spans.c.run_id == run_id, spans.c.level == int(level)))
+    return [
+        Span(
+            run_id=row.run_id,
+            span_id=row.span_id,
+            parent_id=row.parent_id,
+            name=row.name,
+            level=TraceLevel(row.level),
+            start_ns=row.start_ns,
+            end_ns=row.end_ns,
+            attributes=row.attributes,
+        )
+        for row in rows
+    ]
+
+
+def run_analysis(connection: Connection, run_id: str, *, top: int, settings: BootstrapSettings) -> RunAnalysis:
+    run_row(connection, run_id)
+    sample = sample_of(connection, run_id)
+    return analyze(run_id, sample, _spans_at(connection, run_id, TraceLevel.FRAMEWORK), top=top, settings=settings)
+
+
+def run_timeline(connection: Connection, run_id: str, *, queries: int) -> Timeline:
+    run_row(connection, run_id)
+    return timeline(reads.list_spans(connection, run_id), queries=queries)
+
+
+def result_of(connection: Connection, run_id: str) -> EvaluationResult | None:
+    row = reads.get_result(connection, run_id)
+    if row is None or row["result"] is None:
+        return None
+    return EvaluationResult.model_validate(row["result"])
+
+
+def compare_runs(connection: Connection, run_ids: list[str], settings: BootstrapSettings) -> CompareView:
+    """The first run is the baseline; every other one is compared with it."""
+    if len(run_ids) < 2:
+        raise AnalysisError("a comparison needs at least two runs", hint="Pass ?run=A&run=B (A is the baseline).")
+    if len(run_ids) > MAX_COMPARED_RUNS:
+        raise AnalysisError(f"at most {MAX_COMPARED_RUNS} runs can be compared at once, got {len(run_ids)}")
+    rows = [run_row(connection, run_id) for run_id in run_ids]
+    baseline = sample_of(connection, run_ids[0])
+    candidates = [
+        CandidateComparison(
+            candidate=compared_run(row),
+            comparison=compare(baseline, sample_of(connection, row["run_id"]), settings),
+        )
+        for row in rows[1:]
+    ]
+    return CompareView(baseline=compared_run(rows[0]), candidates=candidates)
+
+
+def evaluation_sweeps(connection: Connection, evaluation_id: str) -> list[BatchSweep]:
+    """Throughput vs batch size of each (model, framework, device, scenario) the evaluation ran at 2+ batch sizes."""
+    runs = schema.runs
+    documents = connection.execute(
+        select(runs.c.result).where(
+            runs.c.evaluation_id == evaluation_id, runs.c.status == "succeeded", runs.c.result.is_not(None)
+        )
+    ).scalars()
+    return batch_sweeps([EvaluationResult.model_validate(document) for document in documents])
+
+
+def comparison_with_baseline(
+    connection: Connection, run_id: str, baseline_run_id: str, settings: BootstrapSettings
+) -> Comparison:
+    return compare(sample_of(connection, baseline_run_id), sample_of(connection, run_id), settings)
+
+
+def regression_status(connection: Connection, run_id: str, policy: RegressionPolicy) -> RegressionStatus:
+    """The stored check of the run, or (for runs older than their baseline) the same rule applied now."""
+    row = run_row(connection, run_id)
+    stored = baseline_store.get_check(connection, run_id)
+    if stored is not None:
+        report = stored["report"]
+        return RegressionStatus(
+            run_id=run_id,
+            state="regressed" if stored["regressed"] else "ok",
+            stored=True,
+            baseline_run_id=stored["baseline_run_id"],
+            verdict=RegressionVerdict.model_validate(report["verdict"]),
+            comparison=Comparison.model_validate(report["comparison"]),
+            checked_at=stored["checked_at"],
+        )
+    labels = baseline_store.labels_of_run(row)
+    baseline = baseline_store.baseline_for(connection, labels) if labels is not None else None
+    if baseline is None:
+        return RegressionStatus(run_id=run_id, state="no baseline", stored=False)
+    if baseline["run_id"] == run_id:
+        return RegressionStatus(run_id=run_id, state="baseline", stored=False, baseline_run_id=run_id)
+    comparison = comparison_with_baseline(connection, run_id, baseline["run_id"], BootstrapSettings())
+    verdict = judge(comparison, policy)
+    return RegressionStatus(
+        run_id=run_id,
+        state="regressed" if verdict.regressed else "ok",
+        stored=False,
+        baseline_run_id=baseline["run_id"],
+        verdict=verdict,
+        comparison=comparison,
+    )

@@ -1,0 +1,30 @@
+"""The catalog of assets and ``POST /api/v1/evaluations``: launch an evaluation (local agents), token required."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from mlmodelscope.collector.analysis_models import Catalog, LaunchRequest, LaunchResponse
+from mlmodelscope.collector.api.auth import TokenDep
+from mlmodelscope.collector.api.dependencies import RuntimeDep
+from mlmodelscope.collector.catalog import catalog
+
+router = APIRouter(prefix="/api/v1", tags=["launch"])
+
+
+@router.get("/catalog", response_model=Catalog, responses={503: {"description": "An asset folder is broken."}})
+async def get_catalog(request: Request) -> Catalog:
+    """Models, frameworks and datasets of the configured asset folders."""
+    return await run_in_threadpool(catalog, request.app.state.settings)
+
+
+@router.post(
+    "/evaluations",
+    response_model=LaunchResponse,
+    status_code=202,
+    responses={401: {}, 403: {}, 409: {"description": "Launching is not configured."}, 422: {}},
+)
+async def launch_evaluation(runtime: RuntimeDep, _token: TokenDep, request: LaunchRequest) -> LaunchResponse:
+    """Start one agent per framework x batch size; the runs appear under /api/v1/runs as they report."""
+    return await run_in_threadpool(runtime.launcher.launch, request)

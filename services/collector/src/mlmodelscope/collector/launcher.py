@@ -1,0 +1,207 @@
+"""Launching evaluations from the web UI in local mode: the collector writes run specs and starts agent processes.
+
+The collector may not import the agent or the CLI (import-linter), so the run spec is written here as a pydantic
+model with the fields of ``mlmodelscope.agent.run.RunSpec`` (run_id, evaluation_id, model, framework, dataset,
+device, intra_op_threads, trace_level, settings, nats_url, assets, cache_dir, output_dir), and each run is started
+exactly as local mode starts it: ``<python> -m mlmodelscope.agent --spec <runs>/<run id>/spec.json``, with the
+Framework resource's ``spec.runtime.python`` when it names one. Agents publish to the collector's own NATS URL, so a
+launched run reaches the database like any other. Runs of one evaluation start in order, one per framework at a
+time (a batch sweep runs its batch sizes in turn, as ``evaluate`` does). Agents still running when the collector
+stops are terminated. Configuration: ``assets``, ``launch_cache_dir``, ``launch_runs_dir``, ``launch_python``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlmodelscope.collector.analysis_models import LaunchRequest, LaunchResponse
+from mlmodelscope.collector.catalog import asset_roots, registry_of
+from mlmodelscope.collector.errors import LaunchError, LaunchNotConfiguredError
+from mlmodelscope.collector.settings import CollectorSettings
+from mlmodelscope.core.errors import MLModelScopeError
+from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.manifests.registry import Registry
+from mlmodelscope.core.tracing.spans import TraceLevel
+
+log = logging.getLogger(__name__)
+_POLL_S = 0.2
+_TERMINATE_WAIT_S = 10.0
+
+
+class AgentRunSpec(BaseModel):
+    """The JSON ``mlmodelscope.agent.run.RunSpec`` reads (same field names and meanings; see that class)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+    evaluation_id: str = Field(min_length=1, max_length=128)
+    model: str
+    framework: str
+    dataset: str | None = None
+    device: str = "cpu"
+    intra_op_threads: int | None = None
+    trace_level: int = int(TraceLevel.MODEL)
+    settings: EvaluationSettings
+    nats_url: str
+    assets: list[str]
+    cache_dir: str
+    output_dir: str
+
+
+def run_id_for(evaluation_id: str, framework: str, batch_size: int | None) -> str:
+    suffix = f"-b{batch_size}" if batch_size is not None else ""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{evaluation_id}-{framework}{suffix}")[:128]
+
+
+def interpreter(registry: Registry, framework: str, default: str) -> str:
+    """The Framework's ``spec.runtime.python`` (relative to its manifest's folder), or ``default``."""
+    python = registry.framework(framework).spec.runtime.python
+    if not python:
+        return default
+    manifest = registry.source_of("Framework", framework)
+    path = Path(python) if Path(python).is_absolute() or "/" not in python else manifest.parent / python
+    resolved = shutil.which(str(path)) if "/" not in python else (str(path) if os.access(path, os.X_OK) else None)
+    if resolved is None:
+        raise LaunchError(
+            f"framework '{framework}' runs in the interpreter {path} (spec.runtime.python in {manifest}), which does "
+            "not exist or is not executable",
+            hint="Run `make setup`, or fix spec.runtime.python.",
+        )
+    return resolved
+
+
+class LocalLauncher:
+    """Starts agent processes for launch requests; ``close`` terminates those still running."""
+
+    def __init__(self, settings: CollectorSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
+
+    def check_configured(self) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("assets", self.settings.assets),
+                ("launch_cache_dir", self.settings.launch_cache_dir),
+                ("launch_runs_dir", self.settings.launch_runs_dir),
+                ("nats_url", self.settings.nats_url or ""),
+            )
+            if not value.strip()
+        ]
+        if missing:
+            variables = ", ".join(f"MLMODELSCOPE_COLLECTOR_{name.upper()}" for name in missing)
+            raise LaunchNotConfiguredError(
+                f"this collector cannot launch evaluations: {', '.join(missing)} not set",
+                hint=f"Set {variables} (see docs/web-ui.md), or run `mlmodelscope evaluate`.",
+            )
+
+    def specs(self, request: LaunchRequest, registry: Registry) -> list[AgentRunSpec]:
+        for framework in request.frameworks:
+            registry.resolve(request.model, framework)  # unknown names and impossible pairs fail here
+        if request.dataset is not None:
+            registry.dataset(request.dataset)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        evaluation_id = f"{request.model}-{stamp}-{uuid.uuid4().hex[:6]}"
+        frameworks = list(dict.fromkeys(request.frameworks))
+        sizes = sorted(set(request.batch_sizes))
+        sweep = len(sizes) > 1
+        runs_dir = Path(self.settings.launch_runs_dir)
+        settings = EvaluationSettings(
+            scenario=request.scenario, mode=request.mode, min_duration_s=request.min_duration_s
+        )
+        return [
+            AgentRunSpec(
+                run_id=(run_id := run_id_for(evaluation_id, framework, size if sweep else None)),
+                evaluation_id=evaluation_id,
+                model=request.model,
+                framework=framework,
+                dataset=request.dataset,
+                device=request.device,
+                intra_op_threads=max(1, (os.cpu_count() or 1) // len(frameworks)) if len(frameworks) > 1 else None,
+                trace_level=int(TraceLevel.parse(request.trace_level)),
+                settings=settings.model_copy(update={"batch_size": size}),
+                nats_url=self.settings.nats_url or "",
+                assets=[str(root.resolve()) for root in asset_roots(self.settings)],
+                cache_dir=str(Path(self.settings.launch_cache_dir).resolve()),
+                output_dir=str((runs_dir / run_id / "loadgen").resolve()),
+            )
+            for size in sizes
+            for framework in frameworks
+        ]
+
+    def launch(self, request: LaunchRequest) -> LaunchResponse:
+        """Validate, write the specs and start the agents in the background; returns at once."""
+        self.check_configured()
+        try:
+            registry = registry_of(self.settings)
+            specs = self.specs(request, registry)
+            commands = [(spec, self._command(spec, registry)) for spec in specs]
+        except LaunchError:
+            raise
+        except MLModelScopeError as e:
+            raise LaunchError(e.message, hint=e.hint) from e
+        parallel = len(set(request.frameworks))
+        thread = threading.Thread(
+            target=self._run_all, args=(commands, parallel), name=f"launch-{specs[0].evaluation_id}", daemon=True
+        )
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+        return LaunchResponse(evaluation_id=specs[0].evaluation_id, run_ids=[spec.run_id for spec in specs])
+
+    def _command(self, spec: AgentRunSpec, registry: Registry) -> list[str]:
+        run_dir = Path(self.settings.launch_runs_dir) / spec.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = run_dir / "spec.json"
+        spec_path.write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+        python = interpreter(registry, spec.framework, self.settings.launch_python or sys.executable)
+        return [python, "-m", "mlmodelscope.agent", "--spec", str(spec_path)]
+
+    def _run_all(self, commands: list[tuple[AgentRunSpec, list[str]]], parallel: int) -> None:
+        pending = list(commands)
+        running: list[subprocess.Popen[bytes]] = []
+        while (pending or running) and not self._closed.is_set():
+            running = [p for p in running if p.poll() is None]
+            while pending and len(running) < parallel:
+                spec, command = pending.pop(0)
+                log_path = Path(self.settings.launch_runs_dir) / spec.run_id / "agent.log"
+                with log_path.open("wb") as agent_log:
+                    process = subprocess.Popen(
+                        command, stdin=subprocess.DEVNULL, stdout=agent_log, stderr=subprocess.STDOUT
+                    )
+                log.info("launched run %s (pid %d)", spec.run_id, process.pid)
+                with self._lock:
+                    self._processes.append(process)
+                running.append(process)
+            self._closed.wait(_POLL_S)
+
+    def close(self) -> None:
+        """Stop launching, terminate agents still running and reap them."""
+        self._closed.set()
+        with self._lock:
+            threads, processes = list(self._threads), list(self._processes)
+        for thread in threads:
+            thread.join(timeout=5)
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=_TERMINATE_WAIT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
