@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,6 +69,9 @@ WEIGHT_KEYS = ("0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias")
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 FIXED_DATE_SAVED = "1980-01-01@00:00:00"
 _CHILD_TIMEOUT_S = 600
+# Keras 3.15 saves variables through np.array(variable), which numpy 2 answers with this DeprecationWarning
+# (TensorFlow's variables lack __array__'s copy keyword); the saved values are right.
+NUMPY_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
 
 
 def _quiet_tensorflow() -> None:
@@ -114,7 +118,9 @@ def export_keras(weights: Mapping[str, Any], out_dir: Path) -> list[Path]:
     keras_path = out_dir / KERAS_NAME
     with tempfile.TemporaryDirectory(prefix="digits-keras-") as scratch:
         raw = Path(scratch) / KERAS_NAME
-        model.save(raw)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=NUMPY_COPY_WARNING, category=DeprecationWarning)
+            model.save(raw)
         keras_path.write_bytes(normalized_keras_archive(raw.read_bytes()))
         folder = Path(scratch) / "savedmodel"
         _export_savedmodel_in_child(keras_path, folder)

@@ -14,7 +14,13 @@ thread, times as ``line.timestamp_ns + event.offset_ps / 1000`` in ns since the 
 
 The op events are TensorFlow's ``<node name>:<op type>`` TraceMe events (after Grappler's rewrites: a Conv2D +
 BiasAdd + Relu runs as one ``_FusedConv2D``); they run on TensorFlow's inter-op threads or inline on the
-caller's thread, so they are attributed by time, not by thread.
+caller's thread, so they are attributed by time, not by thread. The executor traces an op at TraceMe level 2
+only while its cost model deems it expensive: after about a hundred runs (the warm-up) the cheap ones
+(ReadVariableOp, Transpose, small MatMuls) are traced at level 3 only, so the session runs at
+``host_tracer_level=3``. TF 2.21's bindings drop a plain ``int`` option (it lands in the ``bool`` slot of a
+``variant<bool, int, string>``; the session logs "host_tracer_level expects an i value" and keeps level 2), so
+the levels are passed as int-like objects without ``__bool__`` (``_Level``). The function's ``_Arg`` and
+``_Retval`` nodes (argument plumbing, also level 3) are not turned into spans.
 
 Pairing: the predictor wraps every call in a ``tf.profiler.experimental.Trace("mlmodelscope_predict",
 step_num=k, _r=1)`` marker while profiling (TensorBoard shows these as steps). Only calls between ``start()``
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import re
 import statistics
 import time
@@ -58,6 +65,8 @@ from mlmodelscope.core.tracing.framework import ModelSpanTimes, clip_into, shift
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
+log = logging.getLogger(__name__)
+
 MARKER = "mlmodelscope_predict"
 HOST_PLANE = "/host:CPU"
 FUNCTION_EVENT = "FunctionRun"
@@ -66,6 +75,28 @@ _OP_EVENT = re.compile(r"^(?P<node>[^:\s]+):(?P<op_type>[A-Za-z_][A-Za-z0-9_]*)$
 _PROFILE_HINT = (
     "TensorFlow writes the profile when profiling stops; a run cut short leaves none or a partial one: run it again."
 )
+
+
+HOST_TRACER_LEVEL = 3
+"""TraceMe verbosity: TF's executor traces an op at level 2 only while its cost model deems it expensive; after
+about a hundred runs cheap ops (ReadVariableOp, small MatMuls, Transpose) are traced at level 3 only."""
+PLUMBING_OPS = frozenset({"_Arg", "_Retval", "_DeviceArg", "_DeviceRetval"})
+"""The function's argument and return nodes, traced at level 3: plumbing, not computation, so not spans."""
+
+
+class _Level:
+    """An int the profiler's bindings accept: TF 2.21 converts option dicts to ``variant<bool, int, string>``
+    and a Python int lands in the ``bool`` slot (the session logs "host_tracer_level expects an i value" and
+    ignores it); an object with ``__index__`` but no ``__bool__`` can only become the ``int``."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __repr__(self) -> str:
+        return str(self.value)
 
 
 class TfCall(NamedTuple):
@@ -155,7 +186,7 @@ def _read_plane(plane: Any, calls: list[TfCall], ops: list[TfEvent], functions: 
             kinds[metadata_id] = ("marker", "", "")
         elif metadata.name == FUNCTION_EVENT:
             kinds[metadata_id] = ("function", FUNCTION_EVENT, "")
-        elif match := _OP_EVENT.match(metadata.name):
+        elif (match := _OP_EVENT.match(metadata.name)) and match["op_type"] not in PLUMBING_OPS:
             kinds[metadata_id] = ("op", metadata.display_name or match["op_type"], match["node"])
     step_stat = next((k for k, v in plane.stat_metadata.items() if v.name == "step_num"), None)
     for line in plane.lines:
@@ -209,13 +240,18 @@ class TensorFlowProfiler:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.profile_path = None
         self._steps = itertools.count()
-        # host_tracer_level 2 records every op executed (level 1 would keep only user-level events).
         options = tf.profiler.experimental.ProfilerOptions(
-            host_tracer_level=2, python_tracer_level=0, device_tracer_level=1
+            host_tracer_level=_Level(HOST_TRACER_LEVEL), python_tracer_level=_Level(0), device_tracer_level=_Level(1)
         )
         self._started_wall_ns = time.time_ns()
         try:
-            tf.profiler.experimental.start(str(self.directory), options=options)
+            try:
+                tf.profiler.experimental.start(str(self.directory), options=options)
+            except TypeError as e:  # bindings that refuse the int-like levels: TensorFlow's defaults (level 2)
+                log.warning(
+                    "TensorFlow's profiler refused its options (%s): cheap ops may be missing from the profile", e
+                )
+                tf.profiler.experimental.start(str(self.directory))
         except Exception as e:  # tf.errors.AlreadyExistsError, or a profiler that cannot start
             raise EvaluationError(
                 f"the TensorFlow profiler could not start (writing to {self.directory}): {e}",

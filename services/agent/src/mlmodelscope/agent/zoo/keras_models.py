@@ -17,6 +17,7 @@ saved config (and weight paths) depend on what the process built before.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ FEEDFORWARD_DIM = 1024
 TEXT_CLASSES = 2
 BATCH_NORM_EPSILON = 1e-5  # torch's default, so the architectures match layer for layer
 LAYER_NORM_EPSILON = 1e-5
+# Keras 3.15 turns variables into arrays with np.array(variable), which numpy 2 answers with this
+# DeprecationWarning (TensorFlow's variables lack __array__'s copy keyword); the values are right.
+NUMPY_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
 
 
 def _import_keras() -> Any:
@@ -176,7 +180,9 @@ def build_keras(model: str, destination: Path, *, seed: int) -> Path:
     network = build_model(model, seed=seed)
     path = destination / f"{model}.keras"
     try:
-        network.save(path)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=NUMPY_COPY_WARNING, category=DeprecationWarning)
+            network.save(path)
     except OSError as e:
         raise ModelLoadError(
             f"cannot write the Keras zoo model '{model}' to {path}: {e}",
