@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from mlmodelscope.cli import agent, catalog, collector, evaluate, operator, runs
+from mlmodelscope.cli import agent, catalog, collector, evaluate, operator, report, runs
 from mlmodelscope.core.errors import MLModelScopeError
 
 EXIT_ERROR = 1
@@ -36,6 +36,7 @@ app.add_typer(operator.operator_app, name="operator")
 app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.trace_app, name="trace")
 app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 
 
 @app.callback()

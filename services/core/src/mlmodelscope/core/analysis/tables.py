@@ -46,14 +46,17 @@ class RunInfo(BaseModel):
 
 
 def format_cell(column: str, value: Cell) -> str:
+    """A cell as text: latencies in ns/µs/ms/s, shares and accuracies in %, ratios with 3 decimals."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int | float) and column.endswith("_ns"):
         return format_ns(float(value))
-    if isinstance(value, float) and (column == "share" or column.endswith("_ratio") or column.startswith("top")):
-        return f"{value:.2%}" if column != "ratio" else f"{value:.3f}"
+    if isinstance(value, float) and column.startswith("ratio"):
+        return f"{value:.3f}"
+    if isinstance(value, float) and (column == "share" or column.startswith("top")):
+        return f"{value:.2%}"
     if isinstance(value, float):
         return f"{value:,.1f}"
     if isinstance(value, int):

@@ -1,0 +1,150 @@
+"""``mlmodelscope report RUN... -o report.html``: a report over runs stored by the collector.
+
+Reads each run's labels, result and analysis (``/api/v1/runs/{id}``, ``.../result``, ``.../analysis``) and, for two
+or more runs, the comparison with the first (``/api/v1/compare``), then writes MLModelScope's tables (model
+latency/throughput, layer latency top-N, latency by op type, throughput by batch size with the optimal batch size,
+comparisons with verdicts) as self-contained HTML with embedded SVG plots, or as ``--format md|csv|json``. With
+``--collector-url`` (or ``MLMODELSCOPE_COLLECTOR_URL``) it asks that collector; otherwise it starts one on the local
+data folder, as ``runs list`` does. CSV writes one file per table: ``-o out.csv`` gives ``out.csv`` (the model
+table) and ``out.<table>.csv`` for the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import httpx
+import typer
+from rich.console import Console
+
+from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, local_collector
+from mlmodelscope.core.analysis.compare import Comparison
+from mlmodelscope.core.analysis.report import (
+    Report,
+    RunComparison,
+    build_report,
+    csv_files,
+    to_html,
+    to_json,
+    to_markdown,
+)
+from mlmodelscope.core.analysis.run import RunAnalysis
+from mlmodelscope.core.analysis.tables import RunInfo
+from mlmodelscope.core.errors import MLModelScopeError
+from mlmodelscope.core.evaluation.results import EvaluationResult
+
+ReportFormat = Literal["html", "md", "csv", "json"]
+_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def _collector(url: str | None) -> Iterator[str]:
+    chosen = url or os.environ.get(COLLECTOR_URL_ENV)
+    if chosen:
+        yield chosen.rstrip("/")
+        return
+    with local_collector(data_dir(os.environ), with_nats=False) as (collector, _):
+        yield collector.url
+
+
+def _get(client: httpx.Client, path: str, *, optional: bool = False) -> Any:
+    """GET a JSON document; None for a 404/422 when ``optional``, MLModelScopeError for anything unexpected."""
+    try:
+        response = client.get(path)
+    except httpx.HTTPError as e:
+        raise MLModelScopeError(
+            f"cannot reach the collector at {client.base_url}: {e}.", hint="Check --collector-url."
+        ) from e
+    if response.status_code == 200:
+        return response.json()
+    if optional and response.status_code in (404, 422):
+        return None
+    detail = response.text[:300]
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        detail = response.json()["detail"]
+    if response.status_code == 404:
+        raise MLModelScopeError(f"{path}: {detail}.", hint="See `mlmodelscope runs list` for run ids.")
+    raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {detail}")
+
+
+def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
+    """Fetch everything the report needs from the collector and build it."""
+    runs: list[RunInfo] = []
+    comparisons: list[RunComparison] = []
+    with httpx.Client(base_url=collector_url, timeout=_TIMEOUT_S) as client:
+        for run_id in run_ids:
+            detail = _get(client, f"/api/v1/runs/{run_id}")
+            result = _get(client, f"/api/v1/runs/{run_id}/result", optional=True)
+            analysis = _get(client, f"/api/v1/runs/{run_id}/analysis?top={top}", optional=True)
+            runs.append(
+                RunInfo(
+                    run_id=run_id,
+                    model=detail.get("model"),
+                    framework=detail.get("framework"),
+                    arch=detail.get("arch"),
+                    accelerator=detail.get("accelerator"),
+                    scenario=detail.get("scenario"),
+                    batch_size=detail.get("batch_size"),
+                    result=EvaluationResult.model_validate(result) if result is not None else None,
+                    analysis=RunAnalysis.model_validate(analysis) if analysis is not None else None,
+                )
+            )
+        analysed = [run.run_id for run in runs if run.analysis is not None]
+        if len(analysed) > 1:
+            view = _get(client, "/api/v1/compare?" + "&".join(f"run={r}" for r in analysed))
+            for candidate in view["candidates"]:
+                comparisons.append(
+                    RunComparison(
+                        baseline_run_id=view["baseline"]["run_id"],
+                        candidate_run_id=candidate["candidate"]["run_id"],
+                        comparison=Comparison.model_validate(candidate["comparison"]),
+                    )
+                )
+    return build_report(runs, comparisons, source=collector_url, generated_at=datetime.now(UTC))
+
+
+def write(report: Report, output: Path, output_format: ReportFormat) -> list[Path]:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output_format == "csv":
+        written = []
+        for index, (name, text) in enumerate(csv_files(report).items()):
+            path = output if index == 0 else output.with_name(f"{output.stem}.{name}{output.suffix or '.csv'}")
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        return written
+    render = {"html": to_html, "md": to_markdown, "json": to_json}[output_format]
+    output.write_text(render(report), encoding="utf-8")
+    return [output]
+
+
+def _format_of(output: Path, requested: str | None) -> ReportFormat:
+    choice = requested or {".md": "md", ".csv": "csv", ".json": "json"}.get(output.suffix.lower(), "html")
+    if choice not in ("html", "md", "csv", "json"):
+        raise MLModelScopeError(f"--format '{choice}' is not one of html, md, csv, json.")
+    return choice  # type: ignore[return-value]
+
+
+def report(
+    run_ids: Annotated[
+        list[str], typer.Argument(help="Run ids (see `mlmodelscope runs list`); the first is the baseline.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (report.html, report.md, ...).")],
+    output_format: Annotated[
+        str | None, typer.Option("--format", "-f", help="html | md | csv | json (default: from the file's suffix).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, max=100, help="Layers in the layer latency table.")] = 10,
+    collector_url: Annotated[
+        str | None, typer.Option("--collector-url", help="Collector to ask (default: start one on the local data).")
+    ] = None,
+) -> None:
+    """Write a report over runs: latency/throughput, layer top-N, op types, optimal batch size, comparisons."""
+    chosen = _format_of(output, output_format)
+    with _collector(collector_url) as url:
+        built = collect(url, list(dict.fromkeys(run_ids)), top)
+    for path in write(built, output, chosen):
+        Console().print(f"wrote {path}")
