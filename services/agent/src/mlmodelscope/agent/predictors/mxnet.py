@@ -62,7 +62,11 @@ Predict = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 def _import_mxnet() -> Any:
     try:
-        import mxnet
+        with warnings.catch_warnings():
+            # MXNet 1.9 reads numpy aliases deprecated since numpy 1.20 (np.bool, ...) while it imports: noise, not
+            # ours to fix, and an error wherever warnings are (as under this repository's pytest settings).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import mxnet
     except ImportError as e:
         raise FrameworkUnavailableError(f"MXNet is not installed in this runtime ({e}).", hint=_INSTALL_HINT) from e
     return mxnet

@@ -25,6 +25,7 @@ the process. MXNet is imported inside the functions: this module must import whe
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ ZOO_MODELS = (*VISION_MODELS, "transformer-encoder")
 
 def import_mxnet() -> Any:
     try:
-        import mxnet
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # MXNet 1.9 reads np.bool & co. while importing
+            import mxnet
     except ImportError as e:
         raise FrameworkUnavailableError(
             f"MXNet is not installed in this runtime ({e}).",
