@@ -104,9 +104,9 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
 
 
 @contextlib.asynccontextmanager
-async def kube_api() -> AsyncIterator[tuple[Emulator, str]]:
+async def kube_api(cls: type[Emulator] = Emulator) -> AsyncIterator[tuple[Emulator, str]]:
     """A running KMock Kubernetes emulator and its URL."""
-    async with Emulator() as emulator, kmock.Server(emulator) as server:
+    async with cls() as emulator, kmock.Server(emulator) as server:
         declare_resources(emulator)
         yield emulator, str(server.url).rstrip("/")
 

@@ -72,12 +72,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconcil
             logger.info("Evaluation %s/%s deleted: %d of its Jobs deleted", namespace, name, deleted)
 
     @kopf.on.event("batch", "v1", "jobs", labels={jobs.LABEL_EVALUATION: kopf.PRESENT}, registry=registry)
-    async def job_event(*, type: str, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-        if type in ("ADDED", "MODIFIED", "DELETED"):
-            try:
-                await reconciler.trigger(namespace or "", labels[jobs.LABEL_EVALUATION])
-            except (TransientError, KubeApiError) as e:  # not retried by kopf: the timer reads it again
-                logger.warning("reconcile after a Job event of %s failed: %s", namespace, e)
+    async def job_event(
+        *, type: str, event: Any, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
+    ) -> None:
+        reconciler.observe_job(namespace or "", name, None if type == "DELETED" else dict(event["object"]))
+        try:
+            await reconciler.trigger(namespace or "", labels[jobs.LABEL_EVALUATION])
+        except (TransientError, KubeApiError) as e:  # not retried by kopf: the resync loop reads it again
+            logger.warning("reconcile after a Job event of %s failed: %s", namespace, e)
 
 
 __all__ = ["VERSION", "EvaluationStatus", "register"]

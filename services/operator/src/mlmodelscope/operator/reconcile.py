@@ -103,6 +103,22 @@ class Reconciler:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._plans: dict[tuple[str, int], _Plan] = {}
         self._settled: dict[tuple[str, str], bool] = {}
+        self._jobs: dict[tuple[str, str], JsonObject] = {}
+        self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
+
+    def observe_job(self, namespace: str, name: str, body: JsonObject | None) -> None:
+        """Record a Job as the watch reported it (None: deleted). Passes read Jobs from here, as an informer's
+        cache, and ask the API only for Jobs never seen (the watch has not caught up, e.g. right after a start)."""
+        if body is None:
+            self._jobs.pop((namespace, name), None)
+        else:
+            self._jobs[(namespace, name)] = body
+
+    async def _job(self, namespace: str, name: str) -> JsonObject | None:
+        cached = self._jobs.get((namespace, name))
+        if cached is not None:
+            return cached
+        return await self.kube.get(jobs_path(namespace, name))
 
     async def resync_forever(self, interval_s: float) -> None:
         """Every ``interval_s``, reconcile each Evaluation not yet settled (Job and collector changes that no event
@@ -159,10 +175,24 @@ class Reconciler:
             raise UnsatisfiableError(f"invalid spec: {_problems(e)}.") from e
         if not uid:
             raise UnsatisfiableError("the Evaluation has no metadata.uid; Jobs could not be owned by it.")
-        catalog = await self._catalog(namespace)
+        catalog = await self._shared_catalog(namespace)
         plan = _Plan(planning.plan(name, uid, spec, catalog, self.settings), spec)
         self._plans[key] = plan
         return plan
+
+    async def _shared_catalog(self, namespace: str) -> planning.Catalog:
+        """The namespace's catalog, read at most once per ``catalog_ttl_s`` however many Evaluations plan at once
+        (a hundred applied together share one read)."""
+        now = time.monotonic()
+        cached = self._catalogs.get(namespace)
+        if (
+            cached is None
+            or now - cached[0] > self.settings.catalog_ttl_s
+            or (cached[1].done() and cached[1].exception() is not None)
+        ):
+            cached = (now, asyncio.ensure_future(self._catalog(namespace)))
+            self._catalogs[namespace] = cached
+        return await asyncio.shield(cached[1])
 
     async def _catalog(self, namespace: str) -> planning.Catalog:
         tables: dict[str, dict[str, Any]] = {}
@@ -197,7 +227,7 @@ class Reconciler:
         unfinished = [
             r for r in plan.runs if known.get(r.run_id) is None or known[r.run_id].state not in status.FINISHED
         ]
-        observed = await asyncio.gather(*(self.kube.get(jobs_path(namespace, r.job_name)) for r in unfinished))
+        observed = await asyncio.gather(*(self._job(namespace, r.job_name) for r in unfinished))
         found: dict[str, JsonObject | None] = {r.run_id: job for r, job in zip(unfinished, observed, strict=True)}
         await self._create_missing(body, namespace, name, uid, plan, found)
         last_error = ""
@@ -246,6 +276,7 @@ class Reconciler:
             )
             job, created = await self.kube.create(jobs_path(namespace), manifest)
             found[run.run_id] = job
+            self._jobs.setdefault((namespace, run.job_name), job)
             if created:
                 _post(kopf.info, body, "JobCreated", f"run {run.key}: Job {run.job_name}")
 
@@ -256,6 +287,7 @@ class Reconciler:
             job_name = job["metadata"]["name"]
             if job_name not in keep:
                 await self.kube.delete(jobs_path(namespace, job_name))
+                self.observe_job(namespace, job_name, None)
                 logger.info(
                     "deleted Job %s/%s: the changed spec of Evaluation %s no longer plans it", namespace, job_name, name
                 )
@@ -284,6 +316,7 @@ class Reconciler:
         for job in await self.owned_jobs(namespace, name, uid):
             with contextlib.suppress(Exception):
                 deleted += int(await self.kube.delete(jobs_path(namespace, job["metadata"]["name"])))
+            self.observe_job(namespace, job["metadata"]["name"], None)
         return deleted
 
     async def _write_status(

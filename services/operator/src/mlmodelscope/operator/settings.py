@@ -40,6 +40,12 @@ class OperatorSettings(BaseModel):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     service_account: str | None = Field(default=None, description="ServiceAccount of the predictor pods.")
     reconcile_interval_s: float = Field(default=15.0, gt=0, description="Timer: re-read Jobs and results.")
+    catalog_ttl_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long one read of Models/Frameworks/Datasets "
+        "serves the planning of every Evaluation of a namespace.",
+    )
     retry_delay_s: float = Field(default=5.0, gt=0, description="kopf.TemporaryError delay after a transient error.")
     posting_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level of operator log lines also posted as Kubernetes Events."
