@@ -43,7 +43,7 @@ needs_mxnet = pytest.mark.skipif(
 def run_mxnet(script: str, *args: str, timeout_s: float = 300) -> Any:
     """Run ``script`` with the MXNet environment's Python; its last stdout line, parsed as JSON."""
     completed = subprocess.run(
-        [str(MXNET_PYTHON), "-c", script, *args],
+        [str(MXNET_PYTHON), "-W", "error", "-c", script, *args],  # warnings are errors, as under pytest here
         cwd=REPO,
         env={k: v for k, v in os.environ.items() if not k.startswith(("MLMODELSCOPE_", "OMP_", "MXNET_"))},
         capture_output=True,
@@ -68,7 +68,7 @@ def torch_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def export_digits(weights: Path, out: Path) -> Path:
     completed = subprocess.run(
-        [str(MXNET_PYTHON), str(EXPORT_SCRIPT), "--weights", str(weights), "--out", str(out)],
+        [str(MXNET_PYTHON), "-W", "error", str(EXPORT_SCRIPT), "--weights", str(weights), "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -283,14 +283,11 @@ def test_gpu_without_cuda_is_a_device_unavailable_error(digits_folder: Path) -> 
     script = (
         _PREDICTOR
         + """
-import mxnet
 from mlmodelscope.core.errors import DeviceUnavailableError
-if mxnet.context.num_gpus() > 0:
-    print(json.dumps({"gpus": mxnet.context.num_gpus()}))
-    sys.exit(0)
 try:
     predictor(device="gpu").load(Path(sys.argv[1]))
-    print(json.dumps({"gpus": 0, "error": None}))
+    import mxnet  # imported by the predictor already
+    print(json.dumps({"gpus": mxnet.context.num_gpus(), "error": None}))
 except DeviceUnavailableError as e:
     print(json.dumps({"gpus": 0, "error": [e.message, e.hint]}))
 """
