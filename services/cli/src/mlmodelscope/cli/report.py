@@ -84,6 +84,7 @@ def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
             runs.append(
                 RunInfo(
                     run_id=run_id,
+                    evaluation_id=detail.get("evaluation_id"),
                     model=detail.get("model"),
                     framework=detail.get("framework"),
                     arch=detail.get("arch"),

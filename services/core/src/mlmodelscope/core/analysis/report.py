@@ -28,6 +28,7 @@ from mlmodelscope.core.analysis.tables import (
     op_type_table,
 )
 from mlmodelscope.core.evaluation.batch_sweep import BatchSweep, batch_sweeps
+from mlmodelscope.core.evaluation.results import EvaluationResult
 
 
 class RunComparison(BaseModel):
@@ -53,8 +54,12 @@ class Report(BaseModel):
 def build_report(
     runs: Sequence[RunInfo], comparisons: Sequence[RunComparison], *, source: str, generated_at: datetime
 ) -> Report:
-    results = [run.result for run in runs if run.result is not None]
-    sweeps = batch_sweeps(results)
+    # A sweep is the runs of one evaluation (same conditions); runs of other evaluations are not its points.
+    evaluations: dict[str, list[EvaluationResult]] = {}
+    for run in runs:
+        if run.result is not None:
+            evaluations.setdefault(run.evaluation_id or run.run_id, []).append(run.result)
+    sweeps = [sweep for results in evaluations.values() for sweep in batch_sweeps(results)]
     tables = [model_table(runs)]
     for run in runs:
         if run.analysis is not None and run.analysis.layers.layer_spans:

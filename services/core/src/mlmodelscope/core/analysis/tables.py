@@ -35,6 +35,7 @@ class RunInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id: str
+    evaluation_id: str | None = None
     model: str | None = None
     framework: str | None = None
     arch: str | None = None
