@@ -292,11 +292,18 @@ def test_declared_outputs_must_match_the_model(model: Model, exported: dict[str,
         assert "spec.outputs" in info.value.hint
 
 
-def test_declared_input_dtype_must_match_the_model(model: Model, exported: dict[str, Path]) -> None:
-    spec = model.spec.model_copy(update={"inputs": [model.spec.inputs[0].model_copy(update={"dtype": "int64"})]})
-    with pytest.raises(ModelLoadError, match="float32") as info:
-        _predictor(spec).load(exported[KERAS])
-    assert "dtype" in info.value.hint
+@pytest.mark.parametrize(
+    ("update", "message", "field"),
+    [({"dtype": "int64"}, "as float32", "dtype"), ({"shape": [1, 9, 9]}, r"shaped \[1, 8, 8\]", "shape")],
+)
+@pytest.mark.parametrize("fmt", [KERAS, SAVEDMODEL])
+def test_declared_inputs_must_fit_the_model(
+    model: Model, exported: dict[str, Path], fmt: str, update: dict[str, Any], message: str, field: str
+) -> None:
+    spec = model.spec.model_copy(update={"inputs": [model.spec.inputs[0].model_copy(update=update)]})
+    with pytest.raises(ModelLoadError, match=message) as info:
+        _predictor(spec).load(exported[fmt])
+    assert f"spec.inputs[].{field}" in info.value.hint
 
 
 def test_wrong_inputs_are_a_predictor_error(loaded: dict[str, Predictor]) -> None:

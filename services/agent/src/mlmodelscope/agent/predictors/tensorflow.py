@@ -133,7 +133,13 @@ class TensorFlowPredictor(Predictor):
         self.predict = self._make_predict(tf, serving, device)  # type: ignore[method-assign, assignment]
         # The first calls instantiate the graph (Grappler's rewrites, kernel creation): done here, outside the
         # timed warm-up, whose latencies size LoadGen's run.
-        warm = [np.zeros((1, *spec.shape[1:]), dtype=spec.dtype.as_numpy_dtype) for spec in specs]
+        warm = [
+            np.zeros(
+                (1, *(d if d is not None else max(m, 1) for d, m in zip(spec.shape[1:], declared.shape, strict=True))),
+                dtype=spec.dtype.as_numpy_dtype,
+            )
+            for spec, declared in zip(specs, self.model.inputs, strict=True)
+        ]
         for _ in range(_WARM_CALLS):
             self.predict(warm)
 
@@ -152,13 +158,19 @@ class TensorFlowPredictor(Predictor):
                 f"TensorFlow (Keras {keras.__version__}) could not load {path}: {e}",
                 hint="Check that the file was saved by a compatible Keras 3 (model.save('x.keras')) and its sha256.",
             ) from e
-        names = [str(t.name) for t in model.inputs]
+        symbolic = list(getattr(model, "inputs", None) or [])
+        if not symbolic:
+            raise ModelLoadError(
+                f"the Keras model {path} has no symbolic inputs (a subclassed or never-built model), so its input "
+                "signature is unknown.",
+                hint="Save a functional or Sequential model built with keras.Input(...).",
+            )
+        names = [str(t.name) for t in symbolic]
         order = self._input_order(names, path)
         specs = [
-            tf.TensorSpec((None, *model.inputs[i].shape[1:]), tf.as_dtype(model.inputs[i].dtype), name=names[i])
-            for i in order
+            tf.TensorSpec((None, *symbolic[i].shape[1:]), tf.as_dtype(symbolic[i].dtype), name=names[i]) for i in order
         ]
-        self._check_dtypes(specs, path)
+        self._check_specs(specs, path)
         declared = len(self.model.outputs)
         if len(model.outputs) != declared:
             raise ModelLoadError(
@@ -192,7 +204,7 @@ class TensorFlowPredictor(Predictor):
                 args, _ = concrete.structured_input_signature
                 order = self._input_order([str(s.name) for s in args], path)
                 specs = [tf.TensorSpec((None, *args[i].shape[1:]), args[i].dtype, name=args[i].name) for i in order]
-                self._check_dtypes(specs, path)
+                self._check_specs(specs, path)
                 positions = [order.index(i) for i in range(len(order))]
 
                 def call_serve(*inputs: Any) -> Any:
@@ -211,7 +223,7 @@ class TensorFlowPredictor(Predictor):
         order = self._input_order(names, path)
         feed_names = [names[i] for i in order]
         specs = [tf.TensorSpec((None, *kwargs[n].shape[1:]), kwargs[n].dtype, name=n) for n in feed_names]
-        self._check_dtypes(specs, path)
+        self._check_specs(specs, path)
 
         def call_signature(*inputs: Any) -> Any:
             return signature(**dict(zip(feed_names, inputs, strict=True)))
@@ -231,13 +243,25 @@ class TensorFlowPredictor(Predictor):
             return [names.index(name) for name in declared]
         return list(range(len(names)))
 
-    def _check_dtypes(self, specs: list[Any], path: Path) -> None:
+    def _check_specs(self, specs: list[Any], path: Path) -> None:
+        """The manifest's input dtypes and shapes (one sample: no batch axis; -1 is dynamic) fit the model's."""
         for spec, declared in zip(specs, self.model.inputs, strict=True):
             if spec.dtype.name != declared.dtype:
                 raise ModelLoadError(
                     f"the TensorFlow model {path} takes input '{spec.name}' as {spec.dtype.name}, but the manifest "
                     f"declares '{declared.name}' as {declared.dtype}.",
                     hint="Fix spec.inputs[].dtype in the Model manifest (or its preprocess dtype step).",
+                )
+            sample = list(spec.shape[1:])
+            fits = len(sample) == len(declared.shape) and all(
+                d is None or m == -1 or d == m for d, m in zip(sample, declared.shape, strict=True)
+            )
+            if not fits:
+                shown = [-1 if d is None else d for d in sample]
+                raise ModelLoadError(
+                    f"the TensorFlow model {path} takes input '{spec.name}' shaped {shown} per sample, but the "
+                    f"manifest declares '{declared.name}' as {declared.shape}.",
+                    hint="Fix spec.inputs[].shape in the Model manifest (one sample, without the batch axis).",
                 )
 
     def _signature_outputs(self, signature: Any, path: Path) -> list[str]:
