@@ -88,7 +88,7 @@ def test_html_report_is_self_contained_and_shows_the_api_numbers(
     op_table = page.locator(f"table[data-table='op-types-{web.framework_run}'] td[data-column=op_type]")
     assert op_table.all_inner_texts() == [row["op_type"] for row in layers["op_types"]]
 
-    sweep = web.get(f"/api/v1/evaluations/{web.sweep_evaluation}/sweeps")["sweeps"][0]
+    sweep = web.get("/api/v1/sweeps", evaluation_id=web.sweep_evaluation)["sweeps"][0]
     optimal = page.locator("table[data-table=batch] tr:has(td[data-column=optimal][data-value=True])")
     assert optimal.locator("td[data-column=batch_size]").inner_text() == str(sweep["optimal_batch_size"])
 

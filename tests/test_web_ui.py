@@ -115,7 +115,7 @@ def test_web_run_page_shows_the_api_statistics_layers_and_timeline(web: web_fixt
 
 
 def test_web_run_page_shows_throughput_vs_batch_size(web: web_fixtures.WebEnvironment, page: Any) -> None:
-    sweeps = web.get(f"/api/v1/evaluations/{web.sweep_evaluation}/sweeps")["sweeps"]
+    sweeps = web.get("/api/v1/sweeps", evaluation_id=web.sweep_evaluation)["sweeps"]
     assert len(sweeps) == 1 and [p["batch_size"] for p in sweeps[0]["points"]] == [1, 4]
     page.goto(f"{web.url}/ui/runs/{web.sweep_runs[1]}")
     for point in sweeps[0]["points"]:

@@ -7,8 +7,10 @@ that cannot be analysed (no performance-mode query records) raise the core's ``A
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
 from mlmodelscope.collector.analysis_models import (
@@ -30,6 +32,7 @@ from mlmodelscope.core.evaluation.batch_sweep import BatchSweep, batch_sweeps
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
+log = logging.getLogger(__name__)
 MAX_COMPARED_RUNS = 8
 
 
@@ -83,11 +86,21 @@ def run_timeline(connection: Connection, run_id: str, *, queries: int) -> Timeli
     return timeline(reads.list_spans(connection, run_id), queries=queries)
 
 
+def parse_result(document: Any) -> EvaluationResult | None:
+    """The stored result document as an ``EvaluationResult``, or None when it is not one (another schema version):
+    pages and sweeps then show what they can instead of failing."""
+    if document is None:
+        return None
+    try:
+        return EvaluationResult.model_validate(document)
+    except ValidationError as e:
+        log.info("a stored result is not an EvaluationResult of this version: %s", e.errors()[0]["msg"])
+        return None
+
+
 def result_of(connection: Connection, run_id: str) -> EvaluationResult | None:
     row = reads.get_result(connection, run_id)
-    if row is None or row["result"] is None:
-        return None
-    return EvaluationResult.model_validate(row["result"])
+    return None if row is None else parse_result(row["result"])
 
 
 def compare_runs(connection: Connection, run_ids: list[str], settings: BootstrapSettings) -> CompareView:
@@ -116,7 +129,8 @@ def evaluation_sweeps(connection: Connection, evaluation_id: str) -> list[BatchS
             runs.c.evaluation_id == evaluation_id, runs.c.status == "succeeded", runs.c.result.is_not(None)
         )
     ).scalars()
-    return batch_sweeps([EvaluationResult.model_validate(document) for document in documents])
+    results = [parse_result(document) for document in documents]
+    return batch_sweeps([result for result in results if result is not None])
 
 
 def comparison_with_baseline(

@@ -7,11 +7,11 @@ the filters below (``ns``, ``pct``, ``num``); raw values are also in ``data-valu
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -36,7 +36,7 @@ from mlmodelscope.core.analysis.errors import AnalysisError
 from mlmodelscope.core.analysis.svg import format_ns
 from mlmodelscope.core.errors import MLModelScopeError
 
-HERE = Path(__file__).parent
+HERE = FilePath(__file__).parent
 router = APIRouter(prefix="/ui", include_in_schema=False)
 _LAUNCH_DEFAULTS: dict[str, Any] = {
     "model": "",
@@ -157,11 +157,11 @@ def run_page(request: Request, runtime: RuntimeDep, run_id: RunIdPath) -> HTMLRe
     )
 
 
-@router.get("/evaluations/{evaluation_id}", response_class=HTMLResponse)
+@router.get("/evaluations/{evaluation_id:path}", response_class=HTMLResponse)
 def evaluation_page(
     request: Request,
     runtime: RuntimeDep,
-    evaluation_id: RunIdPath,
+    evaluation_id: Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_./-]+$")],
     launched: Annotated[list[str] | None, Query()] = None,
 ) -> HTMLResponse:
     with runtime.database.read() as connection:
@@ -264,7 +264,7 @@ def launch_page(request: Request, runtime: RuntimeDep, model: str = "") -> HTMLR
 @router.post("/launch", response_class=HTMLResponse)
 async def launch_submit(request: Request, runtime: RuntimeDep) -> Response:
     raw = await _form(request)
-    form = {**_LAUNCH_DEFAULTS, **{k: _first(raw, k) for k in _LAUNCH_DEFAULTS if k != "frameworks"}}
+    form = {**_LAUNCH_DEFAULTS, **{k: _first(raw, k) for k in _LAUNCH_DEFAULTS if k != "frameworks" and k in raw}}
     form["frameworks"] = [f for f in raw.get("frameworks", []) if f.strip()]
 
     def refuse(status_code: int, message: str) -> HTMLResponse:

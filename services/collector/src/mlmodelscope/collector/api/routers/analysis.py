@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from mlmodelscope.collector import analysis
 from mlmodelscope.collector.analysis_models import CompareView, SweepList
 from mlmodelscope.collector.api.dependencies import RunIdPath, RuntimeDep
+from mlmodelscope.collector.api.models import FilterText
 from mlmodelscope.core.analysis.compare import BootstrapSettings
 from mlmodelscope.core.analysis.run import RunAnalysis
 from mlmodelscope.core.analysis.timeline import Timeline
@@ -54,8 +55,11 @@ def get_comparison(runtime: RuntimeDep, run_ids: RunIdList) -> CompareView:
         return analysis.compare_runs(connection, run_ids, BootstrapSettings())
 
 
-@router.get("/evaluations/{evaluation_id}/sweeps", response_model=SweepList)
-def get_sweeps(runtime: RuntimeDep, evaluation_id: RunIdPath) -> SweepList:
+@router.get("/sweeps", response_model=SweepList)
+def get_sweeps(
+    runtime: RuntimeDep,
+    evaluation_id: Annotated[FilterText, Query(description="Evaluation id (a cluster's is 'namespace/name').")],
+) -> SweepList:
     """Throughput vs batch size, and the optimal batch size, of each framework the evaluation swept."""
     with runtime.database.read() as connection:
         return SweepList(evaluation_id=evaluation_id, sweeps=analysis.evaluation_sweeps(connection, evaluation_id))
