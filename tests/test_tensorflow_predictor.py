@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 import tarfile
@@ -35,6 +36,7 @@ from mlmodelscope.core.predictor import Predictor, PredictorOptions, available_p
 from mlmodelscope.core.tracing import Span, TraceLevel, Tracer
 from tests.conftest import ASSETS, REPO
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the first TensorFlow import, as the predictor does
 tf = pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
 
