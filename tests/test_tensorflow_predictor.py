@@ -163,6 +163,16 @@ def test_the_export_is_byte_deterministic(exported: dict[str, Path], tmp_path: P
     assert {(m.mtime, m.uid, m.gid) for m in members} == {(0, 0, 0)}
 
 
+@pytest.mark.parametrize("name", ["digits_cnn.keras", "digits_cnn.savedmodel.tar"])
+def test_committed_tensorflow_artifacts_are_the_torchscript_weights(exported: dict[str, Path], name: str) -> None:
+    """The committed files are exactly what digits_keras makes from the committed TorchScript's weights."""
+    committed = DIGITS / name
+    if not committed.exists():
+        pytest.skip(f"{committed} is not in the assets (yet)")
+    made = exported[KERAS].parent / name
+    assert hashlib.sha256(committed.read_bytes()).hexdigest() == hashlib.sha256(made.read_bytes()).hexdigest()
+
+
 def test_the_serving_function_is_a_compiled_graph(loaded: dict[str, Predictor]) -> None:
     for fmt, predictor in loaded.items():
         serving = predictor.serving_function  # type: ignore[attr-defined]
