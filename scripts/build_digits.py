@@ -23,16 +23,18 @@ Outputs (in ``--out``):
   model, ``torch.jit.save``); same input and output as the ONNX file, any batch size. Byte-stable between runs in the
   same checkout; its debug records hold the absolute paths of torch's module sources, so another checkout or
   virtualenv location gives different bytes for the same weights.
+* ``digits_cnn.keras`` and ``digits_cnn.savedmodel.tar`` -- the same weights for TensorFlow (scripts/digits_keras.py:
+  a Keras model whose first layer permutes NCHW to NHWC, so the input spec is shared), byte-deterministic.
+* ``digits_cnn.mxnet.tar`` -- the same weights as MXNet symbol + params (scripts/digits_mxnet.py, run in
+  ``.venv-mxnet`` because MXNet 1.9 needs numpy < 1.24), byte-deterministic.
 * ``labels.txt`` -- ``0`` .. ``9``, one per line (line index == class index).
-* ``SHA256SUMS`` -- ``sha256sum`` format for the four files above.
+* ``SHA256SUMS`` -- ``sha256sum`` format for the files above.
 
 The split is ``train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)`` (1347 train / 450 test).
 
 Structure: :func:`build_model` is the single architecture definition, :func:`train` returns the trained model and
-:func:`export_onnx` / :func:`export_torchscript` serialise it. Exporters to other frameworks (Keras, MXNet) should
-reuse the *same* trained weights by calling :func:`train` (deterministic) and adding an ``export_<framework>(model,
-path)`` function;
-the layer shapes needed to rebuild the network elsewhere are documented in :func:`build_model`.
+:func:`export_onnx` / :func:`export_torchscript` / :func:`export_other_frameworks` serialise it, all from the *same*
+trained weights; the layer shapes needed to rebuild the network elsewhere are documented in :func:`build_model`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ import argparse
 import hashlib
 import io
 import random
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -70,6 +74,8 @@ MIN_TOP1 = 0.90
 
 ONNX_NAME = "digits_cnn.onnx"
 TORCHSCRIPT_NAME = "digits_cnn.torchscript.pt"
+MXNET_NAME = "digits_cnn.mxnet.tar"
+MXNET_PYTHON = Path(__file__).resolve().parent.parent / ".venv-mxnet" / "bin" / "python"
 TEST_NAME = "digits_test.npz"
 LABELS_NAME = "labels.txt"
 SUMS_NAME = "SHA256SUMS"
@@ -244,6 +250,35 @@ def verify_torchscript(path: Path, images: np.ndarray, reference: np.ndarray) ->
             assert np.allclose(part, logits[:batch], atol=1e-5), f"batch {batch} differs from the full batch"
 
 
+def export_other_frameworks(model: nn.Module, out: Path) -> list[Path]:
+    """The same trained weights for TensorFlow (``.keras``, SavedModel tar) and MXNet (symbol + params tar).
+
+    Keras is built in this environment (scripts/digits_keras.py); MXNet needs numpy < 1.24, so its export runs in
+    the MXNet environment (``.venv-mxnet``, made by ``make setup``) from the weights written to a temporary .npz.
+    """
+    from digits_keras import export_keras
+
+    weights = {name: tensor.detach().cpu().numpy() for name, tensor in model.state_dict().items()}
+    written = export_keras(weights, out)
+    if not MXNET_PYTHON.exists():
+        raise SystemExit(f"{MXNET_PYTHON} is missing: run `make setup` (it creates the MXNet environment).")
+    with tempfile.TemporaryDirectory() as scratch:
+        weights_path = Path(scratch) / "weights.npz"
+        np.savez(weights_path, **weights)
+        subprocess.run(
+            [
+                str(MXNET_PYTHON),
+                str(Path(__file__).with_name("digits_mxnet.py")),
+                "--weights",
+                str(weights_path),
+                "--out",
+                str(out),
+            ],
+            check=True,
+        )
+    return [*written, out / MXNET_NAME]
+
+
 def write_test_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write the test split with ``np.savez`` (uncompressed; zipfile stamps members 1980-01-01, so bytes are stable)."""
     with path.open("wb") as f:
@@ -321,13 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     torchscript_path = out / TORCHSCRIPT_NAME
     export_onnx(model, onnx_path)
     export_torchscript(model, torchscript_path)
+    other_formats = export_other_frameworks(model, out)
     write_test_npz(test_path, split.x_test[..., np.newaxis].astype(np.float32), split.y_test.astype(np.int64))
     labels_path.write_text("".join(f"{c}\n" for c in range(NUM_CLASSES)), encoding="utf-8")
 
     top1, top5 = verify_onnx(onnx_path, split.x_test, split.y_test, reference)
     verify_torchscript(torchscript_path, split.x_test, reference)
 
-    sums = {p.name: sha256(p) for p in (onnx_path, torchscript_path, test_path, labels_path)}
+    sums = {p.name: sha256(p) for p in (onnx_path, torchscript_path, *other_formats, test_path, labels_path)}
     (out / SUMS_NAME).write_text("".join(f"{h}  {n}\n" for n, h in sums.items()), encoding="utf-8")
 
     for name, digest in sums.items():
