@@ -229,3 +229,21 @@ def test_web_forms_refuse_a_missing_or_wrong_token(web: web_fixtures.WebEnvironm
     response = httpx.post(f"{web.url}/api/v1/evaluations", json={"model": "digits-cnn", "frameworks": ["onnxruntime"]})
     assert response.status_code == 401
     assert web.get("/api/v1/runs")["total"] == before
+
+
+def test_the_database_aggregated_layers_equal_the_spans_aggregated_in_python(web: web_fixtures.WebEnvironment) -> None:
+    """The layer table comes from a GROUP BY over JSON attributes; it must equal the core's own aggregation."""
+    from mlmodelscope.collector import analysis
+    from mlmodelscope.collector.storage import reads
+    from mlmodelscope.collector.storage.database import Database
+    from mlmodelscope.core.analysis.layers import groups_of
+
+    database = Database(f"sqlite:///{web.data / 'collector.db'}")
+    try:
+        with database.read() as connection:
+            in_sql = analysis.layer_groups(connection, web.framework_run)
+            in_python = groups_of(reads.list_spans(connection, web.framework_run))
+    finally:
+        database.dispose()
+    assert sorted(in_sql, key=str) == sorted(in_python, key=str)
+    assert sum(group.calls for group in in_sql) > 0

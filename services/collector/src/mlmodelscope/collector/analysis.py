@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from mlmodelscope.collector.analysis_models import (
     CandidateComparison,
@@ -24,6 +24,7 @@ from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads, schema
 from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
 from mlmodelscope.core.analysis.errors import AnalysisError
+from mlmodelscope.core.analysis.layers import WHOLE_CALL_KINDS, LayerGroup
 from mlmodelscope.core.analysis.regression import RegressionPolicy, RegressionVerdict, judge
 from mlmodelscope.core.analysis.run import RunAnalysis, analyze
 from mlmodelscope.core.analysis.samples import QuerySample
@@ -57,33 +58,81 @@ def sample_of(connection: Connection, run_id: str) -> QuerySample:
     return QuerySample.from_records([dict(row) for row in rows])
 
 
-def _spans_at(connection: Connection, run_id: str, level: TraceLevel) -> list[Span]:
+def _span(row: Any) -> Span:
+    return Span(
+        run_id=row.run_id,
+        span_id=row.span_id,
+        parent_id=row.parent_id,
+        name=row.name,
+        level=TraceLevel(row.level),
+        start_ns=row.start_ns,
+        end_ns=row.end_ns,
+        attributes=row.attributes,
+    )
+
+
+def layer_groups(connection: Connection, run_id: str) -> list[LayerGroup]:
+    """FRAMEWORK-level operator spans aggregated by the database (a run may have millions of them)."""
     spans = schema.spans
-    rows = connection.execute(select(spans).where(spans.c.run_id == run_id, spans.c.level == int(level)))
-    return [
-        Span(
-            run_id=row.run_id,
-            span_id=row.span_id,
-            parent_id=row.parent_id,
-            name=row.name,
-            level=TraceLevel(row.level),
-            start_ns=row.start_ns,
-            end_ns=row.end_ns,
-            attributes=row.attributes,
-        )
-        for row in rows
-    ]
+    attributes = spans.c.attributes
+    node, op_type, kind = (attributes[key].as_string() for key in ("node", "op_type", "kind"))
+    rows = connection.execute(
+        select(spans.c.name, node, op_type, kind, func.count(), func.sum(spans.c.end_ns - spans.c.start_ns))
+        .where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.FRAMEWORK))
+        .group_by(spans.c.name, node, op_type, kind)
+    )
+    totals: dict[tuple[str, str], list[int]] = {}
+    for name, node_name, op, span_kind, calls, total_ns in rows:
+        if op is None or (span_kind or "") in WHOLE_CALL_KINDS:
+            continue
+        entry = totals.setdefault((str(node_name or name), str(op)), [0, 0])
+        entry[0] += int(calls)
+        entry[1] += int(total_ns or 0)
+    return [LayerGroup(name, op, calls, ns) for (name, op), (calls, ns) in totals.items()]
 
 
 def run_analysis(connection: Connection, run_id: str, *, top: int, settings: BootstrapSettings) -> RunAnalysis:
     run_row(connection, run_id)
     sample = sample_of(connection, run_id)
-    return analyze(run_id, sample, _spans_at(connection, run_id, TraceLevel.FRAMEWORK), top=top, settings=settings)
+    return analyze(run_id, sample, layer_groups=layer_groups(connection, run_id), top=top, settings=settings)
+
+
+def timeline_spans(connection: Connection, run_id: str, queries: int) -> tuple[int, list[Span]]:
+    """(all spans of the run, the spans a timeline needs): phases, the first ``queries`` model spans of the
+    performance run (else of any run phase) and their descendants, read without loading the whole trace."""
+    spans = schema.spans
+    total = int(connection.execute(select(func.count()).where(spans.c.run_id == run_id)).scalar_one())
+    phases = [
+        _span(row)
+        for row in connection.execute(
+            select(spans).where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.APPLICATION))
+        )
+    ]
+    run_spans = [s.span_id for s in phases if s.name == "performance_run"] or [
+        s.span_id for s in phases if s.name.endswith("_run")
+    ]
+    statement = select(spans).where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.MODEL))
+    if run_spans:
+        statement = statement.where(spans.c.parent_id.in_(run_spans))
+    chosen = [_span(row) for row in connection.execute(statement.order_by(spans.c.start_ns).limit(queries))]
+    found = phases + chosen
+    parents = [s.span_id for s in chosen]
+    for _depth in range(4):
+        if not parents:
+            break
+        children = [
+            _span(row)
+            for row in connection.execute(select(spans).where(spans.c.run_id == run_id, spans.c.parent_id.in_(parents)))
+        ]
+        found += children
+        parents = [s.span_id for s in children]
+    return total, found
 
 
 def run_timeline(connection: Connection, run_id: str, *, queries: int) -> Timeline:
     run_row(connection, run_id)
-    return timeline(reads.list_spans(connection, run_id), queries=queries)
+    total, spans = timeline_spans(connection, run_id, queries)
+    return timeline(spans, queries=queries).model_copy(update={"span_count": total})
 
 
 def parse_result(document: Any) -> EvaluationResult | None:

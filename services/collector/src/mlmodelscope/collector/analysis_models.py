@@ -124,6 +124,7 @@ class LaunchRequest(BaseModel):
     min_duration_s: float = Field(default=10.0, gt=0, le=3600)
     trace_level: Literal["no", "application", "model", "framework"] = "model"
     device: Literal["cpu", "gpu", "fpga"] = "cpu"
+    arch: Literal["amd64", "arm64", "ppc64le"] = Field(default="amd64", description="Cluster launches: node arch.")
 
 
 class LaunchResponse(_Response):

@@ -6,7 +6,8 @@ CollectorError
 ├── RejectedMessageError       a message the collector will never store (malformed, too large): logged + counted
 ├── UnknownRunError            no run with that id: 404
 └── LaunchError                an evaluation the launcher cannot start (not configured, unknown model): a 4xx
-    └── LaunchNotConfiguredError  the collector has no launcher settings or no NATS URL: 409
+    ├── LaunchNotConfiguredError  the collector has no launcher settings or no NATS URL: 409
+    └── KubernetesApiError     the Kubernetes API did not answer or refused the collector's token: 502
 """
 
 from __future__ import annotations
@@ -48,3 +49,7 @@ class LaunchError(CollectorError):
 
 class LaunchNotConfiguredError(LaunchError):
     """The collector is not configured to launch evaluations (no assets, cache, runs folder or NATS URL): 409."""
+
+
+class KubernetesApiError(LaunchError):
+    """The Kubernetes API could not be reached or refused the collector (token, RBAC): 502."""

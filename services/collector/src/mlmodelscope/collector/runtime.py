@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from mlmodelscope.collector.consumer import JetStreamConsumer
+from mlmodelscope.collector.kube_launcher import KubeLauncher
 from mlmodelscope.collector.launcher import LocalLauncher
 from mlmodelscope.collector.metrics import CollectorMetrics, create_registry
 from mlmodelscope.collector.regression_monitor import RegressionMonitor, seed_metrics
@@ -29,6 +30,7 @@ class CollectorRuntime:
     launcher: LocalLauncher
     monitor: RegressionMonitor
     consumer: JetStreamConsumer | None = None
+    kube: KubeLauncher | None = None
 
 
 def open_runtime(settings: CollectorSettings) -> CollectorRuntime:
@@ -51,6 +53,7 @@ def open_runtime(settings: CollectorSettings) -> CollectorRuntime:
         registry=create_registry(metrics),
         ingestor=Ingestor(database, metrics),
         launcher=LocalLauncher(settings),
+        kube=KubeLauncher(settings) if settings.kube_api_url else None,
         monitor=RegressionMonitor(
             database,
             metrics,

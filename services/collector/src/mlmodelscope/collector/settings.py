@@ -49,8 +49,15 @@ class CollectorSettings(BaseModel):
     launch_cache_dir: str = Field(default="", description="Artifact cache of launched agents (empty: launching off).")
     launch_runs_dir: str = Field(default="", description="Where launched runs' spec.json and agent.log go.")
     launch_python: str = Field(default="", description="Interpreter of launched agents (default: this one).")
+    kube_api_url: str = Field(
+        default="", description="Kubernetes API URL: when set, launches create Evaluation resources there."
+    )
+    kube_namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    kube_token: SecretStr | None = Field(default=None, description="Bearer token for the Kubernetes API.")
+    kube_token_file: str = Field(default="", description="File holding that token (a service-account token).")
+    kube_ca_file: str = Field(default="", description="CA bundle of the API server (default: the system's).")
 
-    @field_validator("api_token", mode="before")
+    @field_validator("api_token", "kube_token", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -24,6 +24,7 @@ from mlmodelscope.collector.api.routers import analysis, baselines, evaluations,
 from mlmodelscope.collector.consumer import JetStreamConsumer
 from mlmodelscope.collector.errors import (
     DatabaseUnavailableError,
+    KubernetesApiError,
     LaunchError,
     LaunchNotConfiguredError,
     UnknownRunError,
@@ -72,6 +73,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.add_exception_handler(UnknownRunError, _status(404))
     app.add_exception_handler(AnalysisError, _status(422))
     app.add_exception_handler(LaunchNotConfiguredError, _status(409))
+    app.add_exception_handler(KubernetesApiError, _status(502))
     app.add_exception_handler(LaunchError, _status(422))
     app.add_exception_handler(ManifestError, _status(503))
     app.add_exception_handler(RegistryError, _status(503))

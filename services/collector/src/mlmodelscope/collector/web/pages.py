@@ -12,20 +12,20 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from mlmodelscope.collector import analysis
-from mlmodelscope.collector.analysis_models import BaselineList, BaselineView, Catalog, LaunchRequest, LaunchResponse
+from mlmodelscope.collector.analysis_models import BaselineList, BaselineView, Catalog, LaunchRequest
 from mlmodelscope.collector.api.auth import check_token
 from mlmodelscope.collector.api.dependencies import RunIdPath, RuntimeDep
 from mlmodelscope.collector.api.models import EvaluationSummary, RunListQuery, RunSummary
 from mlmodelscope.collector.api.routers.baselines import policy_of
+from mlmodelscope.collector.api.routers.launch import start_evaluation
 from mlmodelscope.collector.catalog import catalog
-from mlmodelscope.collector.errors import LaunchError, UnknownRunError
+from mlmodelscope.collector.errors import KubernetesApiError, LaunchError, LaunchNotConfiguredError, UnknownRunError
 from mlmodelscope.collector.runtime import CollectorRuntime
 from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads
@@ -48,6 +48,7 @@ _LAUNCH_DEFAULTS: dict[str, Any] = {
     "min_duration_s": "10",
     "trace_level": "model",
     "device": "cpu",
+    "arch": "amd64",
 }
 
 
@@ -163,6 +164,7 @@ def evaluation_page(
     runtime: RuntimeDep,
     evaluation_id: Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_./-]+$")],
     launched: Annotated[list[str] | None, Query()] = None,
+    cluster: bool = False,
 ) -> HTMLResponse:
     with runtime.database.read() as connection:
         _, rows = reads.list_runs(connection, reads.RunFilters(evaluation_id=evaluation_id), limit=1000, offset=0)
@@ -170,7 +172,9 @@ def evaluation_page(
     present = {r["run_id"] for r in runs if r is not None}
     waiting = [r for r in (launched or []) if r not in present]
     finished = not waiting and all(r is not None and r["status"] in ("succeeded", "failed") for r in runs)
-    if not runs and not waiting:
+    if cluster and not runs:
+        finished = False  # the operator has not started its Jobs yet: keep refreshing
+    elif not runs and not waiting:
         return _error(request, 404, f"no evaluation '{evaluation_id}'")
     return _render(
         request,
@@ -179,6 +183,7 @@ def evaluation_page(
         runs=sorted((r for r in runs if r is not None), key=lambda r: r["run_id"]),
         waiting=waiting,
         finished=finished,
+        cluster=cluster,
     )
 
 
@@ -244,9 +249,11 @@ async def mark_baseline(request: Request, runtime: RuntimeDep, run_id: RunIdPath
 def _launch_context(runtime: CollectorRuntime, form: dict[str, Any]) -> dict[str, Any]:
     context: dict[str, Any] = {"form": form, "configured": True, "not_configured": ""}
     try:
-        runtime.launcher.check_configured()
+        if runtime.kube is None:
+            runtime.launcher.check_configured()
     except LaunchError as e:
         context.update(configured=False, not_configured=str(e))
+    context["cluster"] = runtime.kube is not None
     try:
         context["catalog"] = catalog(runtime.settings)
     except MLModelScopeError as e:
@@ -289,15 +296,17 @@ async def launch_submit(request: Request, runtime: RuntimeDep) -> Response:
     except ValidationError as e:
         return refuse(422, f"invalid evaluation: {_problems(e)}")
     try:
-        response = await _in_thread(runtime, launch_request)
+        response = await start_evaluation(runtime, launch_request)
+    except LaunchNotConfiguredError as e:
+        return refuse(409, str(e))
+    except KubernetesApiError as e:
+        return refuse(502, str(e))
     except LaunchError as e:
-        return refuse(409 if "not set" in e.message else 422, str(e))
+        return refuse(422, str(e))
+    if runtime.kube is not None:
+        return RedirectResponse(f"/ui/evaluations/{response.evaluation_id}?cluster=1", status_code=303)
     query = "&".join(f"launched={run_id}" for run_id in response.run_ids)
     return RedirectResponse(f"/ui/evaluations/{response.evaluation_id}?{query}", status_code=303)
-
-
-async def _in_thread(runtime: CollectorRuntime, request: LaunchRequest) -> LaunchResponse:
-    return await run_in_threadpool(runtime.launcher.launch, request)
 
 
 def _problems(error: ValidationError) -> str:

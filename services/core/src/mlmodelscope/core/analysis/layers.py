@@ -9,13 +9,14 @@ per layer the number of calls, total and mean time, and the share of all layer t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
 DEFAULT_TOP = 10
-_WHOLE_CALL_KINDS = frozenset({"session", "call", "function", "kernel"})
+WHOLE_CALL_KINDS = frozenset({"session", "call", "function", "kernel"})
 
 
 class LayerRow(BaseModel):
@@ -52,46 +53,64 @@ def is_layer(span: Span) -> bool:
     return (
         span.level == TraceLevel.FRAMEWORK
         and "op_type" in span.attributes
-        and str(span.attributes.get("kind", "")) not in _WHOLE_CALL_KINDS
+        and str(span.attributes.get("kind", "")) not in WHOLE_CALL_KINDS
     )
 
 
+@dataclass(frozen=True)
+class LayerGroup:
+    """Spans of one layer with one op type, aggregated (what a database GROUP BY returns)."""
+
+    name: str
+    op_type: str
+    calls: int
+    total_ns: int
+
+
+def groups_of(spans: Iterable[Span]) -> list[LayerGroup]:
+    """Aggregate layer spans (``is_layer``) by (layer name, op type)."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for span in spans:
+        if not is_layer(span):
+            continue
+        key = (str(span.attributes.get("node") or span.name), str(span.attributes["op_type"]))
+        entry = totals.setdefault(key, [0, 0])
+        entry[0] += 1
+        entry[1] += span.end_ns - span.start_ns
+    return [LayerGroup(name, op_type, calls, ns) for (name, op_type), (calls, ns) in totals.items()]
+
+
 def breakdown(spans: Iterable[Span], top: int = DEFAULT_TOP) -> LayerBreakdown:
+    return breakdown_of_groups(groups_of(spans), top)
+
+
+def breakdown_of_groups(groups: Iterable[LayerGroup], top: int = DEFAULT_TOP) -> LayerBreakdown:
     layers: dict[str, list[int]] = {}  # name -> [calls, total_ns]
     layer_ops: dict[str, str] = {}
     ops: dict[str, list[int]] = {}
     count = 0
     total = 0
-    for span in spans:
-        if not is_layer(span):
-            continue
-        count += 1
-        duration = span.end_ns - span.start_ns
-        total += duration
-        op_type = str(span.attributes["op_type"])
-        name = str(span.attributes.get("node") or span.name)
-        entry = layers.setdefault(name, [0, 0])
-        entry[0] += 1
-        entry[1] += duration
-        layer_ops.setdefault(name, op_type)
-        op_entry = ops.setdefault(op_type, [0, 0])
-        op_entry[0] += 1
-        op_entry[1] += duration
-    share = (lambda ns: ns / total) if total > 0 else (lambda _ns: 0.0)
+    for group in groups:
+        count += group.calls
+        total += group.total_ns
+        entry = layers.setdefault(group.name, [0, 0])
+        entry[0] += group.calls
+        entry[1] += group.total_ns
+        layer_ops.setdefault(group.name, group.op_type)
+        op_entry = ops.setdefault(group.op_type, [0, 0])
+        op_entry[0] += group.calls
+        op_entry[1] += group.total_ns
+
+    def share(ns: int) -> float:
+        return ns / total if total > 0 else 0.0
+
     ranked = sorted(layers.items(), key=lambda item: (-item[1][1], item[0]))[:top]
     return LayerBreakdown(
         layer_spans=count,
         total_ns=total,
         layer_count=len(layers),
         top_layers=[
-            LayerRow(
-                name=name,
-                op_type=layer_ops[name],
-                calls=calls,
-                total_ns=ns,
-                mean_ns=ns / calls,
-                share=share(ns),
-            )
+            LayerRow(name=name, op_type=layer_ops[name], calls=calls, total_ns=ns, mean_ns=ns / calls, share=share(ns))
             for name, (calls, ns) in ranked
         ],
         op_types=[

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlmodelscope.core.analysis import layers as layer_analysis
 from mlmodelscope.core.analysis.compare import METRICS, BootstrapSettings, Estimate, MetricName, estimate
 from mlmodelscope.core.analysis.distribution import CdfPoint, Histogram, cdf, histogram
-from mlmodelscope.core.analysis.layers import LayerBreakdown
+from mlmodelscope.core.analysis.layers import LayerBreakdown, LayerGroup
 from mlmodelscope.core.analysis.samples import QuerySample
 from mlmodelscope.core.evaluation.statistics import LatencyStats, latency_stats
 from mlmodelscope.core.tracing.spans import Span
@@ -36,12 +36,15 @@ class RunAnalysis(BaseModel):
 def analyze(
     run_id: str,
     sample: QuerySample,
-    spans: Iterable[Span],
+    spans: Iterable[Span] = (),
     *,
+    layer_groups: Iterable[LayerGroup] | None = None,
     top: int = layer_analysis.DEFAULT_TOP,
     settings: BootstrapSettings | None = None,
 ) -> RunAnalysis:
+    """The analysis of one run; layers from its FRAMEWORK spans, or from ``layer_groups`` already aggregated."""
     settings = settings or BootstrapSettings()
+    groups = layer_analysis.groups_of(spans) if layer_groups is None else layer_groups
     return RunAnalysis(
         run_id=run_id,
         queries=sample.count,
@@ -50,5 +53,5 @@ def analyze(
         bootstrap=settings,
         histogram=histogram(sample),
         cdf=cdf(sample),
-        layers=layer_analysis.breakdown(spans, top=top),
+        layers=layer_analysis.breakdown_of_groups(groups, top=top),
     )

@@ -1,4 +1,5 @@
-"""The catalog of assets and ``POST /api/v1/evaluations``: launch an evaluation (local agents), token required."""
+"""The catalog of assets and ``POST /api/v1/evaluations``: launch an evaluation (local agents, or an Evaluation
+resource in a cluster), token required."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from mlmodelscope.collector.analysis_models import Catalog, LaunchRequest, Launc
 from mlmodelscope.collector.api.auth import TokenDep
 from mlmodelscope.collector.api.dependencies import RuntimeDep
 from mlmodelscope.collector.catalog import catalog
+from mlmodelscope.collector.runtime import CollectorRuntime
 
 router = APIRouter(prefix="/api/v1", tags=["launch"])
 
@@ -23,8 +25,15 @@ async def get_catalog(request: Request) -> Catalog:
     "/evaluations",
     response_model=LaunchResponse,
     status_code=202,
-    responses={401: {}, 403: {}, 409: {"description": "Launching is not configured."}, 422: {}},
+    responses={401: {}, 403: {}, 409: {"description": "Launching is not configured."}, 422: {}, 502: {}},
 )
 async def launch_evaluation(runtime: RuntimeDep, _token: TokenDep, request: LaunchRequest) -> LaunchResponse:
     """Start one agent per framework x batch size; the runs appear under /api/v1/runs as they report."""
+    return await start_evaluation(runtime, request)
+
+
+async def start_evaluation(runtime: CollectorRuntime, request: LaunchRequest) -> LaunchResponse:
+    """In a cluster (``kube_api_url`` set): create an Evaluation resource; locally: start agent processes."""
+    if runtime.kube is not None:
+        return await runtime.kube.launch(request)
     return await run_in_threadpool(runtime.launcher.launch, request)
