@@ -178,6 +178,9 @@ def test_web_launch_form_runs_an_evaluation_checked_against_a_baseline(
     page.wait_for_url(f"**/ui/runs/{baseline}")
     assert page.locator("[data-field=regression-state]").inner_text() == "baseline"
     assert [b["run_id"] for b in web.get("/api/v1/baselines")["items"]] == [baseline]
+    page.goto(f"{web.url}/ui/baselines")
+    row = page.locator(f"[data-testid=baselines] tr[data-baseline='{baseline}'] td")
+    assert row.nth(1).inner_text() == "onnxruntime" and row.nth(5).inner_text() == "1"
 
     page.goto(f"{web.url}/ui/launch")
     page.select_option("select[name=model]", "digits-cnn")
