@@ -228,6 +228,58 @@ def test_the_modules_import_without_tensorflow() -> None:
     assert "unavailable: `pip install 'mlmodelscope-agent[tensorflow]'`" in completed.stdout
 
 
+def _two_input_spec(model: Model, input_names: list[str], output_names: list[str]) -> ModelSpec:
+    shapes = {"a": [3], "b": [2]}
+    inputs = [
+        model.spec.inputs[0].model_copy(update={"name": n, "shape": shapes[n], "preprocess": []}) for n in input_names
+    ]
+    outputs = [
+        model.spec.outputs[0].model_copy(update={"name": n, "shape": [s], "labels": None})
+        for n, s in zip(output_names, (4, 1), strict=True)
+    ]
+    return model.spec.model_copy(update={"inputs": inputs, "outputs": outputs})
+
+
+@pytest.mark.filterwarnings(f"ignore:{NUMPY_COPY_WARNING}:DeprecationWarning")  # Keras' save/export on numpy 2
+def test_inputs_are_matched_by_name_and_outputs_kept_in_order(model: Model, tmp_path: Path) -> None:
+    """Two inputs declared in the other order, two outputs: .keras, keras' export() and a signature-only SavedModel."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    a = keras.Input(shape=(3,), name="a")
+    b = keras.Input(shape=(2,), name="b")
+    joined = keras.layers.Concatenate(name="join")([a, b])
+    network = keras.Model(
+        [a, b], [keras.layers.Dense(4, name="first")(joined), keras.layers.Dense(1, name="second")(b)]
+    )
+    network.save(tmp_path / "two.keras")
+    network.export(tmp_path / "exported", verbose=False)
+    module = tf.Module()
+    module.network = network
+    signature = [tf.TensorSpec((None, 3), tf.float32, name="a"), tf.TensorSpec((None, 2), tf.float32, name="b")]
+    module.serving = tf.function(lambda x, y: dict(zip(["first", "second"], network([x, y]), strict=True)))
+    tf.saved_model.save(
+        module,
+        str(tmp_path / "signature_only"),
+        signatures={"serving_default": module.serving.get_concrete_function(*signature)},
+    )
+
+    rng = np.random.default_rng(0)
+    xa, xb = rng.random((5, 3), dtype=np.float32), rng.random((5, 2), dtype=np.float32)
+    expected = [np.asarray(t) for t in network([xa, xb], training=False)]
+    for artifact, output_names in (
+        ("two.keras", ["o1", "o2"]),
+        ("exported", ["o1", "o2"]),
+        ("signature_only", ["first", "second"]),  # a signature's outputs are a dict: matched by name
+    ):
+        with _predictor(_two_input_spec(model, ["b", "a"], output_names)) as predictor:
+            predictor.load(tmp_path / artifact)
+            outputs = predictor.predict([xb, xa])
+        assert [o.shape for o in outputs] == [(5, 4), (5, 1)], artifact
+        for got, want in zip(outputs, expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-6, err_msg=artifact)
+
+
 # --- errors ------------------------------------------------------------------------------------------------------
 
 

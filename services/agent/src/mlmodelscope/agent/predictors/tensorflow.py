@@ -201,14 +201,17 @@ class TensorFlowPredictor(Predictor):
             except (TypeError, ValueError):
                 concrete = None  # an endpoint without an input signature: fall back to the signature
             if concrete is not None:
+                # Keras exports a multi-input model's endpoint as serve([a, b]): one nested argument.
                 args, _ = concrete.structured_input_signature
-                order = self._input_order([str(s.name) for s in args], path)
-                specs = [tf.TensorSpec((None, *args[i].shape[1:]), args[i].dtype, name=args[i].name) for i in order]
+                flat = tf.nest.flatten(args)
+                order = self._input_order([str(s.name) for s in flat], path)
+                specs = [tf.TensorSpec((None, *flat[i].shape[1:]), flat[i].dtype, name=flat[i].name) for i in order]
                 self._check_specs(specs, path)
                 positions = [order.index(i) for i in range(len(order))]
+                pack = tf.nest.pack_sequence_as
 
                 def call_serve(*inputs: Any) -> Any:
-                    return concrete(*[inputs[p] for p in positions])
+                    return concrete(*pack(args, [inputs[p] for p in positions]))
 
                 return loaded, call_serve, specs, []
         signature = loaded.signatures.get(SERVING_SIGNATURE)
