@@ -54,17 +54,21 @@ SPEC: dict[str, Any] = {
 }
 
 
-HISTORY = 200
+_IN_FLIGHT: set[int] = set()
 
 
 class ShortMemoryEmulator(Emulator):
     """KMock matches every request against its whole request history (O(n) per request, O(n^2) per run), which at
-    this scale would measure KMock rather than the operator: keep only the last requests (no reaction here counts
-    requests)."""
+    this scale would measure KMock rather than the operator: it remembers only the requests still being served
+    (no reaction here counts past requests)."""
 
     async def _handle(self, request: Any) -> Any:
-        del self._requests[:-HISTORY]
-        return await super()._handle(request)
+        _IN_FLIGHT.add(id(request))
+        self._requests[:] = [r for r in self._requests if id(r) in _IN_FLIGHT]
+        try:
+            return await super()._handle(request)
+        finally:
+            _IN_FLIGHT.discard(id(request))
 
 
 def _evaluation(index: int) -> dict[str, Any]:

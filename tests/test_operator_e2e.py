@@ -84,6 +84,11 @@ def test_examples_run_to_results_with_kubectl_and_the_real_pipeline(tmp_path: Pa
                 )
                 code, out, err = await kubectl(config, "get", "evaluations", "-o", "json")
                 assert code == 0, err
+                events = (await api.client.get("/api/v1/namespaces/default/events")).json()["items"]
+                reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
+                for name in ("digits-minimal", "digits-server"):
+                    for reason in ("JobCreated", "RunSucceeded", "EvaluationSucceeded"):
+                        assert (name, reason) in reasons, (name, reason, reasons)
                 await api.close()
                 return {item["metadata"]["name"]: item for item in json.loads(out)["items"]}
 

@@ -104,6 +104,7 @@ class Reconciler:
         self._plans: dict[tuple[str, int], _Plan] = {}
         self._settled: dict[tuple[str, str], bool] = {}
         self._jobs: dict[tuple[str, str], JsonObject] = {}
+        self._absent: set[tuple[str, str]] = set()
         self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
 
     def observe_job(self, namespace: str, name: str, body: JsonObject | None) -> None:
@@ -113,12 +114,22 @@ class Reconciler:
             self._jobs.pop((namespace, name), None)
         else:
             self._jobs[(namespace, name)] = body
+            self._absent.discard((namespace, name))
 
-    async def _job(self, namespace: str, name: str) -> JsonObject | None:
-        cached = self._jobs.get((namespace, name))
-        if cached is not None:
+    async def _job(self, namespace: str, name: str, *, fresh: bool) -> JsonObject | None:
+        """The Job from the watch; else from the API once (only this operator creates these Jobs, so one that was
+        not there stays absent until it creates it). A fresh Evaluation (no run in its status yet) has no Jobs
+        unless a previous operator died between creating them and writing the status: then the create answers
+        409 with the existing Job, and since runs start in matrix order these are the same first ``parallelism``
+        runs, so nothing is duplicated and the limit holds."""
+        key = (namespace, name)
+        cached = self._jobs.get(key)
+        if cached is not None or key in self._absent:
             return cached
-        return await self.kube.get(jobs_path(namespace, name))
+        job = None if fresh else await self.kube.get(jobs_path(namespace, name))
+        if job is None:
+            self._absent.add(key)
+        return job
 
     async def resync_forever(self, interval_s: float) -> None:
         """Every ``interval_s``, reconcile each Evaluation not yet settled (Job and collector changes that no event
@@ -222,12 +233,13 @@ class Reconciler:
     ) -> None:
         same_generation = previous is not None and previous.observed_generation == generation
         known = {r.run_id: r for r in previous.runs} if previous is not None and same_generation else {}
-        if not same_generation:
+        if not same_generation and int(generation or 1) > 1:  # generation 1 has no older plan to leave Jobs behind
             await self._delete_stale(namespace, name, uid, {r.job_name for r in plan.runs})
         unfinished = [
             r for r in plan.runs if known.get(r.run_id) is None or known[r.run_id].state not in status.FINISHED
         ]
-        observed = await asyncio.gather(*(self._job(namespace, r.job_name) for r in unfinished))
+        fresh = previous is None or not previous.runs
+        observed = await asyncio.gather(*(self._job(namespace, r.job_name, fresh=fresh) for r in unfinished))
         found: dict[str, JsonObject | None] = {r.run_id: job for r, job in zip(unfinished, observed, strict=True)}
         await self._create_missing(body, namespace, name, uid, plan, found)
         last_error = ""
@@ -276,6 +288,7 @@ class Reconciler:
             )
             job, created = await self.kube.create(jobs_path(namespace), manifest)
             found[run.run_id] = job
+            self._absent.discard((namespace, run.job_name))
             self._jobs.setdefault((namespace, run.job_name), job)
             if created:
                 _post(kopf.info, body, "JobCreated", f"run {run.key}: Job {run.job_name}")
@@ -288,6 +301,7 @@ class Reconciler:
             if job_name not in keep:
                 await self.kube.delete(jobs_path(namespace, job_name))
                 self.observe_job(namespace, job_name, None)
+                self._absent.add((namespace, job_name))
                 logger.info(
                     "deleted Job %s/%s: the changed spec of Evaluation %s no longer plans it", namespace, job_name, name
                 )
