@@ -7,6 +7,7 @@ the filters below (``ns``, ``pct``, ``num``); raw values are also in ``data-valu
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -30,6 +31,7 @@ from mlmodelscope.collector.runtime import CollectorRuntime
 from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads
 from mlmodelscope.collector.storage.schema import RUN_STATUSES
+from mlmodelscope.collector.storage.timeutil import utc
 from mlmodelscope.collector.web.charts import compare_charts, run_charts
 from mlmodelscope.core.analysis.compare import BootstrapSettings
 from mlmodelscope.core.analysis.errors import AnalysisError
@@ -60,13 +62,17 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _fmtv(value: float, kind: str) -> str:
     return format_ns(value) if kind == "ns" else _num(value)
 
 
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters.update(ns=format_ns, pct=_pct, num=_num, fmtv=_fmtv)
+    templates.env.filters.update(ns=format_ns, pct=_pct, num=_num, fmtv=_fmtv, when=_when)
     return templates
 
 
