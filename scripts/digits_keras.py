@@ -20,11 +20,9 @@ Outputs (in ``out_dir``):
 
 Byte-determinism (the same weights give the same bytes, run after run, in any process):
 
-* ``.keras``: Keras stamps the weights member with the current time, writes ``date_saved`` into
-  ``metadata.json`` and ``id()`` (memory addresses) as ``shared_object_id`` into ``config.json``. The zip is
-  rewritten with members in Keras' order dated 1980-01-01, ``date_saved`` fixed to ``1980-01-01@00:00:00`` and
-  shared object ids renumbered 1, 2, ... in order of appearance (they only pair references to one object).
-  Every layer is named, as Keras' automatic names count layers process-wide. The HDF5 weights are stable.
+* ``.keras``: saved by the agent's ``keras_models.save_keras_deterministically`` (the zoo uses it too): Keras'
+  zip is rewritten without its timestamps, ``date_saved`` and memory addresses. Every layer is named, as
+  Keras' automatic names count layers process-wide. The HDF5 weights are stable.
 * SavedModel: ``model.export()`` is not used, because it orders the variables by the traced function's captures,
   which differ from run to run (the checkpoint and the graph come out permuted). Instead a ``tf.Module`` tracks
   the model's variables in the model's order and a ``serve`` ``tf.function`` (what ``model.export()`` writes) is
@@ -45,19 +43,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
-import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mlmodelscope.agent.zoo.keras_models import save_keras_deterministically
 
 KERAS_NAME = "digits_cnn.keras"
 SAVEDMODEL_TAR_NAME = "digits_cnn.savedmodel.tar"
@@ -66,12 +63,7 @@ INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10
 WEIGHT_KEYS = ("0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias")
 
-FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-FIXED_DATE_SAVED = "1980-01-01@00:00:00"
 _CHILD_TIMEOUT_S = 600
-# Keras 3.15 saves variables through np.array(variable), which numpy 2 answers with this DeprecationWarning
-# (TensorFlow's variables lack __array__'s copy keyword); the saved values are right.
-NUMPY_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
 
 
 def _quiet_tensorflow() -> None:
@@ -116,57 +108,13 @@ def export_keras(weights: Mapping[str, Any], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = build_keras_model(weights)
     keras_path = out_dir / KERAS_NAME
+    save_keras_deterministically(model, keras_path)
     with tempfile.TemporaryDirectory(prefix="digits-keras-") as scratch:
-        raw = Path(scratch) / KERAS_NAME
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=NUMPY_COPY_WARNING, category=DeprecationWarning)
-            model.save(raw)
-        keras_path.write_bytes(normalized_keras_archive(raw.read_bytes()))
         folder = Path(scratch) / "savedmodel"
         _export_savedmodel_in_child(keras_path, folder)
         tar_path = out_dir / SAVEDMODEL_TAR_NAME
         tar_path.write_bytes(deterministic_tar(folder))
     return [keras_path, tar_path]
-
-
-# --- .keras -----------------------------------------------------------------------------------------------------
-
-
-def normalized_keras_archive(data: bytes) -> bytes:
-    """A ``.keras`` zip rewritten without times or memory addresses (see the module docstring)."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
-        for info in source.infolist():
-            content = source.read(info)
-            if info.filename == "metadata.json":
-                metadata = json.loads(content)
-                metadata["date_saved"] = FIXED_DATE_SAVED
-                content = json.dumps(metadata).encode()
-            elif info.filename == "config.json":
-                content = json.dumps(_renumber_shared_objects(json.loads(content))).encode()
-            member = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
-            member.compress_type = info.compress_type
-            member.create_system = 3
-            member.external_attr = 0o100644 << 16
-            target.writestr(member, content)
-    return out.getvalue()
-
-
-def _renumber_shared_objects(config: Any) -> Any:
-    """Replace every ``shared_object_id`` (an ``id()``) by 1, 2, ... in order of first appearance."""
-    numbers: dict[Any, int] = {}
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            renamed = {key: walk(value) for key, value in node.items()}
-            if "shared_object_id" in renamed:
-                renamed["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
-            return renamed
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        return node
-
-    return walk(config)
 
 
 # --- SavedModel -------------------------------------------------------------------------------------------------

@@ -641,6 +641,16 @@ def test_zoo_weights_are_deterministic_for_a_seed() -> None:
     assert not all(np.array_equal(a, b) for a, b in zip(first.get_weights(), other.get_weights(), strict=True))
 
 
+def test_zoo_files_are_byte_deterministic(tmp_path: Path) -> None:
+    """The same model and seed give the same bytes, so the sha256 the zoo records is reproducible."""
+    first, again = tmp_path / "first", tmp_path / "again"
+    first.mkdir()
+    again.mkdir()
+    paths = [_keras_builder()("transformer-encoder", folder, seed=2) for folder in (first, again)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert [p.name for p in first.iterdir()] == ["transformer-encoder.keras"]  # nothing else left behind
+
+
 def test_zoo_unknown_model_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="resnet18") as info:
         _keras_builder()("vgg16", tmp_path, seed=0)

@@ -16,8 +16,12 @@ saved config (and weight paths) depend on what the process built before.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,8 @@ LAYER_NORM_EPSILON = 1e-5
 # Keras 3.15 turns variables into arrays with np.array(variable), which numpy 2 answers with this
 # DeprecationWarning (TensorFlow's variables lack __array__'s copy keyword); the values are right.
 NUMPY_COPY_WARNING = r"__array__ implementation doesn't accept a copy keyword"
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+FIXED_DATE_SAVED = "1980-01-01@00:00:00"
 
 
 def _import_keras() -> Any:
@@ -171,21 +177,83 @@ def build_model(model: str, *, seed: int) -> Any:
             hint="Use one of the known names in the artifact URI (zoo:<model>).",
         )
     keras = _import_keras()
+    # Layers Keras creates inside others (MultiHeadAttention's softmax and dropout) are named from process-wide
+    # counters, and the names are saved with the weights: reset them so a build does not depend on earlier ones.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     return architecture(keras)
 
 
 def build_keras(model: str, destination: Path, *, seed: int) -> Path:
-    """Write zoo model ``model`` as ``<destination>/<model>.keras`` (seeded random weights) and return its path."""
+    """Write zoo model ``model`` as ``<destination>/<model>.keras`` (seeded random weights) and return its path.
+
+    The same model and seed give the same bytes (``save_keras_deterministically``), so the sha256 the zoo
+    records is reproducible with the same Keras and TensorFlow versions.
+    """
     network = build_model(model, seed=seed)
     path = destination / f"{model}.keras"
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=NUMPY_COPY_WARNING, category=DeprecationWarning)
-            network.save(path)
+        save_keras_deterministically(network, path)
     except OSError as e:
         raise ModelLoadError(
             f"cannot write the Keras zoo model '{model}' to {path}: {e}",
             hint="Check that the zoo cache folder is writable and has free space.",
         ) from e
     return path
+
+
+# --- byte-deterministic .keras files -----------------------------------------------------------------------------
+
+
+def save_keras_deterministically(model: Any, path: Path) -> None:
+    """``model.save(path)``, rewritten so that the same model gives the same bytes in any process.
+
+    Keras stamps the weights member with the current time, writes ``date_saved`` into ``metadata.json`` and
+    ``id()`` values (memory addresses) as ``shared_object_id`` into ``config.json``. The zip is rewritten with
+    members in Keras' order dated 1980-01-01, ``date_saved`` fixed to ``1980-01-01@00:00:00`` and shared object
+    ids renumbered 1, 2, ... in order of appearance (they only pair references to one object). The HDF5 weights
+    and the rest of the config are already stable when every layer is named.
+    """
+    with tempfile.TemporaryDirectory(prefix="keras-save-", dir=path.parent) as scratch:
+        raw = Path(scratch) / path.name
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=NUMPY_COPY_WARNING, category=DeprecationWarning)
+            model.save(raw)
+        path.write_bytes(normalized_keras_archive(raw.read_bytes()))
+
+
+def normalized_keras_archive(data: bytes) -> bytes:
+    """A ``.keras`` zip's bytes without times or memory addresses (see ``save_keras_deterministically``)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            content = source.read(info)
+            if info.filename == "metadata.json":
+                metadata = json.loads(content)
+                metadata["date_saved"] = FIXED_DATE_SAVED
+                content = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                content = json.dumps(_renumber_shared_objects(json.loads(content))).encode()
+            member = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
+            member.compress_type = info.compress_type
+            member.create_system = 3
+            member.external_attr = 0o100644 << 16
+            target.writestr(member, content)
+    return out.getvalue()
+
+
+def _renumber_shared_objects(config: Any) -> Any:
+    """Replace every ``shared_object_id`` (an ``id()``) by 1, 2, ... in order of first appearance."""
+    numbers: dict[Any, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            renamed = {key: walk(value) for key, value in node.items()}
+            if "shared_object_id" in renamed:
+                renamed["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+            return renamed
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(config)
