@@ -148,7 +148,7 @@ def run_page(request: Request, runtime: RuntimeDep, run_id: RunIdPath) -> HTMLRe
                 regression_error = e.message
         timeline = analysis.run_timeline(connection, run_id, queries=8)
         sweeps = analysis.evaluation_sweeps(connection, run["evaluation_id"]) if run["evaluation_id"] else []
-        sweeps = [s for s in sweeps if s.framework == run["framework"]]
+        sweeps = [s for s in sweeps if s.model == run["model"]]  # every framework the evaluation swept, side by side
     return _render(
         request,
         "run.html",
