@@ -115,7 +115,7 @@ def _bare_p50_ns(loop: Loop, batch: int, seconds: float, min_calls: int) -> floa
 
 
 def _ours_p50_ns(
-    framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path
+    framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path, threads: int
 ) -> tuple[float, float, bool]:
     from mlmodelscope.core.artifacts import ArtifactStore
     from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
@@ -136,7 +136,7 @@ def _ours_p50_ns(
         dataset=DATASET,
         settings=settings,
         output_dir=out,
-        intra_op_threads=os.cpu_count() or 1,
+        intra_op_threads=threads,
     )
     result = run_evaluation(load_registry([ASSETS]), ArtifactStore(cache), request)
     performance = result.performance
@@ -149,7 +149,13 @@ def _ours_p50_ns(
 
 
 def worker(
-    framework: str, batch_sizes: list[int], seconds: float, rounds: int, min_calls: int, cache: Path
+    framework: str,
+    batch_sizes: list[int],
+    seconds: float,
+    rounds: int,
+    min_calls: int,
+    cache: Path,
+    threads: int,
 ) -> dict[str, Any]:
     """Runs inside the framework's own interpreter; returns every measurement as JSON-able data."""
     from mlmodelscope.core.artifacts import ArtifactStore
@@ -159,7 +165,6 @@ def worker(
     registry = load_registry([ASSETS])
     resolution = registry.resolve(MODEL, framework)
     artifact = fetch_artifact(ArtifactStore(cache), resolution.artifact, base_dir=resolution.model_path.parent)
-    threads = os.cpu_count() or 1
     loop = BARE_LOOPS[framework](artifact.path, threads)
     report: dict[str, Any] = {"framework": framework, "artifact": str(artifact.path), "batches": {}}
     with tempfile.TemporaryDirectory() as scratch:
@@ -169,7 +174,7 @@ def worker(
             for round_ in range(rounds):  # interleaved: drift hits both sides of a ratio alike
                 rows["bare"].append(_bare_p50_ns(loop, batch, seconds, min_calls))
                 p50, sut_p50, ok = _ours_p50_ns(
-                    framework, batch, seconds, min_calls, cache, Path(scratch) / f"b{batch}-r{round_}"
+                    framework, batch, seconds, min_calls, cache, Path(scratch) / f"b{batch}-r{round_}", threads
                 )
                 rows["ours"].append(p50)
                 rows["ours_sut"].append(sut_p50)
@@ -185,7 +190,7 @@ def _interpreter(framework: str) -> str:
     python = registry.framework(framework).spec.runtime.python
     if not python:
         return sys.executable
-    return str((registry.source_of("Framework", framework).parent / python).resolve())
+    return str(registry.source_of("Framework", framework).parent / python)  # not resolve(): venv pythons are symlinks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,12 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-calls", type=int, default=20, help="Minimum calls per measurement.")
     parser.add_argument("--frameworks", default="onnxruntime,pytorch,tensorflow,mxnet")
     parser.add_argument("--batch-sizes", default="1,16")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="Intra-op threads on both sides (default 1: on a small shared machine a spinning pool of all cores "
+        "measures the scheduler, not the predictor).",
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="Artifact cache (default: a temporary one).")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     if args.worker:
-        report = worker(args.worker, batch_sizes, args.seconds, args.rounds, args.min_calls, args.cache_dir)
+        report = worker(
+            args.worker, batch_sizes, args.seconds, args.rounds, args.min_calls, args.cache_dir, args.threads
+        )
         print("RESULT " + json.dumps(report))
         return 0
     frameworks = args.frameworks.split(",")
@@ -223,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.batch_sizes,
                 "--cache-dir",
                 str(cache),
+                "--threads",
+                str(args.threads),
             ]
             completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
             lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
@@ -231,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             reports.append(json.loads(lines[-1].removeprefix("RESULT ")))
     print(
-        f"{MODEL} {INPUT_SHAPE}, {os.cpu_count()} intra-op threads, >= {args.seconds:g} s and >= {args.min_calls} calls"
+        f"{MODEL} {INPUT_SHAPE}, {args.threads} intra-op thread(s), >= {args.seconds:g} s and >= {args.min_calls} calls"
     )
     print(f"per measurement, {args.rounds} interleaved rounds; p50 per query in ms")
     print(f"{'framework':<12} {'batch':>5} {'bare p50':>10} {'ours p50':>10} {'ours SUT':>10} {'ratio':>7}  rounds")
