@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import kmock
+import pytest
 import yaml
 
-from mlmodelscope.operator.main import run_operator
-from mlmodelscope.operator.reconcile import Reconciler
-from mlmodelscope.operator.settings import OperatorSettings
+kmock = pytest.importorskip("kmock", reason="kmock (Kubernetes API emulator) is not installed: requirements-dev.txt")
+
+from mlmodelscope.operator.main import run_operator  # noqa: E402
+from mlmodelscope.operator.reconcile import Reconciler  # noqa: E402
+from mlmodelscope.operator.settings import OperatorSettings  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "assets" / "examples"
