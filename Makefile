@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/harness_overhead.py
 	$(BIN)/python benchmarks/tracing_overhead.py
 	$(BIN)/python benchmarks/trace_pipeline.py
+	$(BIN)/python benchmarks/predictor_efficiency.py
 
 models: setup
 	$(BIN)/python scripts/build_digits.py
