@@ -3,6 +3,8 @@ documents: every asset and example is admitted, and specs that violate required 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,17 @@ def test_committed_crds_equal_a_fresh_generation(tmp_path: Path):
             f"crds/{path.name} is stale: run `python -m mlmodelscope.operator.crds crds/`"
         )
         assert committed.startswith("# GENERATED")
+
+
+def test_the_cli_writes_the_same_crds(tmp_path: Path):
+    cli = Path(sys.executable).parent / "mlmodelscope"
+    completed = subprocess.run(
+        [str(cli), "operator", "crds", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in CRDS.glob("*.yaml"))
+    for path in tmp_path.iterdir():
+        assert path.read_text(encoding="utf-8") == (CRDS / path.name).read_text(encoding="utf-8")
 
 
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

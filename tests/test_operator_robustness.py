@@ -69,6 +69,11 @@ UNSATISFIABLE = {
         {"scenario": "server", "mode": "performance"},
         "settings: the server scenario needs target_qps (--target-qps), the Poisson arrival rate.",
     ),
+    "no-admission": (  # what the CRD rejects at admission, should a cluster lack the CRD's schema
+        {"batch_sizes": [0], "parallelism": 0},
+        "invalid spec: batch_sizes.0: Input should be greater than or equal to 1; "
+        "parallelism: Input should be greater than or equal to 1.",
+    ),
     "no-gpu-framework": (
         {"frameworks": ["null"], "targets": [{"arch": "amd64", "accelerator": "fpga"}]},
         "Framework 'null' does not support accelerator fpga (spec.accelerators: cpu).",
