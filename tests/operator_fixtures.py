@@ -266,7 +266,9 @@ def container_environment(container: dict[str, Any]) -> dict[str, str]:
     return environment
 
 
-async def play_kubelet(api: Api, job: dict[str, Any], workdir: Path, *, timeout_s: float = 240) -> int:
+async def play_kubelet(
+    api: Api, job: dict[str, Any], workdir: Path, *, timeout_s: float = 240, expect_success: bool = True
+) -> int:
     """Run the Job's container command and args locally, then record the outcome in the Job's status as the
     Job controller would (Complete, or Failed after the pod failed). Returns the container's exit code."""
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -289,7 +291,7 @@ async def play_kubelet(api: Api, job: dict[str, Any], workdir: Path, *, timeout_
             process.kill()
             await process.wait()
             raise AssertionError(f"Job {name} ran over {timeout_s} s:\n{log.read_text()[-3000:]}") from None
-    assert code == 0, f"Job {name} exited with {code}:\n{log.read_text()[-3000:]}"
+    assert (code == 0) == expect_success, f"Job {name} exited with {code}:\n{log.read_text()[-3000:]}"
     condition = (
         {"type": "Complete", "status": "True"}
         if code == 0

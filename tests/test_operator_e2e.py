@@ -19,11 +19,13 @@ from tests.operator_fixtures import (
     KUBECTL,
     Api,
     eventually,
+    example,
     kube_api,
     kubectl,
     operator,
     operator_settings,
     play_kubelet,
+    register_assets,
     scratch_assets,
     write_kubeconfig,
 )
@@ -138,3 +140,52 @@ def test_examples_run_to_results_with_kubectl_and_the_real_pipeline(tmp_path: Pa
     stored = collector.get_json(f"/api/v1/runs/{run['run_id']}/result")
     assert stored["requested_settings"]["scenario"] == "server"
     assert stored["requested_settings"]["target_qps"] == 200
+
+
+def test_a_run_whose_agent_fails_ends_the_evaluation_failed_with_the_agents_error(tmp_path: Path, pipeline):
+    """A GPU run played on this GPU-less machine: the agent publishes the failure and exits 1, the Job fails, and
+    the status names both the Job's failure and the agent's error as the collector stored it."""
+    nats, collector = pipeline
+    assets = scratch_assets(tmp_path / "assets")
+    workdir = tmp_path / "kubelet"
+    workdir.mkdir()
+
+    async def scenario() -> dict[str, Any]:
+        async with kube_api() as (_, url):
+            api = Api(url)
+            await register_assets(
+                api, assets, {"models": ["digits-cnn"], "frameworks": ["onnxruntime"], "datasets": ["digits"]}
+            )
+            document = example("evaluation-minimal.yaml")
+            document["metadata"]["name"] = "gpu-here"
+            document["spec"].update(targets=[{"arch": "amd64", "accelerator": "gpu"}], retries=0)
+            await api.create(document)
+            settings = operator_settings(url, tmp_path, assets, nats_url=nats.url, collector_url=collector.base_url)
+            async with operator(settings):
+                [job] = await eventually(lambda: _jobs(api, 1), timeout_s=30, what="the Job")
+                assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+                assert await play_kubelet(api, job, workdir, expect_success=False) == 1
+                status = await eventually(lambda: _failed(api, "gpu-here"), timeout_s=60, what="Failed")
+                await api.close()
+                return status
+
+    async def _jobs(api: Api, count: int) -> list[dict[str, Any]] | None:
+        jobs = await api.list("jobs")
+        return jobs if len(jobs) >= count else None
+
+    async def _failed(api: Api, name: str) -> dict[str, Any] | None:
+        body = await api.get("evaluations", name)
+        status = (body or {}).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = asyncio.run(scenario())
+    [run] = status["runs"]
+    assert run["state"] == "Failed" and run["result"] is None
+    assert run["message"].startswith("Job failed (BackoffLimitExceeded: exit code 1); agent: ")
+    assert "ONNX Runtime" in run["message"]  # the agent's own DeviceUnavailableError, via the collector
+    assert status["lastError"] == run["message"]
+    ready = _condition(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RunsFailed")
+    assert _condition(status, "ResultValid")["status"] == "False"
+    stored = collector.get_json(f"/api/v1/runs/{run['run_id']}")
+    assert stored["status"] == "failed" and stored["accelerator"] == "gpu"

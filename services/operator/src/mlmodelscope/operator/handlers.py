@@ -50,6 +50,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconcil
     @kopf.on.create(API_GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec", registry=registry)
     async def evaluation_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+        reconciler.adopt_context()
         await _guarded(reconciler.trigger(namespace or "", name), config)
 
     @kopf.on.startup(registry=registry)
@@ -75,6 +76,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconcil
     async def job_event(
         *, type: str, event: Any, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
     ) -> None:
+        reconciler.adopt_context()
         reconciler.observe_job(namespace or "", name, None if type == "DELETED" else dict(event["object"]))
         try:
             await reconciler.trigger(namespace or "", labels[jobs.LABEL_EVALUATION])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
@@ -105,6 +106,13 @@ class Reconciler:
         self._settled: dict[tuple[str, str], bool] = {}
         self._jobs: dict[tuple[str, str], JsonObject] = {}
         self._absent: set[tuple[str, str]] = set()
+        self._context: contextvars.Context | None = None
+
+    def adopt_context(self) -> None:
+        """Remember the context of a kopf handler: kopf's event queue lives in context variables that it sets only
+        for its per-object tasks, and the resync loop's passes post Events too."""
+        if self._context is None:
+            self._context = contextvars.copy_context()
         self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
 
     def observe_job(self, namespace: str, name: str, body: JsonObject | None) -> None:
@@ -139,7 +147,9 @@ class Reconciler:
         while True:
             await asyncio.sleep(interval_s)
             pending = [key for key, settled in self._settled.items() if not settled]
-            outcomes = await asyncio.gather(*(self.trigger(*key) for key in pending), return_exceptions=True)
+            context = self._context
+            tasks = [asyncio.create_task(self.trigger(*key), context=context) for key in pending]
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
             for key, outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, Exception):
                     logger.warning("resync of Evaluation %s/%s failed (retried in %g s): %s", *key, interval_s, outcome)
