@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from tests.operator_fixtures import (
+    BIN,
     Api,
+    container_environment,
     eventually,
     example,
     kube_api,
@@ -142,3 +144,49 @@ def _assert_job(job: dict[str, Any], key: str, uid: str) -> None:
     assert (spec_json["model"], spec_json["framework"], spec_json["device"]) == (model, framework, accelerator)
     assert spec_json["settings"]["batch_size"] == int(batch.removeprefix("b"))
     assert spec_json["settings"]["scenario"] == "offline" and spec_json["nats_url"] == "nats://nats.example:4222"
+
+
+def test_the_cli_runs_the_operator_with_options_and_environment(tmp_path: Path):
+    """`mlmodelscope operator run` in its own process: options and MLMODELSCOPE_OPERATOR_* reach the Jobs, and
+    SIGTERM stops it cleanly."""
+    assets = scratch_assets(tmp_path / "assets")
+    cli = BIN / "mlmodelscope"
+
+    async def scenario() -> None:
+        async with kube_api() as (_, url):
+            api = Api(url)
+            await register_assets(api, assets, {**CATALOG, "frameworks": ["onnxruntime"]})
+            await api.create(example("evaluation-minimal.yaml"))
+            environment = container_environment({})
+            environment.update(
+                MLMODELSCOPE_OPERATOR_AGENT_ASSETS_DIR=str(assets),
+                MLMODELSCOPE_OPERATOR_RUN_AS_USER="2000",
+                MLMODELSCOPE_OPERATOR_AGENT_COMMAND="python,-m,mlmodelscope.cli.main,agent,run",
+            )
+            log = tmp_path / "operator.log"
+            with log.open("wb") as out:
+                process = await asyncio.create_subprocess_exec(
+                    str(cli), "operator", "run", "--server", url, "--namespace", "default",
+                    "--nats-url", "nats://nats.cluster.local:4222", env=environment,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+                try:
+                    jobs = await eventually(lambda: _some_jobs(api), timeout_s=60, what=f"a Job\n{log.read_text()}")
+                finally:
+                    process.terminate()
+                    code = await asyncio.wait_for(process.wait(), timeout=30)
+            await api.close()
+        [job] = jobs
+        pod = job["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["command"] == ["python", "-m", "mlmodelscope.cli.main", "agent", "run"]
+        assert pod["securityContext"]["runAsUser"] == 2000
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["MLMODELSCOPE_NATS_URL"] == "nats://nats.cluster.local:4222"
+        assert json.loads(env["MLMODELSCOPE_RUN_SPEC"])["assets"] == [str(assets)]
+        assert code == 0, log.read_text()
+
+    async def _some_jobs(api: Api) -> list[dict[str, Any]] | None:
+        return await api.list("jobs") or None
+
+    run(scenario())
