@@ -6,15 +6,29 @@ works where the operator distribution is not installed.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
 
+from mlmodelscope.core.errors import MLModelScopeError
+
 operator_app = typer.Typer(
     help="The Kubernetes operator: Evaluation resources become predictor Jobs.", no_args_is_help=True
 )
+
+
+def _operator_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"mlmodelscope.operator.{name}")
+    except ImportError as e:
+        raise MLModelScopeError(
+            f"the operator is not installed here ({e}).",
+            hint="`pip install -e services/operator` (mlmodelscope-operator, with kopf).",
+        ) from e
 
 
 @operator_app.command("run")
@@ -35,10 +49,8 @@ def run(
     import asyncio
     import logging
 
-    from mlmodelscope.operator.main import run_operator
-    from mlmodelscope.operator.settings import OperatorSettings
-
-    settings = OperatorSettings.from_env(
+    run_operator = _operator_module("main").run_operator
+    settings = _operator_module("settings").OperatorSettings.from_env(
         os.environ, namespaces=namespace or None, server=server, nats_url=nats_url, collector_url=collector_url
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -48,7 +60,5 @@ def run(
 @operator_app.command("crds")
 def crds(directory: Annotated[Path, typer.Argument(help="Where to write the CRD YAML files.")] = Path("crds")) -> None:
     """Write the CustomResourceDefinitions generated from the pydantic resources (what crds/ holds)."""
-    from mlmodelscope.operator.crds import generate
-
-    for path in generate(directory):
+    for path in _operator_module("crds").generate(directory):
         typer.echo(str(path))
