@@ -109,13 +109,13 @@ class Reconciler:
         self._jobs: dict[tuple[str, str], JsonObject] = {}
         self._absent: set[tuple[str, str]] = set()
         self._context: contextvars.Context | None = None
+        self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
 
     def adopt_context(self) -> None:
         """Remember the context of a kopf handler: kopf's event queue lives in context variables that it sets only
         for its per-object tasks, and the resync loop's passes post Events too."""
         if self._context is None:
             self._context = contextvars.copy_context()
-        self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
 
     def observe_job(self, namespace: str, name: str, body: JsonObject | None) -> None:
         """Record a Job as the watch reported it (None: deleted). Passes read Jobs from here, as an informer's
