@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.setup-stamp
-PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]' -e services/collector -e services/cli
+PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]' -e services/collector -e services/cli -e services/operator
 # MXNet 1.9.1 needs numpy < 1.24 (TensorFlow needs numpy 2): its agents run in their own environment, named by
 # assets/frameworks/mxnet.yaml (spec.runtime.python).
 MXNET_VENV := .venv-mxnet
@@ -35,8 +35,9 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy -p mlmodelscope.core -p mlmodelscope.agent -p mlmodelscope.collector -p mlmodelscope.cli
-	PYTHONPATH=services/core/src:services/agent/src:services/collector/src:services/cli/src $(BIN)/lint-imports
+	$(BIN)/mypy -p mlmodelscope.core -p mlmodelscope.agent -p mlmodelscope.collector -p mlmodelscope.cli -p mlmodelscope.operator
+	PYTHONPATH=services/core/src:services/agent/src:services/collector/src:services/cli/src:services/operator/src \
+		$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .
@@ -55,6 +56,7 @@ bench: setup
 	$(BIN)/python benchmarks/tracing_overhead.py
 	$(BIN)/python benchmarks/trace_pipeline.py
 	$(BIN)/python benchmarks/predictor_efficiency.py
+	$(BIN)/python benchmarks/operator_scale.py
 
 models: setup
 	$(BIN)/python scripts/build_digits.py

@@ -130,9 +130,11 @@ def test_framework_version_outside_the_constraint(scratch_assets: Path) -> None:
 
 def test_no_artifact_in_a_supported_format(scratch_assets: Path) -> None:
     path = scratch_assets / "frameworks" / "onnxruntime.yaml"
-    _edit(path, lambda d: d["spec"].update({"formats": ["savedmodel"]}))
+    _edit(path, lambda d: d["spec"].update({"formats": ["torch_export"]}))
     registry = load_registry([scratch_assets])
-    with pytest.raises(IncompatibleFrameworkError, match="has artifacts in onnx, torchscript"):
+    with pytest.raises(
+        IncompatibleFrameworkError, match="has artifacts in onnx, torchscript, keras, savedmodel, mxnet"
+    ):
         registry.resolve("digits-cnn", "onnxruntime")
 
 
