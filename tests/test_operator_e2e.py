@@ -117,6 +117,9 @@ def test_examples_run_to_results_with_kubectl_and_the_real_pipeline(tmp_path: Pa
         "lastTransitionTime": "",
     }
     assert (minimal["progress"], minimal["valid"]) == ("1/1", "1/1")
+    regressed = _condition(minimal, "Regressed")  # the collector checked it: no baseline was marked
+    assert (regressed["status"], regressed["reason"]) == ("False", "NoRegression"), regressed
+    assert minimal["runs"][0]["result"]["regression"] == "no baseline"
     [run] = minimal["runs"]
     assert run["name"] == "digits-cnn/onnxruntime/amd64-cpu/b1" and run["state"] == "Succeeded"
     assert run["attempts"] == 1

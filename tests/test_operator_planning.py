@@ -14,8 +14,8 @@ from mlmodelscope.agent.run import RunSpec
 from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.operator import jobs, planning, status
 from mlmodelscope.operator.errors import UnsatisfiableError
-from mlmodelscope.operator.evaluation import EvaluationSpec
-from mlmodelscope.operator.results import CollectedRun, summarize
+from mlmodelscope.operator.evaluation import EvaluationSpec, RunStatus
+from mlmodelscope.operator.results import CollectedRun, summarize, with_regression
 from mlmodelscope.operator.settings import OperatorSettings
 from tests.operator_fixtures import CONTAINERS, REPO
 
@@ -167,10 +167,11 @@ def test_job_states_and_the_evaluation_phase_and_conditions():
     assert [(c.type, c.status, c.reason) for c in running.conditions] == [
         ("Ready", "False", "RunsInProgress"),
         ("ResultValid", "Unknown", "ResultsPending"),
+        ("Regressed", "Unknown", "NotChecked"),
     ]
     finished = status.evaluation_status([done, broken], jobs_exist=True, generation=1, previous=running, now="t1")
     assert finished.phase == "Failed" and finished.last_error == broken.message
-    ready, valid = finished.conditions
+    ready, valid, _ = finished.conditions
     assert (ready.reason, ready.last_transition_time) == ("RunsFailed", "t0")  # still False: time kept
     assert (valid.status, valid.last_transition_time) == ("False", "t1")
 
@@ -190,3 +191,47 @@ def test_an_invalid_verdict_names_the_failed_constraints():
         }
     )
     assert result.valid is False and result.reason == "early_stopping: needs 662 queries, ran 100"
+
+
+def test_the_regressed_condition_carries_the_collectors_regression_checks():
+    document = {"performance": {"verdict": {"valid": True, "constraints": []}, "latency": {"p99_ns": 5_000_000}}}
+    ok = with_regression(summarize(document), {"state": "ok", "verdict": {"reasons": []}})
+    slow = with_regression(
+        summarize(document), {"state": "regressed", "verdict": {"reasons": ["p99 is 1.31x the baseline's"]}}
+    )
+    assert with_regression(summarize(document), {"state": "bogus"}).regression is None
+    assert (slow.regression, slow.regression_reason) == ("regressed", "p99 is 1.31x the baseline's")
+
+    def finished(*results):  # type: ignore[no-untyped-def]
+        runs = [
+            RunStatus.model_validate(
+                {
+                    "name": f"m/f/amd64-cpu/b{i}",
+                    "model": "m",
+                    "framework": "f",
+                    "arch": "amd64",
+                    "accelerator": "cpu",
+                    "batch_size": 1,
+                    "run_id": f"r{i}",
+                    "job_name": f"j{i}",
+                    "state": "Succeeded",
+                    "result": r.model_dump(),
+                }
+            )
+            for i, r in enumerate(results)
+        ]
+        return {
+            c.type: c
+            for c in status.evaluation_status(runs, jobs_exist=True, generation=1, previous=None, now="t").conditions
+        }["Regressed"]
+
+    flagged = finished(ok, slow)
+    assert (flagged.status, flagged.reason) == ("True", "RegressedAgainstBaseline")
+    assert "m/f/amd64-cpu/b1: p99 is 1.31x the baseline's" in flagged.message
+    clean = finished(ok, ok)
+    assert (clean.status, clean.reason, clean.message) == (
+        "False",
+        "NoRegression",
+        "2 of 2 runs compared with a baseline, none regressed",
+    )
+    assert finished(summarize(document)).status == "Unknown"  # the collector had no answer

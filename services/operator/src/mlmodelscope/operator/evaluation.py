@@ -95,6 +95,10 @@ class RunResult(_Strict):
     top1: float | None = None
     valid: bool | None = Field(default=None, description="LoadGen's verdict (performance, else accuracy run).")
     reason: str = Field(default="", description="Why the verdict is INVALID, when it is.")
+    regression: Literal["no baseline", "baseline", "ok", "regressed"] | None = Field(
+        default=None, description="The collector's regression check against the baseline of this run's labels."
+    )
+    regression_reason: str = Field(default="", description="Why the run regressed, when it did.")
 
 
 class RunStatus(_Strict):

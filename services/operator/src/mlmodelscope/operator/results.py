@@ -1,4 +1,4 @@
-"""Run results read from the collector's REST API (``/api/v1/runs/{id}`` and ``.../result``).
+"""Run results read from the collector's REST API (``/api/v1/runs/{id}``, ``.../result``, ``.../regression``).
 
 The operator never computes a figure itself: p50/p90/p99 latency, throughput, top-1 and the verdict are copied
 from the EvaluationResult the agent published and the collector stored. A run the collector does not know yet is
@@ -51,6 +51,15 @@ def summarize(document: dict[str, Any]) -> RunResult:
     )
 
 
+def with_regression(result: RunResult, regression: dict[str, Any]) -> RunResult:
+    """``result`` with the collector's regression check (``GET /api/v1/runs/{id}/regression``) added."""
+    state = regression.get("state")
+    if state not in ("no baseline", "baseline", "ok", "regressed"):
+        return result
+    reasons = (regression.get("verdict") or {}).get("reasons") or []
+    return result.model_copy(update={"regression": state, "regression_reason": "; ".join(map(str, reasons))[:1000]})
+
+
 class CollectorClient:
     def __init__(self, base_url: str, *, timeout_s: float) -> None:
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
@@ -80,4 +89,7 @@ class CollectorClient:
         if status == "succeeded" and detail.get("complete") is not False:
             document = await self._get(f"/api/v1/runs/{run_id}/result")
             result = summarize(document) if document is not None else None
+            regression = await self._get(f"/api/v1/runs/{run_id}/regression") if result is not None else None
+            if result is not None and regression is not None:
+                result = with_regression(result, regression)
         return CollectedRun(status=status, error=str(detail.get("error") or ""), result=result)

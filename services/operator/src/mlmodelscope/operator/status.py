@@ -143,10 +143,32 @@ def evaluation_status(
         runs=list(runs),
         progress=f"{finished}/{len(runs)}",
         valid=f"{len(valid)}/{len(runs)}",
-        conditions=[ready, result_valid],
+        conditions=[ready, result_valid, _regressed(runs, phase, previous, now)],
         observed_generation=generation,
         last_error=last_error or (failed[0].message if failed else ""),
     )
+
+
+def _regressed(runs: Sequence[RunStatus], phase: Phase, previous: EvaluationStatus | None, now: str) -> Condition:
+    """``Regressed``: True when the collector flags any run against its baseline (p99 or throughput)."""
+    checked = [r for r in runs if r.result is not None and r.result.regression is not None]
+    regressed = [r for r in checked if r.result is not None and r.result.regression == "regressed"]
+    if regressed:
+        why = "; ".join(f"{r.name}: {r.result.regression_reason if r.result else ''}" for r in regressed)
+        return _condition(
+            "Regressed", "True", "RegressedAgainstBaseline", f"{len(regressed)} run(s) regressed: {why}", previous, now
+        )
+    if phase in ("Succeeded", "Failed") and checked:
+        compared = sum(1 for r in checked if r.result is not None and r.result.regression == "ok")
+        return _condition(
+            "Regressed",
+            "False",
+            "NoRegression",
+            f"{compared} of {len(runs)} runs compared with a baseline, none regressed",
+            previous,
+            now,
+        )
+    return _condition("Regressed", "Unknown", "NotChecked", "no regression check yet", previous, now)
 
 
 def unsatisfiable_status(
