@@ -60,7 +60,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.errors import EvaluationError
-from mlmodelscope.core.tracing.framework import ModelSpanTimes, clip_into, shift_into
+from mlmodelscope.core.tracing.framework import ModelSpanTimes, framework_span, shift_into
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
@@ -288,7 +288,7 @@ def profile_spans(
 
     out: list[Span] = []
     for call, operators, parent in zip(calls, operators_by_call, model_spans, strict=True):
-        parent_id, parent_start_ns, parent_end_ns = parent
+        _, parent_start_ns, parent_end_ns = parent
         parent_ns = max(parent_end_ns - parent_start_ns, 0)
         call_ns = (call.end_us - call.start_us) * 1000
         scale = parent_ns / call_ns if call_ns > parent_ns else 1.0
@@ -298,18 +298,8 @@ def profile_spans(
         for operator in operators:
             start_ns = call_start_ns + round((operator.start_us - call.start_us) * 1000 * scale)
             end_ns = start_ns + round((operator.end_us - operator.start_us) * 1000 * scale)
-            start_ns, end_ns = clip_into(start_ns, end_ns, parent_start_ns, parent_end_ns)
             out.append(
-                Span(
-                    run_id=tracer.run_id,
-                    span_id=tracer.new_span_id(),
-                    parent_id=parent_id,
-                    name=operator.name[:256],
-                    level=TraceLevel.FRAMEWORK,
-                    start_ns=start_ns,
-                    end_ns=end_ns,
-                    attributes=_attributes(operator.name),
-                )
+                framework_span(tracer, parent, start_ns, end_ns, operator.name[:256], _attributes(operator.name))
             )
     return out
 

@@ -48,7 +48,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlmodelscope.core.errors import EvaluationError
-from mlmodelscope.core.tracing.framework import ModelSpanTimes, clip_into, shift_into
+from mlmodelscope.core.tracing.framework import ModelSpanTimes, framework_span, shift_into
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
@@ -253,34 +253,12 @@ def profile_spans(
 
         parent = (parent_id, parent_start_ns, parent_end_ns)
         run_attributes: dict[str, AttributeValue] = {"kind": "session", "framework": "onnxruntime"}
-        out.append(_child(tracer, parent, run_start_ns, run_start_ns + run_ns, RUN_EVENT, run_attributes))
+        out.append(framework_span(tracer, parent, run_start_ns, run_start_ns + run_ns, RUN_EVENT, run_attributes))
         for node in nodes:
             start_ns = run_start_ns + round((node.ts - run.ts) * 1000 * scale)
             end_ns = start_ns + round(node.dur * 1000 * scale)
-            out.append(_child(tracer, parent, start_ns, end_ns, *_node_naming(node)))
+            out.append(framework_span(tracer, parent, start_ns, end_ns, *_node_naming(node)))
     return out
-
-
-def _child(
-    tracer: Tracer,
-    parent: ModelSpanTimes,
-    start_ns: int,
-    end_ns: int,
-    name: str,
-    attributes: dict[str, AttributeValue],
-) -> Span:
-    parent_id, parent_start_ns, parent_end_ns = parent
-    start_ns, end_ns = clip_into(start_ns, end_ns, parent_start_ns, parent_end_ns)
-    return Span(
-        run_id=tracer.run_id,
-        span_id=tracer.new_span_id(),
-        parent_id=parent_id,
-        name=name,
-        level=TraceLevel.FRAMEWORK,
-        start_ns=start_ns,
-        end_ns=end_ns,
-        attributes=attributes,
-    )
 
 
 def _node_naming(node: OrtEvent) -> tuple[str, dict[str, AttributeValue]]:

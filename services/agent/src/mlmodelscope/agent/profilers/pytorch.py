@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlmodelscope.core.errors import EvaluationError, FrameworkUnavailableError
-from mlmodelscope.core.tracing.framework import ModelSpanTimes, clip_into, shift_into
+from mlmodelscope.core.tracing.framework import ModelSpanTimes, framework_span, shift_into
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
@@ -187,7 +187,7 @@ def profile_spans(profile: TorchProfile, tracer: Tracer, model_spans: Sequence[M
         call_ns = round(call_ns * scale)
         call_start_ns = shift_into(call.start_ns + offset_ns, call_ns, parent_start_ns, parent_end_ns)
         call_attributes: dict[str, AttributeValue] = {"kind": "call", "framework": "pytorch"}
-        out.append(_child(tracer, parent, call_start_ns, call_start_ns + call_ns, call.name, call_attributes))
+        out.append(framework_span(tracer, parent, call_start_ns, call_start_ns + call_ns, call.name, call_attributes))
         open_ends: dict[int, list[int]] = {}
         for event in events:
             stack = open_ends.setdefault(event.thread, [])
@@ -205,27 +205,5 @@ def profile_spans(profile: TorchProfile, tracer: Tracer, model_spans: Sequence[M
                 stack.append(event.end_ns)
             start_ns = call_start_ns + round((event.start_ns - call.start_ns) * scale)
             end_ns = start_ns + round((event.end_ns - event.start_ns) * scale)
-            out.append(_child(tracer, parent, start_ns, end_ns, event.name[:256], attributes))
+            out.append(framework_span(tracer, parent, start_ns, end_ns, event.name[:256], attributes))
     return out
-
-
-def _child(
-    tracer: Tracer,
-    parent: ModelSpanTimes,
-    start_ns: int,
-    end_ns: int,
-    name: str,
-    attributes: dict[str, AttributeValue],
-) -> Span:
-    parent_id, parent_start_ns, parent_end_ns = parent
-    start_ns, end_ns = clip_into(start_ns, end_ns, parent_start_ns, parent_end_ns)
-    return Span(
-        run_id=tracer.run_id,
-        span_id=tracer.new_span_id(),
-        parent_id=parent_id,
-        name=name,
-        level=TraceLevel.FRAMEWORK,
-        start_ns=start_ns,
-        end_ns=end_ns,
-        attributes=attributes,
-    )

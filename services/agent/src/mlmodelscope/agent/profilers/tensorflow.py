@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mlmodelscope.core.errors import EvaluationError, FrameworkUnavailableError
-from mlmodelscope.core.tracing.framework import ModelSpanTimes, clip_into, shift_into
+from mlmodelscope.core.tracing.framework import ModelSpanTimes, framework_span, shift_into
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
@@ -335,7 +335,7 @@ def profile_spans(
             outermost = max(functions, key=lambda f: f.end_ns - f.start_ns)
             attributes: dict[str, AttributeValue] = {"kind": "function", "framework": "tensorflow", "step": call.step}
             start_ns, end_ns = _place(outermost, call, call_start_ns, scale)
-            out.append(_child(tracer, parent, start_ns, end_ns, FUNCTION_EVENT, attributes))
+            out.append(framework_span(tracer, parent, start_ns, end_ns, FUNCTION_EVENT, attributes))
         for op in ops:
             op_attributes: dict[str, AttributeValue] = {
                 "kind": "op",
@@ -345,7 +345,7 @@ def profile_spans(
                 "thread": op.thread,
             }
             start_ns, end_ns = _place(op, call, call_start_ns, scale)
-            out.append(_child(tracer, parent, start_ns, end_ns, op.name[:256], op_attributes))
+            out.append(framework_span(tracer, parent, start_ns, end_ns, op.name[:256], op_attributes))
     return out
 
 
@@ -362,25 +362,3 @@ def _clock_offset_ns(calls: Sequence[TfCall], model_spans: Sequence[ModelSpanTim
     if max(lower) <= min(upper):
         return max(lower)
     return round(statistics.median(lower))
-
-
-def _child(
-    tracer: Tracer,
-    parent: ModelSpanTimes,
-    start_ns: int,
-    end_ns: int,
-    name: str,
-    attributes: dict[str, AttributeValue],
-) -> Span:
-    parent_id, parent_start_ns, parent_end_ns = parent
-    start_ns, end_ns = clip_into(start_ns, end_ns, parent_start_ns, parent_end_ns)
-    return Span(
-        run_id=tracer.run_id,
-        span_id=tracer.new_span_id(),
-        parent_id=parent_id,
-        name=name,
-        level=TraceLevel.FRAMEWORK,
-        start_ns=start_ns,
-        end_ns=end_ns,
-        attributes=attributes,
-    )

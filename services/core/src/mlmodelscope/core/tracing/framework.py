@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from mlmodelscope.core.tracing.spans import Span
+from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
 ModelSpanTimes = tuple[int, int, int]
@@ -71,3 +71,26 @@ def clip_into(start_ns: int, end_ns: int, parent_start_ns: int, parent_end_ns: i
     start = min(max(start_ns, parent_start_ns), parent_end_ns)
     end = min(max(end_ns, start), parent_end_ns)
     return start, end
+
+
+def framework_span(
+    tracer: Tracer,
+    parent: ModelSpanTimes,
+    start_ns: int,
+    end_ns: int,
+    name: str,
+    attributes: dict[str, AttributeValue],
+) -> Span:
+    """A FRAMEWORK-level span under the model span ``parent``, clipped inside it (``clip_into``)."""
+    parent_id, parent_start_ns, parent_end_ns = parent
+    start_ns, end_ns = clip_into(start_ns, end_ns, parent_start_ns, parent_end_ns)
+    return Span(
+        run_id=tracer.run_id,
+        span_id=tracer.new_span_id(),
+        parent_id=parent_id,
+        name=name,
+        level=TraceLevel.FRAMEWORK,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        attributes=attributes,
+    )
