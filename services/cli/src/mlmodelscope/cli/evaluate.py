@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluatio
 from mlmodelscope.core.evaluation.settings import MODES, SCENARIOS, EvaluationSettings, Seeds
 from mlmodelscope.core.evaluation.summary import summarize
 from mlmodelscope.core.manifests.resources import Accelerator
+from mlmodelscope.core.messages import run_id_for
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
@@ -82,11 +82,6 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sorted(sizes)
 
 
-def _run_id(evaluation_id: str, framework: str, batch_size: int | None) -> str:
-    suffix = f"-b{batch_size}" if batch_size is not None else ""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{evaluation_id}-{framework}{suffix}")[:128]
-
-
 def _loadgen_dir(root: Path, framework: str | None, batch_size: int | None) -> Path:
     """LoadGen logs of one run: <output>-loadgen[/<framework>][/batch-<n>]."""
     path = root / framework if framework else root
@@ -100,24 +95,8 @@ def _agent_error(log_path: Path) -> str:
 
 
 def agent_interpreter(context: CliContext, framework: str) -> str:
-    """The Python that runs ``framework``'s agents: its resource's ``spec.runtime.python`` or this one.
-
-    A relative path is relative to the Framework manifest's folder (like artifact URIs), so a checkout's
-    ``.venv-mxnet`` is found wherever the repository lives.
-    """
-    python = context.registry.framework(framework).spec.runtime.python
-    if not python:
-        return sys.executable
-    manifest = context.registry.source_of("Framework", framework)
-    path = Path(python) if Path(python).is_absolute() or "/" not in python else manifest.parent / python
-    resolved = shutil.which(str(path)) if "/" not in python else (str(path) if os.access(path, os.X_OK) else None)
-    if resolved is None:
-        raise EvaluationError(
-            f"framework '{framework}' runs in the interpreter {path} (spec.runtime.python in {manifest}), "
-            "which does not exist or is not executable.",
-            hint="Run `make setup` (it creates the framework environments), or fix spec.runtime.python.",
-        )
-    return resolved
+    """The Python that runs ``framework``'s agents (the Framework's ``spec.runtime.python``, or this one)."""
+    return context.registry.agent_interpreter(framework, sys.executable)
 
 
 def _start_agent(context: CliContext, spec: RunSpec, data: DataDir) -> tuple[subprocess.Popen[bytes], Path]:
@@ -280,7 +259,7 @@ def evaluate(
     loadgen_dir = output.parent / f"{output.stem}-loadgen"
     specs = [
         RunSpec(
-            run_id=_run_id(evaluation_id, name, size if sweep else None),
+            run_id=run_id_for(evaluation_id, name, size if sweep else None),
             evaluation_id=evaluation_id,
             model=model,
             framework=name,

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -32,6 +30,7 @@ from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.registry import Registry
+from mlmodelscope.core.messages import run_id_for
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 log = logging.getLogger(__name__)
@@ -57,28 +56,6 @@ class AgentRunSpec(BaseModel):
     assets: list[str]
     cache_dir: str
     output_dir: str
-
-
-def run_id_for(evaluation_id: str, framework: str, batch_size: int | None) -> str:
-    suffix = f"-b{batch_size}" if batch_size is not None else ""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{evaluation_id}-{framework}{suffix}")[:128]
-
-
-def interpreter(registry: Registry, framework: str, default: str) -> str:
-    """The Framework's ``spec.runtime.python`` (relative to its manifest's folder), or ``default``."""
-    python = registry.framework(framework).spec.runtime.python
-    if not python:
-        return default
-    manifest = registry.source_of("Framework", framework)
-    path = Path(python) if Path(python).is_absolute() or "/" not in python else manifest.parent / python
-    resolved = shutil.which(str(path)) if "/" not in python else (str(path) if os.access(path, os.X_OK) else None)
-    if resolved is None:
-        raise LaunchError(
-            f"framework '{framework}' runs in the interpreter {path} (spec.runtime.python in {manifest}), which does "
-            "not exist or is not executable",
-            hint="Run `make setup`, or fix spec.runtime.python.",
-        )
-    return resolved
 
 
 class LocalLauncher:
@@ -168,7 +145,7 @@ class LocalLauncher:
         run_dir.mkdir(parents=True, exist_ok=True)
         spec_path = run_dir / "spec.json"
         spec_path.write_text(spec.model_dump_json(indent=2), encoding="utf-8")
-        python = interpreter(registry, spec.framework, self.settings.launch_python or sys.executable)
+        python = registry.agent_interpreter(spec.framework, self.settings.launch_python or sys.executable)
         return [python, "-m", "mlmodelscope.agent", "--spec", str(spec_path)]
 
     def _run_all(self, commands: list[tuple[AgentRunSpec, list[str]]], parallel: int) -> None:

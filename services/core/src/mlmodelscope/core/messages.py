@@ -10,6 +10,7 @@ Subjects: ``mlmodelscope.runs.<run_id>.<kind>`` in the stream ``MLMODELSCOPE`` (
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,12 @@ MAX_MESSAGE_BYTES = 512 * 1024
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 RunId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def run_id_for(evaluation_id: str, framework: str, batch_size: int | None = None) -> str:
+    """The run id of one framework (and batch size, in a sweep) of an evaluation: safe in NATS subjects."""
+    suffix = f"-b{batch_size}" if batch_size is not None else ""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{evaluation_id}-{framework}{suffix}")[:128]
 
 
 class _Frozen(BaseModel):

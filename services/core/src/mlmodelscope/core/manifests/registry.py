@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,26 @@ class Registry:
     def source_of(self, kind: str, name: str) -> Path:
         table = {"Model": self.models, "Framework": self.frameworks, "Dataset": self.datasets}[kind]
         return table[name].path
+
+    def agent_interpreter(self, framework: str, default: str) -> str:
+        """The Python that runs ``framework``'s agents: its ``spec.runtime.python`` or ``default``.
+
+        A relative path is relative to the Framework manifest's folder (like artifact URIs), so a checkout's
+        ``.venv-mxnet`` is found wherever the repository lives; a bare name is looked up on PATH.
+        """
+        python = self.framework(framework).spec.runtime.python
+        if not python:
+            return default
+        manifest = self.source_of("Framework", framework)
+        path = Path(python) if Path(python).is_absolute() or "/" not in python else manifest.parent / python
+        resolved = shutil.which(str(path)) if "/" not in python else (str(path) if os.access(path, os.X_OK) else None)
+        if resolved is None:
+            raise ManifestError(
+                f"framework '{framework}' runs in the interpreter {path} (spec.runtime.python in {manifest}), "
+                "which does not exist or is not executable.",
+                hint="Run `make setup` (it creates the framework environments), or fix spec.runtime.python.",
+            )
+        return resolved
 
     def resolve(self, model_name: str, framework_name: str) -> Resolution:
         """Check that the framework can run the model and choose the artifact."""
