@@ -69,7 +69,7 @@ def _bare_pytorch(path: Path, threads: int) -> Loop:
     return loop
 
 
-def _bare_tensorflow(path: Path, threads: int) -> Loop:
+def _bare_tensorflow(path: Path, _threads: int) -> Loop:  # threads: _configure_threads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -81,7 +81,7 @@ def _bare_tensorflow(path: Path, threads: int) -> Loop:
     return lambda x: serve(x).numpy()
 
 
-def _bare_mxnet(path: Path, threads: int) -> Loop:
+def _bare_mxnet(path: Path, _threads: int) -> Loop:  # threads: _configure_threads
     import mxnet as mx
 
     symbol = next(path.glob("*-symbol.json"))
