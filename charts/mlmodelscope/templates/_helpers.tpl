@@ -1,0 +1,108 @@
+{{/* Names, labels and shared fragments of the MLModelScope chart. */}}
+
+{{- define "mlmodelscope.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlmodelscope.component" -}}
+{{- printf "%s-%s" (include "mlmodelscope.fullname" .root) .name -}}
+{{- end -}}
+
+{{- define "mlmodelscope.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{- define "mlmodelscope.labels" -}}
+{{ include "mlmodelscope.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: mlmodelscope
+{{- end -}}
+
+{{/* The image of a component: its full override, else registry/<name>:<tag or appVersion>. */}}
+{{- define "mlmodelscope.image" -}}
+{{- if .override -}}
+{{- .override -}}
+{{- else -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry .name (default .root.Chart.AppVersion .root.Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlmodelscope.natsUrl" -}}
+{{- if .Values.nats.enabled -}}
+{{- printf "nats://%s.%s.svc:4222" (include "mlmodelscope.component" (dict "root" . "name" "nats")) .Release.Namespace -}}
+{{- else -}}
+{{- required "nats.externalUrl is required when nats.enabled is false" .Values.nats.externalUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlmodelscope.collectorUrl" -}}
+{{- printf "http://%s.%s.svc:%d" (include "mlmodelscope.component" (dict "root" . "name" "collector")) .Release.Namespace (int .Values.collector.port) -}}
+{{- end -}}
+
+{{/* Pod-level security context: non-root, RuntimeDefault seccomp. */}}
+{{- define "mlmodelscope.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.podSecurity.runAsUser }}
+runAsGroup: {{ .Values.podSecurity.runAsUser }}
+fsGroup: {{ .Values.podSecurity.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container-level security context: read-only root, no escalation, every capability dropped. */}}
+{{- define "mlmodelscope.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{- define "mlmodelscope.volumeClaim" -}}
+{{- if .persistence.enabled }}
+persistentVolumeClaim:
+  claimName: {{ .claim }}
+{{- else }}
+emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{/* Namespaces where Evaluations run and their Jobs live: the watched ones, else the release namespace. */}}
+{{- define "mlmodelscope.evaluationNamespaces" -}}
+{{- if .Values.operator.watchNamespaces -}}
+{{- toJson (uniq .Values.operator.watchNamespaces) -}}
+{{- else -}}
+{{- toJson (list .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MLMODELSCOPE_S3_* of the object store (bundled MinIO or external), for s3:// artifact URIs. */}}
+{{- define "mlmodelscope.s3Env" -}}
+{{- $os := .Values.objectStore -}}
+{{- if $os.minio.enabled -}}
+{{- $secret := default (include "mlmodelscope.component" (dict "root" . "name" "minio")) $os.minio.existingSecret -}}
+- {name: MLMODELSCOPE_S3_ENDPOINT, value: {{ printf "%s:9000" (include "mlmodelscope.component" (dict "root" . "name" "minio")) | quote }}}
+- {name: MLMODELSCOPE_S3_SECURE, value: "false"}
+- name: MLMODELSCOPE_S3_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ $secret }}, key: accessKey}}
+- name: MLMODELSCOPE_S3_SECRET_KEY
+  valueFrom: {secretKeyRef: {name: {{ $secret }}, key: secretKey}}
+{{- else if $os.external.endpoint -}}
+- {name: MLMODELSCOPE_S3_ENDPOINT, value: {{ $os.external.endpoint | quote }}}
+- {name: MLMODELSCOPE_S3_SECURE, value: {{ $os.external.secure | quote }}}
+{{- if $os.external.existingSecret }}
+- name: MLMODELSCOPE_S3_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ $os.external.existingSecret }}, key: accessKey}}
+- name: MLMODELSCOPE_S3_SECRET_KEY
+  valueFrom: {secretKeyRef: {name: {{ $os.external.existingSecret }}, key: secretKey}}
+{{- end }}
+{{- end -}}
+{{- end -}}
