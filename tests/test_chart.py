@@ -310,3 +310,15 @@ def test_agents_may_reach_only_nats_and_dns(full_render: list[dict[str, Any]]) -
         assert nats_rule["ports"] == [{"protocol": "TCP", "port": 4222}]
         assert nats_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "nats"
         assert {p["port"] for p in dns_rule["ports"]} == {53}
+
+
+def test_external_nats(helm_home: Path) -> None:
+    missing = helm("template", "rel", str(CHART), "--set", "nats.enabled=false", home=helm_home, check=False)
+    assert missing.returncode != 0 and "nats.externalUrl is required" in missing.stderr
+    documents = render(helm_home, "--set", "nats.enabled=false", "--set", "nats.externalUrl=nats://nats.example:4222")
+    assert not [d for d in documents if d["metadata"]["name"].endswith("-nats")]
+    deployment = next(d for d in by_kind(documents, "Deployment") if d["metadata"]["name"].endswith("operator"))
+    env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLMODELSCOPE_OPERATOR_NATS_URL"] == "nats://nats.example:4222"
+    (policy,) = by_kind(documents, "NetworkPolicy")
+    assert policy["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 4222}]
