@@ -36,6 +36,16 @@ def default_render(helm_home: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
+def production_render(helm_home: Path) -> list[dict[str, Any]]:
+    return render(helm_home, "-f", str(CHART / "ci" / "production-values.yaml"), "--api-versions", SERVICE_MONITOR_API)
+
+
+@pytest.fixture(scope="module")
+def sqlite_render(helm_home: Path) -> list[dict[str, Any]]:
+    return render(helm_home, "-f", str(CHART / "ci" / "sqlite-values.yaml"))
+
+
+@pytest.fixture(scope="module")
 def full_render(helm_home: Path) -> list[dict[str, Any]]:
     return render(helm_home, "-f", str(ALL_VALUES), "--api-versions", SERVICE_MONITOR_API)
 
@@ -46,13 +56,17 @@ def _validate_builtin(document: dict[str, Any]) -> None:
     kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(ALL_VALUES)]], ids=["default", "all-enabled"])
+@pytest.mark.parametrize(
+    "values",
+    [[], *(["-f", str(p)] for p in sorted((CHART / "ci").glob("*.yaml")))],
+    ids=["default", *(p.stem for p in sorted((CHART / "ci").glob("*.yaml")))],
+)
 def test_helm_lint_strict(helm_home: Path, values: list[str]) -> None:
     result = helm("lint", "--strict", str(CHART), *values, home=helm_home)
     assert "0 chart(s) failed" in result.stdout
 
 
-@pytest.mark.parametrize("which", ["default_render", "full_render"])
+@pytest.mark.parametrize("which", ["default_render", "full_render", "production_render", "sqlite_render"])
 def test_every_object_validates(which: str, request: pytest.FixtureRequest) -> None:
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed (.venv: pip install)")
     documents: list[dict[str, Any]] = request.getfixturevalue(which)
@@ -198,7 +212,7 @@ def _pods(documents: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in documents if d["kind"] in WORKLOAD_KINDS]
 
 
-@pytest.mark.parametrize("which", ["default_render", "full_render"])
+@pytest.mark.parametrize("which", ["default_render", "full_render", "production_render", "sqlite_render"])
 def test_pod_security(which: str, request: pytest.FixtureRequest) -> None:
     pods = _pods(request.getfixturevalue(which))
     assert pods
@@ -322,3 +336,23 @@ def test_external_nats(helm_home: Path) -> None:
     assert env["MLMODELSCOPE_OPERATOR_NATS_URL"] == "nats://nats.example:4222"
     (policy,) = by_kind(documents, "NetworkPolicy")
     assert policy["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 4222}]
+
+
+def test_production_and_sqlite_shapes(
+    production_render: list[dict[str, Any]], sqlite_render: list[dict[str, Any]]
+) -> None:
+    collector = next(d for d in by_kind(production_render, "Deployment") if d["metadata"]["name"].endswith("collector"))
+    assert collector["spec"]["replicas"] == 2
+    env = {e["name"]: e for e in collector["spec"]["template"]["spec"]["containers"][0]["env"]}
+    database = env["MLMODELSCOPE_COLLECTOR_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert database == {"name": "mlmodelscope-database", "key": "url"}
+    assert env["MLMODELSCOPE_S3_ENDPOINT"]["value"] == "s3.example.com:443"
+    assert env["MLMODELSCOPE_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "mlmodelscope-s3"
+    assert not by_kind(production_render, "Secret"), "no generated secret in production"
+    # SQLite: one replica that owns a persistent volume, Recreate so two never write the file at once.
+    collector = next(d for d in by_kind(sqlite_render, "Deployment") if d["metadata"]["name"].endswith("collector"))
+    assert collector["spec"]["replicas"] == 1 and collector["spec"]["strategy"]["type"] == "Recreate"
+    (claim,) = by_kind(sqlite_render, "PersistentVolumeClaim")
+    volumes = collector["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in volumes
+    assert not by_kind(sqlite_render, "NetworkPolicy") and not by_kind(sqlite_render, "Framework")
