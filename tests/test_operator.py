@@ -124,6 +124,8 @@ def _assert_job(job: dict[str, Any], key: str, uid: str) -> None:
     assert pod["restartPolicy"] == "Never"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True  # writable: the work and /tmp emptyDirs
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp"}
     suffix = "-cuda" if accelerator == "gpu" else ""
     assert container["image"] == f"ghcr.io/mlmodelscope/agent-{framework}:0.1.0{suffix}"
     resources = container["resources"]

@@ -108,16 +108,23 @@ def build_job(
                     {"name": "MLMODELSCOPE_RUN_ID", "value": run.run_id},
                     {"name": "MLMODELSCOPE_EVALUATION", "value": f"{namespace}/{evaluation}"},
                     {"name": "MLMODELSCOPE_CACHE_DIR", "value": f"{settings.agent_work_dir}/cache"},
+                    # The root filesystem is read-only: frameworks that write config or scratch files under $HOME
+                    # (Keras) or the temp folder get the /tmp emptyDir.
+                    {"name": "HOME", "value": "/tmp"},
                 ],
                 "resources": _resources(run, spec),
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
                     "capabilities": {"drop": ["ALL"]},
                 },
-                "volumeMounts": [{"name": "work", "mountPath": settings.agent_work_dir}],
+                "volumeMounts": [
+                    {"name": "work", "mountPath": settings.agent_work_dir},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
             }
         ],
-        "volumes": [{"name": "work", "emptyDir": {}}],
+        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
     }
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
