@@ -27,6 +27,7 @@ from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
 from tests.conftest import ASSETS, REPO
+from tests.digits_exports import torch_export_digits
 
 RUNTIME_VARIABLE = "MLMODELSCOPE_SUITE_RUNTIME"
 MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
@@ -78,33 +79,8 @@ def artifacts(model: Model, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         fetch = store.fetch_and_extract if artifact.archive else store.fetch
         paths[artifact.format] = fetch(artifact.uri, artifact.sha256, base_dir=ASSETS / "models")
     if RUNTIME == "main":
-        paths["torch_export"] = _torch_export(paths["torchscript"], tmp_path_factory.mktemp("export"))
+        paths["torch_export"] = torch_export_digits(tmp_path_factory.mktemp("export") / "digits.pt2")
     return paths
-
-
-def _torch_export(torchscript: Path, folder: Path) -> Path:
-    """The digits weights as a torch.export program with a dynamic batch axis."""
-    import torch
-
-    with pytest.warns(DeprecationWarning):  # torch announces TorchScript's deprecation on load
-        scripted = torch.jit.load(str(torchscript))
-    network = torch.nn.Sequential(  # scripts/build_digits.py: build_model
-        torch.nn.Conv2d(1, 16, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2, 2),
-        torch.nn.Conv2d(16, 32, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(32, 10),
-    )
-    network.load_state_dict(scripted.state_dict())
-    network.eval()
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.export.export(network, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({0: batch},))
-    path = folder / "digits.pt2"
-    torch.export.save(program, str(path))
-    return path
 
 
 @pytest.fixture(params=CASES, ids=str)
@@ -132,7 +108,7 @@ def test_discovery_and_version(case: Case) -> None:
     assert version and version[0].isdigit() and "+" not in version
 
 
-@pytest.mark.parametrize("batch", [1, 2, 7, 16])
+@pytest.mark.parametrize("batch", [1, 2, 7, 64])
 def test_every_batch_size_gets_the_declared_shape_and_dtype(loaded: Predictor, batch: int) -> None:
     x = np.random.default_rng(batch).random((batch, 1, 8, 8), dtype=np.float32)
     outputs = loaded.predict([x])
