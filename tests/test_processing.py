@@ -6,6 +6,7 @@ transpose), not with the functions under test, so a wrong offset, channel order 
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -70,8 +71,9 @@ def _reference_resized(path: Path, mode: str, resample: Image.Resampling) -> np.
 
 
 def _reference_center_crop(array: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
-    top = (array.shape[0] - crop_h) // 2
-    left = (array.shape[1] - crop_w) // 2
+    """torchvision's CenterCrop: offsets int(round((H - h) / 2.0)) and int(round((W - w) / 2.0))."""
+    top = round((array.shape[0] - crop_h) / 2.0)
+    left = round((array.shape[1] - crop_w) / 2.0)
     return array[top : top + crop_h, left : left + crop_w]
 
 
@@ -128,13 +130,50 @@ def test_nearest_pipeline() -> None:
 
 @pytest.mark.parametrize("name", PHOTOS)
 def test_crop_ratio_pipeline(name: str) -> None:
+    """ratio 0.875 after Resize(256) is the square 224 x 224 crop (timm's crop_pct), not 224 x 335."""
     steps = _imagenet()
     steps[2] = PreprocessStep.model_validate({"crop": {"ratio": 0.875}})
     out = Preprocessor(steps)(_photo(name))
     resized = _reference_resized(IMAGES / name, "RGB", Image.Resampling.BILINEAR)
-    crop_h, crop_w = round(256 * 0.875), round(383 * 0.875)  # 224, 335
-    expected = _reference_normalize_chw(_reference_center_crop(resized, crop_h, crop_w), MEAN, STD)
-    assert out.shape == (3, 224, 335)
+    expected = _reference_normalize_chw(_reference_center_crop(resized, 224, 224), MEAN, STD)
+    assert out.shape == (3, 224, 224)
+    assert np.abs(out - expected).max() <= 1e-5
+    by_size = Preprocessor(_imagenet())(_photo(name))
+    assert np.array_equal(out, by_size)
+
+
+def _torchvision_resize_center_crop(img: Image.Image, resize: int, crop: int) -> np.ndarray:
+    """Resize(resize) + CenterCrop(crop) on a PIL image, written from torchvision's documented semantics.
+
+    Resize(n): the shorter side becomes n, the longer int(n * long / short), PIL bilinear. CenterCrop(c): top and
+    left are int(round((H - c) / 2.0)) and int(round((W - c) / 2.0)).
+    """
+    width, height = img.size
+    if width <= height:
+        new_w, new_h = resize, int(resize * height / width)
+    else:
+        new_h, new_w = resize, int(resize * width / height)
+    resized = np.asarray(img.resize((new_w, new_h), Image.Resampling.BILINEAR))
+    top = round((new_h - crop) / 2.0)
+    left = round((new_w - crop) / 2.0)
+    return resized[top : top + crop, left : left + crop]
+
+
+# (width, height): wide, tall, square, odd sizes, an upscale, and margins of every residue mod 4.
+ASPECTS = [(640, 427), (427, 640), (300, 300), (301, 457), (999, 263), (181, 97), (257, 256), (259, 517)]
+
+
+@pytest.mark.parametrize(("width", "height"), ASPECTS, ids=[f"{w}x{h}" for w, h in ASPECTS])
+@pytest.mark.parametrize("crop", [{"size": [224, 224]}, {"ratio": 0.875}], ids=["size", "ratio"])
+def test_pipeline_equals_torchvision_resize_center_crop(width: int, height: int, crop: dict[str, object]) -> None:
+    source = Image.open(IMAGES / "china.jpg").convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    encoded = io.BytesIO()
+    source.save(encoded, format="PNG")  # lossless, so the pipeline decodes exactly `source`
+    steps = _imagenet()
+    steps[2] = PreprocessStep.model_validate({"crop": {"method": "center", **crop}})
+    out = Preprocessor(steps)(encoded.getvalue())
+    expected = _reference_normalize_chw(_torchvision_resize_center_crop(source, 256, 224), MEAN, STD)
+    assert out.shape == expected.shape == (3, 224, 224)
     assert np.abs(out - expected).max() <= 1e-5
 
 

@@ -101,16 +101,20 @@ def crop_image(
     ratio: float | None = None,
     method: Literal["center", "top_left"] = "center",
 ) -> Array:
-    """Cut an (h, w) window from an (H, W, ...) image: a fixed ``size`` or ``ratio`` of each side (rounded).
+    """Cut an (h, w) window from an (H, W, ...) image: a fixed ``size``, or a square ``ratio`` of the shorter side.
 
-    ``center`` puts the window at ((H - h) // 2, (W - w) // 2), ``top_left`` at (0, 0). Returns a view.
+    ``ratio`` gives a square window of side ``round(min(H, W) * ratio)`` (at least 1): after a shorter-side
+    resize to 256, ratio 0.875 cuts 224 x 224, as timm's ``crop_pct`` and torchvision's reference scripts mean.
+    ``center`` puts the window where torchvision's ``CenterCrop`` does, at
+    (``int(round((H - h) / 2))``, ``int(round((W - w) / 2))``) with Python's round half to even; ``top_left`` at
+    (0, 0). Returns a view.
     """
     _as_hwc(image, "crop")
     height, width = image.shape[:2]
     if size is not None:
         crop_h, crop_w = size
     elif ratio is not None:
-        crop_h, crop_w = round(height * ratio), round(width * ratio)
+        crop_h = crop_w = max(1, round(min(height, width) * ratio))
     else:
         raise ProcessingError("crop needs a size or a ratio; got neither.", hint="Set crop.size or crop.ratio.")
     if crop_h < 1 or crop_w < 1 or crop_h > height or crop_w > width:
@@ -119,8 +123,19 @@ def crop_image(
             hint="Resize before cropping (resize with keep_aspect_ratio: true to at least the crop size), "
             "or make the crop smaller.",
         )
-    top, left = ((height - crop_h) // 2, (width - crop_w) // 2) if method == "center" else (0, 0)
+    if method == "center":
+        top, left = center_offset(height, crop_h), center_offset(width, crop_w)
+    else:
+        top, left = 0, 0
     return image[top : top + crop_h, left : left + crop_w]
+
+
+def center_offset(length: int, window: int) -> int:
+    """Where a centred ``window`` starts along a side of ``length``: torchvision's ``int(round((L - w) / 2))``.
+
+    Python's round goes half to even, so an odd margin of 159 starts at 80 (79.5 rounds up) and one of 1 at 0.
+    """
+    return round((length - window) / 2)
 
 
 def convert_color(image: Array, source: ColorMode, target: ColorMode) -> Array:

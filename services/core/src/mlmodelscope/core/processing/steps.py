@@ -83,14 +83,20 @@ class CropStep(_Strict):
 
     method: Literal["center", "top_left"] = Field(
         default="center",
-        description="center: offsets ((H - h) // 2, (W - w) // 2); top_left: offsets (0, 0).",
+        description=(
+            "center: offsets (int(round((H - h) / 2)), int(round((W - w) / 2))), round half to even, as "
+            "torchvision's CenterCrop; top_left: offsets (0, 0)."
+        ),
     )
     size: Size | None = Field(default=None, description="Window [height, width] in pixels.")
     ratio: float | None = Field(
         default=None,
         gt=0,
         le=1,
-        description="Window as a fraction of each side: h = round(H * ratio), w = round(W * ratio) (e.g. 0.875).",
+        description=(
+            "A square window of side round(min(H, W) * ratio): after a shorter-side resize to 256, 0.875 cuts "
+            "224 x 224 (timm's crop_pct)."
+        ),
     )
 
     @model_validator(mode="after")
