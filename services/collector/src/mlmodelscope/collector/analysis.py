@@ -35,6 +35,8 @@ from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
 log = logging.getLogger(__name__)
 MAX_COMPARED_RUNS = 8
+# Levels below the chosen model spans a timeline reads (framework calls, their operators, and below).
+TIMELINE_DESCENDANT_LEVELS = 4
 
 
 def run_row(connection: Connection, run_id: str) -> dict[str, Any]:
@@ -115,18 +117,23 @@ def timeline_spans(connection: Connection, run_id: str, queries: int) -> tuple[i
     if run_spans:
         statement = statement.where(spans.c.parent_id.in_(run_spans))
     chosen = [_span(row) for row in connection.execute(statement.order_by(spans.c.start_ns).limit(queries))]
-    found = phases + chosen
+    found = {s.span_id: s for s in phases + chosen}
     parents = [s.span_id for s in chosen]
-    for _depth in range(4):
+    for _depth in range(TIMELINE_DESCENDANT_LEVELS):
         if not parents:
             break
+        # A span already found (a parent link looping back) is not read again: every round reads new spans only.
         children = [
-            _span(row)
-            for row in connection.execute(select(spans).where(spans.c.run_id == run_id, spans.c.parent_id.in_(parents)))
+            span
+            for span in map(
+                _span,
+                connection.execute(select(spans).where(spans.c.run_id == run_id, spans.c.parent_id.in_(parents))),
+            )
+            if span.span_id not in found
         ]
-        found += children
+        found.update((s.span_id, s) for s in children)
         parents = [s.span_id for s in children]
-    return total, found
+    return total, list(found.values())
 
 
 def run_timeline(connection: Connection, run_id: str, *, queries: int) -> Timeline:

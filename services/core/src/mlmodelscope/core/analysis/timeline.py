@@ -4,6 +4,7 @@ of the performance run with the operators they ran.
 A run traced at FRAMEWORK level has tens of thousands of spans; a page shows two views instead of all of them:
 ``phases`` (every APPLICATION span, the whole run) and ``window`` (the first ``queries`` MODEL-level spans of the
 performance run, or of any run phase, with their descendants). Times are relative to the first span shown, in ns.
+Parent links come from agents and may loop; both views walk a ``SpanForest`` (cycles broken, said in ``notes``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.analysis.layers import is_layer
+from mlmodelscope.core.analysis.span_tree import SpanForest
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
 DEFAULT_WINDOW_QUERIES = 8
@@ -43,19 +45,15 @@ class Timeline(BaseModel):
     phases: TimelineView
     window: TimelineView
     window_queries: int
+    notes: list[str] = Field(
+        default_factory=list, description="What the views could not show as recorded (e.g. cycles in parent links)."
+    )
 
 
 def _depths(spans: Sequence[Span]) -> dict[int, int]:
     """Nesting depth of each span; operators get a lane below the framework's whole call (their sibling)."""
-    parents = {s.span_id: s.parent_id for s in spans}
-    depths: dict[int, int] = {}
-    for span in spans:
-        depth, parent = 0, span.parent_id
-        while parent in parents and depth < 32:
-            depth += 1
-            parent = parents[parent]
-        depths[span.span_id] = depth + (1 if is_layer(span) else 0)
-    return depths
+    nesting = SpanForest.of(spans).depths()
+    return {span.span_id: nesting[span.span_id] + (1 if is_layer(span) else 0) for span in spans}
 
 
 def _view(spans: Sequence[Span]) -> TimelineView:
@@ -91,14 +89,13 @@ def timeline(spans: Sequence[Span], queries: int = DEFAULT_WINDOW_QUERIES) -> Ti
         (s for s in spans if s.level == TraceLevel.MODEL and (not run_ids or s.parent_id in run_ids)),
         key=lambda s: s.start_ns,
     )[:queries]
-    chosen = {s.span_id for s in model}
-    children: dict[int, list[Span]] = {}
-    for span in spans:
-        children.setdefault(span.parent_id, []).append(span)
-    stack = list(chosen)
-    window: list[Span] = []
-    while stack:
-        span_id = stack.pop()
-        window.append(by_name[span_id])
-        stack.extend(child.span_id for child in children.get(span_id, []))
-    return Timeline(span_count=len(spans), phases=_view(phases), window=_view(window), window_queries=len(model))
+    forest = SpanForest.of(by_name.values())
+    window = [by_name[span_id] for span_id in forest.descendants([s.span_id for s in model])]
+    note = forest.cycle_note()
+    return Timeline(
+        span_count=len(spans),
+        phases=_view(phases),
+        window=_view(window),
+        window_queries=len(model),
+        notes=[note] if note else [],
+    )
