@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mlmodelscope.core.artifacts import ArtifactStore, S3Settings, safe_extract, sha256_of_file
+from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings, safe_extract, sha256_of_file
 from mlmodelscope.core.artifacts import archive as archive_module
 from mlmodelscope.core.artifacts.digests import HashingWriter
 from mlmodelscope.core.errors import (
@@ -58,7 +58,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(cache_dir: Path) -> ArtifactStore:
-    return ArtifactStore(cache_dir, http_timeout_s=5.0)
+    return ArtifactStore(cache_dir, downloads=DownloadSettings(read_timeout_s=5.0, backoff_s=0.01))
 
 
 # --- settings --------------------------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ def silent_port() -> Iterator[int]:
 
 
 def test_http_server_that_never_answers_times_out(silent_port: int, cache_dir: Path) -> None:
-    store = ArtifactStore(cache_dir, http_timeout_s=0.5)
+    store = ArtifactStore(cache_dir, downloads=DownloadSettings(read_timeout_s=0.5, attempts=1))
     start = time.monotonic()
     with pytest.raises(StoreUnreachableError, match=r"did not answer within 0\.5 s"):
         store.fetch(f"http://127.0.0.1:{silent_port}/model.onnx", None)
@@ -688,7 +688,9 @@ def test_s3_missing_object_or_bucket(
 
 
 def test_s3_endpoint_that_never_answers_times_out(silent_port: int, cache_dir: Path) -> None:
-    store = ArtifactStore(cache_dir, s3=S3Settings(endpoint=f"127.0.0.1:{silent_port}"), http_timeout_s=0.5)
+    store = ArtifactStore(
+        cache_dir, s3=S3Settings(endpoint=f"127.0.0.1:{silent_port}"), downloads=DownloadSettings(read_timeout_s=0.5)
+    )
     start = time.monotonic()
     with pytest.raises(StoreUnreachableError, match=re.escape(f"127.0.0.1:{silent_port}")):
         store.fetch("s3://models/model.onnx", None)

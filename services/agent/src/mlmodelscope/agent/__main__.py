@@ -15,6 +15,8 @@ from pathlib import Path
 from mlmodelscope.agent.run import read_run_spec, run_agent
 from mlmodelscope.core.errors import MLModelScopeError
 
+EXIT_INTERRUPTED = 130  # the shell's 128 + SIGINT
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlmodelscope.agent", description=__doc__.splitlines()[0])
@@ -26,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     except MLModelScopeError as e:
         sys.stderr.write(f"error: {e}\n")
         return 1
-    code, result, error = run_agent(spec)
+    try:
+        code, result, error = run_agent(spec)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: one line, no traceback
+        sys.stderr.write("interrupted: the run was stopped (Ctrl-C)\n")
+        return EXIT_INTERRUPTED
     if args.output is not None and result is not None:
         result.write(args.output)
     if error:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlmodelscope.core.artifacts import ArtifactStore, S3Settings
+from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.manifests.registry import ASSETS_ENV, Registry, asset_roots, load_registry
 
@@ -45,5 +45,7 @@ def build_context(
             hint="Run from the repository root, or pass --assets PATH (a folder with models/, frameworks/, datasets/).",
         )
     registry = load_registry(roots)
-    store = ArtifactStore(cache_dir or default_cache_dir(env), s3=S3Settings.from_env(env))
+    store = ArtifactStore(
+        cache_dir or default_cache_dir(env), s3=S3Settings.from_env(env), downloads=DownloadSettings.from_env(env)
+    )
     return CliContext(registry=registry, store=store, asset_roots=[root.resolve() for root in roots])

@@ -53,5 +53,12 @@ class HashingWriter:
         self._digest.update(chunk)
         self.size_bytes += len(chunk)
 
+    def reset(self) -> None:
+        """Forget everything written so far and empty the file, for a download that starts again."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._digest = hashlib.sha256()
+        self.size_bytes = 0
+
     def hexdigest(self) -> str:
         return self._digest.hexdigest()

@@ -1,7 +1,9 @@
-"""Connection settings for the S3-compatible object store that holds model and dataset artifacts.
+"""Settings of the artifact store's sources: the S3-compatible object store, and how long and how often a
+download may try (timeouts, the overall deadline, retries with exponential backoff).
 
 Kept apart from the store so that the CLI, the agent and the operator build the same settings from their own
-environment (``S3Settings.from_env``) without the store ever reading ``os.environ`` itself.
+environment (``S3Settings.from_env``, ``DownloadSettings.from_env``) without the store ever reading
+``os.environ`` itself. They belong to the machine that downloads, not to a Framework or Model resource.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ ACCESS_KEY_ENV = "MLMODELSCOPE_S3_ACCESS_KEY"
 SECRET_KEY_ENV = "MLMODELSCOPE_S3_SECRET_KEY"
 SECURE_ENV = "MLMODELSCOPE_S3_SECURE"
 REGION_ENV = "MLMODELSCOPE_S3_REGION"
+
+CONNECT_TIMEOUT_ENV = "MLMODELSCOPE_DOWNLOAD_CONNECT_TIMEOUT_S"
+READ_TIMEOUT_ENV = "MLMODELSCOPE_DOWNLOAD_READ_TIMEOUT_S"
+DEADLINE_ENV = "MLMODELSCOPE_DOWNLOAD_DEADLINE_S"
+ATTEMPTS_ENV = "MLMODELSCOPE_DOWNLOAD_ATTEMPTS"
+BACKOFF_ENV = "MLMODELSCOPE_DOWNLOAD_BACKOFF_S"
+MAX_BACKOFF_ENV = "MLMODELSCOPE_DOWNLOAD_MAX_BACKOFF_S"
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
@@ -71,4 +80,54 @@ class S3Settings(BaseModel):
             raise ArtifactError(
                 f"{ENDPOINT_ENV}={endpoint!r} is not a valid S3 endpoint: {problems}.",
                 hint=f"Set {ENDPOINT_ENV} to host:port, e.g. 'localhost:9000', and {SECURE_ENV}=true for https.",
+            ) from e
+
+
+class DownloadSettings(BaseModel):
+    """How long one artifact download may take and how often it is tried; the defaults suit multi-GB models.
+
+    ``read_timeout_s`` bounds every wait for the next bytes (HTTP and S3); ``deadline_s`` bounds one HTTP(S)
+    artifact's whole download, all attempts and pauses included, so a server that trickles a byte every few
+    seconds cannot hold a run forever. Transient HTTP failures (connection errors, timeouts, a body cut short,
+    5xx, 429) are tried up to ``attempts`` times in all, pausing ``backoff_s``, then twice that, and so on up to
+    ``max_backoff_s`` (or what a ``Retry-After`` header asks, within that cap) between attempts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="Wait for a TCP (and TLS) connection.")
+    read_timeout_s: float = Field(default=30.0, gt=0, description="Wait for the next bytes of an answer.")
+    deadline_s: float = Field(
+        default=3600.0, gt=0, description="One HTTP(S) artifact's whole download, retries included."
+    )
+    attempts: int = Field(default=4, ge=1, le=100, description="Tries of an HTTP(S) download in all (1: no retry).")
+    backoff_s: float = Field(default=1.0, ge=0, description="Pause before the first retry; doubles after each.")
+    max_backoff_s: float = Field(default=30.0, ge=0, description="Longest pause between two attempts.")
+
+    def backoff_before(self, retry: int) -> float:
+        """The pause before retry number ``retry`` (1 for the second attempt): exponential, capped."""
+        return float(min(self.max_backoff_s, self.backoff_s * 2 ** (retry - 1)))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DownloadSettings:
+        """Defaults, overridden by the ``MLMODELSCOPE_DOWNLOAD_*`` variables that are set and not empty."""
+        names = {
+            "connect_timeout_s": CONNECT_TIMEOUT_ENV,
+            "read_timeout_s": READ_TIMEOUT_ENV,
+            "deadline_s": DEADLINE_ENV,
+            "attempts": ATTEMPTS_ENV,
+            "backoff_s": BACKOFF_ENV,
+            "max_backoff_s": MAX_BACKOFF_ENV,
+        }
+        given = {field: environ[env].strip() for field, env in names.items() if environ.get(env, "").strip()}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{names[str(err['loc'][0])]}={given.get(str(err['loc'][0]), '')!r}: {err['msg']}" for err in e.errors()
+            )
+            raise ArtifactError(
+                f"invalid download settings: {problems}.",
+                hint="Timeouts and the deadline are seconds > 0 (e.g. 30 or 0.5), attempts a whole number >= 1, "
+                "pauses seconds >= 0; unset a variable to get its default.",
             ) from e

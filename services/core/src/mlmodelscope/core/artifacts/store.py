@@ -5,8 +5,9 @@ URI (local path, ``file://``, ``http(s)://``, ``s3://``), serves pinned artifact
 without touching the network, and otherwise downloads into a temporary file, hashes while writing, verifies, and
 atomically moves the file into the cache. Archives can be unpacked once per content hash.
 
-There is no retry loop here: failures that may pass (``StoreUnreachableError``, a ``TransientError``) are left to
-the caller, which knows whether a retry makes sense.
+HTTP(S) downloads retry transient failures themselves, within a deadline (``DownloadSettings``); a failure that
+outlasts them (``StoreUnreachableError``, a ``TransientError``) is left to the caller. Whatever ends a download
+early (an error, Ctrl-C's ``KeyboardInterrupt``, a termination signal) leaves nothing in the cache.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mlmodelscope.core.artifacts.http_source import download_http
 from mlmodelscope.core.artifacts.local_source import copy_local
 from mlmodelscope.core.artifacts.locations import HttpObject, LocalFile, Location, S3Object, parse_uri
 from mlmodelscope.core.artifacts.s3_source import download_s3
-from mlmodelscope.core.artifacts.settings import S3Settings
+from mlmodelscope.core.artifacts.settings import DownloadSettings, S3Settings
 from mlmodelscope.core.errors import ArtifactError, ChecksumMismatchError
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,12 @@ logger = logging.getLogger(__name__)
 class ArtifactStore:
     """Fetches artifacts into ``cache_dir``; safe to share one cache folder between processes."""
 
-    def __init__(self, cache_dir: Path, *, s3: S3Settings | None = None, http_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, cache_dir: Path, *, s3: S3Settings | None = None, downloads: DownloadSettings | None = None
+    ) -> None:
         self._cache = ContentCache(cache_dir)
         self._s3 = s3
-        self._http_timeout_s = http_timeout_s
+        self._downloads = downloads or DownloadSettings()
         self._swept = False
 
     @property
@@ -43,6 +46,10 @@ class ArtifactStore:
     @property
     def s3(self) -> S3Settings | None:
         return self._s3
+
+    @property
+    def downloads(self) -> DownloadSettings:
+        return self._downloads
 
     def fetch(self, uri: str, sha256: str | None, *, base_dir: Path | None = None) -> Path:
         """The local path of the artifact at ``uri``, verified against ``sha256`` when one is given.
@@ -106,6 +113,10 @@ class ArtifactStore:
                 f"{location.uri}: cannot write into the artifact cache at {self._cache.root}: {e}.",
                 hint="Free disk space, or point the cache at a writable folder (MLMODELSCOPE_CACHE_DIR).",
             ) from e
+        except BaseException as e:
+            if not isinstance(e, Exception):  # Ctrl-C or a termination signal; staging removed the partial file
+                logger.warning("the download of %s was interrupted; nothing was cached", location.uri)
+            raise
         logger.info(
             "fetched %s (%d bytes, sha256 %s%s)",
             location.uri,
@@ -119,8 +130,8 @@ class ArtifactStore:
         if isinstance(location, LocalFile):
             copy_local(location, sink)
         elif isinstance(location, HttpObject):
-            download_http(location, sink, timeout_s=self._http_timeout_s)
+            download_http(location, sink, settings=self._downloads)
         elif isinstance(location, S3Object):
-            download_s3(location, sink, settings=self._s3, read_timeout_s=self._http_timeout_s)
+            download_s3(location, sink, settings=self._s3, read_timeout_s=self._downloads.read_timeout_s)
         else:  # pragma: no cover - Location is a closed union
             raise AssertionError(location)
