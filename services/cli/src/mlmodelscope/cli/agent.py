@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from mlmodelscope.agent.run import RunSpec, read_run_spec, run_agent
+from mlmodelscope.cli.terminal import labelled, literal_console
 from mlmodelscope.core.errors import ManifestError
 
 agent_app = typer.Typer(help="Run one evaluation as an agent that publishes to NATS.", no_args_is_help=True)
@@ -40,9 +40,9 @@ def run(
     code, result, error = run_agent(run_spec)
     if output is not None and result is not None:
         result.write(output)
-    console = Console(stderr=True, highlight=False)
+    console = literal_console(stderr=True)
     if error:
-        console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        console.print(labelled("error:", error, style="bold red"), soft_wrap=True)
     elif result is not None:
         console.print(json.dumps({"run_id": run_spec.run_id, "status": "succeeded"}))
     raise typer.Exit(code)

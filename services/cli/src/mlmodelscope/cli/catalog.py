@@ -6,10 +6,10 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mlmodelscope.cli.context import build_context
+from mlmodelscope.cli.terminal import literal_console
 
 models_app = typer.Typer(help="Models in the registry.", no_args_is_help=True)
 frameworks_app = typer.Typer(help="Frameworks in the registry.", no_args_is_help=True)
@@ -42,7 +42,7 @@ def list_models(ctx: typer.Context) -> None:
             spec.attributes.weights,
             str(registry.source_of("Model", name)),
         )
-    Console().print(table)
+    literal_console().print(table)
 
 
 @models_app.command("show")
@@ -68,7 +68,7 @@ def list_frameworks(ctx: typer.Context) -> None:
             str(len(spec.containers)),
             str(registry.source_of("Framework", name)),
         )
-    Console().print(table)
+    literal_console().print(table)
 
 
 @datasets_app.command("list")
@@ -79,4 +79,4 @@ def list_datasets(ctx: typer.Context) -> None:
     for name in sorted(registry.datasets):
         spec = registry.dataset(name).spec
         table.add_row(name, spec.task, str(spec.size), spec.split, str(registry.source_of("Dataset", name)))
-    Console().print(table)
+    literal_console().print(table)

@@ -1,7 +1,9 @@
 """Entry point of the ``mlmodelscope`` command: the typer app and the one place errors become messages.
 
 Any ``MLModelScopeError`` (and invalid settings) ends the command with a one-paragraph message on stderr and exit
-code 1 — never a traceback, which is for bugs only.
+code 1; a usage error (unknown command or flag, missing argument) prints the usage line, the problem and a
+suggestion (``usage.py``) and exits 2 — never a traceback, which is for bugs only. Messages are printed literally
+(``terminal.py``): a regex or a path in brackets is data, not rich markup.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from pydantic import ValidationError
-from rich.console import Console
+from typer._click.exceptions import ClickException, UsageError
 
-from mlmodelscope.cli import agent, catalog, collector, evaluate, operator, report, runs
+from mlmodelscope.cli import agent, catalog, collector, evaluate, operator, report, runs, validate
+from mlmodelscope.cli.terminal import labelled, literal_console
+from mlmodelscope.cli.usage import usage_error_text
 from mlmodelscope.core.errors import MLModelScopeError
 
 EXIT_ERROR = 1
+PROG_NAME = "mlmodelscope"
 
 app = typer.Typer(
     name="mlmodelscope",
@@ -37,6 +41,7 @@ app.add_typer(runs.runs_app, name="runs")
 app.add_typer(runs.trace_app, name="trace")
 app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)
+app.command("validate")(validate.validate)
 
 
 @app.callback()
@@ -65,24 +70,27 @@ def _settings_problem(error: ValidationError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    console = Console(stderr=True, highlight=False)
+    console = literal_console(stderr=True)
+    args = sys.argv[1:] if argv is None else argv
     try:
-        outcome = app(args=argv, prog_name="mlmodelscope", standalone_mode=False)
+        outcome = app(args=args, prog_name=PROG_NAME, standalone_mode=False)
     except MLModelScopeError as e:
-        console.print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+        console.print(labelled("error:", e.message, style="bold red"), soft_wrap=True)
         if e.hint:
-            console.print(f"[bold]how to fix:[/] {e.hint}", soft_wrap=True)
+            console.print(labelled("how to fix:", e.hint, style="bold"), soft_wrap=True)
         return EXIT_ERROR
     except ValidationError as e:
-        console.print(f"[bold red]error:[/] invalid evaluation settings: {_settings_problem(e)}.", soft_wrap=True)
+        message = f"invalid evaluation settings: {_settings_problem(e)}."
+        console.print(labelled("error:", message, style="bold red"), soft_wrap=True)
         return EXIT_ERROR
-    except click.exceptions.Exit as e:
-        return int(e.exit_code)
-    except click.Abort:
+    except typer.Abort:
         console.print("aborted")
         return EXIT_ERROR
-    except click.ClickException as e:
-        e.show(file=sys.stderr)
+    except UsageError as e:
+        sys.stderr.write(usage_error_text(e, root=typer.main.get_command(app), prog_name=PROG_NAME, argv=args))
+        return int(e.exit_code)
+    except ClickException as e:
+        console.print(labelled("error:", e.format_message(), style="bold red"), soft_wrap=True)
         return int(e.exit_code)
     return outcome if isinstance(outcome, int) else 0
 

@@ -3,23 +3,32 @@
 Every problem is reported as a ``ManifestError`` naming the file (and document index for multi-document files),
 the field path in dotted form (``spec.inputs[0].shape``), what was expected and what was found. All problems of a
 document are reported together, so a user fixes a file in one pass instead of one error per run.
+
+``read_documents`` is the one YAML reader of the product (manifests, Evaluation files for ``mlmodelscope validate``).
+It refuses duplicate keys: YAML parsers silently keep the last one, so a second ``uri:`` or ``sha256:`` would
+quietly change what is evaluated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node
 
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.manifests.resources import API_VERSION, RESOURCE_KINDS, Resource
 
 _MAX_VALUE_CHARS = 60
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none"})
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,8 @@ def _explain(error: Any) -> str:
     return f"{where}: {message}; found {_describe(error.get('input'))}"
 
 
-def parse_document(data: Any, *, source: str) -> Resource:
-    """Validate one already-parsed YAML document into a resource."""
+def document_kind(data: Any, *, source: str, kinds: Mapping[str, type[M]]) -> type[M]:
+    """The model class of one parsed document, from its ``apiVersion`` and ``kind`` (one of ``kinds``)."""
     if not isinstance(data, dict):
         raise ManifestError(
             f"{source}: expected a mapping with apiVersion, kind, metadata and spec; found {type(data).__name__}.",
@@ -75,19 +84,60 @@ def parse_document(data: Any, *, source: str) -> Resource:
             f"{source}: apiVersion: expected '{API_VERSION}'; found {_describe(api_version)}.",
             hint="Set apiVersion: mlmodelscope.org/v1alpha1.",
         )
-    resource_type = RESOURCE_KINDS.get(str(kind))
-    if resource_type is None:
+    model_type = kinds.get(str(kind))
+    if model_type is None:
         raise ManifestError(
-            f"{source}: kind: expected one of {', '.join(RESOURCE_KINDS)}; found {_describe(kind)}.",
+            f"{source}: kind: expected one of {', '.join(kinds)}; found {_describe(kind)}.",
         )
+    return model_type
+
+
+def validate_document(
+    model_type: type[M], data: Any, *, source: str, hint: str = "See docs/manifests.md for the fields of each kind."
+) -> M:
+    """``data`` as a ``model_type``, or one ManifestError listing every problem (path, expected, found)."""
     try:
-        return resource_type.model_validate(data)
+        return model_type.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(_explain(err) for err in e.errors())
+        kind = data.get("kind") if isinstance(data, dict) else model_type.__name__
         raise ManifestError(
             f"{source}: invalid {kind}: {problems}.",
-            hint="See docs/manifests.md for the fields of each kind.",
+            hint=hint,
         ) from e
+
+
+def parse_document(data: Any, *, source: str) -> Resource:
+    """Validate one already-parsed YAML document into a resource."""
+    resource_type = document_kind(data, source=source, kinds=RESOURCE_KINDS)
+    resource: Resource = validate_document(resource_type, data, source=source)
+    return resource
+
+
+class DuplicateKeyError(ConstructorError):
+    """A mapping names the same key twice (YAML would silently keep the last one)."""
+
+    def __init__(self, key: Hashable, first: Node, second: Node) -> None:
+        super().__init__(None, None, f"duplicate key {_describe(key)}", second.start_mark)
+        self.key = key
+        self.first_line = first.start_mark.line + 1
+        self.second_line = second.start_mark.line + 1
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key that a mapping already holds (merge keys ``<<`` may be overridden)."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: dict[Hashable, Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise DuplicateKeyError(key, seen[key], key_node)
+            if isinstance(key, Hashable):
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_documents(path: Path) -> Iterator[tuple[int, Any]]:
@@ -96,8 +146,15 @@ def read_documents(path: Path) -> Iterator[tuple[int, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ManifestError(f"{path}: cannot read the file: {e.strerror}.") from e
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {e.start}).", hint="Save the file as UTF-8.") from e
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = list(yaml.load_all(text, Loader=_UniqueKeyLoader))
+    except DuplicateKeyError as e:
+        raise ManifestError(
+            f"{path}: duplicate key {_describe(e.key)} at line {e.second_line} (first at line {e.first_line}).",
+            hint="Keep one of the two: YAML would silently use the last and ignore the first.",
+        ) from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
