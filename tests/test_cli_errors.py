@@ -103,7 +103,7 @@ def test_unreachable_s3(scratch_assets: Path) -> None:
     [
         (["--scenario", "sideways"], "--scenario 'sideways' is not one of"),
         (["--min-duration", "soon"], "--min-duration 'soon' is not a duration"),
-        (["--scenario", "server", "--mode", "performance"], "target_qps"),
+        (["--scenario", "server", "--mode", "performance"], "the server scenario needs --target-qps"),
         (["--batch-size", "0"], "--batch-size '0': '0' is not a batch size"),
         (["--batch-size", "1,,4"], "--batch-size '1,,4': '' is not a batch size"),
         (["--batch-size", "1,x"], "'x' is not a batch size"),

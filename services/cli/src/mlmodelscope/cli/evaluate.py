@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -9,18 +10,24 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from mlmodelscope.agent.run import RunSpec
 from mlmodelscope.cli.context import CliContext, build_context
-from mlmodelscope.cli.local import BusProgress, DataDir, data_dir, fetch_json, local_collector, wait_for_runs
+from mlmodelscope.cli.local import BusProgress, DataDir, data_dir, local_collector, wait_for_runs
+from mlmodelscope.cli.prechecks import check_before_start
 from mlmodelscope.cli.render import result_table, summary_tables
+from mlmodelscope.cli.terminal import literal_console
+from mlmodelscope.cli.termination import TerminationSignal, stopping_on_termination_signals
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.results import EvaluationResult
@@ -34,6 +41,8 @@ from mlmodelscope.core.tracing.spans import TraceLevel
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 _POLL_INTERVAL_S = 0.2
+# An agent told to stop publishes its run as cancelled first; it gets this long before SIGKILL.
+_AGENT_STOP_TIMEOUT_S = 10.0
 
 
 def parse_duration_s(text: str, option: str) -> float:
@@ -116,6 +125,21 @@ def _start_agent(context: CliContext, spec: RunSpec, data: DataDir) -> tuple[sub
     return process, run_dir / "agent.log"
 
 
+def _stop_agents(processes: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """SIGTERM every agent still running (it publishes its run as cancelled), wait for all of them together at most
+    ``timeout_s``, then SIGKILL the ones left."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + timeout_s
+    for process in running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _evaluate_locally(
     context: CliContext, specs: list[RunSpec], data: DataDir, console: Console, parallel: int
 ) -> tuple[list[EvaluationResult], dict[str, str]]:
@@ -134,6 +158,11 @@ def _evaluate_locally(
             with Progress(*columns, console=console, transient=True) as bar:
                 tasks: dict[str, TaskID] = {}
                 while pending or any(process.poll() is None for process, _ in agents.values()):
+                    if collector.ensure_running():
+                        console.print(
+                            f"the collector died; restarted it ({collector.restarts} of {collector.max_restarts}), "
+                            "nothing is lost (the messages wait in JetStream)"
+                        )
                     running = sum(process.poll() is None for process, _ in agents.values())
                     while pending and running < parallel:
                         spec = pending.pop(0).model_copy(update={"nats_url": server.url})
@@ -148,21 +177,105 @@ def _evaluate_locally(
                     time.sleep(_POLL_INTERVAL_S)
         finally:
             bus.stop()
-            for process, _ in agents.values():
-                if process.poll() is None:
-                    process.kill()
+            _stop_agents([process for process, _ in agents.values()], _AGENT_STOP_TIMEOUT_S)
         published = [run_id for run_id, (process, _) in agents.items() if process.returncode in (0, 1)]
         for run_id, (process, log_path) in agents.items():
             if process.returncode != 0:
                 failures[run_id] = _agent_error(log_path)
-        details = wait_for_runs(collector.url, published, timeout_s=120.0) if published else {}
+        details = wait_for_runs(collector, published, timeout_s=120.0) if published else {}
         for run_id, detail in details.items():
             if detail["status"] == "succeeded":
-                document = fetch_json(collector.url, f"/api/v1/runs/{run_id}/result")
+                document = collector.get_json(f"/api/v1/runs/{run_id}/result")
                 results.append(EvaluationResult.model_validate(document))
             else:
                 failures.setdefault(run_id, detail.get("error") or "failed")
     return results, failures
+
+
+@dataclass(frozen=True)
+class _Option:
+    flag: str
+    fix: str
+
+
+# The `evaluate` option behind each field of EvaluationSettings and RunSpec, and how to fix a bad value: an invalid
+# setting is reported with the flag the user typed, never the internal field name. Keep it in step with the options.
+OPTION_OF_FIELD: dict[str, _Option] = {
+    "model": _Option("--model", "Name a model of `mlmodelscope models list`."),
+    "framework": _Option("--framework", "Name frameworks of `mlmodelscope frameworks list`, comma-separated."),
+    "dataset": _Option("--dataset", "Name a dataset of `mlmodelscope datasets list`, or leave it out."),
+    "scenario": _Option("--scenario", "Choose single-stream, multi-stream, server or offline."),
+    "mode": _Option("--mode", "Choose accuracy, performance or both."),
+    "batch_size": _Option("--batch-size", "Give an integer from 1 to 65536, or a list such as 1,2,4,8."),
+    "warmup_queries": _Option("--warmup", "Give a number of untimed calls, 0 or more (10 by default)."),
+    "min_duration_s": _Option("--min-duration", "Give a duration such as 10s, 500ms or 2m."),
+    "max_duration_s": _Option("--max-duration", "Give a duration above 0 and not below --min-duration, or omit it."),
+    "min_query_count": _Option("--min-queries", "Give a query count of 1 or more."),
+    "max_query_count": _Option("--max-queries", "Give a query count not below --min-queries, or omit it."),
+    "target_qps": _Option("--target-qps", "Give the server scenario's arrival rate in queries/s, e.g. 100."),
+    "latency_bound_ms": _Option("--latency-bound-ms", "Give milliseconds above 0, e.g. 50, or omit it (100 ms)."),
+    "samples_per_query": _Option("--samples-per-query", "Give a number of samples of 1 or more."),
+    "seeds": _Option("--seed", "Give an integer, or omit it for MLPerf's official seeds."),
+    "device": _Option("--device", "Choose cpu, gpu or fpga."),
+    "intra_op_threads": _Option("--threads", "Give 1 or more threads, or omit it for the framework's default."),
+    "trace_level": _Option("--trace-level", "Choose a level of `mlmodelscope evaluate --help`."),
+    "output_dir": _Option("--output", "Give a writable path for the result JSON."),
+}
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUND_CTX = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+
+
+def _option_of(location: tuple[int | str, ...]) -> _Option | None:
+    return next((OPTION_OF_FIELD[p] for p in location if isinstance(p, str) and p in OPTION_OF_FIELD), None)
+
+
+def _with_flags(text: str) -> str:
+    """Field names in a message (``target_qps``) replaced by their flags; a flag already given after one, in
+    parentheses, is not repeated. Only snake_case names: 'mode' or 'scenario' are also plain words."""
+    for name, option in OPTION_OF_FIELD.items():
+        if "_" not in name:
+            continue
+        text = re.sub(rf"\b{name}\b(?: \({re.escape(option.flag)}\))?", option.flag, text)
+    return text
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _first_option_named(text: str) -> _Option | None:
+    """The option whose flag comes first in ``text`` (the one a rule across fields is about)."""
+    named = [(match.start(), o) for o in OPTION_OF_FIELD.values() if (match := re.search(rf"{o.flag}\b", text))]
+    return min(named, key=lambda pair: pair[0])[1] if named else None
+
+
+def options_error(error: ValidationError) -> EvaluationError:
+    """The invalid settings as the user wrote them: ``--target-qps must be > 0 (got -1.0)``, with the fix."""
+    problems: list[str] = []
+    fixes: list[str] = []
+    for problem in error.errors():
+        option = _option_of(problem["loc"])
+        bound = _BOUNDS.get(problem["type"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        if option is not None and bound is not None:
+            limit = problem.get("ctx", {}).get(_BOUND_CTX[problem["type"]])
+            problems.append(f"{option.flag} must be {bound} {_number(limit)} (got {_number(problem['input'])})")
+        elif option is not None:
+            problems.append(f"{option.flag}: {_with_flags(message)}")
+        else:  # a rule across fields: name every flag it mentions
+            problems.append(_with_flags(message))
+            option = _first_option_named(problems[-1])
+        if option is not None and option.fix not in fixes:
+            fixes.append(option.fix)
+    return EvaluationError("; ".join(problems) + ".", hint=" ".join(fixes))
+
+
+@contextlib.contextmanager
+def _naming_options() -> Iterator[None]:
+    try:
+        yield
+    except ValidationError as e:
+        raise options_error(e) from e
 
 
 def evaluate(
@@ -204,20 +317,21 @@ def evaluate(
     """Evaluate MODEL on FRAMEWORK(s): accuracy and/or performance under an MLPerf LoadGen scenario."""
     options = ctx.find_root().obj or {}
     batch_sizes = parse_batch_sizes(batch_size)
-    settings = EvaluationSettings(
-        scenario=_choice(scenario, SCENARIOS, "--scenario"),
-        mode=_choice(mode, MODES, "--mode"),
-        batch_size=batch_sizes[0],
-        warmup_queries=warmup,
-        min_duration_s=parse_duration_s(min_duration, "--min-duration"),
-        max_duration_s=parse_duration_s(max_duration, "--max-duration") if max_duration else None,
-        min_query_count=min_queries,
-        max_query_count=max_queries,
-        target_qps=target_qps,
-        latency_bound_ms=latency_bound_ms,
-        samples_per_query=samples_per_query,
-        seeds=Seeds.from_single(seed) if seed is not None else Seeds(),
-    )
+    with _naming_options():
+        settings = EvaluationSettings(
+            scenario=_choice(scenario, SCENARIOS, "--scenario"),
+            mode=_choice(mode, MODES, "--mode"),
+            batch_size=batch_sizes[0],
+            warmup_queries=warmup,
+            min_duration_s=parse_duration_s(min_duration, "--min-duration"),
+            max_duration_s=parse_duration_s(max_duration, "--max-duration") if max_duration else None,
+            min_query_count=min_queries,
+            max_query_count=max_queries,
+            target_qps=target_qps,
+            latency_bound_ms=latency_bound_ms,
+            samples_per_query=samples_per_query,
+            seeds=Seeds.from_single(seed) if seed is not None else Seeds(),
+        )
     accelerator: Accelerator = _choice(device, ("cpu", "gpu", "fpga"), "--device")  # type: ignore[assignment]
     try:
         level = TraceLevel.parse(trace_level)
@@ -232,14 +346,12 @@ def evaluate(
             f"--reference '{reference}' is not one of the evaluated frameworks ({', '.join(frameworks)})."
         )
     context = build_context(options.get("assets", []), options.get("cache_dir"))
-    for name in frameworks:  # unknown names, incompatible pairs and missing runtimes fail before anything starts
-        context.registry.resolve(model, name)
-        if not direct:
-            agent_interpreter(context, name)
+    # Unknown names, incompatible pairs, malformed artifact URIs and missing runtimes fail before anything starts.
+    check_before_start(context, model, frameworks, dataset, accelerator, with_agents=not direct)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if output is None:
         output = Path("results") / f"{model}-{'-'.join(frameworks)}-{settings.scenario}-{stamp}" / "result.json"
-    console = Console()
+    console = literal_console()
     if direct:
         if len(frameworks) > 1 or len(batch_sizes) > 1:
             raise EvaluationError("--direct evaluates one framework at one batch size at a time.")
@@ -257,26 +369,37 @@ def evaluate(
         threads = max(1, (os.cpu_count() or 1) // concurrent)
         console.print(f"{concurrent} agents at once: {threads} intra-op thread(s) each (override with --threads)")
     loadgen_dir = output.parent / f"{output.stem}-loadgen"
-    specs = [
-        RunSpec(
-            run_id=run_id_for(evaluation_id, name, size if sweep else None),
-            evaluation_id=evaluation_id,
-            model=model,
-            framework=name,
-            dataset=dataset,
-            device=accelerator,
-            intra_op_threads=threads,
-            trace_level=level,
-            settings=settings.model_copy(update={"batch_size": size}),
-            assets=context.asset_roots,
-            cache_dir=context.store.cache_dir.resolve(),
-            output_dir=_loadgen_dir(loadgen_dir, name if len(frameworks) > 1 else None, size if sweep else None),
-        )
-        for size in batch_sizes
-        for name in frameworks
-    ]
+    with _naming_options():
+        specs = [
+            RunSpec(
+                run_id=run_id_for(evaluation_id, name, size if sweep else None),
+                evaluation_id=evaluation_id,
+                model=model,
+                framework=name,
+                dataset=dataset,
+                device=accelerator,
+                intra_op_threads=threads,
+                trace_level=level,
+                settings=settings.model_copy(update={"batch_size": size}),
+                assets=context.asset_roots,
+                cache_dir=context.store.cache_dir.resolve(),
+                output_dir=_loadgen_dir(loadgen_dir, name if len(frameworks) > 1 else None, size if sweep else None),
+            )
+            for size in batch_sizes
+            for name in frameworks
+        ]
     data = data_dir(os.environ)
-    results, failures = _evaluate_locally(context, specs, data, console, concurrent)
+    try:
+        with stopping_on_termination_signals():
+            results, failures = _evaluate_locally(context, specs, data, console, concurrent)
+    except TerminationSignal as e:
+        literal_console(stderr=True).print(
+            f"stopped by {e.name}: the agents, the collector and NATS that this evaluation started are stopped; "
+            f"what was stored is in {data.root}.",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(e.exit_code) from None
     for result in results:
         console.print(result_table(result))
     if len(specs) == 1 and results:
@@ -319,7 +442,7 @@ def _evaluate_directly(
     )
     progress = RunProgress()
     done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(progress, done, Console()), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(progress, done, literal_console()), daemon=True)
     watcher.start()
     try:
         return run_evaluation(context.registry, context.store, request, progress=progress)

@@ -32,6 +32,7 @@ from mlmodelscope.core.messages import SUBJECT_PREFIX, decode
 DATA_ENV = "MLMODELSCOPE_DATA_DIR"
 COLLECTOR_URL_ENV = "MLMODELSCOPE_COLLECTOR_URL"
 _POLL_S = 0.1
+_DYING_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,30 +60,43 @@ def data_dir(environ: Mapping[str, str]) -> DataDir:
 
 
 class CollectorProcess:
-    """``python -m mlmodelscope.collector.main`` on a free port; ``start`` returns once ``/readyz`` says ready."""
+    """``python -m mlmodelscope.collector.main`` on a free port; ``start`` returns once ``/readyz`` says ready.
 
-    def __init__(self, database_url: str, nats_url: str | None, log_path: Path) -> None:
+    The collector holds no state of its own (runs are in the database, messages not yet stored wait in JetStream),
+    so a collector that dies during an evaluation is restarted on the same database, at most ``max_restarts``
+    times: ``ensure_running`` does it, and ``get`` does it before asking again.
+    """
+
+    def __init__(self, database_url: str, nats_url: str | None, log_path: Path, *, max_restarts: int = 3) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self._env = {
             **os.environ,
             "MLMODELSCOPE_COLLECTOR_DATABASE_URL": database_url,
             "MLMODELSCOPE_COLLECTOR_NATS_URL": nats_url or "",
             "MLMODELSCOPE_COLLECTOR_HOST": "127.0.0.1",
-            "MLMODELSCOPE_COLLECTOR_PORT": str(self.port),
             "MLMODELSCOPE_COLLECTOR_LOG_LEVEL": "warning",
             "MLMODELSCOPE_COLLECTOR_LAG_REFRESH_S": "0.5",
             "MLMODELSCOPE_COLLECTOR_NAK_DELAY_S": "0.5",
         }
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
+        self.max_restarts = max_restarts
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def start(self, timeout_s: float = 30.0) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "mlmodelscope.collector.main"],
-                env=self._env,
+                env={**self._env, "MLMODELSCOPE_COLLECTOR_PORT": str(self.port)},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -103,6 +117,55 @@ class CollectorProcess:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         terminate(self._process, timeout_s)
+
+    def ensure_running(self) -> bool:
+        """Restart the collector if its process has died; True when it did. EvaluationError once the restarts
+        are used up or a restart fails: one paragraph saying what happened and where the data is."""
+        process = self._process
+        if process is None or process.poll() is None:
+            return False
+        died = f"the collector (pid {process.pid}) died with exit code {process.returncode} during the evaluation"
+        kept = (
+            "Nothing the agents published is lost: it waits in JetStream in the data folder, and the next collector "
+            "on this data folder (`mlmodelscope runs list`) stores it."
+        )
+        if self.restarts >= self.max_restarts:
+            raise EvaluationError(
+                f"{died}, after {self.restarts} restart(s) already; giving up.",
+                hint=f"See {self._log_path}. {kept}",
+            )
+        self.restarts += 1
+        self.port = free_port()  # the dead one's port may not be free again at once
+        try:
+            self.start()
+        except EvaluationError as e:
+            raise EvaluationError(
+                f"{died}, and restarting it failed: {e.message}", hint=f"See {self._log_path}. {kept}"
+            ) from e
+        return True
+
+    def get(self, path: str, timeout_s: float = 30.0) -> httpx.Response:
+        """GET ``path`` from the collector, restarting it (bounded) if it died; EvaluationError if it cannot answer."""
+        while True:
+            self.ensure_running()
+            try:
+                return httpx.get(f"{self.url}{path}", timeout=timeout_s)
+            except httpx.TransportError as e:
+                if self._process is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._process.wait(timeout=_DYING_WAIT_S)  # a refused connection: is it dying?
+                if self._process is None or self._process.poll() is None:
+                    raise EvaluationError(
+                        f"the collector at {self.url} is running but does not answer {path}: {e}.",
+                        hint=f"See {self._log_path}.",
+                    ) from e
+                # it died: the next ensure_running restarts it, or says why it cannot
+
+    def get_json(self, path: str) -> Any:
+        response = self.get(path)
+        if response.status_code != 200:
+            raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {response.text[:300]}")
+        return json.loads(response.text)
 
 
 @contextlib.contextmanager
@@ -158,23 +221,22 @@ class BusProgress:
             await client.close()
 
 
-def wait_for_runs(collector_url: str, run_ids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
+def wait_for_runs(collector: CollectorProcess, run_ids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
     """Poll the collector until every run is finished (succeeded or failed) and return their details."""
     deadline = time.monotonic() + timeout_s
     details: dict[str, dict[str, Any]] = {}
-    with httpx.Client(base_url=collector_url, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            for run_id in run_ids:
-                if run_id in details:
-                    continue
-                response = client.get(f"/api/v1/runs/{run_id}")
-                detail = response.json() if response.status_code == 200 else {}
-                # Finished, and every span and query the agent published has been stored.
-                if detail.get("status") == "failed" or (detail.get("status") == "succeeded" and detail.get("complete")):
-                    details[run_id] = detail
-            if len(details) == len(run_ids):
-                return details
-            time.sleep(_POLL_S)
+    while time.monotonic() < deadline:
+        for run_id in run_ids:
+            if run_id in details:
+                continue
+            response = collector.get(f"/api/v1/runs/{run_id}", timeout_s=5.0)
+            detail = response.json() if response.status_code == 200 else {}
+            # Finished, and every span and query the agent published has been stored.
+            if detail.get("status") == "failed" or (detail.get("status") == "succeeded" and detail.get("complete")):
+                details[run_id] = detail
+        if len(details) == len(run_ids):
+            return details
+        time.sleep(_POLL_S)
     missing = ", ".join(r for r in run_ids if r not in details)
     raise EvaluationError(
         f"the collector did not receive the end of run(s) {missing} within {timeout_s:g} s.",

@@ -1,0 +1,85 @@
+"""What ``mlmodelscope evaluate`` can check before it starts NATS, the collector and the agents.
+
+An agent only starts evaluating 6-12 s after the command (services up, interpreter and framework imported), so a
+typo found there costs the user that long and a stack of processes. Everything that needs no download and no
+framework is checked here first, with the core's own rules (the registry's resolution, the artifact store's URI
+parsing), so the messages are the ones the agent would have given, only at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlmodelscope.cli.context import CliContext
+from mlmodelscope.core.artifacts.locations import parse_uri
+from mlmodelscope.core.errors import ArtifactError, EvaluationError, ManifestError
+from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
+
+
+@contextmanager
+def _naming_the_manifest(where: str) -> Iterator[None]:
+    """Prefix artifact errors with the manifest that named the artifact, as the agent does."""
+    try:
+        yield
+    except ArtifactError as e:
+        raise type(e)(f"{where}: {e.message}", hint=e.hint) from e
+
+
+def _check_uri(uri: str, base_dir: Path, where: str) -> None:
+    with _naming_the_manifest(where):
+        parse_uri(uri, base_dir)
+
+
+def _check_model_files(model: Model, manifest: Path, artifact_uri: str, is_zoo: bool) -> None:
+    where = f"model '{model.name}' ({manifest})"
+    if not is_zoo:
+        _check_uri(artifact_uri, manifest.parent, where)
+    labels: FileRef | None = model.spec.outputs[0].labels if model.spec.outputs else None
+    if labels is not None:
+        _check_uri(labels.uri, manifest.parent, f"model '{model.name}' labels ({manifest})")
+
+
+def _check_dataset(context: CliContext, model: Model, dataset_name: str | None) -> None:
+    name = dataset_name or model.spec.dataset
+    if name is None:
+        raise ManifestError(
+            f"model '{model.name}' names no default dataset and none was given.", hint="Pass --dataset NAME."
+        )
+    dataset: Dataset = context.registry.dataset(name)
+    manifest = context.registry.source_of("Dataset", dataset.name)
+    where = f"dataset '{dataset.name}' ({manifest})"
+    if dataset.spec.source.uri is not None:
+        _check_uri(dataset.spec.source.uri, manifest.parent, where)
+    if dataset.spec.labels is not None:
+        _check_uri(dataset.spec.labels.uri, manifest.parent, where)
+
+
+def check_before_start(
+    context: CliContext,
+    model_name: str,
+    frameworks: Sequence[str],
+    dataset_name: str | None,
+    device: Accelerator,
+    *,
+    with_agents: bool,
+) -> None:
+    """Raise the error the run would end with, for every problem found without fetching or importing anything:
+    unknown model/framework/dataset, a framework that cannot run the model (format, version constraint), a device
+    the framework does not declare, a malformed artifact URI (an S3 URI without a key, ...), a missing agent
+    interpreter."""
+    for name in frameworks:
+        resolution = context.registry.resolve(model_name, name)
+        framework = resolution.framework
+        if device not in framework.spec.accelerators:
+            raise EvaluationError(
+                f"framework '{framework.name}' declares accelerators {framework.spec.accelerators}, not '{device}'.",
+                hint="Choose --device from the framework's accelerators.",
+            )
+        artifact = resolution.artifact
+        _check_model_files(resolution.model, resolution.model_path, artifact.uri, artifact.zoo is not None)
+        if with_agents:
+            context.registry.agent_interpreter(name, sys.executable)
+    _check_dataset(context, context.registry.model(model_name), dataset_name)
