@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.digests import sha256_of_file
 from mlmodelscope.core.errors import IncompatibleFrameworkError, ManifestError, UnknownResourceError
+from mlmodelscope.core.evaluation.samples import load_dataset
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.loading import format_location, load_file
 from mlmodelscope.core.manifests.registry import asset_roots
@@ -159,3 +163,87 @@ def test_any_framework_supporting_an_artifact_format_may_run_the_model(scratch_a
     (scratch_assets / "frameworks" / "ort-nightly.yaml").write_text(yaml.safe_dump(document))
     registry = load_registry([scratch_assets])
     assert registry.resolve("digits-cnn", "ort-nightly").artifact.format == "onnx"
+
+
+def test_duplicate_keys_name_the_key_both_lines_and_the_file(scratch_assets: Path) -> None:
+    """YAML keeps the last of two equal keys: a second sha256 would silently change what is verified."""
+    path = scratch_assets / "datasets" / "digits.yaml"
+    lines = path.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.strip().startswith("sha256:")) + 1
+    lines.insert(first, "    sha256: " + "0" * 64)  # the same key again, in the same mapping (spec.source)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ManifestError) as info:
+        load_file(path)
+    message = info.value.message
+    assert message.startswith(str(path)), message
+    assert f"duplicate key 'sha256' at line {first + 1} (first at line {first})" in message
+    with pytest.raises(ManifestError, match="duplicate key 'sha256'"):
+        load_registry([scratch_assets])
+
+
+def test_duplicate_keys_in_a_later_document_and_at_the_top_level(tmp_path: Path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "apiVersion: mlmodelscope.org/v1alpha1\nkind: Framework\n---\n"  # document 1 is fine as YAML
+        "apiVersion: mlmodelscope.org/v1alpha1\nkind: Dataset\nkind: Model\n"
+    )
+    with pytest.raises(ManifestError, match=r"two.yaml: duplicate key 'kind' at line 6 \(first at line 5\)"):
+        load_file(path)
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    """``<<: *defaults`` then an explicit key is YAML's way to override, not a duplicate."""
+    source = (ASSETS / "datasets" / "digits.yaml").read_text()
+    path = tmp_path / "datasets" / "digits.yaml"
+    path.parent.mkdir()
+    text = source.replace("metadata:\n  name: digits\n", "metadata:\n  <<: &named {name: other}\n  name: digits\n")
+    assert text != source
+    path.write_text(text)
+    (loaded,) = load_file(path)
+    assert loaded.resource.metadata.name == "digits"
+
+
+def _digits_from(scratch_assets: Path, uri: str) -> ManifestError:
+    """The error of loading the digits dataset with its npz source pointed at ``uri`` (pinned to what is there)."""
+    target = scratch_assets / "datasets" / uri
+    pinned = sha256_of_file(target) if target.is_file() else "0" * 64
+    _edit(scratch_assets / "datasets" / "digits.yaml", lambda d: d["spec"]["source"].update(uri=uri, sha256=pinned))
+    dataset = load_registry([scratch_assets]).dataset("digits")
+    with pytest.raises(ManifestError) as info:
+        load_dataset(dataset, ArtifactStore(scratch_assets.parent / "cache"), scratch_assets / "datasets")
+    return info.value
+
+
+def test_npz_source_pointing_at_a_folder_does_not_suggest_an_archive_field(scratch_assets: Path) -> None:
+    error = _digits_from(scratch_assets, "../artifacts/digits")
+    assert "spec.source.uri '../artifacts/digits' is a folder" in error.message
+    assert "archive" not in error.message + error.hint  # datasets have no archive field
+    assert "numpy.savez" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content", "fragment"),
+    [
+        ("labels.txt", b"0\n1\n2\n", "is not an .npz file"),
+        ("images.npy", None, "is a single .npy array, not an .npz file"),
+    ],
+)
+def test_a_file_that_is_no_npz_does_not_suggest_allow_pickle(
+    scratch_assets: Path, file_name: str, content: bytes | None, fragment: str
+) -> None:
+    path = scratch_assets / "artifacts" / file_name
+    if content is None:
+        np.save(path, np.zeros((450, 8, 8, 1), dtype=np.float32))
+    else:
+        path.write_bytes(content)
+    error = _digits_from(scratch_assets, f"../artifacts/{file_name}")
+    assert fragment in error.message
+    assert "pickle" not in error.message + error.hint
+
+
+def test_an_npz_of_python_objects_is_refused_without_unpickling_advice(scratch_assets: Path) -> None:
+    path = scratch_assets / "artifacts" / "objects.npz"
+    np.savez(path, images=np.array([{"pixel": 1}] * 450, dtype=object), labels=np.zeros(450, dtype=np.int64))
+    error = _digits_from(scratch_assets, "../artifacts/objects.npz")
+    assert "array 'images' cannot be read: it holds Python objects" in error.message
+    assert "allow_pickle" not in error.message + error.hint

@@ -8,6 +8,7 @@ harness adds almost nothing to what the framework itself spends.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.locations import LocalFile, parse_uri
 from mlmodelscope.core.errors import ManifestError, ProcessingError
 from mlmodelscope.core.manifests.resources import Dataset, DatasetSource, ModelSpec
 from mlmodelscope.core.processing import Preprocessor
@@ -44,24 +46,30 @@ class SampleLibrary:
         return [array.take(indices, axis=0) for array in self.inputs]
 
 
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive of .npy files
+_NPY_SIGNATURE = b"\x93NUMPY"
+_NPZ_HINT = (
+    "An npz source is one .npz file as numpy.savez writes it (numpy.savez(path, images=..., labels=...)), holding "
+    "the arrays spec.source.images_key and labels_key name; point spec.source.uri at it and set spec.source.sha256 "
+    "to its sha256."
+)
+
+
 def load_dataset(dataset: Dataset, store: ArtifactStore, base_dir: Path) -> DatasetArrays:
     """Fetch (checksum-verified) and open a dataset, or generate a synthetic one, checking it against its manifest."""
     source = dataset.spec.source
     if source.kind == "synthetic":
         return synthetic_dataset(source, dataset.spec.size)
     assert source.uri is not None and source.sha256 is not None  # DatasetSource requires both for npz
-    path = store.fetch(source.uri, source.sha256, base_dir=base_dir)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            samples = data[source.images_key]
-            labels = data[source.labels_key]
-    except KeyError as e:
+    location = parse_uri(source.uri, base_dir)
+    if isinstance(location, LocalFile) and location.path.is_dir():
         raise ManifestError(
-            f"dataset '{dataset.name}': {path} has no array {e}.",
-            hint="Fix spec.source.images_key / labels_key in the Dataset manifest.",
-        ) from e
-    except (OSError, ValueError) as e:
-        raise ManifestError(f"dataset '{dataset.name}': {path} is not a readable .npz file: {e}.") from e
+            f"dataset '{dataset.name}': spec.source.uri '{source.uri}' is a folder ({location.path}), "
+            "but an npz source is one .npz file.",
+            hint=_NPZ_HINT,
+        )
+    path = store.fetch(source.uri, source.sha256, base_dir=base_dir)
+    samples, labels = _read_npz(dataset, path)
     if len(samples) != len(labels) or len(samples) != dataset.spec.size:
         raise ManifestError(
             f"dataset '{dataset.name}': {len(samples)} samples and {len(labels)} labels, "
@@ -69,6 +77,48 @@ def load_dataset(dataset: Dataset, store: ArtifactStore, base_dir: Path) -> Data
             hint="Fix spec.size, or rebuild the dataset file.",
         )
     return DatasetArrays(samples=samples, labels=labels.astype(np.int64, copy=False))
+
+
+def _read_npz(dataset: Dataset, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The samples and labels arrays of an npz source; ManifestError saying what the file is when it is no .npz.
+
+    The file's first bytes are checked first: numpy, given something that is neither .npz nor .npy, tries to
+    unpickle it and answers with advice about ``allow_pickle`` that does not apply (datasets never unpickle).
+    """
+    source = dataset.spec.source
+    what = f"dataset '{dataset.name}': spec.source.uri '{source.uri}' ({path})"
+    with path.open("rb") as file:
+        head = file.read(len(_NPY_SIGNATURE))
+    if head.startswith(_NPY_SIGNATURE):
+        raise ManifestError(f"{what} is a single .npy array, not an .npz file.", hint=_NPZ_HINT)
+    if not head.startswith(_ZIP_SIGNATURES):
+        raise ManifestError(
+            f"{what} is not an .npz file (it does not start with the zip signature every .npz has).", hint=_NPZ_HINT
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return _array(data, source.images_key, what), _array(data, source.labels_key, what)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ManifestError(
+            f"{what} is a damaged .npz file: {e}.", hint="Rebuild it with numpy.savez and update spec.source.sha256."
+        ) from e
+
+
+def _array(data: np.lib.npyio.NpzFile, key: str, what: str) -> np.ndarray:
+    if key not in data.files:
+        raise ManifestError(
+            f"{what} has no array '{key}' (its arrays: {', '.join(data.files) or 'none'}).",
+            hint="Fix spec.source.images_key / labels_key in the Dataset manifest.",
+        )
+    try:
+        return data[key]
+    except ValueError as e:
+        # numpy's message for an object array suggests allow_pickle, which a dataset never uses.
+        reason = "it holds Python objects (pickled), not numbers" if "pickle" in str(e) else str(e)
+        raise ManifestError(
+            f"{what}: array '{key}' cannot be read: {reason}.",
+            hint="Save plain numeric arrays (numpy.savez(path, images=<float or uint8 array>, labels=<int array>)).",
+        ) from e
 
 
 def synthetic_dataset(source: DatasetSource, size: int) -> DatasetArrays:
