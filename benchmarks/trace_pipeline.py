@@ -349,7 +349,7 @@ def check_lossless(db_path: Path, spans: list[Span], span_messages: int) -> str:
             "SELECT run_id, span_id, parent_id, name, level, start_ns, end_ns, attributes FROM spans"
         ).fetchall()
         messages = connection.execute("SELECT kind, COUNT(*) FROM ingested_messages GROUP BY kind").fetchall()
-        rejected = connection.execute("SELECT COUNT(*) FROM rejected_messages").fetchone()[0]
+        rejected = connection.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         duplicate = connection.execute(
             "SELECT COALESCE(SUM(value), 0) FROM counters WHERE name = ?", (DUPLICATE_COUNTER,)
         ).fetchone()[0]

@@ -3,6 +3,8 @@ the database is down, and no duplicates across a collector restart."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 
 import nats
@@ -97,7 +99,7 @@ async def test_consumer_stores_rejects_and_survives_a_restart(nats_server: NatsS
         samples = metric_samples((await running.client.get("/metrics")).text)
         assert sample(samples, "mlmodelscope_messages_rejected_total", reason="malformed") == 1
         assert sample(samples, "mlmodelscope_messages_rejected_total", reason="too_large") == 1
-        assert table_count(running, "rejected_messages") == 2
+        assert table_count(running, "dead_letters") == 2
 
         async def no_lag() -> bool:
             lag = sample(
@@ -207,3 +209,82 @@ async def test_consumer_waits_for_nats_and_connects_when_it_comes(tmp_path: Path
             await eventually(stored, what="the message to be stored")
         finally:
             stop_nats_server(server)
+
+
+def add_poison_trigger(database_path: Path, run_id: str) -> None:
+    """A real database refusal for one run's spans (what a value out of a column's range does on PostgreSQL):
+    storing the message fails on every delivery, for a reason that is not a database outage."""
+    connection = sqlite3.connect(database_path, timeout=30)
+    try:
+        connection.execute(
+            f"CREATE TRIGGER refuse_{run_id.replace('-', '_')} BEFORE INSERT ON spans "
+            f"WHEN NEW.run_id = '{run_id}' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+        )
+        connection.commit()
+    finally:
+        connection.close()
+
+
+async def test_a_poison_message_is_dead_lettered_after_bounded_deliveries(
+    nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message whose insert fails is redelivered ``max_deliveries`` times, then dead-lettered once (table, API,
+    metric, one log record with the traceback) and terminated; messages behind it are stored; after a restart
+    nothing is redelivered and the counter is the same."""
+    database_path = tmp_path / "c.db"
+    settings = settings_for(f"sqlite:///{database_path}", nats_url=nats_server.url, max_deliveries=3)
+    poison = span_batch("poison-run", range(1, 4))
+    async with running_app(settings) as running:
+        await eventually(lambda: _ready(running), what="the consumer to connect")
+        add_poison_trigger(database_path, "poison-run")
+        caplog.clear()
+        await publish(nats_server, [poison, span_batch("good-run", range(1, 3))])
+
+        async def dead_lettered() -> bool:
+            response = await running.client.get("/api/v1/dead-letters")
+            return response.status_code == 200 and response.json()["total"] == 1
+
+        await eventually(dead_lettered, what="the poison message to be dead-lettered")
+        await eventually(_consumer_idle(nats_server), what="nothing left to deliver or to ack")
+        listed = (await running.client.get("/api/v1/dead-letters", params={"reason": "insert_failed"})).json()
+        assert listed["total"] == 1
+        letter = listed["items"][0]
+        assert letter["reason"] == "insert_failed"
+        assert letter["message_id"] == poison.message_id
+        assert letter["run_id"] == "poison-run"
+        assert letter["deliveries"] == 3
+        assert "refused for the test" in letter["detail"]
+        assert "3 deliveries" in letter["detail"]
+        assert table_count(running, "spans") == 2  # the good run's, stored behind the poison message
+        samples = metric_samples((await running.client.get("/metrics")).text)
+        assert sample(samples, "mlmodelscope_dead_letters_total", reason="insert_failed") == 1
+        poison_logs = [r for r in caplog.records if r.levelno >= logging.ERROR and "poison message" in r.message]
+        assert len(poison_logs) == 1
+        assert poison_logs[0].exc_info is not None
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r not in poison_logs]
+
+    caplog.clear()
+    async with running_app(settings) as restarted:
+        await eventually(lambda: _ready(restarted), what="the restarted consumer to connect")
+        await publish(nats_server, [span_batch("after-restart", range(1, 2))])
+
+        async def stored() -> bool:
+            return table_count(restarted, "spans") == 3
+
+        await eventually(stored, what="a message after the restart")
+        samples = metric_samples((await restarted.client.get("/metrics")).text)
+        assert sample(samples, "mlmodelscope_dead_letters_total", reason="insert_failed") == 1
+        assert table_count(restarted, "dead_letters") == 1
+        assert not [r for r in caplog.records if "poison message" in r.message]
+
+
+def _consumer_idle(server: NatsServer):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        client = await nats.connect(server.url)
+        try:
+            info = await client.jetstream().consumer_info(STREAM_NAME, "mlmodelscope-collector")
+            return info.num_pending == 0 and info.num_ack_pending == 0
+        finally:
+            await client.close()
+
+    return check

@@ -55,7 +55,7 @@ async def test_metrics_equal_true_counts_and_survive_a_restart(database_url: str
         for envelope in full_run("run-1", spans=4, queries=10):
             ingestor.ingest(envelope)
         ingestor.ingest(full_run("run-1")[1])  # redelivery: a duplicate
-        ingestor.ingest(span_batch("run-1", range(3, 7), msg_id="retry"))  # new id, spans 5 and 6 are new
+        ingestor.ingest(span_batch("run-1", range(3, 7), sequence=1))  # new id, spans 5 and 6 are new
         ingestor.ingest(query_batch("run-2", range(4), mode="accuracy", item_count=8))  # before run_started
         ingestor.ingest_bytes(b"garbage")
         ingestor.ingest_bytes(b"x" * 600_000)

@@ -172,6 +172,7 @@ def run_agent(spec: RunSpec) -> tuple[int, EvaluationResult | None, str]:
                 result = run_evaluation(registry, store, request, progress=progress, tracer=tracer)
             except MLModelScopeError as e:
                 error = str(e)
+        finished_at = datetime.now(UTC)  # the evaluation's end, before its spans are published
         spans = tracer.drain()
         records = query_records(spans)
         if publisher is not None:
@@ -184,6 +185,7 @@ def run_agent(spec: RunSpec) -> tuple[int, EvaluationResult | None, str]:
                     error=error,
                     span_count=len(spans),
                     query_count=len(records),
+                    finished_at=finished_at,
                 )
             )
             publisher.close()

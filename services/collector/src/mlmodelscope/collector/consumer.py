@@ -5,8 +5,16 @@ crash between the two means a redelivery, which ingestion recognises by its mess
 message:
 
 * stored (inserted or duplicate)  -> ``ack``
-* not storable (malformed, too large, invalid) -> recorded as rejected, then ``term`` (never redelivered)
-* database unavailable, or an unexpected error -> ``nak`` with a delay: redelivered later, nothing is lost
+* not storable (malformed, too large, invalid, misaddressed, a rewrite of a finished run) -> dead-lettered with
+  its reason, then ``term`` (never redelivered)
+* database unavailable -> ``nak`` with a delay: redelivered later however long the outage lasts, nothing is lost
+* any other error while storing it -> ``nak`` with a delay until the message has been delivered
+  ``max_deliveries`` times (JetStream's ``num_delivered``); then it is a poison message: dead-lettered with
+  reason ``insert_failed`` and the error, logged once (with its traceback), and ``term``
+
+The bound is the collector's, not the server's: a server-side ``max_deliver`` would also count the
+redeliveries of a database outage and, past it, silently stop delivering messages that were never stored. So the
+durable consumer keeps ``max_deliver=-1`` (an existing one needs no update).
 
 The stream is created when missing (with a de-duplication window, so a re-published ``Nats-Msg-Id`` is dropped by
 the server). Connection problems end the session; the loop reconnects after a delay until ``stop()``. Database
@@ -21,6 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
@@ -31,14 +40,35 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from mlmodelscope.collector.errors import DatabaseUnavailableError
 from mlmodelscope.collector.metrics import CollectorMetrics
 from mlmodelscope.collector.settings import CollectorSettings
-from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection
+from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection, decode_envelope
 from mlmodelscope.core.jetstream import ensure_stream
-from mlmodelscope.core.messages import STREAM_NAME, STREAM_SUBJECTS
+from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME, STREAM_SUBJECTS, Envelope
 
 log = logging.getLogger(__name__)
 
 DeliveryResult = IngestOutcome | Rejection | Exception
 STOP_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivered message as storage sees it: the bytes, where they travelled, and JetStream's counts."""
+
+    data: bytes
+    subject: str
+    msg_id_header: str | None
+    stream_sequence: int | None
+    deliveries: int
+
+    @classmethod
+    def of(cls, message: Msg) -> Delivery:
+        try:
+            metadata = message.metadata
+            stream_sequence, deliveries = metadata.sequence.stream, metadata.num_delivered
+        except Exception:  # not a JetStream message (no metadata in its reply subject)
+            stream_sequence, deliveries = None, 1
+        header = (message.headers or {}).get(MSG_ID_HEADER)
+        return cls(message.data, message.subject, header, stream_sequence, deliveries)
 
 
 class JetStreamConsumer:
@@ -123,7 +153,7 @@ class JetStreamConsumer:
                     ack_policy=AckPolicy.EXPLICIT,
                     deliver_policy=DeliverPolicy.ALL,
                     ack_wait=settings.ack_wait_s,
-                    max_deliver=-1,
+                    max_deliver=-1,  # bounded by the collector, for errors that are not an outage (see above)
                 ),
             )
             self._subscribed = True
@@ -151,7 +181,7 @@ class JetStreamConsumer:
         self._metrics.set_consumer_lag(info.num_pending or 0)
 
     async def _handle(self, messages: Sequence[Msg]) -> None:
-        batch = [(message.data, message.subject) for message in messages]
+        batch = [Delivery.of(message) for message in messages]
         results = await asyncio.to_thread(self._store_all, batch)
         for message, result in zip(messages, results, strict=True):
             if isinstance(result, IngestOutcome):
@@ -162,22 +192,76 @@ class JetStreamConsumer:
                 await message.nak(delay=self._settings.nak_delay_s)
         self.delivered += len(messages)
 
-    def _store_all(self, batch: Sequence[tuple[bytes, str]]) -> list[DeliveryResult]:
+    def _store_all(self, batch: Sequence[Delivery]) -> list[DeliveryResult]:
         """Store each message in its own transaction; after the database fails once, the rest are naked too."""
         results: list[DeliveryResult] = []
-        for data, subject in batch:
+        for delivery in batch:
             if results and isinstance(results[-1], DatabaseUnavailableError):
                 results.append(results[-1])
                 continue
             try:
-                results.append(self._ingestor.ingest_bytes(data, subject=subject))
+                results.append(
+                    self._ingestor.ingest_bytes(
+                        delivery.data,
+                        subject=delivery.subject,
+                        msg_id_header=delivery.msg_id_header,
+                        stream_sequence=delivery.stream_sequence,
+                        deliveries=delivery.deliveries,
+                    )
+                )
             except DatabaseUnavailableError as e:
-                log.warning("database unavailable, message on '%s' will be redelivered: %s", subject, e)
+                log.warning("database unavailable, message on '%s' will be redelivered: %s", delivery.subject, e)
                 results.append(e)
             except Exception as e:
-                log.exception("unexpected error storing the message on '%s'; it will be redelivered", subject)
-                results.append(e)
+                results.append(self._failed(delivery, e))
         return results
+
+    def _failed(self, delivery: Delivery, error: Exception) -> DeliveryResult:
+        """Storing failed, not because the database is down: redeliver (nak) until ``max_deliveries``, then
+        dead-letter it as a poison message (logged here, once, with the traceback)."""
+        max_deliveries = self._settings.max_deliveries
+        if delivery.deliveries < max_deliveries:
+            log.debug(
+                "storing the message on '%s' failed on delivery %d of %d (%s: %s); it will be redelivered",
+                delivery.subject,
+                delivery.deliveries,
+                max_deliveries,
+                type(error).__name__,
+                error,
+            )
+            return error
+        summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        detail = f"storing it failed on each of its {delivery.deliveries} deliveries: {type(error).__name__}: {summary}"
+        log.error(
+            "poison message on '%s' (stream sequence %s): %s; dead-lettered",
+            delivery.subject,
+            delivery.stream_sequence,
+            detail,
+            exc_info=error,
+        )
+        try:
+            return self._ingestor.reject(
+                "insert_failed",
+                detail,
+                subject=delivery.subject,
+                data=delivery.data,
+                envelope=_envelope_or_none(delivery.data),
+                stream_sequence=delivery.stream_sequence,
+                deliveries=delivery.deliveries,
+            )
+        except DatabaseUnavailableError as e:
+            return e  # recorded on a later delivery, once the database is back
+        except Exception:
+            log.exception("could not record the dead letter of stream message %s", delivery.stream_sequence)
+            return Rejection("insert_failed", detail)  # terminated all the same: never redelivered forever
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("NATS connection error: %s", error)
+
+
+def _envelope_or_none(data: bytes) -> Envelope | None:
+    """The envelope of a message that decoded once already (for the dead letter's run and message id)."""
+    try:
+        return decode_envelope(data)
+    except Exception:
+        return None

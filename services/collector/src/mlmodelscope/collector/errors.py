@@ -2,8 +2,12 @@
 
 CollectorError
 ├── DatabaseUnavailableError   (transient) the database did not answer: the API says 503, the consumer naks
+├── StoredDataError            the database refused a statement because of the data (a value out of range, a
+│                              constraint): not transient and never reported as "unavailable"; a message that
+│                              causes it is dead-lettered after its bounded redeliveries
 ├── MigrationError             the schema could not be brought to the current version
-├── RejectedMessageError       a message the collector will never store (malformed, too large): logged + counted
+├── RejectedMessageError       a message the collector will never store (malformed, too large, misaddressed, a
+│                              rewrite of a finished run): dead-lettered with its reason, logged + counted
 ├── UnknownRunError            no run with that id: 404
 └── LaunchError                an evaluation the launcher cannot start (not configured, unknown model): a 4xx
     ├── LaunchNotConfiguredError  the collector has no launcher settings or no NATS URL: 409
@@ -16,7 +20,14 @@ from typing import Literal
 
 from mlmodelscope.core.errors import MLModelScopeError, TransientError
 
-RejectReason = Literal["too_large", "malformed", "invalid"]
+RejectReason = Literal[
+    "too_large",  # over MAX_MESSAGE_BYTES
+    "malformed",  # not a valid envelope (JSON, schema, a value out of what the database holds)
+    "invalid",  # breaks a storage rule the schema cannot express (a span of another run, end before start)
+    "misaddressed",  # its message id or subject names another run, kind or sequence
+    "run_already_finished",  # a second run_finished: a finished run is never rewritten
+    "insert_failed",  # a poison message: storing it failed on every one of its bounded deliveries
+]
 
 
 class CollectorError(MLModelScopeError):
@@ -25,6 +36,10 @@ class CollectorError(MLModelScopeError):
 
 class DatabaseUnavailableError(CollectorError, TransientError):
     """The database could not be reached or dropped the connection; retrying later may succeed."""
+
+
+class StoredDataError(CollectorError):
+    """The database refused a statement because of the data it holds or was given; retrying will not help."""
 
 
 class MigrationError(CollectorError):

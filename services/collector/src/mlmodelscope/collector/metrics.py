@@ -15,7 +15,10 @@ goes down. Regression gauges (``mlmodelscope_regression_detected``, ``..._p99_ra
 seeded from the ``regression_checks`` table and advanced by the regression monitor after it stores a check.
 Definitions: ``mlmodelscope_inferences_total`` counts dataset items predicted (sum of ``item_count``
 over query records of every mode); ``mlmodelscope_inference_latency_seconds`` observes each performance-mode
-predictor call; the two gauges show the latest finished run of each label set.
+predictor call; the two gauges show the latest finished run of each label set; ``mlmodelscope_dead_letters_total``
+counts the messages terminated without being stored, by reason (the ``dead_letters`` table; every reason is
+exported, 0 included, so an alert can watch ``insert_failed``), and ``mlmodelscope_messages_rejected_total`` is
+the same count under its older name, kept for existing dashboards.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -39,7 +42,7 @@ LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0,
 )  # fmt: skip
 LATENCY_BUCKETS_NS: tuple[int, ...] = tuple(round(b * 1e9) for b in LATENCY_BUCKETS_S)
-REJECT_REASONS: tuple[RejectReason, ...] = ("too_large", "malformed", "invalid")
+REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 LABEL_NAMES = ("model", "framework", "arch", "accelerator", "scenario", "batch_size")
 
 
@@ -224,12 +227,14 @@ class CollectorMetrics(Collector):
         duplicate.add_metric([], float(state.messages_duplicate))
         yield duplicate
 
-        rejected = CounterMetricFamily(
-            "mlmodelscope_messages_rejected", "Messages refused and never stored, by reason.", labels=["reason"]
-        )
-        for reason in sorted(set(REJECT_REASONS) | set(state.messages_rejected)):
-            rejected.add_metric([reason], float(state.messages_rejected.get(reason, 0)))
-        yield rejected
+        for name, documentation in (
+            ("mlmodelscope_dead_letters", "Messages dead-lettered (terminated, never stored), by reason."),
+            ("mlmodelscope_messages_rejected", "Messages refused and never stored, by reason (= dead letters)."),
+        ):
+            rejected = CounterMetricFamily(name, documentation, labels=["reason"])
+            for reason in sorted(set(REJECT_REASONS) | set(state.messages_rejected)):
+                rejected.add_metric([reason], float(state.messages_rejected.get(reason, 0)))
+            yield rejected
 
         inferences = CounterMetricFamily(
             "mlmodelscope_inferences", "Dataset items predicted (query records of every mode).", labels=LABEL_NAMES

@@ -31,6 +31,12 @@ class CollectorSettings(BaseModel):
     fetch_timeout_s: float = Field(default=1.0, gt=0)
     nak_delay_s: float = Field(default=5.0, ge=0, description="Redelivery delay after a database failure.")
     ack_wait_s: float = Field(default=30.0, gt=0)
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Deliveries of a message whose storing fails (not a database outage) before it is dead-lettered.",
+    )
     duplicate_window_s: float = Field(default=120.0, gt=0, description="JetStream de-duplication window.")
     lag_refresh_s: float = Field(default=5.0, gt=0, description="How often consumer lag is read from the server.")
     reconnect_delay_s: float = Field(default=2.0, gt=0)

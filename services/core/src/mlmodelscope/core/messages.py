@@ -24,6 +24,9 @@ SUBJECT_PREFIX = "mlmodelscope.runs"
 STREAM_SUBJECTS = f"{SUBJECT_PREFIX}.>"
 MAX_MESSAGE_BYTES = 512 * 1024
 MSG_ID_HEADER = "Nats-Msg-Id"
+# What the collector's integer columns hold (INTEGER / BIGINT on PostgreSQL): a value beyond is refused at decode.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 RunId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -43,16 +46,18 @@ class RunStarted(_Frozen):
 
     kind: Literal["run_started"] = "run_started"
     evaluation_id: str = Field(min_length=1, max_length=128)
-    model: str
-    framework: str
-    dataset: str
-    scenario: str
-    mode: str
-    batch_size: int = Field(ge=1)
-    arch: str
-    accelerator: str
-    trace_level: str
-    epoch_offset_ns: int = Field(description="Wall-clock ns minus monotonic ns in the agent: aligns its spans.")
+    model: str = Field(max_length=256)
+    framework: str = Field(max_length=256)
+    dataset: str = Field(max_length=256)
+    scenario: str = Field(max_length=64)
+    mode: str = Field(max_length=64)
+    batch_size: int = Field(ge=1, le=INT32_MAX)
+    arch: str = Field(max_length=64)
+    accelerator: str = Field(max_length=256)
+    trace_level: str = Field(max_length=64)
+    epoch_offset_ns: int = Field(
+        ge=-INT64_MAX, le=INT64_MAX, description="Wall-clock ns minus monotonic ns in the agent: aligns its spans."
+    )
     started_at: datetime
 
 
@@ -64,12 +69,12 @@ class SpanBatch(_Frozen):
 class QueryRecord(_Frozen):
     """One predictor call as the SUT saw it."""
 
-    seq: int = Field(ge=0, description="Order of the call within the run and mode.")
+    seq: int = Field(ge=0, le=INT64_MAX, description="Order of the call within the run and mode.")
     mode: Literal["accuracy", "performance"]
-    first_item: int = Field(ge=0)
-    item_count: int = Field(ge=1)
-    start_ns: int = Field(ge=0)
-    end_ns: int = Field(ge=0)
+    first_item: int = Field(ge=0, le=INT64_MAX)
+    item_count: int = Field(ge=1, le=INT32_MAX)
+    start_ns: int = Field(ge=0, le=INT64_MAX)
+    end_ns: int = Field(ge=0, le=INT64_MAX)
 
 
 class QueryBatch(_Frozen):
@@ -79,9 +84,9 @@ class QueryBatch(_Frozen):
 
 class Progress(_Frozen):
     kind: Literal["progress"] = "progress"
-    phase: str
-    completed_queries: int = Field(ge=0)
-    elapsed_s: float = Field(ge=0)
+    phase: str = Field(max_length=64)
+    completed_queries: int = Field(ge=0, le=INT64_MAX)
+    elapsed_s: float = Field(ge=0, allow_inf_nan=False)
 
 
 class RunFinished(_Frozen):
@@ -91,8 +96,13 @@ class RunFinished(_Frozen):
     status: Literal["succeeded", "failed"]
     result: dict[str, Any] | None = Field(default=None, description="EvaluationResult.model_dump(mode='json').")
     error: str = ""
-    span_count: int = Field(ge=0, description="Spans published for the run: the collector checks completeness.")
-    query_count: int = Field(ge=0, description="Query records published for the run.")
+    span_count: int = Field(
+        ge=0, le=INT32_MAX, description="Spans published for the run: the collector checks completeness."
+    )
+    query_count: int = Field(ge=0, le=INT32_MAX, description="Query records published for the run.")
+    finished_at: datetime | None = Field(
+        default=None, description="The agent's wall-clock finish time; absent from older agents (ingest time then)."
+    )
 
 
 Payload = Annotated[
@@ -105,7 +115,7 @@ class Envelope(_Frozen):
     schema_version: Literal[1] = 1
     message_id: str = Field(min_length=1, max_length=256, description="Unique per (run, kind, sequence).")
     run_id: RunId
-    sequence: int = Field(ge=0, description="Per (run, kind) publish order, starting at 0.")
+    sequence: int = Field(ge=0, le=INT64_MAX, description="Per (run, kind) publish order, starting at 0.")
     payload: Payload
 
     @property

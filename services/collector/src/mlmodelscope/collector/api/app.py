@@ -20,7 +20,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from mlmodelscope.collector.api.routers import analysis, baselines, evaluations, health, launch, metrics, runs
+from mlmodelscope.collector.api.routers import (
+    analysis,
+    baselines,
+    dead_letters,
+    evaluations,
+    health,
+    launch,
+    metrics,
+    runs,
+)
 from mlmodelscope.collector.consumer import JetStreamConsumer
 from mlmodelscope.collector.errors import (
     DatabaseUnavailableError,
@@ -84,6 +93,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.include_router(baselines.router)
     app.include_router(launch.router)
     app.include_router(metrics.router)
+    app.include_router(dead_letters.router)
     pages.mount(app)
     return app
 

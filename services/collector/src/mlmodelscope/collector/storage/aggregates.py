@@ -1,11 +1,17 @@
-"""The database aggregates the metrics start from, so every counter equals the true count after a restart."""
+"""The database aggregates the metrics start from, so every counter equals the true count after a restart.
+
+Sums never overflow, whatever is stored: SQLite's ``SUM`` of integers raises "integer overflow" past 2**63 (two
+query records of a few centuries each are enough), and a collector that cannot seed its metrics cannot start. So
+each non-negative 64-bit value is summed as two halves, ``value >> 32`` and ``value & 0xFFFFFFFF``, each below
+2**32, which stay exact for up to 2**31 rows per group on both dialects; Python joins them as integers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, case, cast, func, literal, select
 
 from mlmodelscope.collector.metrics import (
     LATENCY_BUCKETS_NS,
@@ -27,6 +33,19 @@ LABEL_COLUMNS = (
     schema.runs.c.batch_size,
 )
 _runs = schema.runs
+_LOW_BITS = 32
+_LOW_MASK = (1 << _LOW_BITS) - 1
+
+
+def _sum_halves(value: ColumnElement[int]) -> tuple[ColumnElement[int], ColumnElement[int]]:
+    """SUM(value >> 32) and SUM(value & 0xFFFFFFFF): an exact sum of non-negative 64-bit values, overflow-free."""
+    wide = cast(value, BigInteger)  # so the mask is a BIGINT on PostgreSQL too, whatever the column's type
+    shift, mask = literal(_LOW_BITS, Integer), literal(_LOW_MASK, BigInteger)  # PostgreSQL: bigint >> integer
+    return func.sum(wide.op(">>")(shift)), func.sum(wide.op("&")(mask))
+
+
+def _joined(high: int | None, low: int | None) -> int:
+    return (int(high or 0) << _LOW_BITS) + int(low or 0)
 
 
 def labels_of(values: Sequence[Any]) -> RunLabels:
@@ -47,34 +66,34 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
     ).scalar_one_or_none()
     snapshot.messages_duplicate = int(duplicate or 0)
     for reason, count in connection.execute(
-        select(schema.rejected_messages.c.reason, func.count()).group_by(schema.rejected_messages.c.reason)
+        select(schema.dead_letters.c.reason, func.count()).group_by(schema.dead_letters.c.reason)
     ):
         snapshot.messages_rejected[str(reason)] = int(count)
 
     labelled = _runs.c.model.is_not(None)
     queries = schema.queries
-    for *label_values, items in connection.execute(
-        select(*LABEL_COLUMNS, func.sum(queries.c.item_count))
+    for *label_values, items_high, items_low in connection.execute(
+        select(*LABEL_COLUMNS, *_sum_halves(queries.c.item_count))
         .join_from(queries, _runs, queries.c.run_id == _runs.c.run_id)
         .where(labelled)
         .group_by(*LABEL_COLUMNS)
     ):
-        snapshot.inferences[labels_of(label_values)] = int(items)
+        snapshot.inferences[labels_of(label_values)] = _joined(items_high, items_low)
 
     latency = queries.c.end_ns - queries.c.start_ns
     bucket = case(
         *[(latency <= bound, index) for index, bound in enumerate(LATENCY_BUCKETS_NS)],
         else_=len(LATENCY_BUCKETS_NS),
     ).label("bucket")
-    for *label_values, index, count, sum_ns in connection.execute(
-        select(*LABEL_COLUMNS, bucket, func.count(), func.sum(latency))
+    for *label_values, index, count, sum_high, sum_low in connection.execute(
+        select(*LABEL_COLUMNS, bucket, func.count(), *_sum_halves(latency))
         .join_from(queries, _runs, queries.c.run_id == _runs.c.run_id)
         .where(labelled, queries.c.mode == "performance")
         .group_by(*LABEL_COLUMNS, bucket)
     ):
         histogram = snapshot.latency.setdefault(labels_of(label_values), LatencyHistogram())
         histogram.counts[int(index)] += int(count)
-        histogram.sum_ns += int(sum_ns)
+        histogram.sum_ns += _joined(sum_high, sum_low)
 
     for *label_values, finished_at, top1, throughput in connection.execute(
         select(*LABEL_COLUMNS, _runs.c.finished_at, _runs.c.accuracy_top1, _runs.c.throughput_samples_per_s).where(

@@ -2,7 +2,10 @@
 
 Everything that touches the database goes through ``Database.write()`` / ``Database.read()``, which turn "the
 database is not there" (connection refused, dropped, locked too long) into ``DatabaseUnavailableError`` with the
-driver's exception as the cause: the API answers 503 with it and the consumer naks the message for later.
+driver's exception as the cause: the API answers 503 with it and the consumer naks the message for later. An
+error the database raises because of the data (SQLite's "integer overflow", a value out of a column's range, a
+constraint) is ``StoredDataError`` instead: it is not transient, and saying "unavailable" would send the user
+looking for a server problem that does not exist.
 
 SQLite needs two adjustments to behave like a real transactional database: Python's ``sqlite3`` module does not
 begin a transaction before DDL (so migrations would not be atomic) and begins writers lazily (so two writers can
@@ -21,12 +24,16 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
-from mlmodelscope.collector.errors import CollectorError, DatabaseUnavailableError
+from mlmodelscope.collector.errors import CollectorError, DatabaseUnavailableError, StoredDataError
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _WRITE_OPTION = "mlmodelscope_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_CONNECT_TIMEOUT_S = 5
+# SQLite's primary result codes that mean "the database cannot be used right now" (busy, locked, I/O, cannot
+# open, full, protocol). Every other OperationalError of SQLite (SQLITE_ERROR: "integer overflow", "no such
+# table") is about the statement or the data.
+SQLITE_UNAVAILABLE_CODES = frozenset({5, 6, 7, 10, 13, 14, 15})
 
 
 def redact(url: URL) -> str:
@@ -117,6 +124,10 @@ class Database:
         try:
             yield
         except (OperationalError, InterfaceError) as e:
+            if _is_sqlite_data_error(e):
+                raise StoredDataError(
+                    f"the database {self.describe()} refused a statement because of its data: {_first_line(e)}"
+                ) from e
             raise DatabaseUnavailableError(
                 f"the database {self.describe()} is unavailable: {_first_line(e)}",
                 hint="Check that the database server is running and reachable; the collector retries.",
@@ -124,7 +135,15 @@ class Database:
         except DBAPIError as e:
             if e.connection_invalidated:
                 raise DatabaseUnavailableError(f"the connection to {self.describe()} was lost: {_first_line(e)}") from e
-            raise
+            raise StoredDataError(
+                f"the database {self.describe()} refused a statement because of its data: {_first_line(e)}"
+            ) from e
+
+
+def _is_sqlite_data_error(error: DBAPIError) -> bool:
+    """A SQLite OperationalError whose primary result code is not one of "cannot be used right now"."""
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) not in SQLITE_UNAVAILABLE_CODES
 
 
 def _first_line(error: DBAPIError) -> str:

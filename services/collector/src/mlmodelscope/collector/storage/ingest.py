@@ -6,12 +6,17 @@ inserted in the same transaction with ``INSERT ... ON CONFLICT DO NOTHING`` on t
 re-sent under a *new* message id adds nothing either. Messages for a run whose ``run_started`` has not arrived
 create a placeholder run (status ``pending``) so nothing accepted is lost; ``run_started`` later fills it in.
 
-Metric changes are computed from what was actually inserted and applied only after the commit. Bytes that are not
-a storable message are refused with a reason, written to ``rejected_messages`` and counted: never raised.
+Metric changes are computed from what was actually inserted and applied only after the commit. A message that is
+not storable is refused with a reason, written to ``dead_letters`` once (a redelivery of the same stream message
+adds nothing) and counted: never raised by ``ingest_bytes``. Refused on sight: bytes that are not an envelope,
+values beyond what the columns hold, a message id that is not ``<run>:<kind>:<sequence>`` of its own envelope (or a
+subject / ``Nats-Msg-Id`` naming another), and a second ``run_finished`` of a finished run (a finished run is
+never rewritten). The consumer dead-letters a poison message (storing it failed on each of its deliveries) here too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +25,7 @@ from typing import Any
 
 import pydantic_core
 from pydantic import ValidationError
-from sqlalchemy import Connection, Table, case, func, select, update
+from sqlalchemy import Connection, Table, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mlmodelscope.collector.errors import CollectorError, RejectedMessageError, RejectReason
@@ -30,7 +35,9 @@ from mlmodelscope.collector.storage.aggregates import DUPLICATE_COUNTER, LABEL_C
 from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.timeutil import now, utc
 from mlmodelscope.core.messages import (
+    INT64_MAX,
     MAX_MESSAGE_BYTES,
+    MSG_ID_HEADER,
     Envelope,
     Progress,
     QueryBatch,
@@ -38,11 +45,11 @@ from mlmodelscope.core.messages import (
     RunStarted,
     SpanBatch,
     decode,
+    message_id,
 )
 
 log = logging.getLogger(__name__)
 
-INT64_MAX = 2**63 - 1
 PAYLOAD_HEAD_CHARS = 1024
 
 
@@ -59,6 +66,13 @@ class Rejection:
 
 def decode_message(data: bytes) -> Envelope:
     """Bytes from the wire -> a storable envelope, or RejectedMessageError saying why not."""
+    envelope = decode_envelope(data)
+    check_storable(envelope)
+    return envelope
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Bytes from the wire -> a valid envelope (not yet checked against the storage rules)."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise RejectedMessageError(
             f"message of {len(data)} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes", reason="too_large"
@@ -67,13 +81,20 @@ def decode_message(data: bytes) -> Envelope:
         envelope = decode(data)
     except (ValidationError, ValueError) as e:
         raise RejectedMessageError(f"not a valid message envelope: {_summary(e)}", reason="malformed") from e
-    check_storable(envelope)
     return envelope
 
 
 def check_storable(envelope: Envelope) -> None:
-    """Rules the schema cannot express: spans belong to the envelope's run, times fit in a signed 64-bit integer."""
+    """Rules the schema cannot express: the message id is the envelope's own ``<run>:<kind>:<sequence>``, spans
+    belong to the envelope's run, times fit in a signed 64-bit integer."""
     payload = envelope.payload
+    expected_id = message_id(envelope.run_id, payload.kind, envelope.sequence)
+    if envelope.message_id != expected_id:
+        raise RejectedMessageError(
+            f"message id '{envelope.message_id}' does not name this message: a {payload.kind} message of run "
+            f"'{envelope.run_id}' with sequence {envelope.sequence} has the id '{expected_id}'",
+            reason="misaddressed",
+        )
     if isinstance(payload, SpanBatch):
         for span in payload.spans:
             if span.run_id != envelope.run_id:
@@ -117,30 +138,100 @@ class Ingestor:
             self.metrics.apply(effects)
         return outcome
 
-    def ingest_bytes(self, data: bytes, *, subject: str = "") -> IngestOutcome | Rejection:
-        """Decode and store one message from the wire; a message that is not storable is recorded as rejected."""
+    def ingest_bytes(
+        self,
+        data: bytes,
+        *,
+        subject: str = "",
+        msg_id_header: str | None = None,
+        stream_sequence: int | None = None,
+        deliveries: int = 1,
+    ) -> IngestOutcome | Rejection:
+        """Decode and store one message from the wire; a message that is not storable is dead-lettered.
+
+        ``subject`` and ``msg_id_header`` (the ``Nats-Msg-Id`` it was published with), when given, must name the
+        envelope; ``stream_sequence`` and ``deliveries`` come from the JetStream metadata (None and 1 for a message
+        read from elsewhere) and identify the dead letter."""
+        envelope: Envelope | None = None
         try:
-            envelope = decode_message(data)
+            envelope = decode_envelope(data)
+            check_storable(envelope)
+            _check_address(envelope, subject, msg_id_header)
             return self.ingest(envelope, checked=True)
         except RejectedMessageError as e:
-            return self.reject(e.reason, str(e), subject=subject, data=data)
+            return self.reject(
+                e.reason,
+                str(e),
+                subject=subject,
+                data=data,
+                envelope=envelope,
+                stream_sequence=stream_sequence,
+                deliveries=deliveries,
+            )
 
-    def reject(self, reason: RejectReason, detail: str, *, subject: str, data: bytes) -> Rejection:
-        log.warning("rejected a message on '%s' (%d bytes, %s): %s", subject, len(data), reason, detail)
+    def reject(
+        self,
+        reason: RejectReason,
+        detail: str,
+        *,
+        subject: str,
+        data: bytes,
+        envelope: Envelope | None = None,
+        stream_sequence: int | None = None,
+        deliveries: int = 1,
+    ) -> Rejection:
+        """Record a dead letter (once per stream message: a redelivery of one already recorded adds nothing),
+        count it and log it once."""
+        dead_letters = schema.dead_letters
+        digest = hashlib.sha256(data).hexdigest() if stream_sequence is not None else None
         with self.database.write() as connection:
-            connection.execute(
-                schema.rejected_messages.insert().values(
+            recorded = connection.execute(
+                _insert(connection, dead_letters)
+                .values(
                     reason=reason,
                     subject=subject[:512],
+                    message_id=None if envelope is None else envelope.message_id,
+                    run_id=None if envelope is None else envelope.run_id,
+                    stream_sequence=stream_sequence,
+                    payload_sha256=digest,
+                    deliveries=min(max(deliveries, 1), 2**31 - 1),
                     size_bytes=len(data),
                     detail=detail[:4000],
                     payload_head=data[:PAYLOAD_HEAD_CHARS].decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
                     received_at=now(),
                 )
-            )
+                .on_conflict_do_nothing(index_elements=[dead_letters.c.stream_sequence, dead_letters.c.payload_sha256])
+                .returning(dead_letters.c.id)
+            ).first()
+        if recorded is None:
+            log.debug("stream message %s was dead-lettered before; terminated again", stream_sequence)
+            return Rejection(reason, detail)
+        log.warning(
+            "dead-lettered a message on '%s' (%d bytes, %s, delivery %d): %s",
+            subject,
+            len(data),
+            reason,
+            deliveries,
+            detail,
+        )
         if self.metrics is not None:
             self.metrics.record_rejection(reason)
         return Rejection(reason, detail)
+
+
+def _check_address(envelope: Envelope, subject: str, msg_id_header: str | None) -> None:
+    """The subject and the ``Nats-Msg-Id`` a message travelled under must be its own (when known)."""
+    if subject and subject != envelope.subject:
+        raise RejectedMessageError(
+            f"message '{envelope.message_id}' arrived on subject '{subject}', not on its own '{envelope.subject}'",
+            reason="misaddressed",
+        )
+    if msg_id_header is not None and msg_id_header != envelope.message_id:
+        raise RejectedMessageError(
+            f"message '{envelope.message_id}' was published with {MSG_ID_HEADER} '{msg_id_header}', another "
+            "message's id",
+            reason="misaddressed",
+        )
 
 
 def _insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -344,12 +435,14 @@ def _progress(connection: Connection, run_id: str, sequence: int, payload: Progr
 
 
 def _run_finished(connection: Connection, run_id: str, payload: RunFinished, effects: MetricEffects) -> None:
+    """The run's outcome, once: a run already finished is never rewritten (the transaction is rolled back and the
+    message dead-lettered). ``finished_at`` is the agent's finish time; older agents do not send it (ingest time)."""
     runs = schema.runs
     top1 = _number(payload.result, "accuracy", "top1")
     throughput = _number(payload.result, "performance", "throughput", "samples_per_s")
     finished_at = connection.execute(
         update(runs)
-        .where(runs.c.run_id == run_id)
+        .where(runs.c.run_id == run_id, runs.c.finished_at.is_(None))
         .values(
             status=payload.status,
             error=payload.error,
@@ -358,10 +451,15 @@ def _run_finished(connection: Connection, run_id: str, payload: RunFinished, eff
             throughput_samples_per_s=throughput,
             expected_span_count=payload.span_count,
             expected_query_count=payload.query_count,
-            finished_at=func.coalesce(runs.c.finished_at, now()),
+            finished_at=now() if payload.finished_at is None else utc(payload.finished_at),
         )
         .returning(runs.c.finished_at)
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if finished_at is None:
+        raise RejectedMessageError(
+            f"run '{run_id}' has already finished; a later run_finished cannot rewrite its outcome",
+            reason="run_already_finished",
+        )
     if effects.labels is not None:
         at = utc(finished_at)
         effects.accuracy_top1 = None if top1 is None else LatestValue(at, top1)

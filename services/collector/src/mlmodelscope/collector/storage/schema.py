@@ -3,7 +3,7 @@
 Times the agent measured (``start_ns``/``end_ns``) are its monotonic nanoseconds (``BIGINT``); wall-clock instants
 are ``started_at``/``finished_at`` in UTC. Every payload table has a natural primary key, so an ``INSERT ... ON
 CONFLICT DO NOTHING`` makes re-sent rows harmless even under a new message id. The migrations in
-``migrations.py`` create exactly these tables; a change here needs a new migration there.
+``migrations/`` create exactly these tables; a change here needs a new migration there.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-RUN_STATUSES = ("pending", "running", "succeeded", "failed")
+RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 
 runs = Table(
     "runs",
@@ -100,13 +100,21 @@ progress = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-# Messages the collector refused: kept so the rejected counter survives a restart, and for a human to look at.
-rejected_messages = Table(
-    "rejected_messages",
+# Dead letters: every message the collector terminated without storing it (refused on sight, or a poison message
+# whose storing failed on each of its bounded deliveries), with the reason; kept for a human to look at (and for
+# the dead-letter counter to survive a restart). (stream_sequence, payload_sha256) is unique: a redelivery of a
+# message already dead-lettered adds nothing; both are NULL for messages that did not come from the stream.
+dead_letters = Table(
+    "dead_letters",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("reason", String(32), nullable=False),
     Column("subject", String(512), nullable=False),
+    Column("message_id", String(256), nullable=True),
+    Column("run_id", String(128), nullable=True),
+    Column("stream_sequence", BigInteger, nullable=True),
+    Column("payload_sha256", String(64), nullable=True),
+    Column("deliveries", Integer, nullable=False),
     Column("size_bytes", Integer, nullable=False),
     Column("detail", Text, nullable=False),
     Column("payload_head", Text, nullable=False),
@@ -123,3 +131,4 @@ counters = Table(
 
 Index("ix_runs_labels", runs.c.model, runs.c.framework, runs.c.scenario)
 Index("ix_ingested_messages_run", ingested_messages.c.run_id)
+Index("ux_dead_letters_delivery", dead_letters.c.stream_sequence, dead_letters.c.payload_sha256, unique=True)
