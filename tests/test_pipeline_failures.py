@@ -184,12 +184,12 @@ def assert_stored_exactly_once(pipeline: Pipeline, run_id: str, detail: dict[str
         ]
         assert sorted(latencies) == sorted(stream.performance_latencies_ns)
 
-        # Messages: every published message id ingested once, nothing rejected.
+        # Messages: every published message id ingested once, nothing dead-lettered.
         ingested = dict(db.execute("SELECT kind, COUNT(*) FROM ingested_messages GROUP BY kind").fetchall())
         assert ingested == dict(stream.kinds)
         stored_ids = {row[0] for row in db.execute("SELECT message_id FROM ingested_messages")}
         assert stored_ids == set(stream.message_ids)
-        assert scalar(db, "SELECT COUNT(*) FROM rejected_messages") == 0
+        assert scalar(db, "SELECT COUNT(*) FROM dead_letters") == 0
         duplicates = db.execute("SELECT value FROM counters WHERE name = 'messages_duplicate'").fetchone()
         duplicates = 0 if duplicates is None else duplicates[0]
 
@@ -208,6 +208,7 @@ def assert_stored_exactly_once(pipeline: Pipeline, run_id: str, detail: dict[str
     assert value("mlmodelscope_messages_duplicate_total") == duplicates
     for reason in REJECT_REASONS:
         assert value("mlmodelscope_messages_rejected_total", reason=reason) == 0
+        assert value("mlmodelscope_dead_letters_total", reason=reason) == 0
     inference_series = [key for key in samples if key[0] == "mlmodelscope_inferences_total"]
     assert inference_series == [("mlmodelscope_inferences_total", frozenset(labels.items()))]
     assert value("mlmodelscope_inferences_total", **labels) == items
