@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from mlmodelscope.collector.storage.timeutil import utc
 from mlmodelscope.core.analysis.compare import Comparison
@@ -110,6 +110,10 @@ class Catalog(_Response):
     datasets: list[CatalogDataset]
 
 
+# One launch starts frameworks x batch sizes agents: 8 x 16 at most.
+MAX_LAUNCH_BATCH_SIZES = 16
+
+
 class LaunchRequest(BaseModel):
     """An evaluation to start: one agent per framework x batch size, as ``mlmodelscope evaluate`` would."""
 
@@ -120,11 +124,24 @@ class LaunchRequest(BaseModel):
     dataset: NameText | None = None
     scenario: Literal["single-stream", "multi-stream", "server", "offline"] = "single-stream"
     mode: Literal["accuracy", "performance", "both"] = "both"
-    batch_sizes: list[Annotated[int, Field(ge=1, le=65536)]] = Field(default_factory=lambda: [1], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=65536)]] = Field(
+        default_factory=lambda: [1],
+        min_length=1,
+        max_length=MAX_LAUNCH_BATCH_SIZES,
+        description=f"Distinct batch sizes, at most {MAX_LAUNCH_BATCH_SIZES} (one agent per framework x size).",
+    )
     min_duration_s: float = Field(default=10.0, gt=0, le=3600)
     trace_level: Literal["no", "application", "model", "framework"] = "model"
     device: Literal["cpu", "gpu", "fpga"] = "cpu"
     arch: Literal["amd64", "arm64", "ppc64le"] = Field(default="amd64", description="Cluster launches: node arch.")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _distinct_batch_sizes(cls, sizes: list[int]) -> list[int]:
+        repeated = sorted({size for size in sizes if sizes.count(size) > 1})
+        if repeated:
+            raise ValueError(f"batch sizes repeat ({', '.join(map(str, repeated))}): give each size once")
+        return sizes
 
 
 class LaunchResponse(_Response):

@@ -48,6 +48,11 @@ class CollectorSettings(BaseModel):
     regression_throughput_threshold: float = Field(
         default=0.10, ge=0, lt=1, description="Allowed throughput decrease (0.1 = 10%)."
     )
+    docs_assets: str = Field(
+        default="",
+        description="Folder with Swagger UI's swagger-ui-bundle.js and swagger-ui.css for /docs "
+        "(default: the swagger-ui-bundle package, when installed).",
+    )
     regression_check_interval_s: float = Field(default=2.0, gt=0, description="How often new runs are checked.")
     assets: str = Field(
         default="", description="Asset folders (os.pathsep-separated) for the catalog and the launcher; empty: none."
@@ -65,8 +70,13 @@ class CollectorSettings(BaseModel):
 
     @field_validator("api_token", "kube_token", mode="before")
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _strip_token(cls, value: object) -> object:
+        """Surrounding whitespace (a Secret file's newline) is stripped, as from a supplied token; blank is None."""
+        if isinstance(value, str):
+            return value.strip() or None
+        if isinstance(value, SecretStr):
+            return value.get_secret_value().strip() or None
+        return value
 
     @field_validator("nats_url", mode="before")
     @classmethod

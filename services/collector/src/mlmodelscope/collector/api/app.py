@@ -5,8 +5,9 @@ Nothing is built at import time: the settings come from ``main`` (or a test) and
 consumer are created when the app starts, and closed when it stops. Errors become HTTP statuses here, once:
 ``DatabaseUnavailableError`` -> 503 with its message; bad parameters are FastAPI's 422; unknown ids are 404 in the
 routers (``UnknownRunError`` -> 404); a run that cannot be analysed (``AnalysisError``) and a launch request the
-launcher refuses (``LaunchError``) are 422, launching while unconfigured is 409, broken asset folders 503. The web
-pages (``mlmodelscope.collector.web``) are mounted here too.
+launcher refuses (``LaunchError``) are 422, launching while unconfigured is 409, broken asset folders 503; a 405
+names every method of its path. The web pages (``mlmodelscope.collector.web``), whose errors are HTML pages, and the
+offline ``/docs`` (``api.docs``) are mounted here too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlmodelscope.collector.api import docs, openapi_document
+from mlmodelscope.collector.api.allowed_methods import with_complete_allow
 from mlmodelscope.collector.api.routers import (
     analysis,
     baselines,
@@ -75,7 +81,10 @@ def create_app(settings: CollectorSettings) -> FastAPI:
         version=distribution_version(),
         description="Runs, results, per-query latencies, traces and metrics ingested from MLModelScope agents.",
         lifespan=lifespan,
+        docs_url=None,  # served by api.docs from local files (no CDN)
+        redoc_url=None,
     )
+    openapi_document.install(app)
     app.state.settings = settings
     app.state.runtime = None
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
@@ -86,6 +95,8 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.add_exception_handler(LaunchError, _status(422))
     app.add_exception_handler(ManifestError, _status(503))
     app.add_exception_handler(RegistryError, _status(503))
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(evaluations.router)
@@ -95,7 +106,25 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(dead_letters.router)
     pages.mount(app)
+    docs.mount(app, settings)
     return app
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's HTTP errors: a 405 names every method of the path; a page's error is an HTML page."""
+    assert isinstance(error, StarletteHTTPException)
+    error = with_complete_allow(request, error)
+    if pages.is_page(request):
+        return pages.error_page(request, error.status_code, str(error.detail), dict(error.headers or {}))
+    return await http_exception_handler(request, error)
+
+
+async def _invalid_request(request: Request, error: Exception) -> Response:
+    """Invalid parameters: the API's 422 JSON, or an HTML page for the pages (404 for a malformed id)."""
+    assert isinstance(error, RequestValidationError)
+    if pages.is_page(request):
+        return pages.invalid_request_page(request, error)
+    return await request_validation_exception_handler(request, error)
 
 
 async def _monitor_regressions(runtime: CollectorRuntime, interval_s: float) -> None:

@@ -1,7 +1,8 @@
 """The token that mutating requests must carry (``Authorization: Bearer <token>``, or the form's token field).
 
 No token configured means mutations are off (403 saying how to turn them on); a missing token is 401, a wrong one
-403. Tokens are compared in constant time.
+403. Both the configured and the supplied token are stripped of surrounding whitespace (a token read from a file
+keeps its newline); they are compared in constant time.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mlmodelscope.collector.settings import CollectorSettings
 
@@ -31,15 +33,16 @@ def check_token(settings: CollectorSettings, supplied: str | None) -> None:
         raise HTTPException(status_code=403, detail="the token is not this collector's token")
 
 
+# Declared in the OpenAPI document as the bearer security scheme (clients and testers know how to send it);
+# auto_error=False so a missing or non-bearer header gets this module's 401 with its hint.
+_BEARER = HTTPBearer(auto_error=False, description="The collector's API token (MLMODELSCOPE_COLLECTOR_API_TOKEN).")
+
+
 def require_token(
-    request: Request, authorization: Annotated[str | None, Header(description="Bearer <token>")] = None
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None
 ) -> None:
     settings: CollectorSettings = request.app.state.settings
-    supplied = None
-    if authorization is not None:
-        scheme, _, value = authorization.partition(" ")
-        supplied = value.strip() if scheme.lower() == "bearer" else None
-    check_token(settings, supplied)
+    check_token(settings, credentials.credentials.strip() if credentials is not None else None)
 
 
 TokenRequired = Depends(require_token)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -94,6 +95,28 @@ def _render(request: Request, template: str, status_code: int = 200, **context: 
 
 def _error(request: Request, status_code: int, message: str) -> HTMLResponse:
     return _render(request, "error.html", status_code=status_code, error=message, status_code_text=status_code)
+
+
+def is_page(request: Request) -> bool:
+    """Whether the request is for a page (HTML answers, errors included) rather than the JSON API."""
+    return request.url.path == "/ui" or request.url.path.startswith("/ui/")
+
+
+def error_page(request: Request, status_code: int, message: str, headers: dict[str, str] | None = None) -> HTMLResponse:
+    """An HTTP error of a page (unknown page, wrong method, collector not started) as the error page."""
+    response = _error(request, status_code, message)
+    response.headers.update(headers or {})
+    return response
+
+
+def invalid_request_page(request: Request, error: RequestValidationError) -> HTMLResponse:
+    """A page's parameters that fail validation: a malformed id in the path names no page (404); bad query or
+    form values are a 422, both as the error page rather than the API's JSON."""
+    problems = error.errors()
+    if any(problem.get("loc", ("",))[0] == "path" for problem in problems):
+        return _error(request, 404, f"no such page: {request.url.path} (the id in it is not a valid id)")
+    parts = [f"{'.'.join(str(p) for p in problem.get('loc', ()))}: {problem.get('msg', '')}" for problem in problems]
+    return _error(request, 422, "invalid request: " + "; ".join(parts))
 
 
 @router.get("/runs", response_class=HTMLResponse)

@@ -23,6 +23,7 @@ _MARGIN_RIGHT = 16
 _MARGIN_TOP = 28
 _MARGIN_BOTTOM = 40
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+_SMALLEST_LOG_VALUE = 1e-300
 _LEVEL_COLORS = {"application": "#4c72b0", "model": "#55a868", "framework": "#c44e52", "library": "#8172b2"}
 
 
@@ -66,9 +67,15 @@ class _Scale:
     pixel_high: float
     log: bool = False
 
+    def _log_bounds(self) -> tuple[float, float]:
+        """log10 of the ends; a log axis whose data start at 0 (all-zero latencies) starts at the smallest float."""
+        low = math.log10(max(self.low, _SMALLEST_LOG_VALUE))
+        return low, max(math.log10(max(self.high, _SMALLEST_LOG_VALUE)), low)
+
     def __call__(self, value: float) -> float:
         if self.log:
-            low, high, value = math.log10(self.low), math.log10(self.high), math.log10(max(value, self.low))
+            low, high = self._log_bounds()
+            value = math.log10(max(value, self.low, _SMALLEST_LOG_VALUE))
         else:
             low, high = self.low, self.high
         span = (high - low) or 1.0
@@ -77,9 +84,18 @@ class _Scale:
 
 def _ticks(scale: _Scale, count: int = 5) -> list[float]:
     if scale.log:
-        low, high = math.log10(scale.low), math.log10(scale.high)
+        low, high = scale._log_bounds()
         return [10 ** (low + (high - low) * i / (count - 1)) for i in range(count)]
     return [scale.low + (scale.high - scale.low) * i / (count - 1) for i in range(count)]
+
+
+def _log_axis(values: Sequence[float]) -> tuple[float, float]:
+    """(low, high) of a log axis over ``values``: positive, low < high. Values <= 0 (a latency of 0 ns) have no
+    logarithm; they are drawn at the axis' start, which is the smallest positive value (or 1 when there is none)."""
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    low = min(positive, default=1.0)
+    high = max(positive, default=low)
+    return (low / 2, high * 2) if high <= low else (low, high)
 
 
 def _x_ticks(scale: _Scale, fmt: str, height: int = HEIGHT) -> list[str]:
@@ -109,7 +125,7 @@ def histogram_chart(histogram: Histogram, title: str = "Latency distribution") -
     """Bars over log-spaced latency bins; each bar has data-low-ns, data-high-ns and data-count."""
     parts = _open("histogram", title)
     bottom = HEIGHT - _MARGIN_BOTTOM
-    x = _Scale(histogram.edges_ns[0], histogram.edges_ns[-1], _MARGIN_LEFT, WIDTH - _MARGIN_RIGHT, log=True)
+    x = _Scale(*_log_axis(histogram.edges_ns), _MARGIN_LEFT, WIDTH - _MARGIN_RIGHT, log=True)
     y = _Scale(0, max(max(histogram.counts, default=0), 1), bottom, _MARGIN_TOP)
     parts += _axes("latency per query (log scale)", "queries")
     parts += _x_ticks(x, "ns") + _y_ticks(y, "count")
@@ -145,11 +161,14 @@ def line_chart(
     parts = _open(kind, title)
     xs = [p[0] for s in series for p in s.points] or [1.0]
     ys = [p[1] for s in series for p in s.points] or [1.0]
-    x_low, x_high = min(xs), max(xs)
-    if x_high == x_low:
-        x_low, x_high = (x_low / 2, x_high * 2) if log_x else (x_low - 1, x_high + 1)
+    if log_x:
+        x_low, x_high = _log_axis(xs)
+    else:
+        x_low, x_high = min(xs), max(xs)
+        if x_high == x_low:
+            x_low, x_high = x_low - 1, x_high + 1
     y_high = max(ys) * 1.05 if y_format != "%" else 1.0
-    x = _Scale(max(x_low, 1e-9) if log_x else x_low, x_high, _MARGIN_LEFT, WIDTH - _MARGIN_RIGHT, log=log_x)
+    x = _Scale(x_low, x_high, _MARGIN_LEFT, WIDTH - _MARGIN_RIGHT, log=log_x)
     y = _Scale(0.0, y_high or 1.0, HEIGHT - _MARGIN_BOTTOM, _MARGIN_TOP)
     parts += _axes(x_label, y_label)
     parts += _x_ticks(x, x_format) + _y_ticks(y, y_format)

@@ -20,12 +20,13 @@ from mlmodelscope.collector.api.models import (
     RunSummary,
 )
 from mlmodelscope.collector.storage import reads
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.collector.storage.finite_json import describe_replaced, finite_json
 from mlmodelscope.core.tracing.chrome import to_chrome_trace
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 QUERY_CSV_COLUMNS = ("mode", "seq", "first_item", "item_count", "start_ns", "end_ns", "latency_ns")
+NON_FINITE_HEADER = "X-MLModelScope-Non-Finite"
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No run with this id."}}
 
 
@@ -71,7 +72,23 @@ def get_run(runtime: RuntimeDep, run_id: RunIdPath) -> RunDetail:
 @router.get(
     "/{run_id}/result",
     response_model=None,
-    responses={200: {"model": EvaluationResult, "description": "The EvaluationResult the agent sent."}, **_NOT_FOUND},
+    responses={
+        200: {
+            "description": (
+                "The EvaluationResult document the agent sent, as stored (its schema_version says which version of "
+                "EvaluationResult it is). Numbers JSON cannot express (NaN, Infinity) are null, and the "
+                f"{NON_FINITE_HEADER} header says which and why."
+            ),
+            "content": {"application/json": {"schema": {"type": "object", "title": "EvaluationResult document"}}},
+            "headers": {
+                NON_FINITE_HEADER: {
+                    "description": "Present when stored numbers were not finite: how many, and their JSON paths.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        404: {"description": "No run with this id, or the run has no result (not finished, failed, or none sent)."},
+    },
 )
 def get_result(runtime: RuntimeDep, run_id: RunIdPath) -> JSONResponse:
     with runtime.database.read() as connection:
@@ -79,10 +96,21 @@ def get_result(runtime: RuntimeDep, run_id: RunIdPath) -> JSONResponse:
     if row is None:
         raise _no_run(run_id)
     if row["result"] is None:
-        status = row["status"]
-        reason = "failed without a result" if status == "failed" else f"has not finished (status {status})"
-        raise HTTPException(status_code=404, detail=f"run '{run_id}' {reason}")
-    return JSONResponse(content=row["result"])
+        raise HTTPException(status_code=404, detail=_why_no_result(run_id, row["status"]))
+    document, replaced = finite_json(row["result"])
+    headers = {NON_FINITE_HEADER: describe_replaced(replaced)} if replaced else None
+    return JSONResponse(content=document, headers=headers)
+
+
+def _why_no_result(run_id: str, status: str) -> str:
+    if status == "failed":
+        return f"run '{run_id}' failed without a result (see its error: GET /api/v1/runs/{run_id})"
+    if status == "succeeded":
+        return (
+            f"run '{run_id}' succeeded but its agent sent no result document (run_finished carried none); "
+            "its query records and spans are still available"
+        )
+    return f"run '{run_id}' has not finished (status {status}): its result arrives with run_finished"
 
 
 @router.get(
@@ -123,5 +151,8 @@ def get_trace(runtime: RuntimeDep, run_id: RunIdPath) -> JSONResponse:
             raise _no_run(run_id)
         spans = reads.list_spans(connection, run_id)
     process_name = " ".join(part for part in (row["model"], row["framework"]) if part) or "run"
-    document = to_chrome_trace(spans, epoch_offset_ns=row["epoch_offset_ns"] or 0, process_name=process_name)
-    return JSONResponse(content=document)
+    document, replaced = finite_json(
+        to_chrome_trace(spans, epoch_offset_ns=row["epoch_offset_ns"] or 0, process_name=process_name)
+    )
+    headers = {NON_FINITE_HEADER: describe_replaced(replaced)} if replaced else None
+    return JSONResponse(content=document, headers=headers)
