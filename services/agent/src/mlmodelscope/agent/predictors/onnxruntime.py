@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,48 @@ def _import_onnxruntime() -> Any:
     return onnxruntime
 
 
+# ORT's words for an external data file that is not where the model says (onnxruntime/core/framework/
+# tensorprotoutils.cc): since 1.20 path validation at load, before that the failed open when reading the tensor.
+_MISSING_EXTERNAL_DATA = re.compile(
+    r'External data path does not exist: "(?P<path>[^"]+)"|open file (?P<opened>\S+) fail, errcode = 2\b'
+)
+_SIDECAR_HINT = (
+    "Declare the data file as a sidecar of the artifact (`sidecars: [{uri, sha256}]`, with `name:` when its file "
+    "name differs from the one the model records), or pack model and data into one archive with `archive: true` "
+    "and `entrypoint: <model>.onnx`."
+)
+
+
+def _model_file(artifact_path: Path) -> Path:
+    """The .onnx file to load: ``artifact_path`` itself, or the one .onnx file in an unpacked archive folder."""
+    if not artifact_path.is_dir():
+        return artifact_path
+    found = sorted(p for p in artifact_path.rglob("*.onnx") if p.is_file())
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(p.relative_to(artifact_path).as_posix() for p in found[:10])
+    raise ModelLoadError(
+        f"the artifact is a folder ({artifact_path}) holding {len(found)} .onnx files{': ' + names if names else ''}; "
+        "ONNX Runtime loads one model file.",
+        hint="Name the model file inside the archive with the artifact's `entrypoint` (e.g. `entrypoint: model.onnx`).",
+    )
+
+
+def _load_error(model_path: Path, error: Exception) -> ModelLoadError:
+    missing = _MISSING_EXTERNAL_DATA.search(str(error))
+    if missing is not None:
+        data = Path(missing["path"] or missing["opened"])
+        return ModelLoadError(
+            f"the ONNX model {model_path} keeps its weights in the external data file '{data.name}', which is "
+            f"missing: ONNX Runtime looked for {data}, beside the model.",
+            hint=_SIDECAR_HINT,
+        )
+    return ModelLoadError(
+        f"ONNX Runtime could not load {model_path}: {error}",
+        hint="Check that the artifact is an ONNX model and its sha256 in the manifest is the right file.",
+    )
+
+
 class OnnxRuntimePredictor(Predictor):
     name = "onnxruntime"
 
@@ -56,13 +99,11 @@ class OnnxRuntimePredictor(Predictor):
         if self.options.profile_dir is not None:
             self._profiler = OnnxRuntimeProfiler(self.options.profile_dir)
             self._profiler.configure(options)
+        model_path = _model_file(artifact_path)
         try:
-            self._session = ort.InferenceSession(str(artifact_path), sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
         except Exception as e:  # ORT raises its own pybind exception types for any bad model file
-            raise ModelLoadError(
-                f"ONNX Runtime could not load {artifact_path}: {e}",
-                hint="Check that the artifact is an ONNX model and its sha256 in the manifest is the right file.",
-            ) from e
+            raise _load_error(model_path, e) from e
         graph_inputs = [i.name for i in self._session.get_inputs()]
         declared = [i.name for i in self.model.inputs]
         missing = [n for n in declared if n not in graph_inputs]

@@ -175,7 +175,7 @@ def _extract_tar(archive: Path, target_dir: Path, *, accept_existing: bool) -> N
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
         _check_tar(archive, members)
-        with _staging(target_dir, accept_existing=accept_existing) as staging:
+        with staged_folder(target_dir, accept_existing=accept_existing) as staging:
             if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second line of defence
                 tar.extractall(staging, members=members, filter="data")
             else:  # pragma: no cover
@@ -186,12 +186,12 @@ def _extract_zip(archive: Path, target_dir: Path, *, accept_existing: bool) -> N
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
         _check_zip(archive, members)
-        with _staging(target_dir, accept_existing=accept_existing) as staging:
+        with staged_folder(target_dir, accept_existing=accept_existing) as staging:
             zf.extractall(staging, members=members)
 
 
 @contextlib.contextmanager
-def _staging(target_dir: Path, *, accept_existing: bool) -> Iterator[Path]:
+def staged_folder(target_dir: Path, *, accept_existing: bool) -> Iterator[Path]:
     """A temporary sibling folder to extract into, renamed to ``target_dir`` when the block succeeds."""
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target_dir.parent, prefix=f".{target_dir.name}.", suffix=PARTIAL_SUFFIX))

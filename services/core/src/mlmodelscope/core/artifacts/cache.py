@@ -4,8 +4,9 @@ Layout under the cache folder::
 
     sha256/<hex>/<file name>   verified artifacts, addressed by the sha256 of their bytes
     extracted/<hex>/           unpacked archives, addressed by the archive's sha256
+    bundles/<key>/             a file and its sidecars side by side (see bundles.py)
     tmp/                       downloads in progress (``*.part``)
-    extracted/.<hex>.*.partial extractions in progress
+    extracted/.<hex>.*.partial extractions in progress (bundles/.<key>.*.partial: bundles)
 
 A file reaches ``sha256/`` only by ``os.replace`` of a fully written, fsynced and verified temporary file in the
 same file system, so its presence alone proves its content: a cache hit never re-reads or re-hashes anything.
@@ -76,6 +77,13 @@ class ContentCache:
     def extracted_dir(self, digest: str) -> Path:
         return self.extracted_root / digest
 
+    @property
+    def bundles_root(self) -> Path:
+        return self.root / "bundles"
+
+    def bundle_dir(self, key: str) -> Path:
+        return self.bundles_root / key
+
     def lookup(self, digest: str, name: str) -> Path | None:
         """The cached file for this digest and name, or None."""
         path = self.blob_path(digest, name)
@@ -113,7 +121,11 @@ class ContentCache:
         Younger ones may belong to a fetch running in another process right now, so they are kept.
         """
         cutoff = time.time() - max_age_s
-        leftovers = [*self.temp_dir.glob("*.part"), *self.extracted_root.glob(f".*{PARTIAL_SUFFIX}")]
+        leftovers = [
+            *self.temp_dir.glob("*.part"),
+            *self.extracted_root.glob(f".*{PARTIAL_SUFFIX}"),
+            *self.bundles_root.glob(f".*{PARTIAL_SUFFIX}"),
+        ]
         removed = 0
         for path in leftovers:
             with contextlib.suppress(OSError):

@@ -3,7 +3,8 @@
 This is the one door through which predictors and the evaluation runner get bytes from outside. It resolves the
 URI (local path, ``file://``, ``http(s)://``, ``s3://``), serves pinned artifacts from the content-addressed cache
 without touching the network, and otherwise downloads into a temporary file, hashes while writing, verifies, and
-atomically moves the file into the cache. Archives can be unpacked once per content hash.
+atomically moves the file into the cache. Archives can be unpacked once per content hash, and a file with
+sidecars (an ONNX model and its external data) is served from a folder that holds them side by side.
 
 HTTP(S) downloads retry transient failures themselves, within a deadline (``DownloadSettings``); a failure that
 outlasts them (``StoreUnreachableError``, a ``TransientError``) is left to the caller. Whatever ends a download
@@ -13,9 +14,11 @@ early (an error, Ctrl-C's ``KeyboardInterrupt``, a termination signal) leaves no
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlmodelscope.core.artifacts.archive import ARCHIVE_SUFFIXES, archive_kind, extract_once
+from mlmodelscope.core.artifacts.bundles import SidecarFile, assemble_bundle, bundle_key, entry_in
 from mlmodelscope.core.artifacts.cache import ContentCache
 from mlmodelscope.core.artifacts.digests import HashingWriter, normalize_sha256
 from mlmodelscope.core.artifacts.http_source import download_http
@@ -60,10 +63,13 @@ class ArtifactStore:
         path, _ = self._fetch(uri, sha256, base_dir)
         return path
 
-    def fetch_and_extract(self, uri: str, sha256: str | None, *, base_dir: Path | None = None) -> Path:
+    def fetch_and_extract(
+        self, uri: str, sha256: str | None, *, base_dir: Path | None = None, entrypoint: str | None = None
+    ) -> Path:
         """Fetch an archive (.tar, .tar.gz, .tgz, .zip, ...) and return the folder it was safely unpacked into.
 
         The folder is ``cache_dir/extracted/<hex of the archive>``; it is unpacked once and reused afterwards.
+        With ``entrypoint`` (a relative path) the result is that file or folder inside it, which must exist.
         """
         location = parse_uri(uri, base_dir)
         if archive_kind(location.name) is None:
@@ -71,16 +77,52 @@ class ArtifactStore:
                 f"{uri}: '{location.name}' is not an archive type the store can unpack.",
                 hint=f"Use one of {', '.join(ARCHIVE_SUFFIXES)}, or declare the artifact as a plain file.",
             )
+        folder = None
         if sha256 is not None:
-            folder = self._cache.extracted_dir(normalize_sha256(sha256, uri=uri))
-            if folder.is_dir():
-                return folder
-        archive, digest = self._fetch(uri, sha256, base_dir)
-        folder = self._cache.extracted_dir(digest)
+            pinned = self._cache.extracted_dir(normalize_sha256(sha256, uri=uri))
+            folder = pinned if pinned.is_dir() else None
+        if folder is None:
+            archive, digest = self._fetch(uri, sha256, base_dir)
+            folder = self._cache.extracted_dir(digest)
+            if not folder.is_dir():
+                extract_once(archive, folder)
+                logger.info("unpacked %s into %s", uri, folder)
+        return folder if entrypoint is None else entry_in(folder, entrypoint, uri=uri)
+
+    def fetch_with_sidecars(
+        self, uri: str, sha256: str, sidecars: Sequence[SidecarFile], *, base_dir: Path | None = None
+    ) -> Path:
+        """Fetch a file and its sidecars; return the file's path in a folder that holds each sidecar beside it.
+
+        A sidecar lies at its ``name`` relative to the file (default: its URI's last path segment), which is how
+        the file refers to it: ONNX Runtime opens an ONNX model's external data by the name the model records.
+        The folder is ``cache_dir/bundles/<key>`` (see ``bundles``); all digests must be pinned.
+        """
+        main_name = parse_uri(uri, base_dir).name
+        names = [main_name, *(s.name or parse_uri(s.uri, base_dir).name for s in sidecars)]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ArtifactError(
+                f"{uri}: more than one of the file and its sidecars would be named {', '.join(duplicated)}.",
+                hint="Give each sidecar the name the model file refers to it by (`name:`), distinct from the rest.",
+            )
+        digests = [normalize_sha256(sha256, uri=uri), *(normalize_sha256(s.sha256, uri=s.uri) for s in sidecars)]
+        folder = self._cache.bundle_dir(bundle_key(list(zip(digests, names, strict=True))))
         if not folder.is_dir():
-            extract_once(archive, folder)
-            logger.info("unpacked %s into %s", uri, folder)
-        return folder
+            files = [(self.fetch(uri, sha256, base_dir=base_dir), main_name)]
+            files += [
+                (self.fetch(s.uri, s.sha256, base_dir=base_dir), name)
+                for s, name in zip(sidecars, names[1:], strict=True)
+            ]
+            try:
+                assemble_bundle(folder, files)
+            except OSError as e:
+                raise ArtifactError(
+                    f"{uri}: cannot place the file and its sidecars side by side in {folder}: {e}.",
+                    hint="Free disk space, or point the cache at a writable folder (MLMODELSCOPE_CACHE_DIR).",
+                ) from e
+            logger.info("placed %s and %d sidecar(s) in %s", uri, len(sidecars), folder)
+        return folder / main_name
 
     # --- internals -------------------------------------------------------------------------------------------
 

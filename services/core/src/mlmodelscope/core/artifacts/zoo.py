@@ -39,6 +39,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mlmodelscope.core.artifacts.bundles import SidecarFile
 from mlmodelscope.core.artifacts.digests import sha256_of_file
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import ArtifactError, FrameworkUnavailableError, MLModelScopeError
@@ -86,13 +87,20 @@ class FetchedArtifact:
 
 
 def fetch_artifact(store: ArtifactStore, artifact: Artifact, *, base_dir: Path) -> FetchedArtifact:
-    """The local path of ``artifact``: fetched (and unpacked) through the store, or built for a ``zoo:`` URI."""
+    """The local path of ``artifact``: fetched through the store (unpacked, with its sidecars beside it, as
+    declared), or built for a ``zoo:`` URI."""
     zoo = artifact.zoo
     if zoo is not None:
         return build_zoo_artifact(store.cache_dir, zoo, artifact.format)
     assert artifact.sha256 is not None  # Artifact requires it for every other URI
-    fetch = store.fetch_and_extract if artifact.archive else store.fetch
-    return FetchedArtifact(path=fetch(artifact.uri, artifact.sha256, base_dir=base_dir), sha256=artifact.sha256)
+    if artifact.archive:
+        path = store.fetch_and_extract(artifact.uri, artifact.sha256, base_dir=base_dir, entrypoint=artifact.entrypoint)
+    elif artifact.sidecars:
+        sidecars = [SidecarFile(uri=s.uri, sha256=s.sha256, name=s.name) for s in artifact.sidecars]
+        path = store.fetch_with_sidecars(artifact.uri, artifact.sha256, sidecars, base_dir=base_dir)
+    else:
+        path = store.fetch(artifact.uri, artifact.sha256, base_dir=base_dir)
+    return FetchedArtifact(path=path, sha256=artifact.sha256)
 
 
 def zoo_build_dir(cache_dir: Path, zoo: ZooRef, artifact_format: str) -> Path:

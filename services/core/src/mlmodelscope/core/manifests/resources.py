@@ -7,6 +7,7 @@ are errors everywhere (``extra="forbid"``), so a typo never silently changes wha
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Annotated, Literal
 
@@ -94,6 +95,45 @@ def parse_zoo_uri(uri: str) -> ZooRef | None:
     return ZooRef(name=match["name"], seed=seed)
 
 
+def _relative_path(name: str, *, what: str) -> str:
+    """``name`` as a clean relative POSIX path inside a folder (no '..' escapes); ValueError otherwise."""
+    if not name or name.strip() != name:
+        raise ValueError(f"{what} '{name}' is empty or has surrounding blanks")
+    if "\\" in name or "\x00" in name:
+        raise ValueError(f"{what} '{name}' holds a backslash or NUL; write a relative path with '/'")
+    if name.startswith("/") or posixpath.isabs(name):
+        raise ValueError(f"{what} '{name}' is absolute; give a path relative to the folder")
+    parts = name.split("/")
+    if any(part in {"", ".", ".."} for part in parts):
+        raise ValueError(f"{what} '{name}' has an empty, '.' or '..' component; give a plain relative path")
+    return name
+
+
+class Sidecar(_Strict):
+    """A file the artifact's file refers to by a relative name, fetched and placed beside it (ONNX external data)."""
+
+    uri: str = Field(min_length=1, description="Where the sidecar is, as for any artifact uri (not zoo:).")
+    sha256: Sha256
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Its path relative to the artifact's file, as that file names it (ONNX: the external data "
+        "`location`, e.g. model.onnx.data); default: the uri's last path segment.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _relative_name(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_path(value, what="the sidecar name")
+
+    @field_validator("uri")
+    @classmethod
+    def _not_zoo(cls, value: str) -> str:
+        if value.startswith(ZOO_SCHEME):
+            raise ValueError(f"'{value}': a sidecar is a fetched file; zoo: URIs name whole models")
+        return value
+
+
 class Artifact(_Strict):
     """One serialisation of the model's weights: a file pinned by its sha256, or a zoo model built locally."""
 
@@ -107,6 +147,17 @@ class Artifact(_Strict):
     )
     format: ArtifactFormat = Field(description="Serialisation format; a framework runs the formats it lists.")
     archive: bool = Field(default=False, description="The file is a .tar(.gz)/.zip to extract (e.g. a SavedModel).")
+    entrypoint: str | None = Field(
+        default=None,
+        min_length=1,
+        description="archive only: the file or folder inside the unpacked archive that the framework loads, "
+        "relative to its root (e.g. model.onnx beside its model.onnx.data); default: the archive's root folder.",
+    )
+    sidecars: list[Sidecar] = Field(
+        default_factory=list,
+        description="Files the artifact's file opens by a relative name (an ONNX model's external data, mandatory "
+        "above 2 GB), each fetched, verified and placed beside it under its name.",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -114,8 +165,23 @@ class Artifact(_Strict):
         parse_zoo_uri(value)
         return value
 
+    @field_validator("entrypoint")
+    @classmethod
+    def _relative_entrypoint(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_path(value, what="the entrypoint")
+
     @model_validator(mode="after")
     def _pinned_unless_zoo(self) -> Artifact:
+        if self.entrypoint is not None and not self.archive:
+            raise ValueError(
+                "entrypoint: names a file inside an archive; set `archive: true` (with a .tar/.tar.gz/.zip uri), "
+                "or remove it"
+            )
+        if self.sidecars and self.archive:
+            raise ValueError(
+                "sidecars: an archive carries its own files; put the sidecar files in the archive and name the "
+                "model file with `entrypoint`, or remove `archive: true`"
+            )
         if self.zoo is None:
             if self.sha256 is None:
                 raise ValueError(
@@ -129,6 +195,8 @@ class Artifact(_Strict):
             )
         if self.archive:
             raise ValueError("archive: a zoo: artifact is built as the file or folder its framework loads; remove it")
+        if self.sidecars:
+            raise ValueError("sidecars: a zoo: artifact is built with everything it needs; remove them")
         return self
 
     @property
