@@ -7,16 +7,17 @@ and exit, with no orphan left evaluating.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from mlmodelscope.cli.termination import TerminationSignal, signals_deferred, stopping_on_termination_signals
 from tests.evaluate_process import EvaluateProcess
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ def evaluation(tmp_path: Path) -> Iterator[EvaluateProcess]:
         process.reap()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_termination_signal_stops_every_process_evaluate_started(
     evaluation: EvaluateProcess, signum: signal.Signals
@@ -49,3 +51,32 @@ def test_a_termination_signal_stops_every_process_evaluate_started(
     assert "Traceback" not in evaluation.stderr + evaluation.stdout
     _, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, [(p.pid, p.cmdline()) for p in alive]
+
+
+def _ignores_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` ignores SIGTERM (its SigIgn mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+def test_a_signal_inside_a_deferred_block_is_raised_at_its_end_and_children_can_still_be_stopped() -> None:
+    """A process started between the signal and the end of the block is recorded (the block runs to its end) and
+    does not inherit an ignored SIGTERM, so the cleanup can stop it."""
+    previous = signal.getsignal(signal.SIGTERM)
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        with pytest.raises(TerminationSignal) as raised, stopping_on_termination_signals(), signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            started.append(subprocess.Popen(["sleep", "30"]))
+        assert raised.value.signum == signal.SIGTERM
+        assert raised.value.exit_code == 143
+        assert len(started) == 1
+        assert not _ignores_sigterm(started[0].pid)
+        started[0].terminate()
+        assert started[0].wait(timeout=30) == -signal.SIGTERM
+    finally:
+        for process in started:
+            process.kill()
+            process.wait(timeout=30)
+    assert signal.getsignal(signal.SIGTERM) == previous

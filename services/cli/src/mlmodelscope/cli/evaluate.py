@@ -27,7 +27,7 @@ from mlmodelscope.cli.local import BusProgress, DataDir, data_dir, local_collect
 from mlmodelscope.cli.prechecks import check_before_start
 from mlmodelscope.cli.render import result_table, summary_tables
 from mlmodelscope.cli.terminal import literal_console
-from mlmodelscope.cli.termination import TerminationSignal, stopping_on_termination_signals
+from mlmodelscope.cli.termination import TerminationSignal, signals_deferred, stopping_on_termination_signals
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.results import EvaluationResult
@@ -166,7 +166,8 @@ def _evaluate_locally(
                     running = sum(process.poll() is None for process, _ in agents.values())
                     while pending and running < parallel:
                         spec = pending.pop(0).model_copy(update={"nats_url": server.url})
-                        agents[spec.run_id] = _start_agent(context, spec, data)
+                        with signals_deferred():  # a started agent is always in `agents`, which are stopped
+                            agents[spec.run_id] = _start_agent(context, spec, data)
                         tasks[spec.run_id] = bar.add_task(spec.run_id, total=None)
                         running += 1
                     for run_id, task in tasks.items():

@@ -5,6 +5,8 @@ local mode's children (the embedded nats-server, the collector, the agents) runn
 or a CI runner's cancel would orphan an agent that keeps evaluating. Inside ``stopping_on_termination_signals``
 those signals raise ``TerminationSignal`` in the main thread instead, and every ``finally`` on the way out stops
 its processes. Later signals are ignored while that cleanup runs, so a second SIGTERM cannot cut it short.
+``signals_deferred`` holds a signal back over a few statements (start a process, then record it) so that nothing
+is started without being recorded for the cleanup.
 """
 
 from __future__ import annotations
@@ -12,9 +14,19 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import FrameType
 
 TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass
+class _Deferral:
+    depth: int = 0
+    pending: int | None = None
+
+
+_deferral = _Deferral()  # signal handlers run in the main thread only, so one record is enough
 
 
 class TerminationSignal(BaseException):
@@ -31,10 +43,31 @@ class TerminationSignal(BaseException):
         return 128 + self.signum
 
 
-def _raise_once(signum: int, _frame: FrameType | None) -> None:
+def _unwind(signum: int) -> TerminationSignal:
     for other in TERMINATION_SIGNALS:
         signal.signal(other, signal.SIG_IGN)  # the cleanup that the exception starts must run to its end
-    raise TerminationSignal(signum)
+    return TerminationSignal(signum)
+
+
+def _raise_once(signum: int, _frame: FrameType | None) -> None:
+    if _deferral.depth:
+        # Not ignored yet: a process started in the deferred block would inherit SIG_IGN and ignore SIGTERM.
+        _deferral.pending = signum
+        return
+    raise _unwind(signum)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A termination signal that arrives inside this block is raised when it ends, not in the middle of it."""
+    _deferral.depth += 1
+    try:
+        yield
+    finally:
+        _deferral.depth -= 1
+    if not _deferral.depth and _deferral.pending is not None:
+        signum, _deferral.pending = _deferral.pending, None
+        raise _unwind(signum)
 
 
 @contextlib.contextmanager
