@@ -19,7 +19,6 @@ from functools import cache
 from typing import Any
 
 from mlmodelscope.core.manifests.loading import format_location
-from mlmodelscope.operator.crds import KINDS, openapi_schema
 
 _MAX_VALUE_CHARS = 60
 
@@ -27,6 +26,8 @@ _MAX_VALUE_CHARS = 60
 @cache
 def crd_schema(kind: str) -> dict[str, Any] | None:
     """The openAPIV3Schema of ``kind``'s CRD, or None when ``kind`` has no CRD."""
+    from mlmodelscope.operator.crds import KINDS, openapi_schema  # only when validate runs
+
     for crd_kind in KINDS:
         if crd_kind.kind == kind:
             return openapi_schema(crd_kind.model)
@@ -34,6 +35,8 @@ def crd_schema(kind: str) -> dict[str, Any] | None:
 
 
 def crd_name(kind: str) -> str:
+    from mlmodelscope.operator.crds import KINDS  # only when validate runs
+
     return next(k.name for k in KINDS if k.kind == kind)
 
 

@@ -4,6 +4,9 @@ Each document of each file is read by the product's one YAML reader (duplicate k
 its pydantic model with the same messages local mode gives, then against its CRD's schema (what ``kubectl apply``
 would be told). Nothing is fetched and no service is started. Files are checked in order; the first invalid file
 ends the command with exit code 1, after an ``OK`` line for each valid file before it.
+
+Like ``mlmodelscope operator``, this imports the operator distribution (the Evaluation model, the CRD generator)
+only when it runs, so every other command starts where that distribution is not installed.
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ from pydantic import BaseModel
 
 from mlmodelscope.cli.admission import admission_problems, crd_name, crd_schema
 from mlmodelscope.cli.terminal import literal_console
-from mlmodelscope.core.errors import ManifestError
+from mlmodelscope.core.errors import ManifestError, MLModelScopeError
 from mlmodelscope.core.manifests.loading import document_kind, read_documents, validate_document
 from mlmodelscope.core.manifests.resources import RESOURCE_KINDS
-from mlmodelscope.operator.evaluation import Evaluation
 
-VALIDATED_KINDS: dict[str, type[BaseModel]] = {**RESOURCE_KINDS, "Evaluation": Evaluation}
 _FIELDS_DOC = {"Evaluation": "docs/operator.md"}
 
 
@@ -37,6 +38,18 @@ def validate(
         console.print(f"OK {path}: {', '.join(check_file(path))}", soft_wrap=True)
 
 
+def validated_kinds() -> dict[str, type[BaseModel]]:
+    """Model, Framework and Dataset from the core; Evaluation from the operator distribution."""
+    try:
+        from mlmodelscope.operator.evaluation import Evaluation  # an optional distribution
+    except ImportError as e:
+        raise MLModelScopeError(
+            f"validate needs the operator distribution (the Evaluation model and the CRDs), not installed here ({e}).",
+            hint="`pip install -e services/operator` (mlmodelscope-operator).",
+        ) from e
+    return {**RESOURCE_KINDS, "Evaluation": Evaluation}
+
+
 def check_file(path: Path) -> list[str]:
     """``Kind name`` of every resource in the file; ManifestError for the first invalid document."""
     checked = []
@@ -50,7 +63,7 @@ def check_file(path: Path) -> list[str]:
 
 def check_document(data: Any, *, source: str) -> str:
     """``Kind name`` of one valid document; ManifestError naming every problem of an invalid one."""
-    model_type = document_kind(data, source=source, kinds=VALIDATED_KINDS)
+    model_type = document_kind(data, source=source, kinds=validated_kinds())
     kind = str(data["kind"])
     fields_doc = _FIELDS_DOC.get(kind, "docs/manifests.md")
     validate_document(model_type, data, source=source, hint=f"See {fields_doc} for the fields of {kind}.")
