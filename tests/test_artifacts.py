@@ -539,7 +539,7 @@ def no_staging(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(target_dir: Path, *, accept_existing: bool) -> None:
         raise AssertionError(f"extraction into {target_dir} started before the archive was found unsafe")
 
-    monkeypatch.setattr(archive_module, "_staging", refuse)
+    monkeypatch.setattr(archive_module, "staged_folder", refuse)
 
 
 @pytest.mark.parametrize("members", UNSAFE_TARS.values(), ids=UNSAFE_TARS.keys())
