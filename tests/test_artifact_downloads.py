@@ -13,7 +13,9 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -152,15 +154,17 @@ SCRIPT: dict[str, Callable[[_Handler, int], None]] = {
 }
 
 
-@pytest.fixture
-def site() -> Iterator[Site]:
+@contextlib.contextmanager
+def _serving(context: ssl.SSLContext | None = None) -> Iterator[_Server]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.script, server.counts, server.trickled_bytes = SCRIPT, Counter(), 0
     server.lock, server.stopping = threading.Lock(), threading.Event()
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield Site(url=f"http://127.0.0.1:{server.server_address[1]}", server=server)
+        yield server
     finally:
         server.stopping.set()
         server.shutdown()
@@ -169,12 +173,18 @@ def site() -> Iterator[Site]:
 
 
 @pytest.fixture
+def site() -> Iterator[Site]:
+    with _serving() as server:
+        yield Site(url=f"http://127.0.0.1:{server.server_address[1]}", server=server)
+
+
+@pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
 def _store(cache_dir: Path, **settings: float) -> ArtifactStore:
-    return ArtifactStore(cache_dir, downloads=DownloadSettings(**{"backoff_s": 0.01, **settings}))  # type: ignore[arg-type]
+    return ArtifactStore(cache_dir, downloads=DownloadSettings(**{"backoff_s": 0.01, **settings}))
 
 
 # --- the deadline ----------------------------------------------------------------------------------------------
@@ -360,4 +370,31 @@ def test_ctrl_c_during_a_download_prints_no_traceback_and_caches_nothing(site: S
     assert agent.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert "interrupted" in stderr
+    assert cache_files(cache_dir) == []
+
+
+@pytest.fixture
+def self_signed_site(tmp_path: Path) -> Iterator[str]:
+    """An https server whose certificate nobody trusts (made with the openssl binary)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl binary to make a self-signed certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with _serving(context) as server:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+
+
+def test_an_untrusted_certificate_is_permanent_not_retried(self_signed_site: str, cache_dir: Path) -> None:
+    url = f"{self_signed_site}/model.onnx"
+    with pytest.raises(ArtifactError) as info:
+        _store(cache_dir, attempts=2, backoff_s=0.01).fetch(url, None)  # a retry would end unreachable
+    assert not isinstance(info.value, StoreUnreachableError)
+    assert url in info.value.message and "certificate" in info.value.message
     assert cache_files(cache_dir) == []

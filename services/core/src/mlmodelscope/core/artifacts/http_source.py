@@ -135,6 +135,18 @@ def _attempt(
                 hint=f"Retry; if it keeps failing, check the server at {endpoint}.",
             )
         ) from e
+    except httpx.ConnectError as e:
+        if "CERTIFICATE_VERIFY_FAILED" in str(e):  # permanent: trying again meets the same certificate
+            raise ArtifactError(
+                f"{location.uri}: the TLS certificate of {endpoint} is not trusted: {e}.",
+                hint="Use the server's proper https name, or add its CA to the system's trust store (SSL_CERT_FILE).",
+            ) from e
+        raise _Retryable(
+            StoreUnreachableError(
+                f"{location.uri}: cannot reach {endpoint}: {e}.",
+                hint=f"Check the host name and port in the URL and that the server at {endpoint} runs, then retry.",
+            )
+        ) from e
     except httpx.TransportError as e:
         raise _Retryable(
             StoreUnreachableError(
