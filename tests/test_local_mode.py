@@ -13,7 +13,7 @@ from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow
 
-ORT_OPS = {"Conv", "MaxPool", "GlobalAveragePool", "Gemm"}
+ORT_OPS = {"Conv2D", "MaxPool", "GlobalAvgPool", "MatMul"}  # canonical op types (core.tracing.op_types)
 
 
 def _evaluate(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]

@@ -206,16 +206,24 @@ def test_profiled_export_program_gives_nested_aten_ops_inside_each_query(model: 
             assert child.attributes["framework"] == "pytorch"
             assert query.start_ns <= child.start_ns <= child.end_ns <= query.end_ns, (query, child)
         ops = [c for c in children if c.attributes["kind"] == "op"]
-        top = [c.name for c in ops if c.attributes["depth"] == 0]
-        # The digits network as the model called it, in order (each op once per query).
-        assert [n for n in top if n in ("aten::conv2d", "aten::max_pool2d", "aten::linear")] == [
+        top = [c for c in ops if c.attributes["depth"] == 0]
+        # The digits network as the model called it, in order (each op once per query): PyTorch's names, and the
+        # canonical op types (core.tracing.op_types) every framework shares.
+        assert [c.name for c in top if c.name in ("aten::conv2d", "aten::max_pool2d", "aten::linear")] == [
             "aten::conv2d",
             "aten::max_pool2d",
             "aten::conv2d",
             "aten::linear",
         ]
+        assert [c.attributes["op_type"] for c in top if c.attributes["op_type"] in ("Conv2D", "MaxPool", "MatMul")] == [
+            "Conv2D",
+            "MaxPool",
+            "Conv2D",
+            "MatMul",
+        ]
+        assert all(c.attributes["framework_op"] == c.name for c in ops)
         conv = next(c for c in ops if c.name == "aten::conv2d")
-        assert conv.attributes["op_type"] == "aten::conv2d"
+        assert (conv.attributes["op_type"], conv.attributes["framework_op"]) == ("Conv2D", "aten::conv2d")
         assert conv.attributes["input_shapes"] == "float[4,1,8,8] float[16,1,3,3] float[16]"
         # aten::conv2d calls aten::convolution: one level deeper, inside it.
         inner = next(c for c in ops if c.name == "aten::convolution" and c.start_ns >= conv.start_ns)
@@ -310,9 +318,11 @@ def test_framework_trace_of_an_evaluation_has_aten_ops_inside_every_query(tmp_pa
     assert set(by_parent) == {q.span_id for q in queries}
     for query in queries:
         children = by_parent[query.span_id]
-        # TorchScript calls aten::_convolution directly; eager and torch.export call aten::conv2d.
-        convolutions = [c for c in children if c.attributes.get("op_type") in ("aten::conv2d", "aten::_convolution")]
-        assert len(convolutions) == 2, [c.name for c in children]
+        # TorchScript calls aten::_convolution directly (inside its `forward` function); eager and torch.export
+        # call aten::conv2d: both are the canonical Conv2D at depth 0, the ops the model called.
+        convolutions = [c for c in children if c.attributes.get("op_type") == "Conv2D" and c.attributes["depth"] == 0]
+        assert len(convolutions) == 2, [(c.name, c.attributes.get("depth")) for c in children]
+        assert [c.name for c in children if c.attributes["kind"] == "function"] == ["forward"]
         assert convolutions[0].attributes["input_shapes"].startswith("float[1,1,8,8]")
         for child in children:
             assert query.start_ns <= child.start_ns <= child.end_ns <= query.end_ns, (query, child)

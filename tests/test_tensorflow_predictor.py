@@ -493,13 +493,18 @@ def test_framework_spans_of_a_real_evaluation(scratch_assets: Path, exported: di
         assert span.attributes["framework"] == "tensorflow"
         children[span.parent_id].append(span)
     for span_id, ops in children.items():
-        op_types = {str(s.attributes["op_type"]) for s in ops if s.attributes["kind"] == "op"}
-        assert any("Conv2D" in t for t in op_types), (span_id, op_types)
-        assert "MaxPool" in op_types, op_types
-        assert any("MatMul" in t for t in op_types), op_types
-        # Cheap ops too, long after the warm-up made TensorFlow's cost model call them inexpensive.
-        assert {"ReadVariableOp", "Transpose"} <= op_types, op_types
-        assert not op_types & {"_Arg", "_Retval"}
+        op_spans = [s for s in ops if s.attributes["kind"] == "op"]
+        # Canonical op types (core.tracing.op_types): the same whether TensorFlow's oneDNN build ran
+        # _MklNativeFusedConv2D / _MklNativeMaxPool / _MklTranspose or the plain build _FusedConv2D / MaxPool /
+        # Transpose, i.e. on any x86-64 CPU. Every layer of the digits CNN: its two convolutions (Relu and bias
+        # fused in, in both builds), the max pool, the global average pool (a Mean), the logits' MatMul, and the
+        # input's NCHW -> NHWC Transpose; cheap ops too (ReadVariableOp), long after the warm-up made TensorFlow's
+        # cost model call them inexpensive.
+        op_types = {str(s.attributes["op_type"]) for s in op_spans}
+        assert {"Conv2D", "MaxPool", "Mean", "MatMul", "Transpose", "ReadVariableOp"} <= op_types, (span_id, op_types)
+        assert [s.attributes["op_type"] for s in op_spans].count("Conv2D") == 2, op_types
+        assert all(s.attributes["framework_op"] == s.name for s in op_spans)  # TensorFlow's own name, kept
+        assert not {str(s.attributes["framework_op"]) for s in op_spans} & {"_Arg", "_Retval"}
         assert [s.name for s in ops if s.attributes["kind"] == "function"] == ["FunctionRun"]
     nodes = {str(s.attributes["node"]) for s in framework_spans if s.attributes["kind"] == "op"}
     assert any("conv1" in n for n in nodes), sorted(nodes)[:20]
@@ -543,19 +548,22 @@ def _profile(calls: list[tuple[int, int]], ops: list[tuple[int, int, str]]) -> T
 def test_ops_are_placed_by_one_clock_offset_inside_their_calls() -> None:
     tracer = Tracer("run", TraceLevel.FRAMEWORK)
     calls = [(1000, 1800), (5000, 5600)]  # on the profile's clock
-    ops = [(1100, 1500, "Conv2D"), (5100, 5300, "MaxPool"), (9000, 9100, "Stray")]
+    ops = [(1100, 1500, "_MklNativeFusedConv2D"), (5100, 5300, "MaxPool"), (9000, 9100, "Stray")]
     # On the tracer's clock the second call starts exactly at its span's start (the tightest fit): offset 1e6.
     spans = profile_spans(_profile(calls, ops), tracer, [(11, 1_000_990, 1_001_850), (12, 1_005_000, 1_005_700)])
-    assert [(s.name, s.parent_id) for s in spans] == [("Conv2D", 11), ("MaxPool", 12)]  # the stray op is dropped
+    # the stray op is dropped; spans are named as TensorFlow ran them
+    assert [(s.name, s.parent_id) for s in spans] == [("_MklNativeFusedConv2D", 11), ("MaxPool", 12)]
     assert (spans[0].start_ns, spans[0].end_ns) == (1_001_100, 1_001_500)
     assert (spans[1].start_ns, spans[1].end_ns) == (1_005_100, 1_005_300)
     assert spans[0].attributes == {
         "kind": "op",
         "framework": "tensorflow",
         "op_type": "Conv2D",
-        "node": "model/conv2d",
+        "framework_op": "_MklNativeFusedConv2D",
+        "node": "model/_mklnativefusedconv2d",
         "thread": "tf_Compute/1",
     }
+    assert (spans[1].attributes["op_type"], spans[1].attributes["framework_op"]) == ("MaxPool", "MaxPool")
 
 
 def test_trailing_markers_belong_to_the_model_spans() -> None:

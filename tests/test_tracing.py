@@ -389,8 +389,10 @@ def test_hardware_sampler_stops_promptly_with_a_long_interval_and_is_off_below_h
 # --- ONNX Runtime profiler ------------------------------------------------------------------------------------
 
 # Optimised, ORT fuses Relu into Conv and (on CPUs with AVX) adds NCHWc layout ops such as ReorderOutput.
-ORT_OPS_OPTIMIZED = {"Conv", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}
-ORT_OPS_UNOPTIMIZED = {"Conv", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"}
+# Canonical op types (core.tracing.op_types): ORT's Conv on a 4-D input is Conv2D, Gemm is MatMul.
+ORT_OPS_OPTIMIZED = {"Conv2D", "MaxPool", "GlobalAvgPool", "Flatten", "MatMul"}
+ORT_OPS_UNOPTIMIZED = {"Conv2D", "Relu", "MaxPool", "GlobalAvgPool", "Flatten", "MatMul"}
+ORT_LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
 
 
 def _profiled_session(tmp_path: Path, optimization: str = "ORT_ENABLE_ALL") -> tuple[OnnxRuntimeProfiler, Any]:
@@ -447,13 +449,16 @@ def test_onnxruntime_node_spans_lie_inside_their_query(
         children = by_parent[query.span_id]
         nodes = [c for c in children if c.attributes["kind"] == "node"]
         ops = {str(c.attributes["op_type"]) for c in nodes}
-        assert expected_ops <= ops and ops - expected_ops <= {"ReorderInput", "ReorderOutput"}
+        assert expected_ops <= ops and ops - expected_ops <= ORT_LAYOUT_OPS
+        assert {c.name for c in nodes} == {str(c.attributes["framework_op"]) for c in nodes}  # ORT's own names
+        assert all(c.attributes["framework"] == "onnxruntime" for c in children)
         assert [c.name for c in children].count("model_run") == 1
         for child in children:
             assert query.start_ns <= child.start_ns <= child.end_ns <= query.end_ns, (query, child)
         starts = [c.start_ns for c in nodes]
         assert starts == sorted(starts)  # operator order within the query is kept
         conv = next(c for c in nodes if c.name == "Conv")
+        assert (conv.attributes["op_type"], conv.attributes["framework_op"]) == ("Conv2D", "Conv")
         assert conv.attributes["input_shapes"] == "float[4,1,8,8] float[16,1,3,3] float[16]"
         assert conv.attributes["provider"] == "CPUExecutionProvider"
         assert isinstance(conv.attributes["node_index"], int)

@@ -106,7 +106,7 @@ def test_web_run_page_shows_the_api_statistics_layers_and_timeline(web: web_fixt
     assert rows.first.locator("td").nth(4).inner_text() == format_ns(first["total_ns"])
     ops = page.locator("[data-testid=op-types] tr[data-op]").evaluate_all("rows => rows.map(r => r.dataset.op)")
     assert ops == [o["op_type"] for o in layers["op_types"]]
-    assert {"Conv", "Gemm", "MaxPool"} <= set(ops)
+    assert {"Conv2D", "MatMul", "MaxPool"} <= set(ops)  # canonical op types (ONNX Runtime's Conv, Gemm, MaxPool)
 
     spans = page.locator("[data-testid=timeline] rect.span")
     assert spans.count() == len(timeline["phases"]["bars"]) + len(timeline["window"]["bars"])

@@ -24,7 +24,7 @@ from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads, schema
 from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
 from mlmodelscope.core.analysis.errors import AnalysisError
-from mlmodelscope.core.analysis.layers import WHOLE_CALL_KINDS, LayerGroup
+from mlmodelscope.core.analysis.layers import LayerGroup, canonical_op_type, counts_in_breakdown
 from mlmodelscope.core.analysis.regression import RegressionPolicy, RegressionVerdict, judge
 from mlmodelscope.core.analysis.run import RunAnalysis, analyze
 from mlmodelscope.core.analysis.samples import QuerySample
@@ -77,17 +77,20 @@ def layer_groups(connection: Connection, run_id: str) -> list[LayerGroup]:
     """FRAMEWORK-level operator spans aggregated by the database (a run may have millions of them)."""
     spans = schema.spans
     attributes = spans.c.attributes
-    node, op_type, kind = (attributes[key].as_string() for key in ("node", "op_type", "kind"))
+    keys = ("node", "op_type", "kind", "depth", "framework", "framework_op")
+    node, op_type, kind, depth, framework, framework_op = (attributes[key].as_string() for key in keys)
+    columns = (spans.c.name, node, op_type, kind, depth, framework, framework_op)
     rows = connection.execute(
-        select(spans.c.name, node, op_type, kind, func.count(), func.sum(spans.c.end_ns - spans.c.start_ns))
+        select(*columns, func.count(), func.sum(spans.c.end_ns - spans.c.start_ns))
         .where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.FRAMEWORK))
-        .group_by(spans.c.name, node, op_type, kind)
+        .group_by(*columns)
     )
     totals: dict[tuple[str, str], list[int]] = {}
-    for name, node_name, op, span_kind, calls, total_ns in rows:
-        if op is None or (span_kind or "") in WHOLE_CALL_KINDS:
+    for name, node_name, op, span_kind, span_depth, span_framework, raw_op, calls, total_ns in rows:
+        if not counts_in_breakdown(op, span_kind, span_depth):
             continue
-        entry = totals.setdefault((str(node_name or name), str(op)), [0, 0])
+        key = (str(node_name or name), canonical_op_type(str(op), span_framework, raw_op))
+        entry = totals.setdefault(key, [0, 0])
         entry[0] += int(calls)
         entry[1] += int(total_ns or 0)
     return [LayerGroup(name, op, calls, ns) for (name, op), (calls, ns) in totals.items()]

@@ -19,7 +19,9 @@ Chrome-trace JSON. The events used here::
 * The graph executor bulks consecutive operators into one engine operation at inference
   (``MXNET_EXEC_BULK_EXEC_INFERENCE``, on by default), profiled as one event named ``[op1,op2,...]``; the predictor
   binds with bulking off while profiling so that every operator is its own event (a bulked event that still turns
-  up becomes one span of kind "bulk").
+  up becomes one span of kind "bulk", op_type "Bulk", with the ops it ran as its fused_ops).
+* Span names are what MXNet ran; attributes op_type (canonical: ``_sg_mkldnn_conv`` -> ``Conv2D``,
+  ``FullyConnected`` -> ``MatMul``; ``core.tracing.op_types``), framework_op (MXNet's name), kind, framework.
 * ``WaitForVar`` / ``WaitForAll`` / ``DeleteVariable`` are the engine's own bookkeeping, not operators, and are
   skipped.
 
@@ -67,6 +69,7 @@ from mlmodelscope.core.tracing.tracer import Tracer
 log = logging.getLogger(__name__)
 
 DOMAIN = "mlmodelscope"
+FRAMEWORK = "mxnet"
 CALL_TASK = "predict"
 ENGINE_EVENTS = frozenset({"WaitForVar", "WaitForAll", "DeleteVariable"})
 _PROFILE_HINT = (
@@ -299,11 +302,20 @@ def profile_spans(
             start_ns = call_start_ns + round((operator.start_us - call.start_us) * 1000 * scale)
             end_ns = start_ns + round((operator.end_us - operator.start_us) * 1000 * scale)
             out.append(
-                framework_span(tracer, parent, start_ns, end_ns, operator.name[:256], _attributes(operator.name))
+                framework_span(
+                    tracer,
+                    parent,
+                    start_ns,
+                    end_ns,
+                    operator.name[:256],
+                    _attributes(operator.name),
+                    framework=FRAMEWORK,
+                    op=operator.name,
+                )
             )
     return out
 
 
 def _attributes(name: str) -> dict[str, AttributeValue]:
     bulked = name.startswith("[") and name.endswith("]")
-    return {"kind": "bulk" if bulked else "op", "framework": "mxnet", "op_type": name}
+    return {"kind": "bulk" if bulked else "op"}

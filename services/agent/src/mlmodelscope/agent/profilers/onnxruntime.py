@@ -29,8 +29,8 @@ Alignment onto the tracer's clock (``perf_counter_ns``), per query:
    (``framework.clip_into``). Each node belongs to the ``model_run`` whose interval contains its start.
 
 Spans produced (FRAMEWORK level, parent = the model span): ``model_run`` itself (kind "session") and every node
-(named by its op type, e.g. "Conv"; attributes op_type, node, node_index, provider, input_shapes,
-output_shapes, kind "node").
+(named by ORT's op type, e.g. "Conv"; attributes op_type (canonical, "Conv2D": ``core.tracing.op_types``),
+framework_op ("Conv"), node, node_index, provider, input_shapes, output_shapes, kind "node").
 
 Cost: profiling is on for the whole session, so at FRAMEWORK level the measured latency includes ORT's
 per-node profiling overhead (a few µs per node), and ORT keeps at most 1,000,000 events in memory.
@@ -53,6 +53,7 @@ from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
 RUN_EVENT = "model_run"
+FRAMEWORK = "onnxruntime"
 _KERNEL_SUFFIX = "_kernel_time"
 _PROFILE_HINT = (
     "ONNX Runtime writes the profile when the run ends; a run cut short leaves none or a partial one: run it again."
@@ -252,23 +253,29 @@ def profile_spans(
         run_start_ns = shift_into(estimate_ns, run_ns, parent_start_ns, parent_end_ns)
 
         parent = (parent_id, parent_start_ns, parent_end_ns)
-        run_attributes: dict[str, AttributeValue] = {"kind": "session", "framework": "onnxruntime"}
-        out.append(framework_span(tracer, parent, run_start_ns, run_start_ns + run_ns, RUN_EVENT, run_attributes))
+        run_attributes: dict[str, AttributeValue] = {"kind": "session"}
+        out.append(
+            framework_span(
+                tracer, parent, run_start_ns, run_start_ns + run_ns, RUN_EVENT, run_attributes, framework=FRAMEWORK
+            )
+        )
         for node in nodes:
             start_ns = run_start_ns + round((node.ts - run.ts) * 1000 * scale)
             end_ns = start_ns + round(node.dur * 1000 * scale)
-            out.append(framework_span(tracer, parent, start_ns, end_ns, *_node_naming(node)))
+            op, attributes = _node_naming(node)
+            out.append(
+                framework_span(tracer, parent, start_ns, end_ns, op[:256], attributes, framework=FRAMEWORK, op=op)
+            )
     return out
 
 
 def _node_naming(node: OrtEvent) -> tuple[str, dict[str, AttributeValue]]:
+    """(ORT's op type of the node, e.g. "Conv"; the node's attributes but the op names ``framework_span`` adds)."""
     args = node.args
     node_name = node.name.removesuffix(_KERNEL_SUFFIX)
-    op_type = str(args.get("op_name") or node_name)
+    op = str(args.get("op_name") or node_name)
     attributes: dict[str, AttributeValue] = {
         "kind": "node",
-        "framework": "onnxruntime",
-        "op_type": op_type,
         "node": node_name,
         "provider": str(args.get("provider", "")),
         "input_shapes": _shapes(args.get("input_type_shape")),
@@ -276,7 +283,7 @@ def _node_naming(node: OrtEvent) -> tuple[str, dict[str, AttributeValue]]:
     }
     if str(args.get("node_index", "")).isdigit():
         attributes["node_index"] = int(args["node_index"])
-    return op_type[:256], attributes
+    return op, attributes
 
 
 def _shapes(value: Any) -> str:

@@ -12,7 +12,9 @@ copies the events Kineto kept into plain records; the profiler object is dropped
 
 Eager modules and ``torch.export`` programs report ``aten::conv2d > aten::convolution > aten::_convolution >
 aten::mkldnn_convolution``; TorchScript reports a ``forward`` function and then ``aten::_convolution`` (its graph
-calls the lower-level op directly).
+calls the lower-level op directly). The function becomes a span of kind "function", and the ops it called are at
+depth 0, as the ops an eager model calls are; both ``aten::conv2d`` and ``aten::_convolution`` are canonical
+``Conv2D``.
 
 Alignment onto the tracer's clock (``perf_counter_ns``), per query:
 
@@ -26,9 +28,10 @@ Alignment onto the tracer's clock (``perf_counter_ns``), per query:
    the call's start, and is clipped to the model span (``framework.clip_into``).
 
 Spans produced (FRAMEWORK level, parent = the model span): the call itself (name ``mlmodelscope::predict``, kind
-"call") and every operator, named by the op (``aten::conv2d``), with attributes op_type, kind "op" ("kernel" for
-GPU work), framework "pytorch", depth (0 for ops the model called directly, 1 for the ops they called, ...),
-and input_shapes (``"float[2,3,32,32] float[8,3,3,3] float[8]"``; non-tensor arguments are left out).
+"call") and every operator, named by the op (``aten::conv2d``), with attributes op_type (canonical, ``Conv2D``:
+``core.tracing.op_types``), framework_op (``aten::conv2d``), kind "op" ("kernel" for GPU work), framework
+"pytorch", depth (0 for ops the model called directly, 1 for the ops they called, ...), and input_shapes
+(``"float[2,3,32,32] float[8,3,3,3] float[8]"``; non-tensor arguments are left out).
 
 Cost: profiling adds a few µs per operator (more with shapes recorded) to the measured latency at FRAMEWORK
 level, and Kineto keeps every event in memory until ``stop()``. torch's own Chrome trace is not written: the spans
@@ -49,6 +52,7 @@ from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
 PREDICT_EVENT = "mlmodelscope::predict"
+FRAMEWORK = "pytorch"
 _GPU_DEVICE_TYPES = frozenset({"CUDA", "HIP", "XPU", "MPS"})
 
 
@@ -186,24 +190,44 @@ def profile_spans(profile: TorchProfile, tracer: Tracer, model_spans: Sequence[M
         scale = parent_ns / call_ns if call_ns > parent_ns else 1.0
         call_ns = round(call_ns * scale)
         call_start_ns = shift_into(call.start_ns + offset_ns, call_ns, parent_start_ns, parent_end_ns)
-        call_attributes: dict[str, AttributeValue] = {"kind": "call", "framework": "pytorch"}
-        out.append(framework_span(tracer, parent, call_start_ns, call_start_ns + call_ns, call.name, call_attributes))
+        call_attributes: dict[str, AttributeValue] = {"kind": "call"}
+        out.append(
+            framework_span(
+                tracer, parent, call_start_ns, call_start_ns + call_ns, call.name, call_attributes, framework=FRAMEWORK
+            )
+        )
         open_ends: dict[int, list[int]] = {}
         for event in events:
             stack = open_ends.setdefault(event.thread, [])
             while stack and stack[-1] <= event.start_ns:
                 stack.pop()
-            attributes: dict[str, AttributeValue] = {
-                "kind": event.kind,
-                "framework": "pytorch",
-                "op_type": event.name,
-                "depth": len(stack) if event.kind == "op" else 0,
-            }
+            kind = _kind(event)
+            attributes: dict[str, AttributeValue] = {"kind": kind, "depth": len(stack) if kind == "op" else 0}
             if event.input_shapes:
                 attributes["input_shapes"] = event.input_shapes
-            if event.kind == "op":
+            if kind == "op":
                 stack.append(event.end_ns)
             start_ns = call_start_ns + round((event.start_ns - call.start_ns) * scale)
             end_ns = start_ns + round((event.end_ns - event.start_ns) * scale)
-            out.append(framework_span(tracer, parent, start_ns, end_ns, event.name[:256], attributes))
+            out.append(
+                framework_span(
+                    tracer,
+                    parent,
+                    start_ns,
+                    end_ns,
+                    event.name[:256],
+                    attributes,
+                    framework=FRAMEWORK,
+                    op=None if kind == "function" else event.name,
+                )
+            )
     return out
+
+
+def _kind(event: TorchEvent) -> str:
+    """"function" for a TorchScript function (``forward``: the model itself, not an op; operators always have a
+    namespace, ``aten::``), else the event's own kind. Functions do not deepen ``depth``, so the ops the model
+    called are at depth 0 in every format."""
+    if event.kind == "op" and "::" not in event.name:
+        return "function"
+    return event.kind

@@ -40,8 +40,11 @@ marker longer than its span (cannot happen unless the clocks disagree) is scaled
 their offsets from their marker and are finally clipped to the model span (``framework.clip_into``).
 
 Spans produced (FRAMEWORK level, parent = the model span): the graph execution of each call, ``FunctionRun``
-(kind "function", with the call's ``step``), and every op, named by its op type (e.g. "_FusedConv2D",
-"MaxPool"; attributes op_type, node, thread, kind "op", framework "tensorflow").
+(kind "function", with the call's ``step``), and every op, named by its op type as TensorFlow ran it (e.g.
+"_FusedConv2D", "MaxPool"; with oneDNN, on by default on x86-64, "_MklNativeFusedConv2D", "_MklNativeMaxPool");
+attributes op_type (canonical, the same with or without oneDNN: "Conv2D", "MaxPool"; ``core.tracing.op_types``),
+framework_op (TensorFlow's name), node, thread, kind "op", framework "tensorflow". The XSpace does not record a
+fused op's ``fused_ops`` attribute, so TensorFlow's spans carry none.
 
 Cost: only at FRAMEWORK level. Each call creates the marker (a few µs), and TensorFlow's host tracer records
 every op, which adds to the measured latency; all events stay in memory until ``stop()``, and the XSpace is
@@ -69,6 +72,7 @@ from mlmodelscope.core.tracing.tracer import Tracer
 log = logging.getLogger(__name__)
 
 MARKER = "mlmodelscope_predict"
+FRAMEWORK = "tensorflow"
 HOST_PLANE = "/host:CPU"
 FUNCTION_EVENT = "FunctionRun"
 PROFILE_GLOB = "plugins/profile/*/*.xplane.pb"
@@ -333,19 +337,23 @@ def profile_spans(
 
         if functions:
             outermost = max(functions, key=lambda f: f.end_ns - f.start_ns)
-            attributes: dict[str, AttributeValue] = {"kind": "function", "framework": "tensorflow", "step": call.step}
+            attributes: dict[str, AttributeValue] = {"kind": "function", "step": call.step}
             start_ns, end_ns = _place(outermost, call, call_start_ns, scale)
-            out.append(framework_span(tracer, parent, start_ns, end_ns, FUNCTION_EVENT, attributes))
+            out.append(
+                framework_span(tracer, parent, start_ns, end_ns, FUNCTION_EVENT, attributes, framework=FRAMEWORK)
+            )
         for op in ops:
             op_attributes: dict[str, AttributeValue] = {
                 "kind": "op",
-                "framework": "tensorflow",
-                "op_type": op.name,
                 "node": op.node,
                 "thread": op.thread,
             }
             start_ns, end_ns = _place(op, call, call_start_ns, scale)
-            out.append(framework_span(tracer, parent, start_ns, end_ns, op.name[:256], op_attributes))
+            out.append(
+                framework_span(
+                    tracer, parent, start_ns, end_ns, op.name[:256], op_attributes, framework=FRAMEWORK, op=op.name
+                )
+            )
     return out
 
 

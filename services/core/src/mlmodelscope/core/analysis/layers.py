@@ -4,6 +4,12 @@ A layer span is a FRAMEWORK-level span that names an operator (attribute ``op_ty
 whole call (``kind`` session/call/function) or a kernel; its layer name is the ``node`` attribute (ONNX Runtime's
 node name) or else the span's name. This is MLModelScope's layer analysis (``layer latency`` / ``aggre_latency``):
 per layer the number of calls, total and mean time, and the share of all layer time.
+
+Op types are grouped by the canonical ``op_type`` (``core.tracing.op_types``: ``Conv2D`` whether TensorFlow ran
+``_MklNativeFusedConv2D`` or ``_FusedConv2D`` and whether ONNX Runtime said ``Conv``), so breakdowns compare across
+CPUs and frameworks. Spans recorded before op types were canonical (no ``framework_op`` attribute) are mapped when
+read. Only the ops the model itself called count (``depth`` 0 or absent): PyTorch also reports the ops each op
+calls (``aten::conv2d`` > ``aten::convolution`` > ...), and counting those would count the same time again.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlmodelscope.core.tracing.op_types import canonical_op
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
 DEFAULT_TOP = 10
@@ -57,6 +64,24 @@ def is_layer(span: Span) -> bool:
     )
 
 
+def counts_in_breakdown(op_type: object, kind: object, depth: object) -> bool:
+    """Whether an operator span with these attributes is a layer of the breakdown (see the module docstring)."""
+    if op_type is None or str(kind or "") in WHOLE_CALL_KINDS:
+        return False
+    try:
+        return not depth or float(str(depth)) == 0
+    except ValueError:
+        return True
+
+
+def canonical_op_type(op_type: str, framework: object, framework_op: object) -> str:
+    """The canonical op type of a layer span: ``op_type`` itself, or, for a span recorded before op types were
+    canonical (no ``framework_op``), its mapping in the framework's table."""
+    if framework_op is not None or not framework:
+        return op_type
+    return canonical_op(str(framework), op_type).canonical
+
+
 @dataclass(frozen=True)
 class LayerGroup:
     """Spans of one layer with one op type, aggregated (what a database GROUP BY returns)."""
@@ -68,12 +93,19 @@ class LayerGroup:
 
 
 def groups_of(spans: Iterable[Span]) -> list[LayerGroup]:
-    """Aggregate layer spans (``is_layer``) by (layer name, op type)."""
+    """Aggregate the breakdown's layer spans (``is_layer``, ``counts_in_breakdown``) by (layer name, canonical op
+    type)."""
     totals: dict[tuple[str, str], list[int]] = {}
     for span in spans:
-        if not is_layer(span):
+        attributes = span.attributes
+        if not is_layer(span) or not counts_in_breakdown(
+            attributes["op_type"], attributes.get("kind"), attributes.get("depth")
+        ):
             continue
-        key = (str(span.attributes.get("node") or span.name), str(span.attributes["op_type"]))
+        op_type = canonical_op_type(
+            str(attributes["op_type"]), attributes.get("framework"), attributes.get("framework_op")
+        )
+        key = (str(attributes.get("node") or span.name), op_type)
         entry = totals.setdefault(key, [0, 0])
         entry[0] += 1
         entry[1] += span.end_ns - span.start_ns

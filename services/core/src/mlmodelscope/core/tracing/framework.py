@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
+from mlmodelscope.core.tracing.op_types import canonical_op
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
@@ -80,10 +81,29 @@ def framework_span(
     end_ns: int,
     name: str,
     attributes: dict[str, AttributeValue],
+    *,
+    framework: str,
+    op: str | None = None,
+    fused_ops: Sequence[str] = (),
 ) -> Span:
-    """A FRAMEWORK-level span under the model span ``parent``, clipped inside it (``clip_into``)."""
+    """A FRAMEWORK-level span under the model span ``parent``, clipped inside it (``clip_into``).
+
+    Every framework span is built here, so every one says its ``framework``. ``op`` is the framework's own name
+    of the operator the span ran (None for a whole session/call/function): it is kept as ``framework_op``, and
+    ``op_type`` is its canonical type from ``op_types.canonical_op`` (one vocabulary for all frameworks and CPUs;
+    an ``input_shapes`` attribute gives dimension-agnostic ops their dimensionality), with ``fused_ops``
+    (canonical, comma-separated) when the fusion names the ops it absorbed (``fused_ops`` here: the framework's
+    own names of them, where its profile records them).
+    """
     parent_id, parent_start_ns, parent_end_ns = parent
     start_ns, end_ns = clip_into(start_ns, end_ns, parent_start_ns, parent_end_ns)
+    attributes["framework"] = framework
+    if op is not None:
+        op_type = canonical_op(framework, op, input_shapes=str(attributes.get("input_shapes", "")), fused_ops=fused_ops)
+        attributes["op_type"] = op_type.canonical
+        attributes["framework_op"] = op
+        if op_type.fused_ops:
+            attributes["fused_ops"] = ",".join(op_type.fused_ops)
     return Span(
         run_id=tracer.run_id,
         span_id=tracer.new_span_id(),
