@@ -18,7 +18,13 @@ import pytest
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
 from tests.conftest import REPO, run_cli
 
-pytestmark = pytest.mark.slow
+MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds the MXNet environment"
+    ),
+]
 
 FRAMEWORKS = ("onnxruntime", "pytorch", "tensorflow", "mxnet")
 

@@ -145,6 +145,19 @@ def test_examples_run_to_results_with_kubectl_and_the_real_pipeline(tmp_path: Pa
     assert stored["requested_settings"]["target_qps"] == 200
 
 
+def _onnxruntime_can_use_a_gpu() -> bool:
+    """Whether ONNX Runtime here has a GPU execution provider (then the GPU run below would not fail)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(onnxruntime.get_available_providers()))
+
+
+@pytest.mark.skipif(
+    _onnxruntime_can_use_a_gpu(),
+    reason="ONNX Runtime can use a GPU here: this test plays a GPU run failing on a machine without one",
+)
 def test_a_run_whose_agent_fails_ends_the_evaluation_failed_with_the_agents_error(tmp_path: Path, pipeline):
     """A GPU run played on this GPU-less machine: the agent publishes the failure and exits 1, the Job fails, and
     the status names both the Job's failure and the agent's error as the collector stored it."""
