@@ -46,6 +46,12 @@ USAGE_ERRORS = [
         id="option-of-the-parent",
     ),
     pytest.param(
+        ["--framework", "onnxruntime", "evaluate"],
+        "mlmodelscope",
+        ["'--framework' is an option of ", "'mlmodelscope evaluate'", "put it after the command's name."],
+        id="option-of-a-subcommand",
+    ),
+    pytest.param(
         ["evaluate", "--model"], "mlmodelscope evaluate", ["Option '--model' requires an argument."], id="no-value"
     ),
     pytest.param(["report"], "mlmodelscope report", ["Missing argument"], id="missing-argument"),

@@ -3,8 +3,8 @@
 A typo is the most common thing a new user does, so the answer is the usage line of the command they meant, the
 problem in one line, and a suggestion where one exists: close matches of the command or flag (difflib, as git
 does), a flag that belongs to another level of the command (``mlmodelscope evaluate --assets x`` ->
-``mlmodelscope --assets x evaluate``), or a command that lives in another group (``datasets show`` ->
-``models show``). The exit code is 2, the convention for usage errors.
+``mlmodelscope --assets x evaluate``, and the other way round), or a command that lives in another group
+(``datasets show`` -> ``models show``). The exit code is 2, the convention for usage errors.
 
 typer 0.29 parses with its own vendored copy of click, so its exceptions (``typer._click.exceptions``) are not
 subclasses of ``click``'s; this module and ``main`` are the only places that know.
@@ -48,16 +48,25 @@ def _problem(error: UsageError, ctx: Context, root: Command, prog_name: str) -> 
 def _unknown_option(error: NoSuchOption, ctx: Context) -> str:
     message = error.message.rstrip(".")
     name = error.option_name
-    elsewhere = [c.command_path for c in _ancestors(ctx) if name in _option_names(c.command)]
-    if elsewhere:
+    above = [c.command_path for c in _ancestors(ctx) if name in _option_names(c.command)]
+    if above:
         return (
-            f"{message}. '{name}' is an option of '{elsewhere[0]}': put it right after '{elsewhere[0]}', "
+            f"{message}. '{name}' is an option of '{above[0]}': put it right after '{above[0]}', "
             f"before '{ctx.info_name}'."
         )
-    matches = list(error.possibilities or []) or get_close_matches(name, _option_names(ctx.command))
+    below = [path for path, command in _all_commands(ctx.command, ctx.command_path) if name in _option_names(command)]
+    if below:
+        return f"{message}. '{name}' is an option of {_alternatives(below)}: put it after the command's name."
+    matches = _close_options(name, _option_names(ctx.command))
     if matches:
         return f"{message}. Did you mean {_alternatives(matches)}?"
     return f"{message}."
+
+
+def _close_options(name: str, options: Sequence[str]) -> list[str]:
+    """Options spelled like ``name``, compared without their dashes (every long option shares ``--``)."""
+    bare = {option.lstrip("-"): option for option in options}
+    return [bare[match] for match in get_close_matches(name.lstrip("-"), list(bare))]
 
 
 def _unknown_command(name: str, ctx: Context, root: Command, prog_name: str) -> str:
