@@ -93,6 +93,7 @@ class CollectorProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. MLMODELSCOPE_COLLECTOR_NATS_TOKEN
 
     @property
     def db_path(self) -> Path:
@@ -120,6 +121,7 @@ class CollectorProcess:
                 prefix + "ACK_WAIT_S": "5",
                 prefix + "RECONNECT_DELAY_S": "0.5",
                 prefix + "LAG_REFRESH_S": "0.5",
+                **self.extra_env,
             }
         )
 
@@ -211,13 +213,16 @@ class AgentProcess:
     started_s: float
 
     @classmethod
-    def start(cls, spec: Path, workdir: Path, reaper: ProcessReaper) -> AgentProcess:
+    def start(
+        cls, spec: Path, workdir: Path, reaper: ProcessReaper, extra_env: dict[str, str] | None = None
+    ) -> AgentProcess:
+        """``extra_env``: e.g. the NATS token (``MLMODELSCOPE_NATS_TOKEN``)."""
         stdout_path, stderr_path = workdir / "agent.out", workdir / "agent.err"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             process = reaper.add(
                 subprocess.Popen(
                     [str(CLI), "agent", "run", "--spec", str(spec), "--output", str(workdir / "result.json")],
-                    env=clean_environment(),
+                    env=clean_environment(**(extra_env or {})),
                     cwd=workdir,
                     stdin=subprocess.DEVNULL,
                     stdout=out,

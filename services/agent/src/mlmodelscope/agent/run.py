@@ -2,23 +2,33 @@
 
 ``mlmodelscope agent run --spec run.json`` reads a ``RunSpec``, evaluates, and publishes everything to NATS
 JetStream: ``run_started`` first, ``progress`` while it runs, then the spans and per-query records in batches, and
-``run_finished`` with the full result (or the error) last. The agent only connects outward, to NATS: nothing
-listens on it. It exits 0 when the run succeeded, 1 when the evaluation failed (the failure is published), and 2
-when the messages could not be delivered.
+``run_finished`` with the full result (or the error) last. The agent only connects outward, to NATS (with the
+token in ``MLMODELSCOPE_NATS_TOKEN`` when the server requires one): nothing listens on it.
+
+Exit codes: 0 the run succeeded, 1 the evaluation failed (the failure is published), 2 the messages could not be
+delivered (NATS unreachable for ``give_up_after_s``: everything unsent, the result included, is then kept in
+``<run dir>/unpublished/<run>.jsonl`` for ``mlmodelscope runs import``), 143 (128 + SIGTERM) the agent was told to
+stop: it published the run as ``cancelled`` with the spans and queries of the phases it had finished, within
+``cancel_grace_s``, without waiting for LoadGen to end its test.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mlmodelscope.agent.bus.connection import nats_token
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
-from mlmodelscope.core.artifacts import ArtifactStore, S3Settings
+from mlmodelscope.agent.bus.spool import SPOOL_FOLDER, UnpublishedSpool
+from mlmodelscope.agent.sigterm import SigtermWatcher
+from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings
 from mlmodelscope.core.errors import ManifestError, MLModelScopeError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.environment import architecture
@@ -34,6 +44,7 @@ from mlmodelscope.core.tracing.tracer import MODEL_SPAN_NAME, Tracer
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNDELIVERED = 2
+EXIT_CANCELLED = 128 + 15  # as a shell reports a process ended by SIGTERM
 _RUN_PHASES = {"accuracy_run": "accuracy", "performance_run": "performance"}
 
 
@@ -57,12 +68,24 @@ class RunSpec(BaseModel):
     output_dir: Path = Field(description="LoadGen logs and framework profiles go here.")
     progress_interval_s: float = Field(default=0.5, gt=0)
     give_up_after_s: float = Field(default=60.0, gt=0, description="How long NATS may stay unreachable.")
+    cancel_grace_s: float = Field(
+        default=20.0, gt=0, description="On SIGTERM: how long publishing the cancelled run may take (< pod grace)."
+    )
+    run_dir: Path | None = Field(
+        default=None,
+        description="The run folder: messages NATS never took are kept in <run_dir>/unpublished. Default: the "
+        "folder of the spec file, else output_dir.",
+    )
+
+    @property
+    def spool_dir(self) -> Path:
+        return (self.run_dir or self.output_dir) / SPOOL_FOLDER
 
 
 def read_run_spec(path: Path) -> RunSpec:
     """The run spec in ``path``; ManifestError naming the file and every invalid field otherwise."""
     try:
-        return RunSpec.model_validate_json(path.read_text(encoding="utf-8"))
+        spec = RunSpec.model_validate_json(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ManifestError(f"{path}: cannot read the run spec: {e.strerror}.") from e
     except ValidationError as e:
@@ -70,6 +93,7 @@ def read_run_spec(path: Path) -> RunSpec:
         raise ManifestError(
             f"{path}: invalid run spec: {problems}.", hint="See `RunSpec` in mlmodelscope.agent.run."
         ) from e
+    return spec if spec.run_dir is not None else spec.model_copy(update={"run_dir": path.resolve().parent})
 
 
 def query_records(spans: list[Span]) -> list[QueryRecord]:
@@ -114,7 +138,7 @@ class _ProgressReporter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
-            if self._publisher is None:
+            if self._publisher is None or not self._publisher.delivering:
                 continue
             try:
                 self._publisher.publish(
@@ -128,14 +152,82 @@ class _ProgressReporter:
                 return  # the final close() reports it
 
 
+class _Finisher:
+    """Publishes a run's last messages exactly once: after the evaluation, or at once on SIGTERM (from the watcher
+    thread, while the main thread may still be inside LoadGen)."""
+
+    def __init__(self, spec: RunSpec, publisher: RunPublisher | None, tracer: Tracer, progress: RunProgress) -> None:
+        self._spec = spec
+        self._publisher = publisher
+        self._tracer = tracer
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def finish(
+        self,
+        status: Literal["succeeded", "failed", "cancelled"],
+        result: EvaluationResult | None,
+        error: str,
+        *,
+        close_timeout_s: float | None = None,
+    ) -> str:
+        """Publish spans, queries and run_finished, and wait for their acks; returns the delivery error, if any.
+        A second call (the other thread) waits for the first to end and publishes nothing."""
+        if not self._lock.acquire(blocking=False):
+            self._lock.acquire()
+            return ""
+        spans = self._tracer.drain()
+        records = query_records(spans)
+        if self._publisher is None:
+            return ""
+        try:
+            self._publisher.publish_spans(spans)
+            self._publisher.publish_queries(records)
+            self._publisher.publish(
+                RunFinished(
+                    status=status,
+                    result=result.model_dump(mode="json") if result is not None else None,
+                    error=error,
+                    span_count=len(spans),
+                    query_count=len(records),
+                    finished_at=datetime.now(UTC),
+                )
+            )
+            self._publisher.close(timeout_s=close_timeout_s)
+        except PublishError as e:
+            return str(e)
+        return ""
+
+    def cancel(self) -> None:
+        """SIGTERM: publish the run as cancelled with what the finished phases recorded, then end the process
+        (LoadGen cannot be stopped from outside its test; the pod is going away anyway)."""
+        phase, completed = self._progress.phase, self._progress.completed_queries
+        error = f"cancelled: the agent received SIGTERM during the {phase} phase, after {completed:,} queries."
+        undelivered = self.finish("cancelled", None, error, close_timeout_s=self._spec.cancel_grace_s)
+        sys.stderr.write(f"error: {error}{' ' + undelivered if undelivered else ''}\n")
+        sys.stderr.flush()
+        os._exit(EXIT_CANCELLED)
+
+
 def run_agent(spec: RunSpec) -> tuple[int, EvaluationResult | None, str]:
-    """Evaluate and publish; returns (exit code, result if any, error message if any)."""
+    """Evaluate and publish; returns (exit code, result if any, error message if any). On SIGTERM the process
+    ends from inside (exit code ``EXIT_CANCELLED``) once the cancelled run is published."""
     publisher = None
     tracer = Tracer(spec.run_id, spec.trace_level)
     if spec.nats_url:
-        publisher = RunPublisher(spec.run_id, PublisherSettings(spec.nats_url, give_up_after_s=spec.give_up_after_s))
-        publisher.start()
+        settings = PublisherSettings(spec.nats_url, give_up_after_s=spec.give_up_after_s, token=nats_token(os.environ))
+        publisher = RunPublisher(spec.run_id, settings, UnpublishedSpool(spec.spool_dir, spec.run_id))
     progress = RunProgress()
+    finisher = _Finisher(spec, publisher, tracer, progress)
+    with SigtermWatcher(finisher.cancel):
+        if publisher is not None:
+            publisher.start()
+        return _evaluate_and_publish(spec, publisher, tracer, progress, finisher)
+
+
+def _evaluate_and_publish(
+    spec: RunSpec, publisher: RunPublisher | None, tracer: Tracer, progress: RunProgress, finisher: _Finisher
+) -> tuple[int, EvaluationResult | None, str]:
     result: EvaluationResult | None = None
     error = ""
     try:
@@ -159,7 +251,11 @@ def run_agent(spec: RunSpec) -> tuple[int, EvaluationResult | None, str]:
         with _ProgressReporter(publisher, progress, spec.progress_interval_s):
             try:
                 registry = load_registry(spec.assets)
-                store = ArtifactStore(spec.cache_dir, s3=S3Settings.from_env(os.environ))
+                store = ArtifactStore(
+                    spec.cache_dir,
+                    s3=S3Settings.from_env(os.environ),
+                    downloads=DownloadSettings.from_env(os.environ),
+                )
                 request = EvaluationRequest(
                     model=spec.model,
                     framework=spec.framework,
@@ -172,23 +268,9 @@ def run_agent(spec: RunSpec) -> tuple[int, EvaluationResult | None, str]:
                 result = run_evaluation(registry, store, request, progress=progress, tracer=tracer)
             except MLModelScopeError as e:
                 error = str(e)
-        finished_at = datetime.now(UTC)  # the evaluation's end, before its spans are published
-        spans = tracer.drain()
-        records = query_records(spans)
-        if publisher is not None:
-            publisher.publish_spans(spans)
-            publisher.publish_queries(records)
-            publisher.publish(
-                RunFinished(
-                    status="succeeded" if result is not None else "failed",
-                    result=result.model_dump(mode="json") if result is not None else None,
-                    error=error,
-                    span_count=len(spans),
-                    query_count=len(records),
-                    finished_at=finished_at,
-                )
-            )
-            publisher.close()
     except PublishError as e:
         return EXIT_UNDELIVERED, result, f"{error} {e}".strip()
+    undelivered = finisher.finish("succeeded" if result is not None else "failed", result, error)
+    if undelivered:
+        return EXIT_UNDELIVERED, result, f"{error} {undelivered}".strip()
     return (EXIT_OK if result is not None else EXIT_FAILED), result, error

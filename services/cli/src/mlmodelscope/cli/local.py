@@ -25,8 +25,10 @@ from typing import Any
 import httpx
 import nats
 
+from mlmodelscope.agent.bus.connection import connect_options, generate_token, nats_token, quiet_nats_logging
 from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port, terminate
 from mlmodelscope.core.errors import EvaluationError, MLModelScopeError
+from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 from mlmodelscope.core.messages import SUBJECT_PREFIX, decode
 
 DATA_ENV = "MLMODELSCOPE_DATA_DIR"
@@ -67,12 +69,21 @@ class CollectorProcess:
     times: ``ensure_running`` does it, and ``get`` does it before asking again.
     """
 
-    def __init__(self, database_url: str, nats_url: str | None, log_path: Path, *, max_restarts: int = 3) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        nats_url: str | None,
+        log_path: Path,
+        *,
+        max_restarts: int = 3,
+        nats_token: str | None = None,
+    ) -> None:
         self.port = free_port()
         self._env = {
             **os.environ,
             "MLMODELSCOPE_COLLECTOR_DATABASE_URL": database_url,
             "MLMODELSCOPE_COLLECTOR_NATS_URL": nats_url or "",
+            "MLMODELSCOPE_COLLECTOR_NATS_TOKEN": nats_token or "",
             "MLMODELSCOPE_COLLECTOR_HOST": "127.0.0.1",
             "MLMODELSCOPE_COLLECTOR_LOG_LEVEL": "warning",
             "MLMODELSCOPE_COLLECTOR_LAG_REFRESH_S": "0.5",
@@ -170,12 +181,19 @@ class CollectorProcess:
 
 @contextlib.contextmanager
 def local_collector(data: DataDir, *, with_nats: bool) -> Iterator[tuple[CollectorProcess, EmbeddedNatsServer | None]]:
-    """NATS (optional) and the collector on the local data folder, stopped on exit whatever happens."""
-    server = EmbeddedNatsServer(data.nats) if with_nats else None
+    """NATS (optional) and the collector on the local data folder, stopped on exit whatever happens.
+
+    NATS requires a token generated for this command; while it runs the token is in this process's environment
+    (``MLMODELSCOPE_NATS_TOKEN``), so the agents it starts inherit it, and no command line shows it."""
+    server = EmbeddedNatsServer(data.nats, token=generate_token()) if with_nats else None
     collector: CollectorProcess | None = None
+    previous_token = os.environ.get(NATS_TOKEN_ENV)
     try:
         nats_url = server.start() if server is not None else None
-        collector = CollectorProcess(data.database_url, nats_url, data.root / "collector.log")
+        if server is not None and server.token is not None:
+            os.environ[NATS_TOKEN_ENV] = server.token
+        token = server.token if server is not None else None
+        collector = CollectorProcess(data.database_url, nats_url, data.root / "collector.log", nats_token=token)
         collector.start()
         yield collector, server
     finally:
@@ -183,6 +201,10 @@ def local_collector(data: DataDir, *, with_nats: bool) -> Iterator[tuple[Collect
             collector.stop()
         if server is not None:
             server.stop()
+            if previous_token is None:
+                os.environ.pop(NATS_TOKEN_ENV, None)
+            else:
+                os.environ[NATS_TOKEN_ENV] = previous_token
 
 
 @dataclass
@@ -212,8 +234,11 @@ class BusProgress:
                 elif payload.kind == "run_finished":
                     self.phases[run_id] = f"finished ({payload.status})"
 
+        # Progress is best effort: a dead NATS is reported by the agents and the collector, not here.
+        quiet_nats_logging()
+        _, options = connect_options(nats_url, "progress", nats_token(os.environ))
         with contextlib.suppress(Exception):
-            client = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+            client = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, **options)
             await client.subscribe(f"{SUBJECT_PREFIX}.*.progress", cb=on_message)
             await client.subscribe(f"{SUBJECT_PREFIX}.*.run_finished", cb=on_message)
             while not self._stop.is_set():

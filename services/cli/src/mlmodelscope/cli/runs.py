@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, fetch_json, local_collector
+from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
 
 runs_app = typer.Typer(help="Past evaluations stored by the collector.", no_args_is_help=True)
@@ -83,3 +84,30 @@ def export_trace(
     output.write_text(json.dumps(document), encoding="utf-8")
     events = sum(1 for event in document["traceEvents"] if event.get("ph") == "X")
     Console().print(f"wrote {events:,} spans of run {run_id} to {output}")
+
+
+@runs_app.command("import")
+def import_runs(
+    path: Annotated[Path, typer.Argument(help="A run folder, the data folder, or one unpublished/*.jsonl file.")],
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Collector database (default: the local data folder's).")
+    ] = None,
+) -> None:
+    """Store the messages agents kept in <run dir>/unpublished when NATS was unreachable (each once, however often
+    imported)."""
+    from mlmodelscope.cli.unpublished import import_unpublished
+
+    report = import_unpublished(path, database_url or data_dir(os.environ).database_url)
+    console = literal_console()
+    if not report.files:
+        console.print(f"nothing to import: no unpublished/*.jsonl under {path}")
+        return
+    runs = ", ".join(sorted(report.run_ids)) or "-"
+    console.print(
+        f"{len(report.files)} file(s), run(s) {runs}: {report.stored} message(s) stored, "
+        f"{report.already_stored} already stored, {len(report.rejected)} rejected"
+    )
+    if report.rejected:
+        for line in report.rejected[:20]:
+            console.print(f"rejected: {line}")
+        raise typer.Exit(1)

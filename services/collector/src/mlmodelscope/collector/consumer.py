@@ -138,6 +138,7 @@ class JetStreamConsumer:
             max_reconnect_attempts=-1,
             reconnect_time_wait=settings.reconnect_delay_s,
             error_cb=self._on_error,
+            token=settings.nats_token.get_secret_value() if settings.nats_token is not None else None,
         )
         self._client = client
         try:

