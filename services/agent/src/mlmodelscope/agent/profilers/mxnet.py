@@ -28,8 +28,9 @@ Chrome-trace JSON. The events used here::
 Delimiting calls: the operators carry no call id, so the predictor wraps each ``predict`` in a profiler ``Task``
 (``mx.profiler.Task(domain, "predict")``: ``start()`` / ``stop()``, two C calls), recorded as a ``b``/``e`` pair
 in the domain ``mlmodelscope``. MXNet records task events even while the profiler is stopped, so the tasks taken
-are those inside the wall-clock window between ``start()`` and ``stop()``; the k-th of them belongs to the k-th
-model span (the driver calls the predictor sequentially) and owns the operators that start inside it.
+are those inside the wall-clock window between ``start()`` and ``stop()`` (the runner's window stops the
+profiler right after its N-th call); the k-th of them belongs to the k-th call of the window, so to model span
+``k - first_call`` (the driver calls the predictor sequentially), and owns the operators that start inside it.
 
 Alignment onto the tracer's clock, per call (as the ONNX Runtime adapter does): the task's start is estimated as
 its wall-clock time minus the tracer's ``epoch_offset_ns``, then moved (never stretched) just far enough to lie
@@ -171,6 +172,8 @@ class MXNetProfiler:
     ``spans(tracer, model_span_times)``.
     """
 
+    incomplete_reason: str | None = None
+
     def __init__(self, directory: Path, filename: str = "mxnet_profile.json") -> None:
         self.directory = directory
         self.profile_path = directory / filename
@@ -233,8 +236,8 @@ class MXNetProfiler:
         self._api.set_state("run")
 
     def stop(self) -> None:
-        """Stops profiling and has MXNet write the profile."""
-        if self._api is None or self._window_start_ns is None:
+        """Stops profiling and has MXNet write the profile; again: a no-op."""
+        if self._api is None or self._window_start_ns is None or self._window_end_ns is not None:
             return
         self._api.set_state("stop")
         self._window_end_ns = time.time_ns()
@@ -242,7 +245,7 @@ class MXNetProfiler:
             self._api.dump(finished=True)
             self._dumped = True
 
-    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes]) -> list[Span]:
+    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes], *, first_call: int = 0) -> list[Span]:
         if not tracer.enabled(TraceLevel.FRAMEWORK):
             return []
         return profile_spans(
@@ -252,6 +255,7 @@ class MXNetProfiler:
             window_start_ns=self._window_start_ns,
             window_end_ns=self._window_end_ns,
             source=str(self.profile_path),
+            first_call=first_call,
         )
 
 
@@ -263,11 +267,12 @@ def profile_spans(
     window_start_ns: int | None = None,
     window_end_ns: int | None = None,
     source: str = "the MXNet profile",
+    first_call: int = 0,
 ) -> list[Span]:
     """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment).
 
     The window (wall ns, from ``start``/``stop``) selects the calls that belong to the model spans; ``None``
-    leaves that side open.
+    leaves that side open. ``model_spans[0]`` is the window's call ``first_call``.
     """
     if not tracer.enabled(TraceLevel.FRAMEWORK):
         return []
@@ -275,10 +280,11 @@ def profile_spans(
     lo_us = window_start_ns // 1000 if window_start_ns is not None else 0
     hi_us = -(-window_end_ns // 1000) if window_end_ns is not None else 2**63
     calls = [c for c in profile.calls if c.start_us >= lo_us and c.end_us <= hi_us]
-    if len(calls) != len(model_spans):
+    if len(calls) != first_call + len(model_spans):
+        skipped = f" after {first_call} profiled calls whose model spans were discarded" if first_call else ""
         raise EvaluationError(
             f"{source} has {len(calls)} predict calls in the traced window but {len(model_spans)} model spans were "
-            "recorded, so operators cannot be attributed to queries.",
+            f"recorded{skipped}, so operators cannot be attributed to queries.",
             hint="Start the profiler after the warm-up, stop it right after the run, and do not call the predictor "
             "from elsewhere meanwhile.",
         )
@@ -290,6 +296,7 @@ def profile_spans(
             operators_by_call[k].append(operator)
 
     out: list[Span] = []
+    calls, operators_by_call = calls[first_call:], operators_by_call[first_call:]
     for call, operators, parent in zip(calls, operators_by_call, model_spans, strict=True):
         _, parent_start_ns, parent_end_ns = parent
         parent_ns = max(parent_end_ns - parent_start_ns, 0)

@@ -17,8 +17,12 @@ the Relu's output); ``SequentialExecutor::Execute`` and session set-up events ar
 Alignment onto the tracer's clock (``perf_counter_ns``), per query:
 
 1. the ``model_run`` events that ran between ``start()`` and ``stop()`` (wall clock) are taken in order;
-   the k-th belongs to the k-th model span (the driver calls the predictor sequentially). Warm-up runs before
-   ``start()`` are skipped. A different count is an error: the pairing would be wrong.
+   the k-th belongs to the k-th call of the profiled window (the driver calls the predictor sequentially), so
+   to model span ``k - first_call``. Warm-up runs before ``start()`` are skipped. ``stop()`` ends ORT's
+   profiling (``end_profiling``): the runner's window calls it right after its N-th call, so a run of any
+   length yields a profile of at most N runs. A different count is an error (the pairing would be wrong),
+   except when ORT hit its event limit (``ORT_MAX_EVENTS``, warm-up and accuracy runs included): the runs it
+   kept are the first ones, they get their spans, and ``incomplete_reason`` says why the others have none.
 2. the run's start is estimated as ORT's wall-clock time minus the tracer's ``epoch_offset_ns``; the run is
    then moved (never stretched), only as far as needed, to lie inside its model span — the model span measures
    the whole ``predict`` call, which contains ORT's run plus Python-side input/output handling
@@ -32,8 +36,9 @@ Spans produced (FRAMEWORK level, parent = the model span): ``model_run`` itself 
 (named by ORT's op type, e.g. "Conv"; attributes op_type (canonical, "Conv2D": ``core.tracing.op_types``),
 framework_op ("Conv"), node, node_index, provider, input_shapes, output_shapes, kind "node").
 
-Cost: profiling is on for the whole session, so at FRAMEWORK level the measured latency includes ORT's
-per-node profiling overhead (a few µs per node), and ORT keeps at most 1,000,000 events in memory.
+Cost: profiling is on from the session's creation until ``stop()`` (the end of the profiled window; ORT
+cannot pause and resume), so at FRAMEWORK level the latency of warm-up, accuracy and window calls includes
+ORT's per-node profiling overhead (a few µs per node); ORT keeps at most 1,000,000 events in memory.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class OrtProfile(BaseModel):
 
     runs: list[OrtEvent]
     nodes: list[OrtEvent]
+    event_count: int = Field(default=0, ge=0, description="Every event in the file, of any kind (ORT's limit).")
 
 
 def read_profile(path: Path) -> OrtProfile:
@@ -120,7 +126,7 @@ def read_profile(path: Path) -> OrtProfile:
         (runs if cat == "Session" else nodes).append(event)
     runs.sort(key=lambda e: e.ts)
     nodes.sort(key=lambda e: e.ts)
-    return OrtProfile(runs=runs, nodes=nodes)
+    return OrtProfile(runs=runs, nodes=nodes, event_count=len(events))
 
 
 class OnnxRuntimeProfiler:
@@ -129,6 +135,8 @@ class OnnxRuntimeProfiler:
     Use: ``configure(options)`` before ``InferenceSession(..., sess_options=options)``; ``attach(session)``
     right after; ``start()``/``stop()`` around the measured run; then ``spans(tracer, model_span_times)``.
     """
+
+    incomplete_reason: str | None = None
 
     def __init__(self, directory: Path, prefix: str = "onnxruntime_profile") -> None:
         self.directory = directory
@@ -155,8 +163,9 @@ class OnnxRuntimeProfiler:
         self._window_end_ns = None
 
     def stop(self) -> None:
-        """Ends ORT profiling (ORT writes the JSON now; the session is no longer profiled)."""
-        self._window_end_ns = time.time_ns()
+        """Ends ORT profiling (ORT writes the JSON now; the session is no longer profiled). Idempotent."""
+        if self._window_end_ns is None:
+            self._window_end_ns = time.time_ns()
         self.collect()
 
     def collect(self) -> Path:
@@ -177,8 +186,16 @@ class OnnxRuntimeProfiler:
         self.profile_path = Path(written)
         return self.profile_path
 
-    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes]) -> list[Span]:
+    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes], *, first_call: int = 0) -> list[Span]:
         profile = read_profile(self.collect())
+        self.incomplete_reason = None
+        kept = _runs_in_window(profile, self._profiling_start_ns, self._window_start_ns, self._window_end_ns)
+        if profile.event_count >= ORT_MAX_EVENTS and len(kept) < first_call + len(model_spans):
+            self.incomplete_reason = (
+                f"ONNX Runtime's profiler keeps at most {ORT_MAX_EVENTS:,} events per session (warm-up and accuracy "
+                f"runs included) and kept {len(kept)} of the {first_call + len(model_spans)} runs of the window; "
+                "profile fewer calls (--framework-trace-calls)"
+            )
         return profile_spans(
             profile,
             tracer,
@@ -187,6 +204,7 @@ class OnnxRuntimeProfiler:
             window_start_ns=self._window_start_ns,
             window_end_ns=self._window_end_ns,
             source=str(self.profile_path),
+            first_call=first_call,
         )
 
 
@@ -203,36 +221,33 @@ def profile_spans(
     window_start_ns: int | None = None,
     window_end_ns: int | None = None,
     source: str = "the ONNX Runtime profile",
+    first_call: int = 0,
 ) -> list[Span]:
     """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment).
 
     ``profiling_start_ns`` is ``session.get_profiling_start_time_ns()`` (wall clock, 0 if unknown: each run is
     then centred in its model span and the window is not applied); the window (wall ns, from ``start``/``stop``)
-    selects the runs that belong to the model spans.
+    selects the runs that belong to the model spans; ``model_spans[0]`` is the window's run ``first_call``.
     """
     if not tracer.enabled(TraceLevel.FRAMEWORK):
         return []
-    runs = profile.runs
-    if profiling_start_ns:
-        # A run is in the window if it ends after start() and starts before stop(): ORT truncates to µs, and a
-        # warm-up run ends (and a measured run begins) many µs away from those calls.
-        lo_ns = window_start_ns if window_start_ns is not None else 0
-        hi_ns = window_end_ns if window_end_ns is not None else 2**63
-        runs = [
-            run
-            for run in runs
-            if profiling_start_ns + (run.ts + run.dur) * 1000 >= lo_ns and profiling_start_ns + run.ts * 1000 <= hi_ns
-        ]
-    if len(runs) < len(model_spans) and len(profile.runs) + len(profile.nodes) >= ORT_MAX_EVENTS * 0.99:
-        # ORT stops recording after about a million events: the runs it kept are the first ones, in order.
-        model_spans = model_spans[: len(runs)]
-    if len(runs) != len(model_spans):
+    runs = _runs_in_window(profile, profiling_start_ns, window_start_ns, window_end_ns)
+    expected = first_call + len(model_spans)
+    if len(runs) < expected and profile.event_count >= ORT_MAX_EVENTS:
+        # ORT stops recording after a million events: the runs it kept are the window's first ones, in order.
+        if len(runs) <= first_call:
+            return []
+        model_spans = model_spans[: len(runs) - first_call]
+        expected = first_call + len(model_spans)
+        runs = runs[:expected]
+    if len(runs) != expected:
         raise EvaluationError(
             f"{source} has {len(runs)} session runs in the traced window but {len(model_spans)} model spans were "
-            "recorded, so operators cannot be attributed to queries.",
+            f"recorded{_after(first_call)}, so operators cannot be attributed to queries.",
             hint="Profile one session per run, call start() after the warm-up and stop() right after the run, "
             "and do not call the session from elsewhere meanwhile.",
         )
+    runs = runs[first_call:]
     run_starts = [run.ts for run in runs]
     nodes_by_run: list[list[OrtEvent]] = [[] for _ in runs]
     for node in profile.nodes:
@@ -267,6 +282,27 @@ def profile_spans(
                 framework_span(tracer, parent, start_ns, end_ns, op[:256], attributes, framework=FRAMEWORK, op=op)
             )
     return out
+
+
+def _after(first_call: int) -> str:
+    return f" after {first_call} profiled calls whose model spans were discarded" if first_call else ""
+
+
+def _runs_in_window(
+    profile: OrtProfile, profiling_start_ns: int, window_start_ns: int | None, window_end_ns: int | None
+) -> list[OrtEvent]:
+    """The ``model_run`` events between ``start()`` and ``stop()`` (all of them without a profiling start)."""
+    if not profiling_start_ns:
+        return list(profile.runs)
+    # A run is in the window if it ends after start() and starts before stop(): ORT truncates to µs, and a
+    # warm-up run ends (and a measured run begins) many µs away from those calls.
+    lo_ns = window_start_ns if window_start_ns is not None else 0
+    hi_ns = window_end_ns if window_end_ns is not None else 2**63
+    return [
+        run
+        for run in profile.runs
+        if profiling_start_ns + (run.ts + run.dur) * 1000 >= lo_ns and profiling_start_ns + run.ts * 1000 <= hi_ns
+    ]
 
 
 def _node_naming(node: OrtEvent) -> tuple[str, dict[str, AttributeValue]]:

@@ -18,8 +18,10 @@ depth 0, as the ops an eager model calls are; both ``aten::conv2d`` and ``aten::
 
 Alignment onto the tracer's clock (``perf_counter_ns``), per query:
 
-1. the k-th ``mlmodelscope::predict`` event belongs to the k-th model span (the driver calls the predictor
-   sequentially, and only calls between ``start()`` and ``stop()`` are recorded). A different count is an error.
+1. the k-th ``mlmodelscope::predict`` event belongs to the k-th call of the profiled window, so to model span
+   ``k - first_call`` (the driver calls the predictor sequentially, and only calls between ``start()`` and
+   ``stop()`` are recorded; the runner's window stops the profiler right after its N-th call, possibly on
+   LoadGen's thread). A different count is an error.
 2. Kineto's timestamps are converted with one offset, the median over the calls of (model span start - call
    event start): the marker opens within microseconds of the SUT's clock read, so this holds whatever clock
    Kineto uses (it has changed between torch versions). Each call is then moved, never stretched, just far
@@ -34,8 +36,8 @@ Spans produced (FRAMEWORK level, parent = the model span): the call itself (name
 (``"float[2,3,32,32] float[8,3,3,3] float[8]"``; non-tensor arguments are left out).
 
 Cost: profiling adds a few µs per operator (more with shapes recorded) to the measured latency at FRAMEWORK
-level, and Kineto keeps every event in memory until ``stop()``. torch's own Chrome trace is not written: the spans
-carry the same events, and exporting it costs seconds per million events.
+level, and Kineto keeps every event of the window in memory until ``stop()``. torch's own Chrome trace is not
+written: the spans carry the same events, and exporting it costs seconds per million events.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ class PyTorchProfiler:
     measured run; then ``spans(tracer, model_span_times)``.
     """
 
+    incomplete_reason: str | None = None
+
     def __init__(self, *, cuda: bool = False, record_shapes: bool = True) -> None:
         self.cuda = cuda
         self.record_shapes = record_shapes
@@ -141,7 +145,9 @@ class PyTorchProfiler:
         self._profile.start()
 
     def stop(self) -> None:
-        """Stop profiling and keep the events (the torch profiler object is released)."""
+        """Stop profiling and keep the events (the torch profiler object is released); again: a no-op."""
+        if self._profile is None and self.profile is not None:
+            return
         if self._profile is None:
             raise EvaluationError(
                 "the PyTorch profiler was stopped without being started.",
@@ -151,27 +157,34 @@ class PyTorchProfiler:
         profile.stop()
         self.profile = read_events(profile.profiler.kineto_results.events())
 
-    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes]) -> list[Span]:
+    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes], *, first_call: int = 0) -> list[Span]:
         if self.profile is None:
             raise EvaluationError(
                 "the PyTorch profiler has no profile: it was not started and stopped around the run.",
                 hint="Call start() after the warm-up and stop() right after the run, then spans().",
             )
-        return profile_spans(self.profile, tracer, model_spans)
+        return profile_spans(self.profile, tracer, model_spans, first_call=first_call)
 
 
-def profile_spans(profile: TorchProfile, tracer: Tracer, model_spans: Sequence[ModelSpanTimes]) -> list[Span]:
-    """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment)."""
+def profile_spans(
+    profile: TorchProfile, tracer: Tracer, model_spans: Sequence[ModelSpanTimes], *, first_call: int = 0
+) -> list[Span]:
+    """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment).
+
+    ``model_spans[0]`` is profiled call ``first_call`` (the calls before it lost their model spans).
+    """
     if not tracer.enabled(TraceLevel.FRAMEWORK):
         return []
     calls = profile.calls
-    if len(calls) != len(model_spans):
+    if len(calls) != first_call + len(model_spans):
+        skipped = f" after {first_call} profiled calls whose model spans were discarded" if first_call else ""
         raise EvaluationError(
             f"the PyTorch profile has {len(calls)} '{PREDICT_EVENT}' calls but {len(model_spans)} model spans were "
-            "recorded, so operators cannot be attributed to queries.",
+            f"recorded{skipped}, so operators cannot be attributed to queries.",
             hint="Start the profiler after the warm-up, stop it right after the run, and call the predictor from "
             "nowhere else meanwhile.",
         )
+    calls = calls[first_call:]
     if not calls:
         return []
     offset_ns = round(statistics.median(span[1] - call.start_ns for call, span in zip(calls, model_spans, strict=True)))
@@ -225,7 +238,7 @@ def profile_spans(profile: TorchProfile, tracer: Tracer, model_spans: Sequence[M
 
 
 def _kind(event: TorchEvent) -> str:
-    """"function" for a TorchScript function (``forward``: the model itself, not an op; operators always have a
+    """ "function" for a TorchScript function (``forward``: the model itself, not an op; operators always have a
     namespace, ``aten::``), else the event's own kind. Functions do not deepen ``depth``, so the ops the model
     called are at depth 0 in every format."""
     if event.kind == "op" and "::" not in event.name:

@@ -24,10 +24,11 @@ the levels are passed as int-like objects without ``__bool__`` (``_Level``). The
 
 Pairing: the predictor wraps every call in a ``tf.profiler.experimental.Trace("mlmodelscope_predict",
 step_num=k, _r=1)`` marker while profiling (TensorBoard shows these as steps). Only calls between ``start()``
-and ``stop()`` are recorded, so the k-th marker belongs to the k-th model span. When there are more markers
-than model spans, the trailing ones are used: the driver repeats a performance run that ran out of LoadGen
-queries and discards the first run's model rows, but its calls were profiled too. Fewer markers than spans
-is an error. Each op belongs to the marker whose interval contains the op's start.
+and ``stop()`` are recorded (the runner's window stops the profiler right after its N-th call), so the k-th
+marker belongs to the k-th call of the window. When there are more markers than model spans, the trailing
+ones are used: the driver repeats a performance run that ran out of LoadGen queries and discards the first
+run's model rows (``first_call`` of them in the window), but its calls were profiled too. Fewer markers than
+the window's calls is an error. Each op belongs to the marker whose interval contains the op's start.
 
 Alignment onto the tracer's clock (``perf_counter_ns``): the XSpace's clock is TensorFlow's (wall clock, made
 relative to the session start), so one offset ``d`` maps it onto the tracer's. Every marker lies inside its
@@ -220,6 +221,8 @@ class TensorFlowProfiler:
     the runner calls ``start()``/``stop()`` around the measured run and then ``spans(tracer, model_span_times)``.
     """
 
+    incomplete_reason: str | None = None
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.profile_path: Path | None = None
@@ -288,13 +291,14 @@ class TensorFlowProfiler:
             )
         return max(written, key=lambda p: p.stat().st_mtime_ns)
 
-    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes]) -> list[Span]:
+    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes], *, first_call: int = 0) -> list[Span]:
         if self.profile_path is None:
             raise EvaluationError(
                 "the TensorFlow profiler has no profile: it was not started and stopped around the run.",
                 hint="Call start() after the warm-up and stop() right after the measured run.",
             )
-        return profile_spans(read_profile(self.profile_path), tracer, model_spans, source=str(self.profile_path))
+        profile = read_profile(self.profile_path)
+        return profile_spans(profile, tracer, model_spans, source=str(self.profile_path), first_call=first_call)
 
 
 def profile_spans(
@@ -303,15 +307,20 @@ def profile_spans(
     model_spans: Sequence[ModelSpanTimes],
     *,
     source: str = "the TensorFlow profile",
+    first_call: int = 0,
 ) -> list[Span]:
-    """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment)."""
+    """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment).
+
+    ``model_spans[0]`` is profiled call ``first_call`` (the calls before it lost their model spans).
+    """
     if not tracer.enabled(TraceLevel.FRAMEWORK) or not model_spans:
         return []
     calls = profile.calls
-    if len(calls) < len(model_spans):
+    if len(calls) < first_call + len(model_spans):
+        skipped = f" after {first_call} profiled calls whose model spans were discarded" if first_call else ""
         raise EvaluationError(
-            f"{source} has {len(calls)} '{MARKER}' markers but {len(model_spans)} model spans were recorded, so "
-            "ops cannot be attributed to queries.",
+            f"{source} has {len(calls)} '{MARKER}' markers but {len(model_spans)} model spans were recorded"
+            f"{skipped}, so ops cannot be attributed to queries.",
             hint="Profile with the TensorFlow predictor's own profiler (it marks every call), start it after the "
             "warm-up and stop it right after the run.",
         )

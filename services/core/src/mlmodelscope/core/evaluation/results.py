@@ -72,6 +72,26 @@ class LoadTime(_Frozen):
     warmup_s: float
 
 
+FrameworkTraceStatus = Literal["complete", "partial", "failed"]
+
+
+class FrameworkTrace(_Frozen):
+    """How far the framework's own profile (FRAMEWORK trace level) covers the performance run, and why not further.
+
+    The profiler covers a declared window: the first ``max_calls`` predictor calls of the performance run
+    (``EvaluationSettings.framework_trace_max_calls``); later calls carry no operator spans by design. A problem
+    with the profiler never fails the evaluation: the result is kept and this says what went wrong.
+    """
+
+    status: FrameworkTraceStatus = Field(
+        description="complete: every call of the window has operator spans; partial: some do; failed: none do."
+    )
+    max_calls: int = Field(ge=1, description="The window: at most this many calls after warm-up are profiled.")
+    window_calls: int = Field(ge=0, description="Calls of the performance run made while the profiler ran.")
+    profiled_calls: int = Field(ge=0, description="Calls (model spans) that received operator spans.")
+    reason: str | None = Field(default=None, description="Why the trace is partial or failed (None when complete).")
+
+
 class ResourceRef(_Frozen):
     name: str
     version: str
@@ -90,6 +110,9 @@ class EvaluationResult(_Frozen):
     load_time: LoadTime
     accuracy: AccuracyResult | None = None
     performance: PerformanceResult | None = None
+    framework_trace: FrameworkTrace | None = Field(
+        default=None, description="At FRAMEWORK trace level: which calls the framework profiler covered."
+    )
     environment: Environment
 
     def write(self, path: Path) -> None:

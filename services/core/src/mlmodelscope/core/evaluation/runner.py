@@ -25,6 +25,7 @@ from mlmodelscope.core.evaluation.agreement import write_outputs
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
 from mlmodelscope.core.evaluation.environment import capture_environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
+from mlmodelscope.core.evaluation.profile_window import ProfileWindow
 from mlmodelscope.core.evaluation.results import (
     AccuracyResult,
     EvaluationResult,
@@ -39,9 +40,8 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import latency_stats
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, check_version
 from mlmodelscope.core.manifests.resources import Accelerator, FileRef
-from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
+from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
 from mlmodelscope.core.processing import Postprocessor, load_labels
-from mlmodelscope.core.tracing.framework import model_span_times
 from mlmodelscope.core.tracing.hardware import HardwareSampler
 from mlmodelscope.core.tracing.spans import AttributeValue, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
@@ -93,6 +93,12 @@ def _phase(tracer: Tracer, name: str, parent_id: int = 0, **attributes: Attribut
             tracer.record(
                 name, TraceLevel.APPLICATION, start_ns, end_ns, parent_id, dict(attributes), span_id=phase.span_id
             )
+
+
+def _profile_window(predictor: Predictor, tracer: Tracer, settings: EvaluationSettings) -> ProfileWindow | None:
+    """The bounded window the framework profiler covers at FRAMEWORK level (None below it: nothing per call)."""
+    profiler = predictor.framework_profiler() if tracer.enabled(TraceLevel.FRAMEWORK) else None
+    return ProfileWindow(profiler, tracer, settings.framework_trace_max_calls) if profiler is not None else None
 
 
 def run_evaluation(
@@ -166,7 +172,7 @@ def run_evaluation(
             driver = LoadGenDriver(predictor, library, postprocessor, request.settings, progress, tracer)
             with _phase(tracer, "warmup", root.span_id) as warmup_phase:
                 warmup = driver.warm_up()
-            accuracy = performance = None
+            accuracy = performance = framework_trace = None
             if request.settings.runs_accuracy:
                 log_dir = request.output_dir / "loadgen-accuracy"
                 with _phase(tracer, "accuracy_run", root.span_id, mode="accuracy") as run_phase:
@@ -175,21 +181,21 @@ def run_evaluation(
                 accuracy = _accuracy_result(outcome, library.labels, log_dir)
             if request.settings.runs_performance:
                 log_dir = request.output_dir / "loadgen-performance"
-                profiler = predictor.framework_profiler()
+                window = _profile_window(predictor, tracer, request.settings)
                 sampler = HardwareSampler(tracer)
                 with _phase(tracer, "performance_run", root.span_id, mode="performance") as run_phase:
-                    if profiler is not None:
-                        profiler.start()
+                    if window is not None:
+                        window.open()
                     sampler.start()
                     try:
                         outcome = driver.run("performance", warmup, log_dir)
                     finally:
                         sampler.stop()
-                        if profiler is not None:
-                            profiler.stop()
+                        if window is not None:
+                            window.close()
                 model_spans = tracer.materialize_model_spans(parent_id=run_phase.span_id)
-                if profiler is not None and model_spans:
-                    tracer.extend(profiler.spans(tracer, model_span_times(model_spans)))
+                if window is not None:
+                    framework_trace = window.attribute(model_spans)
                 performance = _performance_result(outcome, log_dir)
         finally:
             predictor.close()
@@ -216,6 +222,7 @@ def run_evaluation(
         ),
         accuracy=accuracy,
         performance=performance,
+        framework_trace=framework_trace,
         environment=environment,
     )
 

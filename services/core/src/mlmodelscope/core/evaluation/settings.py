@@ -21,6 +21,10 @@ DEFAULT_QSL_SEED = 2376919268182438552
 DEFAULT_SAMPLE_INDEX_SEED = 11176391829184272374
 DEFAULT_SCHEDULE_SEED = 3911940905271271337
 
+DEFAULT_FRAMEWORK_TRACE_MAX_CALLS = 1000
+"""Enough calls for stable per-operator statistics, few enough that every framework's profile stays small (ONNX
+Runtime keeps at most a million events per session) and that parsing it takes seconds, not minutes."""
+
 
 class Seeds(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +72,12 @@ class EvaluationSettings(BaseModel):
         default=None, gt=0, description="Offline hint to LoadGen; default: measured during warm-up."
     )
     seeds: Seeds = Field(default_factory=Seeds)
+    framework_trace_max_calls: int = Field(
+        default=DEFAULT_FRAMEWORK_TRACE_MAX_CALLS,
+        ge=1,
+        le=10_000_000,
+        description="FRAMEWORK tracing profiles the first this-many calls of the performance run, then stops.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationSettings:

@@ -6,18 +6,24 @@ MODEL-level ``predict`` spans the LoadGen SUT recorded, so one timeline shows a 
 the hardware samples around it. The core never imports a framework: adapters live in
 ``mlmodelscope.agent.profilers.<framework>`` and are used only through this protocol.
 
-Life cycle, as the runner drives it::
+Life cycle, as the runner drives it (through ``evaluation.profile_window.ProfileWindow``)::
 
     profiler.start()                       # after warm-up: framework work from here on is attributed
     ... LoadGen run (the SUT appends tracer.model_rows) ...
-    profiler.stop()                        # the framework flushes its profile
+    profiler.stop()                        # after the window's N-th call (or the run's end, if sooner)
+    profiler.stop()                        # again at the run's end: a no-op once stopped
     model = tracer.materialize_model_spans()
-    tracer.extend(profiler.spans(tracer, model_span_times(model)))
+    tracer.extend(profiler.spans(tracer, model_span_times(model_in_window), first_call=k0))
+
+Only a bounded window of calls is profiled (``EvaluationSettings.framework_trace_max_calls``): the window stops
+the profiler right after the N-th call, so a profile never grows with the run's length.
 
 Alignment contract: the k-th framework "run" event recorded between ``start`` and ``stop`` belongs to the k-th
-model span (calls are made in order); every returned span has that model span as ``parent_id`` and lies
-inside it on the tracer's ``perf_counter_ns`` clock. ``shift_into`` and ``clip_into`` below are the two steps
-that guarantee the second half, whatever the framework's own clock says.
+call of the window; ``model_spans[j]`` is call ``first_call + j`` (calls before ``first_call`` were profiled but
+their model spans are gone: the driver repeated a LoadGen run and discarded its rows). Every returned span has
+its model span as ``parent_id`` and lies inside it on the tracer's ``perf_counter_ns`` clock. ``shift_into``
+and ``clip_into`` below are the two steps that guarantee the second half, whatever the framework's own clock
+says.
 """
 
 from __future__ import annotations
@@ -40,14 +46,19 @@ class FrameworkProfiler(Protocol):
     def start(self) -> None:
         """Framework work from now on belongs to the model spans passed to ``spans`` (earlier work is warm-up)."""
 
-    def stop(self) -> None:
-        """No more work is attributed; the framework writes out its profile if it needs to."""
+    incomplete_reason: str | None
+    """Set by ``spans`` when the profile covers only the first calls (the framework dropped the rest), saying why."""
 
-    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes]) -> list[Span]:
+    def stop(self) -> None:
+        """No more work is attributed; the framework writes out its profile if it needs to. Idempotent."""
+
+    def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes], *, first_call: int = 0) -> list[Span]:
         """FRAMEWORK-level spans of the run between ``start`` and ``stop``, each inside its model span.
 
-        ``model_spans`` are in call order. Raises an ``MLModelScopeError`` when the profile cannot be read or
-        does not match the model spans (e.g. a different number of calls).
+        ``model_spans`` are in call order, ``model_spans[0]`` being profiled call ``first_call``. Raises an
+        ``MLModelScopeError`` when the profile cannot be read or does not match the model spans (e.g. a different
+        number of calls). A profile the framework cut short gives spans for the calls it kept and sets
+        ``incomplete_reason``.
         """
         ...
 
