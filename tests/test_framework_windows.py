@@ -37,6 +37,13 @@ from mlmodelscope.core.tracing.framework import model_span_times
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 from tests.conftest import ASSETS
+from tests.test_mxnet_predictor import (  # noqa: F401 - fixtures: the digits MXNet export, made once per module
+    digits_archive,
+    needs_mxnet,
+    run_mxnet,
+    torch_weights,
+    with_mxnet_artifact,
+)
 
 DIGITS_ONNX = ASSETS / "artifacts" / "digits" / "digits_cnn.onnx"
 CHAIN_NODES = 24
@@ -344,3 +351,58 @@ def test_a_window_needs_at_least_one_call() -> None:
         EvaluationSettings(framework_trace_max_calls=0)
     assert EvaluationSettings().framework_trace_max_calls == 1000
     assert model_span_times([]) == []
+
+
+# --- MXNet, in its own environment ---------------------------------------------------------------------------
+
+_MXNET_WINDOW = """
+import json, sys
+from pathlib import Path
+from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.manifests import load_registry
+from mlmodelscope.core.tracing.spans import TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
+assets, out = Path(sys.argv[1]), Path(sys.argv[2])
+tracer = Tracer("mxnet-window", TraceLevel.FRAMEWORK)
+settings = EvaluationSettings(
+    mode="performance", min_duration_s=0.0, min_query_count=30, warmup_queries=2, framework_trace_max_calls=5
+)
+request = EvaluationRequest(model="digits-cnn", framework="mxnet", dataset=None, settings=settings, output_dir=out)
+result = run_evaluation(load_registry([assets]), ArtifactStore(out / "cache"), request, tracer=tracer)
+spans = tracer.spans
+run = next(s for s in spans if s.name == "performance_run")
+model = sorted((s for s in spans if s.name == "predict" and s.parent_id == run.span_id), key=lambda s: s.start_ns)
+by_id = {m.span_id: m for m in model}
+children = {m.span_id: 0 for m in model}
+for s in spans:
+    if s.level is TraceLevel.FRAMEWORK:
+        parent = by_id[s.parent_id]
+        assert parent.start_ns <= s.start_ns <= s.end_ns <= parent.end_ns, (parent, s)
+        children[s.parent_id] += 1
+print(json.dumps({
+    "trace": result.framework_trace.model_dump(mode="json"),
+    "children": [children[m.span_id] for m in model],
+    "queries": result.performance.queries,
+}))
+"""
+
+
+@needs_mxnet
+@pytest.mark.slow
+def test_mxnet_profiles_the_declared_window_of_calls(digits_archive: Path, tmp_path: Path) -> None:  # noqa: F811
+    assets = tmp_path / "assets"
+    shutil.copytree(ASSETS, assets, ignore=shutil.ignore_patterns("examples"))
+    with_mxnet_artifact(assets, digits_archive)
+    reply = run_mxnet(_MXNET_WINDOW, str(assets), str(tmp_path / "out"))
+    assert reply["trace"] == {
+        "status": "complete",
+        "max_calls": 5,
+        "window_calls": 5,
+        "profiled_calls": 5,
+        "reason": None,
+    }
+    children = reply["children"]
+    assert len(children) == reply["queries"] >= 30
+    assert all(count > 0 for count in children[:5]) and not any(children[5:]), children
