@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ pytestmark = pytest.mark.slow
 AGENT_TIMEOUT_S = 90.0
 SETTLE_TIMEOUT_S = 60.0
 NATS_DOWN_S = 1.0
+MIN_QUERIES = 12_000
+RUN_SETTINGS = {"scenario": "single-stream", "mode": "both", "min_duration_s": 2.0, "min_query_count": MIN_QUERIES}
 
 
 @pytest.fixture
@@ -75,6 +78,8 @@ class Pipeline:
     reaper: ProcessReaper
 
     def start_agent(self, run_id: str, **overrides: Any) -> AgentProcess:
+        # A run of a known size, however fast this machine is: LoadGen goes on until MIN_QUERIES as well as 2 s.
+        overrides.setdefault("settings", RUN_SETTINGS)
         spec = write_spec(
             self.workdir / "spec.json",
             run_id=run_id,
@@ -137,7 +142,7 @@ def assert_stored_exactly_once(pipeline: Pipeline, run_id: str, detail: dict[str
     assert stream.kinds["run_started"] == 1 and stream.kinds["run_finished"] == 1, stream.kinds
     assert len(stream.span_ids) == len(set(stream.span_ids)) == span_count
     assert len(stream.query_keys) == len(set(stream.query_keys)) == query_count
-    assert query_count > 10_000, f"the run is too small to test anything: {query_count} queries"
+    assert query_count >= MIN_QUERIES, f"the run is too small to test anything: {query_count} queries"
     assert span_count > query_count  # one predict span per query, plus the run's own spans
 
     # LoadGen's own counts agree with the query records: every call of both modes was recorded.
@@ -149,6 +154,9 @@ def assert_stored_exactly_once(pipeline: Pipeline, run_id: str, detail: dict[str
     # The API.
     assert detail["expected_span_count"] == detail["received_span_count"] == span_count
     assert detail["expected_query_count"] == detail["received_query_count"] == query_count
+    # finished_at is the agent's finish time (sent in run_finished), not when the collector ingested it.
+    assert finished.get("finished_at") is not None, "the agent sent no finished_at"
+    assert datetime.fromisoformat(detail["finished_at"]) == datetime.fromisoformat(finished["finished_at"])
 
     with open_database(pipeline.collector.db_path) as db:
         assert scalar(db, "PRAGMA integrity_check") == "ok"
