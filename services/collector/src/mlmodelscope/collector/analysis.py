@@ -22,6 +22,7 @@ from mlmodelscope.collector.analysis_models import (
 from mlmodelscope.collector.errors import UnknownRunError
 from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads, schema
+from mlmodelscope.collector.storage.finite_json import describe_replaced, finite_json
 from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
 from mlmodelscope.core.analysis.errors import AnalysisError
 from mlmodelscope.core.analysis.layers import LayerGroup, canonical_op_type, counts_in_breakdown
@@ -146,12 +147,16 @@ def run_timeline(connection: Connection, run_id: str, *, queries: int) -> Timeli
 
 
 def parse_result(document: Any) -> EvaluationResult | None:
-    """The stored result document as an ``EvaluationResult``, or None when it is not one (another schema version):
-    pages and sweeps then show what they can instead of failing."""
+    """The stored result document as an ``EvaluationResult``, or None when it is not one (another schema version,
+    or numbers that are not finite): pages and sweeps then show what they can instead of failing."""
     if document is None:
         return None
+    finite, replaced = finite_json(document)
+    if replaced:
+        log.info("a stored result has non-finite numbers and is not analysed: %s", describe_replaced(replaced))
+        return None
     try:
-        return EvaluationResult.model_validate(document)
+        return EvaluationResult.model_validate(finite)
     except ValidationError as e:
         log.info("a stored result is not an EvaluationResult of this version: %s", e.errors()[0]["msg"])
         return None

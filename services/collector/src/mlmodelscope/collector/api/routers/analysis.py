@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from mlmodelscope.collector import analysis
+from mlmodelscope.collector.analysis import MAX_COMPARED_RUNS
 from mlmodelscope.collector.analysis_models import CompareView, SweepList
 from mlmodelscope.collector.api.dependencies import RunIdPath, RuntimeDep
 from mlmodelscope.collector.api.models import FilterText
@@ -18,7 +19,12 @@ router = APIRouter(prefix="/api/v1", tags=["analysis"])
 
 RunIdList = Annotated[
     list[Annotated[str, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]],
-    Query(alias="run", description="Run ids; the first is the baseline the others are compared with."),
+    Query(
+        alias="run",
+        min_length=2,
+        max_length=MAX_COMPARED_RUNS,
+        description="Run ids; the first is the baseline the others are compared with.",
+    ),
 ]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No run with this id."},
