@@ -312,13 +312,18 @@ FRAMEWORK_PREFIXES: Mapping[str, tuple[str, ...]] = {
 """Decorations stripped from a raw name, in order, each at most once (oneDNN's TensorFlow prefixes, then the
 leading ``_`` TensorFlow gives its internal fused ops: ``_MklNativeFusedConv2D`` -> ``FusedConv2D``)."""
 
-CANONICAL_OP_TYPES: frozenset[str] = frozenset(
-    canonical.replace(SPATIAL, dims).replace(_POOL_SPATIAL, "" if dims == "2D" else dims)
-    for table in TABLES.values()
-    for entry in table.values()
-    for canonical in (entry if isinstance(entry, str) else entry[0],)
-    for dims in ("1D", "2D", "3D")
-) | {"Bulk"}
+
+def _vocabulary() -> frozenset[str]:
+    names = {"Bulk"}
+    for table in TABLES.values():
+        for entry in table.values():
+            canonical = entry if isinstance(entry, str) else entry[0]
+            for dims in ("1D", "2D", "3D"):
+                names.add(canonical.replace(SPATIAL, dims).replace(_POOL_SPATIAL, "" if dims == "2D" else dims))
+    return frozenset(names)
+
+
+CANONICAL_OP_TYPES: frozenset[str] = _vocabulary()
 """Every canonical type a table can produce (unknown ops add their stripped names to this vocabulary)."""
 
 BULK = "Bulk"
