@@ -219,7 +219,7 @@ class JetStreamConsumer:
 
     def _failed(self, delivery: Delivery, error: Exception) -> DeliveryResult:
         """Storing failed, not because the database is down: redeliver (nak) until ``max_deliveries``, then
-        dead-letter it as a poison message (logged here, once, with the traceback)."""
+        dead-letter it as a poison message (logged once, by the dead-lettering, with the traceback)."""
         max_deliveries = self._settings.max_deliveries
         if delivery.deliveries < max_deliveries:
             log.debug(
@@ -232,14 +232,8 @@ class JetStreamConsumer:
             )
             return error
         summary = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        detail = f"storing it failed on each of its {delivery.deliveries} deliveries: {type(error).__name__}: {summary}"
-        log.error(
-            "poison message on '%s' (stream sequence %s): %s; dead-lettered",
-            delivery.subject,
-            delivery.stream_sequence,
-            detail,
-            exc_info=error,
-        )
+        detail = f"poison message: storing it failed on each of its {delivery.deliveries} deliveries: "
+        detail += f"{type(error).__name__}: {summary}"
         try:
             return self._ingestor.reject(
                 "insert_failed",
@@ -249,6 +243,7 @@ class JetStreamConsumer:
                 envelope=_envelope_or_none(delivery.data),
                 stream_sequence=delivery.stream_sequence,
                 deliveries=delivery.deliveries,
+                error=error,
             )
         except DatabaseUnavailableError as e:
             return e  # recorded on a later delivery, once the database is back

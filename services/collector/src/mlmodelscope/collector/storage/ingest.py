@@ -179,9 +179,10 @@ class Ingestor:
         envelope: Envelope | None = None,
         stream_sequence: int | None = None,
         deliveries: int = 1,
+        error: BaseException | None = None,
     ) -> Rejection:
         """Record a dead letter (once per stream message: a redelivery of one already recorded adds nothing),
-        count it and log it once."""
+        count it and log it once (an ``error`` that storing it raised: as an error, with its traceback)."""
         dead_letters = schema.dead_letters
         digest = hashlib.sha256(data).hexdigest() if stream_sequence is not None else None
         with self.database.write() as connection:
@@ -206,13 +207,16 @@ class Ingestor:
         if recorded is None:
             log.debug("stream message %s was dead-lettered before; terminated again", stream_sequence)
             return Rejection(reason, detail)
-        log.warning(
-            "dead-lettered a message on '%s' (%d bytes, %s, delivery %d): %s",
+        log.log(
+            logging.WARNING if error is None else logging.ERROR,
+            "dead-lettered a message on '%s' (%d bytes, stream sequence %s, delivery %d, %s): %s",
             subject,
             len(data),
-            reason,
+            stream_sequence,
             deliveries,
+            reason,
             detail,
+            exc_info=error,
         )
         if self.metrics is not None:
             self.metrics.record_rejection(reason)
