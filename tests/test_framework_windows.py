@@ -36,6 +36,7 @@ from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.tracing.framework import model_span_times
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
+from tests.collector_fixtures import sqlite_url  # noqa: F401 - fixture
 from tests.conftest import ASSETS
 from tests.test_mxnet_predictor import (  # noqa: F401 - fixtures: the digits MXNet export, made once per module
     digits_archive,
@@ -406,3 +407,99 @@ def test_mxnet_profiles_the_declared_window_of_calls(digits_archive: Path, tmp_p
     children = reply["children"]
     assert len(children) == reply["queries"] >= 30
     assert all(count > 0 for count in children[:5]) and not any(children[5:]), children
+
+
+# --- where users see it: the result file, the CLI's table, the collector's API and run page -------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _traced_result(tmp_path: Path) -> EvaluationResult:
+    """A real FRAMEWORK-level result (a 3-call window), and a copy whose trace a profiler problem made partial."""
+    result, _ = _evaluate(ASSETS, tmp_path, "onnxruntime", min_query_count=10, framework_trace_max_calls=3)
+    assert result.framework_trace == FrameworkTrace(status="complete", max_calls=3, window_calls=3, profiled_calls=3)
+    return result
+
+
+@pytest.mark.slow
+def test_the_cli_table_shows_the_framework_trace_and_its_reason_literally(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from mlmodelscope.cli.render import result_table
+
+    result = _traced_result(tmp_path)
+    partial = result.model_copy(
+        update={
+            "framework_trace": FrameworkTrace(
+                status="partial", max_calls=5, window_calls=5, profiled_calls=2, reason="kept [draft] runs only"
+            )
+        }
+    )
+    for shown, expected in (
+        (result, "complete: 3 of 3 profiled calls have operator spans (window: the first 3 calls)"),
+        (partial, "partial: 2 of 5 profiled calls have operator spans (window: the first 5 calls); kept [draft] runs"),
+    ):
+        console = Console(record=True, width=300, color_system=None)
+        console.print(result_table(shown))
+        text = console.export_text()
+        assert "framework trace" in text and expected in text, text
+    # The result file carries it too, and reads back.
+    path = tmp_path / "result.json"
+    partial.write(path)
+    assert EvaluationResult.model_validate_json(path.read_text()).framework_trace == partial.framework_trace
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_the_collector_stores_and_shows_the_framework_trace(sqlite_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from tests import collector_fixtures as fixtures
+
+    result = _traced_result(tmp_path)
+    failed = result.model_copy(
+        update={
+            "framework_trace": FrameworkTrace(
+                status="failed", max_calls=1000, window_calls=0, profiled_calls=0, reason="could not start <x>"
+            )
+        }
+    )
+    async with fixtures.running_app(fixtures.settings_for(sqlite_url)) as app:
+        for run_id, document in (("ft-ok", result), ("ft-failed", failed)):
+            app.runtime.ingestor.ingest(fixtures.run_started(run_id))
+            app.runtime.ingestor.ingest(
+                fixtures.run_finished(run_id, span_count=0, query_count=0, result=document.model_dump(mode="json"))
+            )
+        stored = (await app.client.get("/api/v1/runs/ft-failed/result")).json()
+        assert stored["framework_trace"] == failed.model_dump(mode="json")["framework_trace"]
+        page = await app.client.get("/ui/runs/ft-failed")
+        assert page.status_code == 200
+        assert 'data-status="failed"' in page.text
+        assert "failed: 0 of 0 profiled calls have operator spans" in page.text
+        assert "could not start &lt;x&gt;" in page.text  # escaped, not markup
+        ok = await app.client.get("/ui/runs/ft-ok")
+        assert 'data-status="complete"' in ok.text and "3 of 3 profiled calls" in ok.text
+
+
+@pytest.mark.slow
+def test_the_window_is_set_from_the_cli_and_recorded_in_the_result(tmp_path: Path) -> None:
+    from tests.conftest import REPO, run_cli
+
+    """Through local mode (NATS, collector, an agent): the result the agent publishes keeps the trace."""
+    common = ("--cache-dir", str(tmp_path / "cache"), "evaluate", "-m", "digits-cnn", "-f", "onnxruntime")
+    bad = run_cli(*common, "--direct", "--framework-trace-calls", "0", cwd=REPO)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr + bad.stdout
+    assert "--framework-trace-calls must be >= 1 (got 0)" in bad.stderr + bad.stdout
+    output = tmp_path / "r.json"
+    run = run_cli(
+        *common,
+        *("--mode", "performance", "--min-duration", "0s", "--min-queries", "20", "--warmup", "2"),
+        *("--trace-level", "framework", "--framework-trace-calls", "4", "--output", str(output)),
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr
+    result = EvaluationResult.model_validate_json(output.read_text())
+    assert result.requested_settings.framework_trace_max_calls == 4
+    assert result.framework_trace == FrameworkTrace(status="complete", max_calls=4, window_calls=4, profiled_calls=4)
+    assert "framework trace" in run.stdout and "complete: 4 of 4 profiled calls" in run.stdout

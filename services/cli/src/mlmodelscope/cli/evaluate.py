@@ -32,7 +32,13 @@ from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
-from mlmodelscope.core.evaluation.settings import MODES, SCENARIOS, EvaluationSettings, Seeds
+from mlmodelscope.core.evaluation.settings import (
+    DEFAULT_FRAMEWORK_TRACE_MAX_CALLS,
+    MODES,
+    SCENARIOS,
+    EvaluationSettings,
+    Seeds,
+)
 from mlmodelscope.core.evaluation.summary import summarize
 from mlmodelscope.core.manifests.resources import Accelerator
 from mlmodelscope.core.messages import run_id_for
@@ -220,6 +226,7 @@ OPTION_OF_FIELD: dict[str, _Option] = {
     "device": _Option("--device", "Choose cpu, gpu or fpga."),
     "intra_op_threads": _Option("--threads", "Give 1 or more threads, or omit it for the framework's default."),
     "trace_level": _Option("--trace-level", "Choose a level of `mlmodelscope evaluate --help`."),
+    "framework_trace_max_calls": _Option("--framework-trace-calls", "Give a number of calls of 1 or more (1000)."),
     "output_dir": _Option("--output", "Give a writable path for the result JSON."),
 }
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
@@ -303,6 +310,10 @@ def evaluate(
     trace_level: Annotated[
         str, typer.Option(help="no | application | model | framework | library | system | hardware | full.")
     ] = "model",
+    framework_trace_calls: Annotated[
+        int,
+        typer.Option(help="At --trace-level framework: profile this many calls of the performance run, then stop."),
+    ] = DEFAULT_FRAMEWORK_TRACE_MAX_CALLS,
     reference: Annotated[
         str | None, typer.Option(help="Framework the others are compared with (default: the first of --framework).")
     ] = None,
@@ -332,6 +343,7 @@ def evaluate(
             latency_bound_ms=latency_bound_ms,
             samples_per_query=samples_per_query,
             seeds=Seeds.from_single(seed) if seed is not None else Seeds(),
+            framework_trace_max_calls=framework_trace_calls,
         )
     accelerator: Accelerator = _choice(device, ("cpu", "gpu", "fpga"), "--device")  # type: ignore[assignment]
     try:

@@ -7,7 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
-from mlmodelscope.core.evaluation.results import EvaluationResult, Verdict
+from mlmodelscope.core.evaluation.results import EvaluationResult, FrameworkTrace, Verdict
 from mlmodelscope.core.evaluation.summary import EvaluationSummary
 
 
@@ -24,6 +24,19 @@ def _ms(ns: float) -> str:
 
 def _verdict_text(verdict: Verdict) -> Text:
     return Text(verdict.result, style="bold green" if verdict.valid else "bold red")
+
+
+def framework_trace_text(trace: FrameworkTrace) -> Text:
+    """``complete: 1,000 of 1,000 profiled calls have operator spans`` (plain text: a reason may hold brackets)."""
+    style = {"complete": "green", "partial": "bold yellow", "failed": "bold red"}[trace.status]
+    text = Text(trace.status, style=style)
+    text.append(
+        f": {trace.profiled_calls:,} of {trace.window_calls:,} profiled calls have operator spans "
+        f"(window: the first {trace.max_calls:,} calls)"
+    )
+    if trace.reason:
+        text.append(f"; {trace.reason}")
+    return text
 
 
 def result_table(result: EvaluationResult) -> RenderableType:
@@ -56,6 +69,8 @@ def result_table(result: EvaluationResult) -> RenderableType:
         table.add_row("mean / trimmed mean", f"{_ms(latency.mean_ns)} / {_ms(latency.trimmed_mean_20_ns)} (20%)")
         table.add_row("throughput", f"{performance.throughput.samples_per_s:,.1f} samples/s")
         table.add_row("queries / duration", f"{performance.queries:,} calls in {performance.duration_s:.2f} s")
+        if result.framework_trace is not None:
+            table.add_row("framework trace", framework_trace_text(result.framework_trace))
         checks = Table("constraint", "satisfied", "reason", title="LoadGen verdict", title_justify="left")
         for check in performance.verdict.constraints:
             checks.add_row(check.name, "yes" if check.satisfied else Text("NO", style="bold red"), check.reason)
