@@ -248,6 +248,30 @@ def test_calls_whose_rows_were_discarded_are_skipped_and_the_trace_is_partial(tm
         assert parent.start_ns <= span.start_ns <= span.end_ns <= parent.end_ns
 
 
+def test_runs_past_onnx_runtimes_limit_make_a_partial_trace_that_names_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORT stops recording at its event limit: the calls it kept keep their spans, the result says why the others
+    have none. (The limit is lowered to this profile's size instead of making a million events.)"""
+    import mlmodelscope.agent.profilers.onnxruntime as ort_profiler
+
+    profiler, session = _ort_session(tmp_path)
+    tracer = Tracer("w", TraceLevel.FRAMEWORK)
+    window = ProfileWindow(profiler, tracer, max_calls=100)
+    window.open()
+    _sut_calls(tracer, session, 4)
+    for q in range(2):  # two more calls whose events ORT dropped: rows but no session runs in the profile
+        now = time.perf_counter_ns()
+        tracer.model_rows.append((4 + q, 1, now, now + 1_000))
+    window.close()
+    assert profiler.profile_path is not None
+    monkeypatch.setattr(ort_profiler, "ORT_MAX_EVENTS", read_profile(profiler.profile_path).event_count)
+    trace = window.attribute(tracer.materialize_model_spans())
+    assert (trace.status, trace.window_calls, trace.profiled_calls) == ("partial", 6, 4)
+    assert trace.reason is not None and "kept 4 of the 6 runs of the window" in trace.reason
+    assert "--framework-trace-calls" in trace.reason
+
+
 def test_a_profile_that_does_not_match_is_a_failed_trace_not_an_error(tmp_path: Path) -> None:
     profiler, session = _ort_session(tmp_path)
     tracer = Tracer("w", TraceLevel.FRAMEWORK)
