@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from mlmodelscope.agent.profilers.onnxruntime import (
     ORT_MAX_EVENTS,
@@ -28,12 +29,12 @@ from mlmodelscope.agent.profilers.onnxruntime import (
     read_profile,
 )
 from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow
 from mlmodelscope.core.evaluation.results import EvaluationResult, FrameworkTrace
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.tracing.framework import model_span_times
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 from tests.collector_fixtures import sqlite_url  # noqa: F401 - fixture
@@ -173,7 +174,7 @@ def test_runs_onnx_runtime_dropped_at_its_event_limit_are_partial_with_the_reaso
     spans = profile_spans(full, Tracer("r", TraceLevel.FRAMEWORK), model, profiling_start_ns=0)
     assert sorted({s.parent_id for s in spans}) == [10, 11, 12]
     # The same shortfall without the limit reached is a mismatch, not a guess.
-    with pytest.raises(Exception, match="3 session runs in the traced window but 5 model spans"):
+    with pytest.raises(EvaluationError, match="3 session runs in the traced window but 5 model spans"):
         profile_spans(
             full.model_copy(update={"event_count": 6}), Tracer("r", TraceLevel.FRAMEWORK), model, profiling_start_ns=0
         )
@@ -331,7 +332,7 @@ def test_a_declared_window_of_calls_is_profiled_in_a_real_evaluation(
     )
     model, children = _performance_children(tracer)
     _assert_window(model, children, 6)
-    assert len(model) == result.performance.queries if result.performance else False
+    assert result.performance is not None and len(model) == result.performance.queries
     kinds = {str(k.attributes["kind"]) for kids in children.values() for k in kids}
     assert kinds & {"node", "op"}, kinds  # operators, not just the call markers
 
@@ -372,10 +373,12 @@ def test_below_framework_level_there_is_no_window_and_no_framework_trace(tmp_pat
 
 
 def test_a_window_needs_at_least_one_call() -> None:
-    with pytest.raises(Exception, match="greater than or equal to 1"):
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
         EvaluationSettings(framework_trace_max_calls=0)
     assert EvaluationSettings().framework_trace_max_calls == 1000
-    assert model_span_times([]) == []
+    tracer = Tracer("w", TraceLevel.FRAMEWORK)
+    with pytest.raises(ValueError, match="max_calls >= 1"):
+        ProfileWindow(OnnxRuntimeProfiler(Path("unused")), tracer, max_calls=0)
 
 
 # --- MXNet, in its own environment ---------------------------------------------------------------------------
