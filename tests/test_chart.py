@@ -356,3 +356,110 @@ def test_production_and_sqlite_shapes(
     volumes = collector["spec"]["template"]["spec"]["volumes"]
     assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in volumes
     assert not by_kind(sqlite_render, "NetworkPolicy") and not by_kind(sqlite_render, "Framework")
+
+
+# --- NATS authentication -----------------------------------------------------------------------------------------
+
+
+def _secret_references(pod_spec: dict[str, Any]) -> set[str]:
+    """Names of the Secrets a pod reads (env secretKeyRef, envFrom, volumes)."""
+    names: set[str] = set()
+    for container in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
+        for variable in container.get("env", []):
+            reference = (variable.get("valueFrom") or {}).get("secretKeyRef")
+            if reference:
+                names.add(reference["name"])
+        names.update(e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e)
+    names.update(v["secret"]["secretName"] for v in pod_spec.get("volumes", []) if "secret" in v)
+    return names
+
+
+def _nats_token_secrets(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [s for s in by_kind(documents, "Secret") if s["metadata"]["name"].endswith("-nats-auth")]
+
+
+def _workload_env(documents: list[dict[str, Any]], suffix: str) -> dict[str, dict[str, Any]]:
+    workload = next(d for d in documents if d["kind"] in WORKLOAD_KINDS and d["metadata"]["name"].endswith(suffix))
+    return {e["name"]: e for e in workload["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_nats_requires_a_generated_token_that_only_the_collector_and_the_jobs_get(
+    full_render: list[dict[str, Any]],
+) -> None:
+    import base64
+
+    from mlmodelscope.operator import jobs, planning
+    from mlmodelscope.operator.settings import OperatorSettings
+    from tests.test_operator_planning import _catalog, _spec
+
+    secrets = _nats_token_secrets(full_render)
+    # One token, in the release namespace (NATS, collector) and every namespace whose Jobs publish.
+    assert {s["metadata"]["namespace"] for s in secrets} == {"mlms", "team-a"}
+    tokens = {base64.b64decode(s["data"]["token"]).decode() for s in secrets}
+    (token,) = tokens
+    assert len(token) >= 40 and token.startswith("mlms"), "random, and never read as a number by nats-server"
+    secret = secrets[0]["metadata"]["name"]
+    assert all(s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for s in secrets)
+
+    # The server requires it, and the token itself is in no ConfigMap (nats-server reads it from its environment).
+    config = next(d for d in by_kind(full_render, "ConfigMap") if d["metadata"]["name"].endswith("nats"))
+    assert "authorization {\n  token: $MLMODELSCOPE_NATS_TOKEN\n}" in config["data"]["nats.conf"]
+    for document in full_render:
+        if document["kind"] != "Secret":
+            assert token not in json.dumps(document), f"the token leaks into {document['kind']}"
+
+    # Who reads the Secret: the NATS server and the collector, nothing else the chart runs.
+    readers = {name for name, pod in _pods(full_render) if secret in _secret_references(pod)}
+    assert readers == {"rel-mlmodelscope-nats", "rel-mlmodelscope-collector"}
+    assert _workload_env(full_render, "-nats")["MLMODELSCOPE_NATS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret,
+        "key": "token",
+    }
+    assert _workload_env(full_render, "-collector")["MLMODELSCOPE_COLLECTOR_NATS_TOKEN"]["valueFrom"][
+        "secretKeyRef"
+    ] == {"name": secret, "key": "token"}
+
+    # The operator gets only the Secret's name (its RBAC has no access to Secrets: see the least-privilege test)
+    # and hands it to the Jobs it builds as a secretKeyRef.
+    operator_env = {name: e["value"] for name, e in _workload_env(full_render, "-operator").items()}
+    assert operator_env["MLMODELSCOPE_OPERATOR_NATS_TOKEN_SECRET"] == secret
+    settings = OperatorSettings.from_env(operator_env)
+    [run] = planning.plan("ev", "uid", _spec(), _catalog(), settings)
+    job = jobs.build_job(
+        run, evaluation="ev", namespace="team-a", uid="uid", spec=_spec(), settings=settings, run_spec_json="{}"
+    )
+    job_env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert job_env["MLMODELSCOPE_NATS_TOKEN"] == {
+        "name": "MLMODELSCOPE_NATS_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}},
+    }
+    assert token not in json.dumps(job)
+
+
+def test_nats_auth_with_an_existing_secret_an_external_server_or_none(helm_home: Path) -> None:
+    existing = render(helm_home, "--set", "nats.auth.existingSecret=team-nats")
+    assert not _nats_token_secrets(existing)
+    assert _workload_env(existing, "-collector")["MLMODELSCOPE_COLLECTOR_NATS_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "team-nats", "key": "token"}
+    }
+    assert _workload_env(existing, "-operator")["MLMODELSCOPE_OPERATOR_NATS_TOKEN_SECRET"]["value"] == "team-nats"
+
+    external = render(
+        helm_home,
+        "--set",
+        "nats.enabled=false",
+        "--set",
+        "nats.externalUrl=nats://nats.example:4222",
+        "--set",
+        "nats.auth.existingSecret=external-nats",
+    )
+    assert not _nats_token_secrets(external)
+    readers = {name for name, pod in _pods(external) if "external-nats" in _secret_references(pod)}
+    assert readers == {"rel-mlmodelscope-collector"}
+
+    without = render(helm_home, "--set", "nats.auth.enabled=false")
+    assert not _nats_token_secrets(without)
+    config = next(d for d in by_kind(without, "ConfigMap") if d["metadata"]["name"].endswith("nats"))
+    assert "authorization" not in config["data"]["nats.conf"]
+    assert "MLMODELSCOPE_COLLECTOR_NATS_TOKEN" not in _workload_env(without, "-collector")
+    assert _workload_env(without, "-operator")["MLMODELSCOPE_OPERATOR_NATS_TOKEN_SECRET"]["value"] == ""

@@ -43,6 +43,26 @@ app.kubernetes.io/part-of: mlmodelscope
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the NATS token (key `token`), or "" when NATS needs none. */}}
+{{- define "mlmodelscope.natsTokenSecret" -}}
+{{- $auth := .Values.nats.auth -}}
+{{- if $auth.existingSecret -}}
+{{- $auth.existingSecret -}}
+{{- else if and .Values.nats.enabled $auth.enabled -}}
+{{- include "mlmodelscope.component" (dict "root" . "name" "nats-auth") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MLMODELSCOPE_NATS_TOKEN from that Secret, under the environment variable name given as .env. */}}
+{{- define "mlmodelscope.natsTokenEnv" -}}
+{{- $secret := include "mlmodelscope.natsTokenSecret" .root -}}
+{{- if $secret }}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: token}
+{{- end }}
+{{- end -}}
+
 {{- define "mlmodelscope.collectorUrl" -}}
 {{- printf "http://%s.%s.svc:%d" (include "mlmodelscope.component" (dict "root" . "name" "collector")) .Release.Namespace (int .Values.collector.port) -}}
 {{- end -}}

@@ -5,6 +5,7 @@ The pod runs the same CLI subcommand as local mode (``mlmodelscope agent run``),
 architecture (``nodeSelector: kubernetes.io/arch``), asks for one device of the run's accelerator as an extended
 resource (tolerating the usual GPU taint), runs as a non-root user with no privilege escalation, and belongs to
 its Evaluation (``ownerReferences`` with ``controller: true``), so deleting the Evaluation deletes its Jobs.
+The agent's NATS token comes from a Secret by ``secretKeyRef`` (``nats_token_secret``), never inline.
 With a Kueue queue the Job is created suspended and labelled; Kueue admits (unsuspends) it.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION
 from mlmodelscope.operator.evaluation import EvaluationSpec
 from mlmodelscope.operator.planning import PlannedRun
@@ -56,6 +58,14 @@ def _resources(run: PlannedRun, spec: EvaluationSpec) -> dict[str, dict[str, str
         requests[run.device_resource] = "1"
         limits[run.device_resource] = "1"
     return {"requests": requests, "limits": limits}
+
+
+def _nats_token_env(settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The agent's NATS token, from the Secret the chart made (never copied into the Job's manifest)."""
+    if not settings.nats_token_secret:
+        return []
+    reference = {"name": settings.nats_token_secret, "key": settings.nats_token_secret_key}
+    return [{"name": NATS_TOKEN_ENV, "valueFrom": {"secretKeyRef": reference}}]
 
 
 def _tolerations(run: PlannedRun) -> list[dict[str, str]]:
@@ -105,6 +115,7 @@ def build_job(
                 "env": [
                     {"name": RUN_SPEC_ENV, "value": run_spec_json},
                     {"name": "MLMODELSCOPE_NATS_URL", "value": settings.nats_url},
+                    *_nats_token_env(settings),
                     {"name": "MLMODELSCOPE_RUN_ID", "value": run.run_id},
                     {"name": "MLMODELSCOPE_EVALUATION", "value": f"{namespace}/{evaluation}"},
                     {"name": "MLMODELSCOPE_CACHE_DIR", "value": f"{settings.agent_work_dir}/cache"},

@@ -21,6 +21,13 @@ class OperatorSettings(BaseModel):
     )
     token: str | None = Field(default=None, description="Bearer token for `server`.")
     nats_url: str = Field(default="nats://mlmodelscope-nats:4222", min_length=1, description="What agents publish to.")
+    nats_token_secret: str = Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        description="Secret (in each Job's namespace) holding the NATS token the agents present; empty: no token. "
+        "The Jobs read it through secretKeyRef: the operator itself never sees the token.",
+    )
+    nats_token_secret_key: str = Field(default="token", min_length=1, description="Key of the token in that Secret.")
     collector_url: str = Field(default="http://mlmodelscope-collector:8080", min_length=1)
     collector_timeout_s: float = Field(default=5.0, gt=0)
     api_timeout_s: float = Field(default=15.0, gt=0, description="Each Kubernetes API request.")

@@ -12,6 +12,7 @@ nats-py's own logger from printing the tracebacks it logs directly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
@@ -55,6 +56,8 @@ class ConnectionReport:
         self.url = url
         self.who = who
         self.errors = 0
+        self.last_error = ""
+        self.credentials_refused = asyncio.Event()  # retrying cannot help: whoever waits on the connect gives up
         self._reported = False
 
     def options(self) -> dict[str, Any]:
@@ -67,6 +70,9 @@ class ConnectionReport:
 
     async def on_error(self, error: Exception) -> None:
         self.errors += 1
+        self.last_error = str(error) or type(error).__name__
+        if refused_credentials(error):
+            self.credentials_refused.set()
         if not self._reported:
             self._reported = True
             detail = str(error) or type(error).__name__

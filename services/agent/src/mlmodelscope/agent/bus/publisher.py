@@ -25,7 +25,7 @@ from typing import Any
 
 import nats
 
-from mlmodelscope.agent.bus.connection import connect_options, quiet_nats_logging, refused_credentials
+from mlmodelscope.agent.bus.connection import connect_options, quiet_nats_logging
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV, ensure_stream
@@ -273,25 +273,36 @@ class RunPublisher:
     async def _connect(self) -> Any:
         deadline = time.monotonic() + self.settings.give_up_after_s
         while True:
-            # nats-py's first connect retries forever with max_reconnect_attempts=-1: bound it ourselves.
+            # nats-py's first connect retries forever with max_reconnect_attempts=-1 (reporting each failure to the
+            # error callback only): bound it ourselves, and stop at once when the server refuses the credentials.
             left_s = max(deadline - time.monotonic(), 0.05)
-            try:
-                return await asyncio.wait_for(self._open(), timeout=left_s)
-            except Exception as e:
-                if refused_credentials(e):
-                    raise PublishError(
-                        f"NATS at {self.settings.nats_url} refused the agent's credentials ({e}).",
-                        hint=f"Give the agent the server's token in {NATS_TOKEN_ENV} (the chart's NATS Secret).",
-                    ) from e
-                if time.monotonic() >= deadline:
-                    raise PublishError(
-                        f"cannot connect to NATS at {self.settings.nats_url} for {self.settings.give_up_after_s:g} s.",
-                        hint="Check the NATS URL and that the server runs.",
-                    ) from e
-                await asyncio.sleep(0.2)
+            report, options = connect_options(self.settings.nats_url, f"run {self.run_id}", self.settings.token)
+            opening = asyncio.ensure_future(self._open(options))
+            refused = asyncio.ensure_future(report.credentials_refused.wait())
+            done, _ = await asyncio.wait({opening, refused}, timeout=left_s, return_when=asyncio.FIRST_COMPLETED)
+            for task in (opening, refused):
+                if task not in done:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            if refused in done:
+                raise PublishError(
+                    f"NATS at {self.settings.nats_url} refused the agent's credentials ({report.last_error}).",
+                    hint=f"Give the agent the server's token in {NATS_TOKEN_ENV} (the chart's NATS Secret).",
+                )
+            error: BaseException | None = None
+            if opening in done:
+                error = opening.exception()
+                if error is None:
+                    return opening.result()
+            if time.monotonic() >= deadline:
+                raise PublishError(
+                    f"cannot connect to NATS at {self.settings.nats_url} for {self.settings.give_up_after_s:g} s.",
+                    hint="Check the NATS URL and that the server runs.",
+                ) from error
+            await asyncio.sleep(0.2)
 
-    async def _open(self) -> Any:
-        _, options = connect_options(self.settings.nats_url, f"run {self.run_id}", self.settings.token)
+    async def _open(self, options: dict[str, Any]) -> Any:
         return await nats.connect(
             self.settings.nats_url,
             name=f"mlmodelscope-agent-{self.run_id}",
