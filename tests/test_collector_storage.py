@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, func, inspect, select, text
 
+from mlmodelscope.collector.analysis import layer_groups
 from mlmodelscope.collector.errors import (
     DatabaseUnavailableError,
     MigrationError,
@@ -555,3 +556,25 @@ def test_the_dead_letter_migration_keeps_the_rejected_messages(database_url: str
         assert (row.reason, row.detail, row.deliveries, row.stream_sequence) == ("malformed", "not json", 1, None)
     finally:
         db.dispose()
+
+
+def test_the_layer_breakdown_sums_huge_operator_durations_exactly(database: Database, ingestor: Ingestor) -> None:
+    """Two FRAMEWORK spans of ~2**63 ns of one operator: their sum overflowed SQLite's SUM (a 500 on /analysis)."""
+    spans = [
+        Span(
+            run_id="run-ops",
+            span_id=span_id,
+            parent_id=0,
+            name="conv",
+            level=TraceLevel.FRAMEWORK,
+            start_ns=0,
+            end_ns=2**63 - span_id,
+            attributes={"node": "conv1", "op_type": "Conv2D"},
+        )
+        for span_id in (1, 2)
+    ]
+    envelope = Envelope(message_id="run-ops:spans:0", run_id="run-ops", sequence=0, payload=SpanBatch(spans=spans))
+    assert ingestor.ingest(envelope) is IngestOutcome.INSERTED
+    with database.read() as connection:
+        groups = layer_groups(connection, "run-ops")
+    assert [(group.calls, group.total_ns) for group in groups] == [(2, 2**64 - 3)]

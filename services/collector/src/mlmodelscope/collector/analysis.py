@@ -22,6 +22,7 @@ from mlmodelscope.collector.analysis_models import (
 from mlmodelscope.collector.errors import UnknownRunError
 from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads, schema
+from mlmodelscope.collector.storage.aggregates import joined_halves, sum_halves
 from mlmodelscope.collector.storage.finite_json import describe_replaced, finite_json
 from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
 from mlmodelscope.core.analysis.errors import AnalysisError
@@ -82,18 +83,18 @@ def layer_groups(connection: Connection, run_id: str) -> list[LayerGroup]:
     node, op_type, kind, depth, framework, framework_op = (attributes[key].as_string() for key in keys)
     columns = (spans.c.name, node, op_type, kind, depth, framework, framework_op)
     rows = connection.execute(
-        select(*columns, func.count(), func.sum(spans.c.end_ns - spans.c.start_ns))
+        select(*columns, func.count(), *sum_halves(spans.c.end_ns - spans.c.start_ns))  # no overflow
         .where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.FRAMEWORK))
         .group_by(*columns)
     )
     totals: dict[tuple[str, str], list[int]] = {}
-    for name, node_name, op, span_kind, span_depth, span_framework, raw_op, calls, total_ns in rows:
+    for name, node_name, op, span_kind, span_depth, span_framework, raw_op, calls, high_ns, low_ns in rows:
         if not counts_in_breakdown(op, span_kind, span_depth):
             continue
         key = (str(node_name or name), canonical_op_type(str(op), span_framework, raw_op))
         entry = totals.setdefault(key, [0, 0])
         entry[0] += int(calls)
-        entry[1] += int(total_ns or 0)
+        entry[1] += joined_halves(high_ns, low_ns)
     return [LayerGroup(name, op, calls, ns) for (name, op), (calls, ns) in totals.items()]
 
 

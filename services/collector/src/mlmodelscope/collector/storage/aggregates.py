@@ -37,14 +37,14 @@ _LOW_BITS = 32
 _LOW_MASK = (1 << _LOW_BITS) - 1
 
 
-def _sum_halves(value: ColumnElement[int]) -> tuple[ColumnElement[int], ColumnElement[int]]:
+def sum_halves(value: ColumnElement[int]) -> tuple[ColumnElement[int], ColumnElement[int]]:
     """SUM(value >> 32) and SUM(value & 0xFFFFFFFF): an exact sum of non-negative 64-bit values, overflow-free."""
     wide = cast(value, BigInteger)  # so the mask is a BIGINT on PostgreSQL too, whatever the column's type
     shift, mask = literal(_LOW_BITS, Integer), literal(_LOW_MASK, BigInteger)  # PostgreSQL: bigint >> integer
     return func.sum(wide.op(">>")(shift)), func.sum(wide.op("&")(mask))
 
 
-def _joined(high: int | None, low: int | None) -> int:
+def joined_halves(high: int | None, low: int | None) -> int:
     return (int(high or 0) << _LOW_BITS) + int(low or 0)
 
 
@@ -73,12 +73,12 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
     labelled = _runs.c.model.is_not(None)
     queries = schema.queries
     for *label_values, items_high, items_low in connection.execute(
-        select(*LABEL_COLUMNS, *_sum_halves(queries.c.item_count))
+        select(*LABEL_COLUMNS, *sum_halves(queries.c.item_count))
         .join_from(queries, _runs, queries.c.run_id == _runs.c.run_id)
         .where(labelled)
         .group_by(*LABEL_COLUMNS)
     ):
-        snapshot.inferences[labels_of(label_values)] = _joined(items_high, items_low)
+        snapshot.inferences[labels_of(label_values)] = joined_halves(items_high, items_low)
 
     latency = queries.c.end_ns - queries.c.start_ns
     bucket = case(
@@ -86,14 +86,14 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
         else_=len(LATENCY_BUCKETS_NS),
     ).label("bucket")
     for *label_values, index, count, sum_high, sum_low in connection.execute(
-        select(*LABEL_COLUMNS, bucket, func.count(), *_sum_halves(latency))
+        select(*LABEL_COLUMNS, bucket, func.count(), *sum_halves(latency))
         .join_from(queries, _runs, queries.c.run_id == _runs.c.run_id)
         .where(labelled, queries.c.mode == "performance")
         .group_by(*LABEL_COLUMNS, bucket)
     ):
         histogram = snapshot.latency.setdefault(labels_of(label_values), LatencyHistogram())
         histogram.counts[int(index)] += int(count)
-        histogram.sum_ns += _joined(sum_high, sum_low)
+        histogram.sum_ns += joined_halves(sum_high, sum_low)
 
     for *label_values, finished_at, top1, throughput in connection.execute(
         select(*LABEL_COLUMNS, _runs.c.finished_at, _runs.c.accuracy_top1, _runs.c.throughput_samples_per_s).where(
