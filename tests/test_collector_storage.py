@@ -578,3 +578,32 @@ def test_the_layer_breakdown_sums_huge_operator_durations_exactly(database: Data
     with database.read() as connection:
         groups = layer_groups(connection, "run-ops")
     assert [(group.calls, group.total_ns) for group in groups] == [(2, 2**64 - 3)]
+
+
+def test_nul_in_text_is_refused_on_sight_and_a_dead_letter_can_always_be_stored(
+    database: Database, ingestor: Ingestor
+) -> None:
+    """PostgreSQL refuses NUL in text (SQLite stores it): refused on both, instead of failing one's insert; a
+    dead letter whose message id holds NUL is stored all the same."""
+    named = span_batch("run-nul", range(1, 2))
+    assert isinstance(named.payload, SpanBatch)
+    bad_span = named.payload.spans[0].model_copy(update={"name": "conv\x00"})
+    named = named.model_copy(update={"payload": SpanBatch(spans=[bad_span])})
+    labelled = run_started("run-nul")
+    labelled = labelled.model_copy(update={"payload": labelled.payload.model_copy(update={"model": "m\x00"})})
+    for envelope in (named, labelled):
+        outcome = ingestor.ingest_bytes(encode(envelope), subject=envelope.subject)
+        assert isinstance(outcome, Rejection)
+        assert (outcome.reason, "NUL" in outcome.detail) == ("invalid", True)
+    spoof = span_batch("run-nul", range(1, 2)).model_copy(update={"message_id": "run-x:spans:0\x00"})
+    outcome = ingestor.ingest_bytes(encode(spoof), subject=spoof.subject)
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == "misaddressed"
+    with database.read() as connection:
+        assert count(connection, "runs") == 0
+        reasons = connection.execute(select(schema.dead_letters.c.reason).order_by(schema.dead_letters.c.id))
+        assert reasons.scalars().all() == ["invalid", "invalid", "misaddressed"]
+        stored_id = connection.execute(
+            select(schema.dead_letters.c.message_id).where(schema.dead_letters.c.reason == "misaddressed")
+        ).scalar_one()
+    assert stored_id == "run-x:spans:0\ufffd"

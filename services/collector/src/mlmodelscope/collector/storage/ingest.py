@@ -39,6 +39,7 @@ from mlmodelscope.core.messages import (
     MAX_MESSAGE_BYTES,
     MSG_ID_HEADER,
     Envelope,
+    Payload,
     Progress,
     QueryBatch,
     RunFinished,
@@ -110,6 +111,20 @@ def check_storable(envelope: Envelope) -> None:
                 raise RejectedMessageError(f"query {query.mode}/{query.seq}: value out of range", reason="invalid")
     elif isinstance(payload, RunStarted) and abs(payload.epoch_offset_ns) > INT64_MAX:
         raise RejectedMessageError("epoch_offset_ns out of the 64-bit range", reason="invalid")
+    _check_text_columns(payload)
+
+
+def _check_text_columns(payload: Payload) -> None:
+    """Text that goes into a text column holds no NUL: PostgreSQL refuses it (SQLite would store it), so the same
+    message is refused on sight on both backends instead of failing its insert on one."""
+    texts: list[tuple[str, str]] = []
+    if isinstance(payload, SpanBatch):
+        texts = [(f"span {span.span_id} name", span.name) for span in payload.spans]
+    elif isinstance(payload, RunStarted | Progress | RunFinished):
+        texts = [(name, value) for name, value in payload if isinstance(value, str)]
+    for where, text in texts:
+        if "\x00" in text:
+            raise RejectedMessageError(f"{where} contains a NUL character", reason="invalid")
 
 
 def _check_interval(what: str, start_ns: int, end_ns: int) -> None:
@@ -190,15 +205,15 @@ class Ingestor:
                 _insert(connection, dead_letters)
                 .values(
                     reason=reason,
-                    subject=subject[:512],
-                    message_id=None if envelope is None else envelope.message_id,
+                    subject=_text(subject, 512),
+                    message_id=None if envelope is None else _text(envelope.message_id, 256),
                     run_id=None if envelope is None else envelope.run_id,
                     stream_sequence=stream_sequence,
                     payload_sha256=digest,
                     deliveries=min(max(deliveries, 1), 2**31 - 1),
                     size_bytes=len(data),
-                    detail=detail[:4000],
-                    payload_head=data[:PAYLOAD_HEAD_CHARS].decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+                    detail=_text(detail, 4000),
+                    payload_head=_text(data[:PAYLOAD_HEAD_CHARS].decode("utf-8", errors="replace"), PAYLOAD_HEAD_CHARS),
                     received_at=now(),
                 )
                 .on_conflict_do_nothing(index_elements=[dead_letters.c.stream_sequence, dead_letters.c.payload_sha256])
@@ -221,6 +236,11 @@ class Ingestor:
         if self.metrics is not None:
             self.metrics.record_rejection(reason)
         return Rejection(reason, detail)
+
+
+def _text(value: str, max_chars: int) -> str:
+    """Text a dead letter can always store: cut to its column, NUL (which PostgreSQL refuses) replaced."""
+    return value[:max_chars].replace("\x00", "\ufffd")
 
 
 def _check_address(envelope: Envelope, subject: str, msg_id_header: str | None) -> None:
