@@ -170,12 +170,12 @@ class _Finisher:
         error: str,
         *,
         close_timeout_s: float | None = None,
-    ) -> str:
-        """Publish spans, queries and run_finished, and wait for their acks; returns the delivery error, if any.
-        A second call (the other thread) waits for the first to end and publishes nothing."""
+    ) -> str | None:
+        """Publish spans, queries and run_finished, and wait for their acks; returns the delivery error ("" when
+        none). A second call (the other thread) waits for the first to end, publishes nothing and returns None."""
         if not self._lock.acquire(blocking=False):
             self._lock.acquire()
-            return ""
+            return None
         spans = self._tracer.drain()
         records = query_records(spans)
         if self._publisher is None:
@@ -204,6 +204,8 @@ class _Finisher:
         phase, completed = self._progress.phase, self._progress.completed_queries
         error = f"cancelled: the agent received SIGTERM during the {phase} phase, after {completed:,} queries."
         undelivered = self.finish("cancelled", None, error, close_timeout_s=self._spec.cancel_grace_s)
+        if undelivered is None:
+            return  # the run had ended and was being published: the main thread finishes it and exits
         sys.stderr.write(f"error: {error}{' ' + undelivered if undelivered else ''}\n")
         sys.stderr.flush()
         os._exit(EXIT_CANCELLED)
@@ -271,6 +273,8 @@ def _evaluate_and_publish(
     except PublishError as e:
         return EXIT_UNDELIVERED, result, f"{error} {e}".strip()
     undelivered = finisher.finish("succeeded" if result is not None else "failed", result, error)
+    if undelivered is None:  # SIGTERM came first: the watcher published the run as cancelled (and ends the process)
+        return EXIT_CANCELLED, None, "cancelled: the agent received SIGTERM."
     if undelivered:
         return EXIT_UNDELIVERED, result, f"{error} {undelivered}".strip()
     return (EXIT_OK if result is not None else EXIT_FAILED), result, error
