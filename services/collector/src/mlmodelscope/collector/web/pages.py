@@ -200,7 +200,7 @@ def evaluation_page(
         runs = [reads.get_run(connection, row["run_id"]) for row in rows]
     present = {r["run_id"] for r in runs if r is not None}
     waiting = [r for r in (launched or []) if r not in present]
-    finished = not waiting and all(r is not None and r["status"] in ("succeeded", "failed") for r in runs)
+    finished = not waiting and all(r is not None and r["status"] in ("succeeded", "failed", "cancelled") for r in runs)
     if cluster and not runs:
         finished = False  # the operator has not started its Jobs yet: keep refreshing
     elif not runs and not waiting:
