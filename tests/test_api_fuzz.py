@@ -1,19 +1,24 @@
-"""Schemathesis against a real collector (uvicorn on 127.0.0.1) that serves real runs and the edge cases: every
-operation of the OpenAPI document fuzzed with positive and negative data, with and without the token, then the
-stateful phase (sequences of calls following the document's links). Acceptance: no response >= 500 and no
-response that contradicts the document (status, content type, schema, Allow header, auth), over at least 500
-generated cases.
+"""Schemathesis against a real collector (uvicorn on 127.0.0.1) that serves real runs and the edge cases.
+Acceptance: no response >= 500 and no response that contradicts the OpenAPI document (status, content type,
+schema, Allow header, auth), with and without the token.
+
+* ``test_every_phase_...``: schemathesis' engine, as ``schemathesis run`` drives it: the coverage phase (boundary
+  and invalid values of every parameter, undocumented methods), the fuzzing phase (positive and negative data) and
+  the stateful phase (sequences that follow the links it infers), at least 500 cases per run;
+* ``test_every_operation_on_every_stored_run``: random ids name no stored run, so every operation on a run is also
+  sent for each edge-case run and a real run (its other parameters generated).
 
 The database is a copy of the shared web environment's (real evaluations: a framework-traced run and a batch
 sweep) plus ``edge_case_fixtures`` (NaN result, all-zero latencies, cycles, durations near 2**63, a succeeded run
-without a result). Generation is derandomized, so a failure reproduces with the same cases.
+without a result). Generation is derandomized (fixed seed), so a failure reproduces with the same cases.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,16 +32,16 @@ schemathesis = pytest.importorskip("schemathesis", reason="the API fuzz test nee
 hypothesis = pytest.importorskip("hypothesis", reason="the API fuzz test needs hypothesis (make setup)")
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
+from schemathesis.config import SchemathesisConfig  # noqa: E402
+from schemathesis.engine import Status, events  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TOKEN = "fuzz-token"
-EXAMPLES_PER_OPERATION = 10
+SEED = 1
+ENGINE_EXAMPLES_PER_OPERATION = 12
 EXAMPLES_PER_STORED_RUN = 2
 MIN_CASES = 500
-STATEFUL_SCENARIOS = 25
-STATEFUL_STEPS = 6
 
 
 @dataclass
@@ -54,8 +59,6 @@ def _copy_database(source: Path, target: Path) -> None:
 
 
 def _real_result(database: Path) -> dict[str, Any]:
-    import json
-
     with sqlite3.connect(database) as connection:
         row = connection.execute("SELECT result FROM runs WHERE status = 'succeeded' AND result IS NOT NULL").fetchone()
     assert row is not None, "the shared environment holds no succeeded run"
@@ -86,22 +89,12 @@ def _failure_text(error: BaseException) -> str:
     return text[:2000]
 
 
-def _fuzz_operation(
-    operation: Any,
-    base_url: str,
-    headers: dict[str, str],
-    mode: Any,
-    tally: FuzzTally,
-    *,
-    run_id: str | None = None,
-) -> None:
-    """Send generated cases of one operation (``run_id``: with that run id in the path, the rest generated)."""
-    fixed = {"path_parameters": {"run_id": run_id}} if run_id is not None else {}
-    examples = EXAMPLES_PER_STORED_RUN if run_id is not None else EXAMPLES_PER_OPERATION
+def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str], run_id: str, tally: FuzzTally) -> None:
+    """Send generated cases of one operation with ``run_id`` in its path (the other parameters generated)."""
 
-    @given(case=operation.as_strategy(generation_mode=mode, **fixed))
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE, path_parameters={"run_id": run_id}))
     @settings(
-        max_examples=examples,
+        max_examples=EXAMPLES_PER_STORED_RUN,
         deadline=None,
         derandomize=True,
         database=None,
@@ -114,63 +107,66 @@ def _fuzz_operation(
 
     try:
         send()
-    except Unsatisfiable:
-        # An operation without parameters or body has no invalid request to generate.
-        assert mode == GenerationMode.NEGATIVE, f"{operation.label}: no valid case could be generated"
     except (Exception, BaseExceptionGroup) as e:  # schemathesis' FailureGroup: record it and go on
-        where = f"{operation.label} [{mode.value}, token={'yes' if headers else 'no'}, run_id={run_id}]"
+        where = f"{operation.label} [run_id={run_id}, token={'yes' if headers else 'no'}]"
         tally.failures.append(f"{where}: {_failure_text(e)}")
 
 
-def _run_all(base_url: str, runner: Callable[..., None], stored_runs: tuple[str, ...] = ()) -> FuzzTally:
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    tally = FuzzTally()
+def test_every_operation_on_every_stored_run(fuzzed_collector: FuzzedCollector) -> None:
+    schema = schemathesis.openapi.from_url(f"{fuzzed_collector.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 15, [operation.label for operation in operations]
+    on_a_run = [operation for operation in operations if "{run_id}" in operation.path]
+    assert len(on_a_run) >= 8, [operation.label for operation in operations]
+    tally = FuzzTally()
     for headers in ({"Authorization": f"Bearer {TOKEN}"}, {}):
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            for operation in operations:
-                runner(operation, base_url, headers, mode, tally)
-        # Random ids name no run: every operation on a run also gets each stored edge case (and a real run).
-        for operation in operations:
-            if "{run_id}" in operation.path:
-                for run_id in (*edges.EDGE_RUNS, *stored_runs):
-                    runner(operation, base_url, headers, GenerationMode.POSITIVE, tally, run_id=run_id)
-    return tally
-
-
-def test_fuzzing_every_operation_finds_no_server_error_and_no_schema_mismatch(
-    fuzzed_collector: FuzzedCollector,
-) -> None:
-    tally = _run_all(fuzzed_collector.url, _fuzz_operation, fuzzed_collector.real_runs)
-    assert tally.cases >= MIN_CASES, f"only {tally.cases} cases were generated"
+        for operation in on_a_run:
+            for run_id in (*edges.EDGE_RUNS, *fuzzed_collector.real_runs):
+                _fuzz_operation(operation, fuzzed_collector.url, headers, run_id, tally)
+    assert tally.cases >= len(on_a_run) * len(edges.EDGE_RUNS) * 2
     assert not tally.failures, f"{len(tally.failures)} failing operation runs:\n\n" + "\n\n".join(tally.failures)
 
 
+@dataclass
+class EngineTally:
+    cases_by_phase: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+def _run_engine(base_url: str, headers: dict[str, str]) -> EngineTally:
+    """Every phase of schemathesis' engine, as ``schemathesis run --checks all`` runs them."""
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "headers": headers,
+            "generation": {"max-examples": ENGINE_EXAMPLES_PER_OPERATION, "deterministic": True},
+            "phases": {name: {"enabled": True} for name in ("examples", "coverage", "fuzzing", "stateful")},
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
+    tally = EngineTally()
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            phase = event.phase.value
+            tally.cases_by_phase[phase] = tally.cases_by_phase.get(phase, 0) + len(event.recorder.cases)
+            for checks in event.recorder.checks.values():
+                for check in checks:
+                    if check.status == Status.FAILURE:
+                        detail = str(check.failure_info.failure)[:1500] if check.failure_info else ""
+                        tally.failures.append(f"{phase} {event.label} {check.name}: {detail}")
+        elif isinstance(event, events.NonFatalError):
+            tally.failures.append(f"error in {event.label}: {event.value!r}"[:1500])
+        elif isinstance(event, events.FatalError):
+            raise AssertionError(f"schemathesis stopped: {event.exception!r}")
+    return tally
+
+
 @pytest.mark.parametrize("with_token", [True, False], ids=["token", "no-token"])
-def test_the_stateful_phase_finds_no_server_error_and_no_schema_mismatch(
+def test_every_phase_of_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     fuzzed_collector: FuzzedCollector, with_token: bool
 ) -> None:
-    base_url = fuzzed_collector.url
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     headers = {"Authorization": f"Bearer {TOKEN}"} if with_token else {}
-    steps = []
-
-    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
-        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            steps.append(case.operation.label)
-            return {"base_url": base_url, "headers": headers}
-
-    Workflow.run(
-        settings=settings(
-            max_examples=STATEFUL_SCENARIOS,
-            stateful_step_count=STATEFUL_STEPS,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-    )
-    assert len(steps) >= STATEFUL_SCENARIOS, steps
-    assert len(set(steps)) > 3, f"the links led to too few operations: {sorted(set(steps))}"
+    tally = _run_engine(fuzzed_collector.url, headers)
+    assert sum(tally.cases_by_phase.values()) >= MIN_CASES, tally.cases_by_phase
+    assert tally.cases_by_phase.get("stateful", 0) > 0, f"no stateful scenario ran: {tally.cases_by_phase}"
+    failures = sorted(set(tally.failures))
+    assert not failures, f"{len(failures)} failures:\n\n" + "\n\n".join(failures)

@@ -129,6 +129,7 @@ class LaunchRequest(BaseModel):
         min_length=1,
         max_length=MAX_LAUNCH_BATCH_SIZES,
         description=f"Distinct batch sizes, at most {MAX_LAUNCH_BATCH_SIZES} (one agent per framework x size).",
+        json_schema_extra={"uniqueItems": True},
     )
     min_duration_s: float = Field(default=10.0, gt=0, le=3600)
     trace_level: Literal["no", "application", "model", "framework"] = "model"
