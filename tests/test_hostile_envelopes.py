@@ -322,6 +322,10 @@ def check_case(collector: CollectorProcess, nats_url: str, case: Case) -> None:
     assert (status, error) == ("succeeded", "")  # neither the spoof nor the rewrite changed the outcome
     assert str(finished_at).startswith("2026-01-02 03:09:00")  # the agent's time, not the collector's
     assert others == set()  # the spoofs and the poison message created no run
+    # The reads of what was stored (span cycles, times at the 64-bit edge) answer, and never with a server error.
+    for path in ("", "/result", "/trace", "/timeline", "/analysis", "/queries?format=csv"):
+        response = httpx.get(f"{collector.base_url}/api/v1/runs/{case.run_id}{path}", timeout=60)
+        assert response.status_code < 500, (path, response.status_code, response.text[:500])
 
 
 # --- the test ---------------------------------------------------------------------------------------------------
