@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
 
 import httpx
 import typer
-from rich.console import Console
+from pydantic import ValidationError
 
 from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, local_collector
+from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.analysis.compare import Comparison
 from mlmodelscope.core.analysis.report import (
     Report,
@@ -72,15 +74,32 @@ def _get(client: httpx.Client, path: str, *, optional: bool = False) -> Any:
     raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {detail}")
 
 
+def _result_of(run_id: str, document: Any) -> EvaluationResult | None:
+    """The run's result, or None (with a warning) when the stored document is not an EvaluationResult of this
+    version, e.g. one whose non-finite numbers the collector served as null: the report shows the rest."""
+    if document is None:
+        return None
+    try:
+        return EvaluationResult.model_validate(document)
+    except ValidationError as e:
+        problem = e.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        literal_console(stderr=True).print(
+            f"warning: run {run_id}'s result is left out of the report: {where}: {problem['msg']}"
+        )
+        return None
+
+
 def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
     """Fetch everything the report needs from the collector and build it."""
     runs: list[RunInfo] = []
     comparisons: list[RunComparison] = []
     with httpx.Client(base_url=collector_url, timeout=_TIMEOUT_S) as client:
         for run_id in run_ids:
-            detail = _get(client, f"/api/v1/runs/{run_id}")
-            result = _get(client, f"/api/v1/runs/{run_id}/result", optional=True)
-            analysis = _get(client, f"/api/v1/runs/{run_id}/analysis?top={top}", optional=True)
+            run_path = f"/api/v1/runs/{quote(run_id, safe='')}"  # an id is a path segment, whatever it holds
+            detail = _get(client, run_path)
+            result = _get(client, f"{run_path}/result", optional=True)
+            analysis = _get(client, f"{run_path}/analysis?top={top}", optional=True)
             runs.append(
                 RunInfo(
                     run_id=run_id,
@@ -91,13 +110,13 @@ def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
                     accelerator=detail.get("accelerator"),
                     scenario=detail.get("scenario"),
                     batch_size=detail.get("batch_size"),
-                    result=EvaluationResult.model_validate(result) if result is not None else None,
+                    result=_result_of(run_id, result),
                     analysis=RunAnalysis.model_validate(analysis) if analysis is not None else None,
                 )
             )
         analysed = [run.run_id for run in runs if run.analysis is not None]
         if len(analysed) > 1:
-            view = _get(client, "/api/v1/compare?" + "&".join(f"run={r}" for r in analysed))
+            view = _get(client, "/api/v1/compare?" + urlencode([("run", r) for r in analysed]))
             for candidate in view["candidates"]:
                 comparisons.append(
                     RunComparison(
@@ -148,4 +167,4 @@ def report(
     with _collector(collector_url) as url:
         built = collect(url, list(dict.fromkeys(run_ids)), top)
     for path in write(built, output, chosen):
-        Console().print(f"wrote {path}")
+        literal_console().print(f"wrote {path}")

@@ -13,9 +13,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, fetch_json, local_collector
@@ -48,7 +48,8 @@ def list_runs(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many runs.")] = 50,
 ) -> None:
     """List runs, newest first."""
-    query = f"?limit={limit}" + (f"&model={model}" if model else "") + (f"&framework={framework}" if framework else "")
+    filters = {"limit": limit, "model": model, "framework": framework}
+    query = "?" + urlencode({name: value for name, value in filters.items() if value})
     with _collector(collector_url) as url:
         page: dict[str, Any] = fetch_json(url, f"/api/v1/runs{query}")
     table = Table("run", "status", "model", "framework", "scenario", "batch", "top-1", "samples/s", "started")
@@ -66,8 +67,8 @@ def list_runs(
             throughput,
             str(run.get("started_at") or "-"),
         )
-    Console().print(table)
-    Console().print(f"{len(page['items'])} of {page['total']} runs")
+    literal_console().print(table)
+    literal_console().print(f"{len(page['items'])} of {page['total']} runs")
 
 
 @trace_app.command("export")
@@ -78,12 +79,12 @@ def export_trace(
 ) -> None:
     """Write a run's timeline (all levels) as Chrome-trace JSON, loadable in Perfetto or chrome://tracing."""
     with _collector(collector_url) as url:
-        document: dict[str, Any] = fetch_json(url, f"/api/v1/runs/{run_id}/trace")
+        document: dict[str, Any] = fetch_json(url, f"/api/v1/runs/{quote(run_id, safe='')}/trace")
     validate_chrome_trace(document)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(document), encoding="utf-8")
     events = sum(1 for event in document["traceEvents"] if event.get("ph") == "X")
-    Console().print(f"wrote {events:,} spans of run {run_id} to {output}")
+    literal_console().print(f"wrote {events:,} spans of run {run_id} to {output}")
 
 
 @runs_app.command("import")
