@@ -199,3 +199,40 @@ def test_the_cli_progress_subscriber_prints_no_traceback_when_nats_dies(
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "nats: encountered error" not in stderr, stderr
     assert len(stderr.splitlines()) <= 1, stderr
+
+
+def test_import_names_each_line_it_cannot_store_and_keeps_the_rest(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from mlmodelscope.core.messages import RunStarted, encode, message_id
+
+    started = RunStarted(
+        evaluation_id="e",
+        model="m",
+        framework="f",
+        dataset="d",
+        scenario="single-stream",
+        mode="performance",
+        batch_size=1,
+        arch="amd64",
+        accelerator="cpu",
+        trace_level="model",
+        epoch_offset_ns=0,
+        started_at=datetime.now(UTC),
+    )
+    envelope = Envelope(message_id=message_id("hand", "run_started", 0), run_id="hand", sequence=0, payload=started)
+    spool = tmp_path / "runs" / "hand" / "unpublished" / "hand.jsonl"
+    spool.parent.mkdir(parents=True)
+    spool.write_bytes(encode(envelope) + b"\n" + b'{"schema_version": 1, "run_id": "hand"}\n')
+    database_url = f"sqlite:///{tmp_path / 'c.db'}"
+
+    run = run_cli("runs", "import", str(tmp_path / "runs"), "--database-url", database_url, cwd=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 message(s) stored" in run.stdout and "1 rejected" in run.stdout, run.stdout
+    assert f"{spool}:2: malformed" in run.stdout, run.stdout
+    assert "Traceback" not in run.stderr
+    with open_database(tmp_path / "c.db") as db:
+        assert scalar(db, "SELECT status FROM runs WHERE run_id = 'hand'") == "running"
+
+    missing = run_cli("runs", "import", str(tmp_path / "nowhere"), "--database-url", database_url, cwd=tmp_path)
+    assert missing.returncode == 1 and "no such file or folder" in missing.stderr, missing.stderr
