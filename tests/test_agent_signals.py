@@ -97,6 +97,9 @@ def test_sigterm_mid_performance_run_publishes_the_run_cancelled_and_exits(
         accuracy_queries = [key for key in stream.query_keys if key[0] == "accuracy"]
         assert len(accuracy_queries) == 450
         assert stream.run_finished["query_count"] == len(stream.query_keys)
+        # The trace of what it had is readable (the phases still open when it stopped are simply absent).
+        trace = collector.get_json("/api/v1/runs/sigterm/trace")
+        assert trace is not None and any(e.get("name") == "accuracy_run" for e in trace["traceEvents"])
         with open_database(collector.db_path) as db:
             assert scalar(db, "SELECT status FROM runs WHERE run_id = 'sigterm'") == "cancelled"
             spans = scalar(db, "SELECT COUNT(*) FROM spans WHERE run_id = 'sigterm'")
