@@ -104,6 +104,8 @@ def test_kubernetes_validate_catches_a_broken_object(default_render: list[dict[s
         (["--set", "builtinResources.agentImages.caffe.cpu=x"], "caffe"),
         (["--set", "serviceMonitor.interval=soon"], "interval"),
         (["--set", "operator.watchNamespaces={Bad_Name}"], "watchNamespaces"),
+        (["--set", "nats.auth.existingSecret=Bad_Name"], "existingSecret"),
+        (["--set", "nats.auth.enabled=yes"], "enabled"),
     ],
 )
 def test_values_schema_rejects_invalid_values(helm_home: Path, values: list[str], message: str) -> None:
