@@ -707,9 +707,15 @@ def test_cli_framework_trace_nests_mxnet_operators_under_every_query(
     children: dict[int, list[dict[str, Any]]] = {}
     for span in spans:
         children.setdefault(span["args"]["parent_id"], []).append(span)
-    model_spans = [s for s in spans if s["name"] == "predict"]
+    model_spans = sorted((s for s in spans if s["name"] == "predict"), key=lambda s: s["ts"])
     assert len(model_spans) == result["performance"]["queries"]
-    for parent in model_spans:
+    trace = result["framework_trace"]
+    assert trace["status"] == "complete", trace
+    window = model_spans[: trace["window_calls"]]
+    assert trace["profiled_calls"] == len(window) > 0
+    # Calls after the declared window (framework_trace_max_calls) carry no operator spans, by design.
+    assert all(s["args"]["span_id"] not in children for s in model_spans[len(window) :])
+    for parent in window:
         kids = children.get(parent["args"]["span_id"], [])
         assert {k["args"]["op_type"] for k in kids} == DIGITS_OP_TYPES, kids
         assert {k["args"]["framework_op"] for k in kids} == DIGITS_OPS, kids
