@@ -165,6 +165,16 @@ async def test_docs_serve_swagger_ui_from_a_local_folder(sqlite_url: str, tmp_pa
         assert (await app.client.get("/docs-assets/swagger-ui.css")).status_code == 200
 
 
+async def test_docs_serve_the_swagger_ui_that_the_collector_installs(collector: fixtures.RunningApp) -> None:
+    """swagger-ui-bundle is a dependency of the collector: a default install serves the real Swagger UI offline."""
+    docs = await collector.client.get("/docs")
+    assert "/docs-assets/swagger-ui-bundle.js" in docs.text, docs.text[:500]
+    script = await collector.client.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text and len(script.content) > 100_000
+    css = await collector.client.get("/docs-assets/swagger-ui.css")
+    assert css.status_code == 200 and ".swagger-ui" in css.text
+
+
 async def test_openapi_lists_400_everywhere_and_405_names_every_documented_method(
     collector: fixtures.RunningApp,
 ) -> None:
