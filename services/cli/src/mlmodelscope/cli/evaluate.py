@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -28,6 +28,7 @@ from mlmodelscope.cli.prechecks import check_before_start
 from mlmodelscope.cli.render import result_table, summary_tables
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.cli.termination import TerminationSignal, signals_deferred, stopping_on_termination_signals
+from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.results import EvaluationResult
@@ -192,11 +193,20 @@ def _evaluate_locally(
         details = wait_for_runs(collector, published, timeout_s=120.0) if published else {}
         for run_id, detail in details.items():
             if detail["status"] == "succeeded":
-                document = collector.get_json(f"/api/v1/runs/{run_id}/result")
+                document = collector.get_json(run_api_path(run_id, "result"))
                 results.append(EvaluationResult.model_validate(document))
             else:
-                failures.setdefault(run_id, detail.get("error") or "failed")
+                failures.setdefault(run_id, _unsuccessful(detail))
     return results, failures
+
+
+def _unsuccessful(detail: dict[str, Any]) -> str:
+    """What to report of a run that failed or was cancelled: its error, always naming a cancellation as one."""
+    status = str(detail.get("status") or "failed")
+    error = str(detail.get("error") or "")
+    if not error:
+        return status
+    return error if error.startswith(f"{status}:") or status == "failed" else f"{status}: {error}"
 
 
 @dataclass(frozen=True)

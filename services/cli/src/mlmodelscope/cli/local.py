@@ -27,6 +27,7 @@ import nats
 
 from mlmodelscope.agent.bus.connection import connect_options, generate_token, nats_token, quiet_nats_logging
 from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port, terminate
+from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import EvaluationError, MLModelScopeError
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 from mlmodelscope.core.messages import SUBJECT_PREFIX, decode
@@ -246,18 +247,28 @@ class BusProgress:
             await client.close()
 
 
+# The collector's statuses of a run that finished without a result to report.
+UNSUCCESSFUL_RUN_STATUSES = ("failed", "cancelled")
+
+
 def wait_for_runs(collector: CollectorProcess, run_ids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
-    """Poll the collector until every run is finished (succeeded or failed) and return their details."""
+    """Poll the collector until every run is finished (succeeded, failed or cancelled) and return their details.
+
+    A failed or cancelled run (an agent that got SIGTERM publishes what it has as ``cancelled``) is finished as it
+    is; a succeeded one once every span and query the agent published has been stored (``complete``).
+    """
     deadline = time.monotonic() + timeout_s
     details: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         for run_id in run_ids:
             if run_id in details:
                 continue
-            response = collector.get(f"/api/v1/runs/{run_id}", timeout_s=5.0)
+            response = collector.get(run_api_path(run_id), timeout_s=5.0)
             detail = response.json() if response.status_code == 200 else {}
             # Finished, and every span and query the agent published has been stored.
-            if detail.get("status") == "failed" or (detail.get("status") == "succeeded" and detail.get("complete")):
+            if detail.get("status") in UNSUCCESSFUL_RUN_STATUSES or (
+                detail.get("status") == "succeeded" and detail.get("complete")
+            ):
                 details[run_id] = detail
         if len(details) == len(run_ids):
             return details

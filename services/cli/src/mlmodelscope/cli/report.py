@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 import typer
@@ -37,6 +37,7 @@ from mlmodelscope.core.analysis.report import (
 )
 from mlmodelscope.core.analysis.run import RunAnalysis
 from mlmodelscope.core.analysis.tables import RunInfo
+from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.evaluation.results import EvaluationResult
 
@@ -96,7 +97,7 @@ def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
     comparisons: list[RunComparison] = []
     with httpx.Client(base_url=collector_url, timeout=_TIMEOUT_S) as client:
         for run_id in run_ids:
-            run_path = f"/api/v1/runs/{quote(run_id, safe='')}"  # an id is a path segment, whatever it holds
+            run_path = run_api_path(run_id)  # an id is a path segment, whatever it holds
             detail = _get(client, run_path)
             result = _get(client, f"{run_path}/result", optional=True)
             analysis = _get(client, f"{run_path}/analysis?top={top}", optional=True)

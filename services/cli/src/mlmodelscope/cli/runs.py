@@ -13,13 +13,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import typer
 from rich.table import Table
 
 from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, fetch_json, local_collector
 from mlmodelscope.cli.terminal import literal_console
+from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
 
 runs_app = typer.Typer(help="Past evaluations stored by the collector.", no_args_is_help=True)
@@ -79,7 +80,7 @@ def export_trace(
 ) -> None:
     """Write a run's timeline (all levels) as Chrome-trace JSON, loadable in Perfetto or chrome://tracing."""
     with _collector(collector_url) as url:
-        document: dict[str, Any] = fetch_json(url, f"/api/v1/runs/{quote(run_id, safe='')}/trace")
+        document: dict[str, Any] = fetch_json(url, run_api_path(run_id, "trace"))
     validate_chrome_trace(document)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(document), encoding="utf-8")

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.operator.errors import CollectorUnavailableError
 from mlmodelscope.operator.evaluation import RunResult
 
@@ -81,15 +82,15 @@ class CollectorClient:
 
     async def run(self, run_id: str) -> CollectedRun | None:
         """The run as the collector stored it; None when it has not heard of it."""
-        detail = await self._get(f"/api/v1/runs/{run_id}")
+        detail = await self._get(run_api_path(run_id))
         if detail is None:
             return None
         status = str(detail.get("status", "pending"))
         result = None
         if status == "succeeded" and detail.get("complete") is not False:
-            document = await self._get(f"/api/v1/runs/{run_id}/result")
+            document = await self._get(run_api_path(run_id, "result"))
             result = summarize(document) if document is not None else None
-            regression = await self._get(f"/api/v1/runs/{run_id}/regression") if result is not None else None
+            regression = await self._get(run_api_path(run_id, "regression")) if result is not None else None
             if result is not None and regression is not None:
                 result = with_regression(result, regression)
         return CollectedRun(status=status, error=str(detail.get("error") or ""), result=result)

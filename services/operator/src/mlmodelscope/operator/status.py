@@ -2,7 +2,8 @@
 
 A run is Pending (no Job yet, or suspended until Kueue admits it), Running (a pod is active, or the Job is complete
 but the collector has not stored the whole result yet), Succeeded (Job complete and result stored) or Failed (the
-Job failed: retries exhausted, deadline exceeded; or the agent reported the evaluation failed). The Evaluation is
+Job failed: retries exhausted, deadline exceeded; or the agent reported the evaluation failed, or cancelled: a
+cancelled run is Failed with a message starting ``cancelled:``). The Evaluation is
 Succeeded when every run is, Failed when every run finished and one failed (or the spec is unsatisfiable), Running
 once any Job exists, Pending before. ``Ready`` says whether it finished well; ``ResultValid`` whether every run's
 LoadGen verdict is VALID, naming the runs that are not and why.
@@ -51,7 +52,11 @@ def job_state(job: dict[str, Any] | None) -> tuple[RunState, int, str]:
 def run_status(run: PlannedRun, job: dict[str, Any] | None, collected: CollectedRun | None) -> RunStatus:
     state, attempts, message = job_state(job)
     result = collected.result if collected is not None else None
-    if state == "Succeeded" and collected is not None and collected.status == "failed":
+    if collected is not None and collected.status == "cancelled":
+        # The agent got SIGTERM (pod deleted, node drained) and published what it had: the collector's record is
+        # final (a finished run is never rewritten), so the run is finished, whatever its Job does next.
+        state, message = "Failed", _cancelled_message(collected.error)
+    elif state == "Succeeded" and collected is not None and collected.status == "failed":
         state, message = "Failed", f"the evaluation failed: {collected.error}"
     elif state == "Succeeded" and result is None:
         state, message = "Running", "Job complete; waiting for the collector to store the result"
@@ -72,6 +77,13 @@ def run_status(run: PlannedRun, job: dict[str, Any] | None, collected: Collected
         message=message[:2000],
         result=result if state == "Succeeded" else None,
     )
+
+
+def _cancelled_message(error: str) -> str:
+    """``cancelled: ...`` whatever the agent wrote (its error already starts so; an empty one gets the reason)."""
+    if not error:
+        return "cancelled: the agent was stopped (SIGTERM) before the run finished"
+    return error if error.startswith("cancelled") else f"cancelled: {error}"
 
 
 def _condition(
