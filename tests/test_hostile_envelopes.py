@@ -331,15 +331,6 @@ def check_case(collector: CollectorProcess, nats_url: str, case: Case) -> None:
 # --- the test ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def reaper() -> Iterator[ProcessReaper]:
-    reaper = ProcessReaper()
-    try:
-        yield reaper
-    finally:
-        reaper.reap()
-
-
 def test_hostile_envelopes_are_stored_once_or_dead_lettered_once(tmp_path: Path, reaper: ProcessReaper) -> None:
     server = EmbeddedNatsServer(tmp_path / "nats")
     server.start()

@@ -70,15 +70,6 @@ def _connect(url: str, token: str | None) -> str:
 
 
 @pytest.fixture
-def reaper() -> Iterator[ProcessReaper]:
-    reaper = ProcessReaper()
-    try:
-        yield reaper
-    finally:
-        reaper.reap()
-
-
-@pytest.fixture
 def token() -> str:
     return generate_token()
 

@@ -51,25 +51,6 @@ MIN_QUERIES = 12_000
 RUN_SETTINGS = {"scenario": "single-stream", "mode": "both", "min_duration_s": 2.0, "min_query_count": MIN_QUERIES}
 
 
-@pytest.fixture
-def reaper() -> Iterator[ProcessReaper]:
-    reaper = ProcessReaper()
-    try:
-        yield reaper
-    finally:
-        reaper.reap()
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
-    server = EmbeddedNatsServer(tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 @dataclass
 class Pipeline:
     nats: EmbeddedNatsServer
