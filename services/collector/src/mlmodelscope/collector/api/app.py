@@ -3,11 +3,12 @@ regression monitor) and errors.
 
 Nothing is built at import time: the settings come from ``main`` (or a test) and the database, metrics and
 consumer are created when the app starts, and closed when it stops. Errors become HTTP statuses here, once:
-``DatabaseUnavailableError`` -> 503 with its message; bad parameters are FastAPI's 422; unknown ids are 404 in the
-routers (``UnknownRunError`` -> 404); a run that cannot be analysed (``AnalysisError``) and a launch request the
-launcher refuses (``LaunchError``) are 422, launching while unconfigured is 409, broken asset folders 503; a 405
-names every method of its path. The web pages (``mlmodelscope.collector.web``), whose errors are HTML pages, and the
-offline ``/docs`` (``api.docs``) are mounted here too.
+``DatabaseUnavailableError`` -> 503 with its message; ``StoredDataError`` (data the database cannot read back)
+-> 500 with a problem detail naming the run and the fix, never "unavailable"; bad parameters are FastAPI's 422;
+unknown ids are 404 in the routers (``UnknownRunError`` -> 404); a run that cannot be analysed (``AnalysisError``)
+and a launch request the launcher refuses (``LaunchError``) are 422, launching while unconfigured is 409, broken
+asset folders 503; a 405 names every method of its path. The web pages (``mlmodelscope.collector.web``), whose
+errors are HTML pages, and the offline ``/docs`` (``api.docs``) are mounted here too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
@@ -42,6 +44,7 @@ from mlmodelscope.collector.errors import (
     KubernetesApiError,
     LaunchError,
     LaunchNotConfiguredError,
+    StoredDataError,
     UnknownRunError,
 )
 from mlmodelscope.collector.metrics import distribution_version
@@ -88,6 +91,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
     app.state.settings = settings
     app.state.runtime = None
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
+    app.add_exception_handler(StoredDataError, _stored_data_error)
     app.add_exception_handler(UnknownRunError, _status(404))
     app.add_exception_handler(AnalysisError, _status(422))
     app.add_exception_handler(LaunchNotConfiguredError, _status(409))
@@ -153,3 +157,42 @@ def _status(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]
 
 async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": str(error)}, headers={"Retry-After": "5"})
+
+
+STORED_DATA_PROBLEM_TYPE = "https://mlmodelscope.org/problems/stored-data-error"
+STORED_DATA_FIX = (
+    "The request is valid; retrying it will not help. See the collector's log for the statement, then repair the "
+    "database (restore a backup; for SQLite, `sqlite3 FILE .recover`) or delete the run's rows and store it again "
+    "(`mlmodelscope runs import` of its run folder)."
+)
+
+
+async def _stored_data_error(request: Request, error: Exception) -> Response:
+    """The database refused a read because of the data it holds (``StoredDataError``): 500, a problem detail.
+
+    Status: the request is well formed and names a run that exists, so nothing the client changes fixes it (not a
+    4xx); it is not transient either, so not 503 and no ``Retry-After``, and never "database unavailable" (that
+    sends users to check a server that is up). The fault is the server's: it stored, or its database holds, data
+    it cannot read back. So it is a 500 whose RFC 9457 problem detail (``application/problem+json``) names the run
+    (``run_id``, when the path names one), what the database said (``detail``) and how to fix it (``hint``). A page
+    gets the same as its HTML error page.
+    """
+    assert isinstance(error, StoredDataError)
+    run_id = request.path_params.get("run_id")
+    subject = f"the stored data of run {run_id!r}" if run_id else "the stored data"
+    detail = f"{subject} cannot be read: {error.message}"
+    hint = error.hint or STORED_DATA_FIX
+    log.error("%s %s: %s", request.method, request.url.path, detail)
+    if pages.is_page(request):
+        return pages.error_page(request, 500, f"{detail}. {hint}")
+    problem: dict[str, Any] = {
+        "type": STORED_DATA_PROBLEM_TYPE,
+        "title": "Stored data cannot be read",
+        "status": 500,
+        "detail": detail,
+        "hint": hint,
+        "instance": request.url.path,
+    }
+    if run_id:
+        problem["run_id"] = run_id
+    return JSONResponse(status_code=500, content=problem, media_type="application/problem+json")
