@@ -9,27 +9,17 @@ parsing), so the messages are the ones the agent would have given, only at once.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlmodelscope.cli.context import CliContext
 from mlmodelscope.core.artifacts.locations import parse_uri
-from mlmodelscope.core.errors import ArtifactError, EvaluationError, ManifestError
+from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
 from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 
 
-@contextmanager
-def _naming_the_manifest(where: str) -> Iterator[None]:
-    """Prefix artifact errors with the manifest that named the artifact, as the agent does."""
-    try:
-        yield
-    except ArtifactError as e:
-        raise type(e)(f"{where}: {e.message}", hint=e.hint) from e
-
-
 def _check_uri(uri: str, base_dir: Path, where: str) -> None:
-    with _naming_the_manifest(where):
+    with naming_the_manifest(where):
         parse_uri(uri, base_dir)
 
 

@@ -30,6 +30,9 @@ Library exceptions are always kept as the cause (``raise ... from e``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class MLModelScopeError(Exception):
     """Base of every error MLModelScope raises on purpose.
@@ -114,3 +117,15 @@ class ModelLoadError(PredictorError):
 
 class EvaluationError(MLModelScopeError):
     """The evaluation cannot run with these settings, or it failed while running."""
+
+
+@contextmanager
+def naming_the_manifest(where: str) -> Iterator[None]:
+    """Prefix artifact errors with the manifest that named the artifact, keeping type, hint and cause.
+
+    The agent (while fetching) and the CLI (checking before anything starts) name the same manifest the same way.
+    """
+    try:
+        yield
+    except ArtifactError as e:
+        raise type(e)(f"{where}: {e.message}", hint=e.hint) from e

@@ -20,7 +20,7 @@ import numpy as np
 
 from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
-from mlmodelscope.core.errors import ArtifactError, EvaluationError, ManifestError
+from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
 from mlmodelscope.core.evaluation.agreement import write_outputs
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
 from mlmodelscope.core.evaluation.environment import capture_environment
@@ -62,15 +62,6 @@ def _fetch_labels(store: ArtifactStore, labels: FileRef | None, base_dir: Path) 
     if labels is None:
         return None
     return load_labels(store.fetch(labels.uri, labels.sha256, base_dir=base_dir))
-
-
-@contextmanager
-def _naming_the_manifest(where: str) -> Iterator[None]:
-    """Prefix artifact errors with the manifest that named the artifact, keeping type, hint and cause."""
-    try:
-        yield
-    except ArtifactError as e:
-        raise type(e)(f"{where}: {e.message}", hint=e.hint) from e
 
 
 @dataclass
@@ -140,19 +131,19 @@ def run_evaluation(
         model_dir = resolution.model_path.parent
         artifact = resolution.artifact
         with (
-            _naming_the_manifest(f"model '{model.name}' ({resolution.model_path})"),
+            naming_the_manifest(f"model '{model.name}' ({resolution.model_path})"),
             _phase(tracer, "artifact_fetch", root.span_id, uri=artifact.uri) as fetch_phase,
         ):
             fetched = fetch_artifact(store, artifact, base_dir=model_dir)  # built first for zoo: URIs
             artifact_path = fetched.path
         dataset_dir = registry.source_of("Dataset", dataset.name).parent
         with (
-            _naming_the_manifest(f"dataset '{dataset.name}' ({registry.source_of('Dataset', dataset.name)})"),
+            naming_the_manifest(f"dataset '{dataset.name}' ({registry.source_of('Dataset', dataset.name)})"),
             _phase(tracer, "dataset_load", root.span_id, dataset=dataset.name) as dataset_phase,
         ):
             library = build_sample_library(load_dataset(dataset, store, dataset_dir), model.spec)
         output_spec = model.spec.outputs[0]
-        with _naming_the_manifest(f"model '{model.name}' labels ({resolution.model_path})"):
+        with naming_the_manifest(f"model '{model.name}' labels ({resolution.model_path})"):
             labels = _fetch_labels(store, output_spec.labels, model_dir)
         classes = output_spec.shape[-1] if output_spec.shape else 0
         if classes > 0 and (library.labels.min() < 0 or library.labels.max() >= classes):
