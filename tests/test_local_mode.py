@@ -48,9 +48,15 @@ def test_framework_trace_nests_onnxruntime_nodes_under_every_query(tmp_path: Pat
     children = defaultdict(list)
     for span in spans:
         children[span["args"]["parent_id"]].append(span)
-    model_spans = [s for s in spans if s["name"] == "predict"]
+    model_spans = sorted((s for s in spans if s["name"] == "predict"), key=lambda s: s["ts"])
     assert len(model_spans) == result["performance"]["queries"]
-    for parent in model_spans:
+    trace = result["framework_trace"]
+    assert trace["status"] == "complete", trace
+    window = model_spans[: trace["window_calls"]]
+    assert trace["profiled_calls"] == len(window) > 0
+    # Calls after the declared window (--framework-trace-calls) carry no operator spans, by design.
+    assert all(not children[s["args"]["span_id"]] for s in model_spans[len(window) :])
+    for parent in window:
         kids = children[parent["args"]["span_id"]]
         assert {k["args"].get("op_type") for k in kids} >= ORT_OPS, kids
         for kid in kids:  # on the timeline, each node lies inside its query
