@@ -251,15 +251,21 @@ class BusProgress:
 UNSUCCESSFUL_RUN_STATUSES = ("failed", "cancelled")
 
 
-def wait_for_runs(collector: CollectorProcess, run_ids: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
+def wait_for_runs(
+    collector: CollectorProcess, run_ids: list[str], timeout_s: float, max_wait_s: float = 3600.0
+) -> dict[str, dict[str, Any]]:
     """Poll the collector until every run is finished (succeeded, failed or cancelled) and return their details.
 
     A failed or cancelled run (an agent that got SIGTERM publishes what it has as ``cancelled``) is finished as it
     is; a succeeded one once every span and query the agent published has been stored (``complete``).
+    ``timeout_s`` bounds a stall, not the wait: as long as the collector keeps storing the runs' spans and queries
+    (a long traced run on a busy machine takes a while to ingest), waiting goes on, up to ``max_wait_s`` in all.
     """
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    stall_deadline = started + timeout_s
     details: dict[str, dict[str, Any]] = {}
-    while time.monotonic() < deadline:
+    stored: dict[str, tuple[Any, ...]] = {}
+    while time.monotonic() < min(stall_deadline, started + max_wait_s):
         for run_id in run_ids:
             if run_id in details:
                 continue
@@ -270,12 +276,18 @@ def wait_for_runs(collector: CollectorProcess, run_ids: list[str], timeout_s: fl
                 detail.get("status") == "succeeded" and detail.get("complete")
             ):
                 details[run_id] = detail
+            seen = (detail.get("status"), detail.get("received_span_count"), detail.get("received_query_count"))
+            if stored.get(run_id) != seen:
+                stored[run_id] = seen
+                stall_deadline = time.monotonic() + timeout_s
         if len(details) == len(run_ids):
             return details
         time.sleep(_POLL_S)
     missing = ", ".join(r for r in run_ids if r not in details)
+    waited = "stored nothing more of" if time.monotonic() >= stall_deadline else "had not finished"
+    limit_s = timeout_s if waited == "stored nothing more of" else max_wait_s
     raise EvaluationError(
-        f"the collector did not receive the end of run(s) {missing} within {timeout_s:g} s.",
+        f"the collector {waited} run(s) {missing} within {limit_s:g} s.",
         hint="See collector.log and the agents' logs in the data folder.",
     )
 
