@@ -75,14 +75,15 @@ def test_a_timeline_over_self_parented_and_looping_model_spans_ends_and_says_why
         _span(13, 14, TraceLevel.FRAMEWORK),  # a loop below a query: 10 is not involved, 13 <-> 14
         _span(14, 13, TraceLevel.FRAMEWORK),
     ]
+    # With no run phase every model span is a query, the self-parented one included (once). (The old walk never
+    # returned here: this is the case that grew the collector until MemoryError.)
+    loose = timeline([_span(12, 12), _span(20, 20), _span(21, 20, TraceLevel.FRAMEWORK)], queries=8)
+    assert sorted(bar.name for bar in loose.window.bars) == ["s12", "s20", "s21"]
+    assert {bar.depth for bar in loose.window.bars} == {0, 1}
     drawn = timeline(spans, queries=8)
     assert drawn.window_queries == 1
     assert sorted(bar.name for bar in drawn.window.bars) == ["s10", "s11"]
     assert drawn.notes and "3 spans" in drawn.notes[0]
-    # With no run phase every model span is a query, the self-parented one included (once).
-    loose = timeline([_span(12, 12), _span(20, 20), _span(21, 20, TraceLevel.FRAMEWORK)], queries=8)
-    assert sorted(bar.name for bar in loose.window.bars) == ["s12", "s20", "s21"]
-    assert {bar.depth for bar in loose.window.bars} == {0, 1}
 
 
 def _spans_envelope(run_id: str, spans: list[Span], sequence: int) -> Envelope:
@@ -115,7 +116,17 @@ async def test_the_collector_serves_timeline_page_and_trace_of_a_run_with_cycles
         _span(14, 14, TraceLevel.MODEL, run_id=run_id),  # self-parented
         _span(15, 15, TraceLevel.APPLICATION, run_id=run_id),  # a self-parented phase
     ]
+    # A run with no performance_run phase and a self-parented model span: the old collector walked it forever.
+    loose_id = "r-loose"
+    loose = [_span(12, 12, run_id=loose_id), _span(20, 20, run_id=loose_id)]
+    loose.append(_span(21, 20, TraceLevel.FRAMEWORK, run_id=loose_id))
     async with fixtures.running_app(fixtures.settings_for(sqlite_url)) as app:
+        app.runtime.ingestor.ingest(fixtures.run_started(loose_id))
+        app.runtime.ingestor.ingest(_spans_envelope(loose_id, loose, 0))
+        app.runtime.ingestor.ingest(fixtures.run_finished(loose_id, span_count=len(loose), query_count=0))
+        loose_timeline = await app.client.get(f"/api/v1/runs/{loose_id}/timeline")
+        assert loose_timeline.status_code == 200, loose_timeline.text
+        assert sorted(bar["name"] for bar in loose_timeline.json()["window"]["bars"]) == ["s12", "s20", "s21"]
         app.runtime.ingestor.ingest(fixtures.run_started(run_id))
         app.runtime.ingestor.ingest(_spans_envelope(run_id, looping, 0))
         app.runtime.ingestor.ingest(fixtures.run_finished(run_id, span_count=len(looping), query_count=0))
