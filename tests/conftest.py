@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
 CLI = Path(sys.executable).parent / "mlmodelscope"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children get the default Ctrl-C behaviour even where the test run itself was started with SIGINT ignored.
+
+    A shell without job control starts background jobs (``make test &``, some CI runners) with SIGINT ignored,
+    an ignored disposition survives exec, and a Python child then never raises KeyboardInterrupt: the tests that
+    press Ctrl-C on the CLI or an agent would hang. A caught signal is reset to its default on exec, so catching it
+    here gives every child the behaviour a terminal gives it.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True)
