@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.setup-stamp
-PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]' -e services/collector -e services/cli -e services/operator
+PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]' -e services/collector -e services/cli -e operator
 # MXNet 1.9.1 needs numpy < 1.24 (TensorFlow needs numpy 2): its agents run in their own environment, named by
 # assets/frameworks/mxnet.yaml (spec.runtime.python).
 MXNET_VENV := .venv-mxnet
@@ -15,7 +15,7 @@ MXNET_STAMP := $(MXNET_VENV)/.setup-stamp
 
 setup: $(STAMP) $(MXNET_STAMP)
 
-$(STAMP): constraints.txt requirements-dev.txt services/*/pyproject.toml
+$(STAMP): constraints.txt requirements-dev.txt services/*/pyproject.toml operator/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -U pip
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
@@ -36,7 +36,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p mlmodelscope.core -p mlmodelscope.agent -p mlmodelscope.collector -p mlmodelscope.cli -p mlmodelscope.operator
-	PYTHONPATH=services/core/src:services/agent/src:services/collector/src:services/cli/src:services/operator/src \
+	PYTHONPATH=services/core/src:services/agent/src:services/collector/src:services/cli/src:operator/src \
 		$(BIN)/lint-imports
 
 format: setup

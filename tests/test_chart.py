@@ -166,7 +166,7 @@ def test_agent_image_overrides_reach_the_framework_resources(full_render: list[d
 
 
 def _operator_source() -> str:
-    folder = REPO / "services" / "operator" / "src" / "mlmodelscope" / "operator"
+    folder = REPO / "operator" / "src" / "mlmodelscope" / "operator"
     return "\n".join(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py")))
 
 

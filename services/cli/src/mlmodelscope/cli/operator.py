@@ -27,7 +27,7 @@ def _operator_module(name: str) -> ModuleType:
     except ImportError as e:
         raise MLModelScopeError(
             f"the operator is not installed here ({e}).",
-            hint="`pip install -e services/operator` (mlmodelscope-operator, with kopf).",
+            hint="`pip install -e operator` (mlmodelscope-operator, with kopf).",
         ) from e
 
 

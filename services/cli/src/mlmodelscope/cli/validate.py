@@ -45,7 +45,7 @@ def validated_kinds() -> dict[str, type[BaseModel]]:
     except ImportError as e:
         raise MLModelScopeError(
             f"validate needs the operator distribution (the Evaluation model and the CRDs), not installed here ({e}).",
-            hint="`pip install -e services/operator` (mlmodelscope-operator).",
+            hint="`pip install -e operator` (mlmodelscope-operator).",
         ) from e
     return {**RESOURCE_KINDS, "Evaluation": Evaluation}
 

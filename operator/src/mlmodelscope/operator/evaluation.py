@@ -11,9 +11,9 @@ A run is one cell of the matrix models x frameworks x targets (x count) x batch 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlmodelscope.core.evaluation.settings import Mode, Scenario
 from mlmodelscope.core.manifests.resources import Accelerator, Architecture, ObjectMeta, ResourceName
@@ -36,23 +36,54 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Target(_Strict):
-    """Where runs execute: nodes of this CPU architecture with this accelerator."""
-
-    arch: Architecture = Field(description="Node CPU architecture (the kubernetes.io/arch label).")
-    accelerator: Accelerator = Field(default="cpu", description="cpu, gpu (nvidia.com/gpu) or fpga.")
-    count: int = Field(default=1, ge=1, le=100, description="Repetitions of every run on this target.")
-
-
 class JobResources(_Strict):
-    """Requests and limits of the predictor container (the accelerator is added by the operator)."""
+    """Requests and limits of the predictor container (the accelerator is added by the operator). Requests left
+    empty equal the limits: Guaranteed QoS, so a benchmark's CPUs are not shared with burstable neighbours."""
 
     requests: dict[str, Quantity] = Field(
-        default_factory=lambda: {"cpu": "1", "memory": "2Gi"}, description="e.g. {cpu: '2', memory: 4Gi}."
+        default_factory=dict, description="e.g. {cpu: '2', memory: 4Gi}; empty: the limits (Guaranteed QoS)."
     )
     limits: dict[str, Quantity] = Field(
         default_factory=lambda: {"cpu": "2", "memory": "4Gi"}, description="e.g. {cpu: '4', memory: 8Gi}."
     )
+
+
+class Target(_Strict):
+    """Where runs execute: nodes of this CPU architecture with this accelerator, and how each run is placed."""
+
+    arch: Architecture = Field(description="Node CPU architecture (the kubernetes.io/arch label).")
+    accelerator: Accelerator = Field(default="cpu", description="cpu, gpu (nvidia.com/gpu) or fpga.")
+    count: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Devices of the accelerator per run: a gpu target with count 2 runs one Job requesting "
+        "nvidia.com/gpu: 2. Must be 1 on a cpu target.",
+    )
+    repeats: int = Field(default=1, ge=1, le=100, description="Repetitions of every run on this target.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels added to the Job's nodeSelector (e.g. a GPU model or dedicated benchmark nodes).",
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="Tolerations added to the Job's pod (Kubernetes Toleration objects)."
+    )
+    affinity: dict[str, Any] | None = Field(default=None, description="The Job pod's affinity (Kubernetes Affinity).")
+    priority_class_name: str | None = Field(
+        default=None, min_length=1, max_length=253, description="PriorityClass of the Job's pod."
+    )
+    resources: JobResources | None = Field(
+        default=None, description="Requests and limits of this target's runs; default: the Evaluation's resources."
+    )
+
+    @model_validator(mode="after")
+    def _devices_need_an_accelerator(self) -> Target:
+        if self.accelerator == "cpu" and self.count != 1:
+            raise ValueError(
+                f"count is the number of devices per run: a cpu target has none, so count must be 1 (got "
+                f"{self.count}); use repeats: {self.count} to repeat every run"
+            )
+        return self
 
 
 class EvaluationSpec(_Strict):
@@ -82,6 +113,11 @@ class EvaluationSpec(_Strict):
     resources: JobResources = Field(default_factory=JobResources)
     queue_name: str | None = Field(
         default=None, min_length=1, max_length=63, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name)."
+    )
+    suspend: bool = Field(
+        default=False,
+        description="true: create no more Jobs and delete the running ones (their runs become Pending again); "
+        "false: continue where it stopped.",
     )
 
 

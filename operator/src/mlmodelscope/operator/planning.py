@@ -186,9 +186,9 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
                             f"Dataset '{dataset.name}'"
                         )
                         continue
-                    for repetition in range(target.count):
+                    for repetition in range(target.repeats):
                         key = f"{model_name}/{framework_name}/{target.arch}-{target.accelerator}/b{batch_size}"
-                        if target.count > 1:
+                        if target.repeats > 1:
                             key += f"/r{repetition}"
                         run_settings_ = settings_by_batch[batch_size]
                         digest = _digest(
