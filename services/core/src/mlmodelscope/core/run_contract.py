@@ -6,6 +6,13 @@ they came from, the cluster's resourceVersion/generation and a sha256 of each sp
 what was declared and re-resolves nothing: no asset folder is needed wherever the artifacts are reachable by URI.
 Relative artifact URIs resolve against each resource's ``base_dir`` (the manifest's folder locally; in a cluster,
 the folder of the agent image's built-in assets of that kind).
+
+One canonical form of a spec, so that every writer gives the same sha256 for the same spec: the spec as the core's
+pydantic resource validated it, ``resource.spec.model_dump(mode="json", exclude_defaults=True)``
+(``canonical_spec``). Local mode validates the manifest file, the operator the cluster object, with the same
+classes; an explicit default and an omitted one digest alike, and the form validates back to the same spec (a plain
+dump does not: a Dataset source refuses the fields of its other kind). Writers build resources with
+``ResolvedResource.from_resource``; ``spec_sha256`` of that dict is what results and the Evaluation status record.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.manifests.resources import API_VERSION, Accelerator
+from mlmodelscope.core.manifests.resources import API_VERSION, Accelerator, Resource
 from mlmodelscope.core.messages import RunId
 from mlmodelscope.core.tracing.spans import TraceLevel
 
@@ -31,6 +38,11 @@ def spec_sha256(spec: dict[str, Any]) -> str:
     however they were written (YAML file, kubectl apply, the API server's re-serialisation)."""
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def canonical_spec(resource: Resource) -> dict[str, Any]:
+    """The spec of a validated resource in the run contract's one canonical form (see the module docstring)."""
+    return resource.spec.model_dump(mode="json", exclude_defaults=True)
 
 
 class ResolvedResource(BaseModel):
@@ -65,6 +77,14 @@ class ResolvedResource(BaseModel):
     @classmethod
     def of(cls, kind: ResourceKind, name: str, spec: dict[str, Any], **where: Any) -> ResolvedResource:
         return cls(kind=kind, name=name, spec=spec, sha256=spec_sha256(spec), **where)
+
+    @classmethod
+    def from_resource(cls, resource: Resource, **where: Any) -> ResolvedResource:
+        """A validated Model, Framework or Dataset in canonical form; ``where``: source, namespace,
+        resource_version, generation, base_dir."""
+        return cls.of(
+            resource.kind, resource.name, canonical_spec(resource), labels=dict(resource.metadata.labels), **where
+        )
 
     def document(self) -> dict[str, Any]:
         """The resource as a manifest document (what the core's pydantic resources validate)."""
@@ -148,4 +168,4 @@ class RunSpec(BaseModel):
         return (self.run_dir or self.output_dir) / SPOOL_FOLDER
 
 
-__all__ = ["SPOOL_FOLDER", "ResolvedResource", "ResolvedResources", "RunSpec", "spec_sha256"]
+__all__ = ["SPOOL_FOLDER", "ResolvedResource", "ResolvedResources", "RunSpec", "canonical_spec", "spec_sha256"]
