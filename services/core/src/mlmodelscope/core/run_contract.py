@@ -9,40 +9,34 @@ the folder of the agent image's built-in assets of that kind).
 
 One canonical form of a spec, so that every writer gives the same sha256 for the same spec: the spec as the core's
 pydantic resource validated it, ``resource.spec.model_dump(mode="json", exclude_defaults=True)``
-(``canonical_spec``). Local mode validates the manifest file, the operator the cluster object, with the same
-classes; an explicit default and an omitted one digest alike, and the form validates back to the same spec (a plain
-dump does not: a Dataset source refuses the fields of its other kind). Writers build resources with
-``ResolvedResource.from_resource``; ``spec_sha256`` of that dict is what results and the Evaluation status record.
+(``canonical_spec``, in ``core.manifests.canonical``). Local mode validates the manifest file, the operator the
+cluster object, with the same classes; an explicit default and an omitted one digest alike, and the form validates
+back to the same spec (a plain dump does not: a Dataset source refuses the fields of its other kind). Writers build
+resources with ``ResolvedResource.from_resource`` (or ``ResolvedResources.from_registry``); ``spec_sha256`` of that
+dict is what results and the Evaluation status record. The agent turns the resources back into a registry with
+``ResolvedResources.registry``, validating each spec with the same classes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlmodelscope.core.artifacts.locations import is_relative_path
+from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.manifests.resources import API_VERSION, Accelerator, Resource
+from mlmodelscope.core.manifests.canonical import canonical_spec, spec_sha256
+from mlmodelscope.core.manifests.loading import LoadedResource, format_location, parse_document
+from mlmodelscope.core.manifests.registry import Registry
+from mlmodelscope.core.manifests.resources import API_VERSION, ZOO_SCHEME, Accelerator, Resource
 from mlmodelscope.core.messages import RunId
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 SPOOL_FOLDER = "unpublished"
 ResourceKind = Literal["Model", "Framework", "Dataset"]
-
-
-def spec_sha256(spec: dict[str, Any]) -> str:
-    """sha256 of a resource's spec in canonical JSON (sorted keys, no whitespace): equal specs, equal digests,
-    however they were written (YAML file, kubectl apply, the API server's re-serialisation)."""
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def canonical_spec(resource: Resource) -> dict[str, Any]:
-    """The spec of a validated resource in the run contract's one canonical form (see the module docstring)."""
-    return resource.spec.model_dump(mode="json", exclude_defaults=True)
 
 
 class ResolvedResource(BaseModel):
@@ -115,8 +109,72 @@ class ResolvedResources(BaseModel):
 
     def checksums(self) -> dict[str, str]:
         """{'model': sha256, 'framework': ..., 'dataset': ...}: what the Evaluation status shows per run."""
+        return {k: v.sha256 for k, v in self._fields()}
+
+    def _fields(self) -> Iterator[tuple[str, ResolvedResource]]:
         pairs = (("model", self.model), ("framework", self.framework), ("dataset", self.dataset))
-        return {k: v.sha256 for k, v in pairs if v is not None}
+        yield from ((k, v) for k, v in pairs if v is not None)
+
+    @classmethod
+    def from_registry(
+        cls, registry: Registry, model: str, framework: str, dataset: str | None = None
+    ) -> ResolvedResources:
+        """The resources of one run from a registry of manifest files (local mode, the collector's launcher):
+        source = the manifest, base_dir = its folder. ``dataset`` None: the model's default dataset, if any."""
+        model_resource = registry.model(model)
+        dataset_name = dataset or model_resource.spec.dataset
+
+        def resolved(kind: str, name: str) -> ResolvedResource:
+            loaded = registry.entry(kind, name)
+            folder = loaded.folder
+            return ResolvedResource.from_resource(
+                loaded.resource, source=loaded.where, base_dir=str(folder.resolve()) if folder is not None else ""
+            )
+
+        return cls(
+            model=resolved("Model", model),
+            framework=resolved("Framework", framework),
+            dataset=resolved("Dataset", dataset_name) if dataset_name is not None else None,
+        )
+
+    def registry(self, source: str) -> Registry:
+        """An in-memory registry of exactly these resources, each validated by the core's pydantic classes;
+        ``source`` names the run spec in errors (ManifestError naming it, the resource and the field)."""
+        registry = Registry()
+        for field_name, carried in self._fields():
+            where = f"{source}: resources.{field_name}"
+            resource = parse_document(carried.document(), source=where)
+            base_dir = Path(carried.base_dir) if carried.base_dir else None
+            if base_dir is None:
+                _refuse_relative_uris(resource, where)
+            registry.add(
+                LoadedResource(resource, None, origin=carried.source or where, base_dir=base_dir, sha256=carried.sha256)
+            )
+        return registry
+
+
+def _refuse_relative_uris(resource: Resource, where: str) -> None:
+    """A resource without a base folder cannot name artifacts by relative path: say so before anything starts."""
+    for location, uri in _uris(resource.spec.model_dump(mode="json"), ("spec",)):
+        if not uri.startswith(ZOO_SCHEME) and is_relative_path(uri):
+            raise ManifestError(
+                f"{where}: {resource.kind} '{resource.name}' has the relative artifact URI '{uri}' "
+                f"({format_location(location)}) but no base folder to resolve it against (base_dir is empty).",
+                hint="Give the artifact an absolute URI (https://host/path or s3://bucket/key) with its sha256, "
+                "or set the resource's base_dir to the folder holding it.",
+            )
+
+
+def _uris(data: Any, location: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "uri" and isinstance(value, str):
+                yield (*location, key), value
+            else:
+                yield from _uris(value, (*location, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _uris(value, (*location, index))
 
 
 class RunSpec(BaseModel):

@@ -87,6 +87,14 @@ def parse_uri(uri: str, base_dir: Path | None) -> Location:
     )
 
 
+def is_relative_path(uri: str) -> bool:
+    """Whether ``uri`` is a plain relative path, the one kind of URI that needs a base folder to resolve against."""
+    text = uri.strip()
+    if _SCHEME.match(text) or text.lower().startswith("file:"):
+        return False
+    return not Path(text).is_absolute()
+
+
 def _plain_path(uri: str, text: str, base_dir: Path | None) -> LocalFile:
     path = Path(text)
     if path.is_absolute():

@@ -86,7 +86,7 @@ class FetchedArtifact:
     sha256: str
 
 
-def fetch_artifact(store: ArtifactStore, artifact: Artifact, *, base_dir: Path) -> FetchedArtifact:
+def fetch_artifact(store: ArtifactStore, artifact: Artifact, *, base_dir: Path | None) -> FetchedArtifact:
     """The local path of ``artifact``: fetched through the store (unpacked, with its sidecars beside it, as
     declared), or built for a ``zoo:`` URI."""
     zoo = artifact.zoo

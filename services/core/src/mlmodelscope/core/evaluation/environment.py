@@ -68,6 +68,12 @@ class Environment(BaseModel):
     framework: dict[str, str] = Field(default_factory=dict, description="name and installed version")
     manifest_sha256: dict[str, str] = Field(default_factory=dict)
     artifact_sha256: dict[str, str] = Field(default_factory=dict)
+    intra_op_threads: int | None = Field(default=None, description="The intra-op threads the predictor was given.")
+    intra_op_threads_source: str = Field(
+        default="",
+        description="Where that count came from: 'run spec', or the container's CPU limit (cgroup v2 cpu.max, "
+        "cgroup v1 cpu.cfs_quota_us), else the scheduler's CPUs (sched_getaffinity, os.cpu_count).",
+    )
 
 
 def architecture() -> str:
@@ -142,6 +148,8 @@ def capture_environment(
     framework: dict[str, str],
     manifest_sha256: dict[str, str],
     artifact_sha256: dict[str, str],
+    intra_op_threads: int | None = None,
+    intra_op_threads_source: str = "",
 ) -> Environment:
     uname = platform.uname()
     return Environment(
@@ -159,4 +167,6 @@ def capture_environment(
         framework=framework,
         manifest_sha256=manifest_sha256,
         artifact_sha256=artifact_sha256,
+        intra_op_threads=intra_op_threads,
+        intra_op_threads_source=intra_op_threads_source,
     )

@@ -95,6 +95,9 @@ class FrameworkTrace(_Frozen):
 class ResourceRef(_Frozen):
     name: str
     version: str
+    spec_sha256: str = Field(
+        default="", description="sha256 of the resource's canonical spec the run evaluated; empty in older results."
+    )
 
 
 class EvaluationResult(_Frozen):

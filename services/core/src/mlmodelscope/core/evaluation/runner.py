@@ -22,6 +22,7 @@ from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
 from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
 from mlmodelscope.core.evaluation.agreement import write_outputs
+from mlmodelscope.core.evaluation.cpu_quota import CpuBudget, container_cpus
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
 from mlmodelscope.core.evaluation.environment import capture_environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
@@ -58,7 +59,12 @@ class EvaluationRequest:
     intra_op_threads: int | None = None
 
 
-def _fetch_labels(store: ArtifactStore, labels: FileRef | None, base_dir: Path) -> list[str] | None:
+def intra_op_threads(requested: int | None) -> CpuBudget:
+    """The requested count, else the container's CPU limit (see ``cpu_quota``): never the node's core count."""
+    return CpuBudget(requested, "run spec") if requested is not None else container_cpus()
+
+
+def _fetch_labels(store: ArtifactStore, labels: FileRef | None, base_dir: Path | None) -> list[str] | None:
     if labels is None:
         return None
     return load_labels(store.fetch(labels.uri, labels.sha256, base_dir=base_dir))
@@ -128,22 +134,22 @@ def run_evaluation(
         )
 
     with _phase(tracer, "evaluation", model=model.name, framework=framework.name) as root:
-        model_dir = resolution.model_path.parent
+        model_dir = resolution.model_dir
         artifact = resolution.artifact
         with (
-            naming_the_manifest(f"model '{model.name}' ({resolution.model_path})"),
+            naming_the_manifest(f"model '{model.name}' ({resolution.model_where})"),
             _phase(tracer, "artifact_fetch", root.span_id, uri=artifact.uri) as fetch_phase,
         ):
             fetched = fetch_artifact(store, artifact, base_dir=model_dir)  # built first for zoo: URIs
             artifact_path = fetched.path
-        dataset_dir = registry.source_of("Dataset", dataset.name).parent
+        dataset_entry = registry.entry("Dataset", dataset.name)
         with (
-            naming_the_manifest(f"dataset '{dataset.name}' ({registry.source_of('Dataset', dataset.name)})"),
+            naming_the_manifest(f"dataset '{dataset.name}' ({dataset_entry.where})"),
             _phase(tracer, "dataset_load", root.span_id, dataset=dataset.name) as dataset_phase,
         ):
-            library = build_sample_library(load_dataset(dataset, store, dataset_dir), model.spec)
+            library = build_sample_library(load_dataset(dataset, store, dataset_entry.folder), model.spec)
         output_spec = model.spec.outputs[0]
-        with naming_the_manifest(f"model '{model.name}' labels ({resolution.model_path})"):
+        with naming_the_manifest(f"model '{model.name}' labels ({resolution.model_where})"):
             labels = _fetch_labels(store, output_spec.labels, model_dir)
         classes = output_spec.shape[-1] if output_spec.shape else 0
         if classes > 0 and (library.labels.min() < 0 or library.labels.max() >= classes):
@@ -153,9 +159,8 @@ def run_evaluation(
             )
         postprocessor = Postprocessor(output_spec.postprocess, labels)
         profile_dir = request.output_dir / "framework-profile" if tracer.enabled(TraceLevel.FRAMEWORK) else None
-        options = PredictorOptions(
-            device=request.device, intra_op_threads=request.intra_op_threads, profile_dir=profile_dir
-        )
+        threads = intra_op_threads(request.intra_op_threads)
+        options = PredictorOptions(device=request.device, intra_op_threads=threads.cpus, profile_dir=profile_dir)
         predictor = predictor_class(model.spec, options)
         with _phase(tracer, "model_load", root.span_id, format=artifact.format) as load_phase:
             predictor.load(artifact_path)
@@ -195,13 +200,23 @@ def run_evaluation(
         framework={"name": framework.name, "version": installed_version},
         manifest_sha256=registry.checksums(),
         artifact_sha256={artifact.uri: fetched.sha256, **dataset_source_sha256(dataset)},
+        intra_op_threads=threads.cpus,
+        intra_op_threads_source=threads.source,
     )
     return EvaluationResult(
         id=run_id,
         created_at=datetime.now(UTC),
-        model=ResourceRef(name=model.name, version=model.spec.version),
-        framework=ResourceRef(name=framework.name, version=installed_version),
-        dataset=ResourceRef(name=dataset.name, version=dataset.spec.split),
+        model=ResourceRef(
+            name=model.name, version=model.spec.version, spec_sha256=registry.spec_sha256("Model", model.name)
+        ),
+        framework=ResourceRef(
+            name=framework.name,
+            version=installed_version,
+            spec_sha256=registry.spec_sha256("Framework", framework.name),
+        ),
+        dataset=ResourceRef(
+            name=dataset.name, version=dataset.spec.split, spec_sha256=registry.spec_sha256("Dataset", dataset.name)
+        ),
         device=request.device,
         requested_settings=request.settings,
         trace_level=tracer.level.name.lower(),

@@ -55,7 +55,7 @@ _NPZ_HINT = (
 )
 
 
-def load_dataset(dataset: Dataset, store: ArtifactStore, base_dir: Path) -> DatasetArrays:
+def load_dataset(dataset: Dataset, store: ArtifactStore, base_dir: Path | None) -> DatasetArrays:
     """Fetch (checksum-verified) and open a dataset, or generate a synthetic one, checking it against its manifest."""
     source = dataset.spec.source
     if source.kind == "synthetic":

@@ -33,11 +33,25 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class LoadedResource:
-    """A validated resource and where it came from."""
+    """A validated resource and where it came from: a manifest file (``path``), or a run spec that carried it
+    (``path`` None; ``origin``, ``base_dir`` and ``sha256`` are then the run spec's)."""
 
     resource: Resource
-    path: Path
-    document_index: int
+    path: Path | None
+    document_index: int = 0
+    origin: str = ""
+    base_dir: Path | None = None
+    sha256: str = ""
+
+    @property
+    def where(self) -> str:
+        """For messages and the result's record: the manifest file, else where the run spec says it came from."""
+        return str(self.path) if self.path is not None else self.origin or "the run spec"
+
+    @property
+    def folder(self) -> Path | None:
+        """What relative artifact URIs resolve against: the manifest's folder, else the run spec's base_dir."""
+        return self.path.parent if self.path is not None else self.base_dir
 
 
 def format_location(loc: Sequence[int | str]) -> str:

@@ -1,9 +1,10 @@
 """The asset registry: every Model, Framework and Dataset known to this run, looked up by name.
 
-Locally the registry is built from ``assets/`` plus extra folders (``--assets`` or ``MLMODELSCOPE_ASSETS``); in a
-cluster the operator builds the same thing from custom resources. Resolution of a (model, framework) pair checks
-the model's PEP 440 framework constraint and picks the artifact format the framework prefers, the way KServe
-matches a model's format to a serving runtime.
+Locally the registry is built from ``assets/`` plus extra folders (``--assets`` or ``MLMODELSCOPE_ASSETS``); an
+agent builds one in memory from the resources its run spec carries (``ResolvedResources.registry`` in the run
+contract), so it evaluates exactly what was resolved where the run was planned. Resolution of a (model,
+framework) pair checks the model's PEP 440 framework constraint and picks the artifact format the framework
+prefers, the way KServe matches a model's format to a serving runtime.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from mlmodelscope.core.errors import IncompatibleFrameworkError, ManifestError, UnknownResourceError
+from mlmodelscope.core.manifests.canonical import canonical_spec, spec_sha256
 from mlmodelscope.core.manifests.loading import LoadedResource, iter_manifest_files, load_file
 from mlmodelscope.core.manifests.resources import Artifact, Dataset, Framework, Model
 
@@ -28,12 +30,15 @@ NULL_PREDICTOR = "null"
 
 @dataclass(frozen=True)
 class Resolution:
-    """A model and the framework that will run it, with the artifact chosen for that framework."""
+    """A model and the framework that will run it, with the artifact chosen for that framework; ``model_where``
+    names the Model's manifest (or run spec origin) in messages, ``model_dir`` is what its relative URIs resolve
+    against (None: it has none)."""
 
     model: Model
     framework: Framework
     artifact: Artifact
-    model_path: Path
+    model_where: str
+    model_dir: Path | None
 
 
 @dataclass
@@ -48,7 +53,7 @@ class Registry:
         previous = table.get(resource.name)
         if previous is not None:
             raise ManifestError(
-                f"{loaded.path}: {resource.kind} '{resource.name}' is already defined in {previous.path}.",
+                f"{loaded.where}: {resource.kind} '{resource.name}' is already defined in {previous.where}.",
                 hint="Rename one of them or remove the duplicate folder from --assets.",
             )
         table[resource.name] = loaded
@@ -56,23 +61,40 @@ class Registry:
     # --- lookups -------------------------------------------------------------------------------------------
 
     def model(self, name: str) -> Model:
-        model = _lookup(self.models, name, "model", "mlmodelscope models list").resource
+        model = self.entry("Model", name).resource
         assert isinstance(model, Model)
         return model
 
     def framework(self, name: str) -> Framework:
-        framework = _lookup(self.frameworks, name, "framework", "mlmodelscope frameworks list").resource
+        framework = self.entry("Framework", name).resource
         assert isinstance(framework, Framework)
         return framework
 
     def dataset(self, name: str) -> Dataset:
-        dataset = _lookup(self.datasets, name, "dataset", "mlmodelscope datasets list").resource
+        dataset = self.entry("Dataset", name).resource
         assert isinstance(dataset, Dataset)
         return dataset
 
+    def entry(self, kind: str, name: str) -> LoadedResource:
+        """The resource ``name`` of ``kind`` with where it came from (UnknownResourceError naming the known ones)."""
+        table, what, command = {
+            "Model": (self.models, "model", "mlmodelscope models list"),
+            "Framework": (self.frameworks, "framework", "mlmodelscope frameworks list"),
+            "Dataset": (self.datasets, "dataset", "mlmodelscope datasets list"),
+        }[kind]
+        return _lookup(table, name, what, command)
+
     def source_of(self, kind: str, name: str) -> Path:
-        table = {"Model": self.models, "Framework": self.frameworks, "Dataset": self.datasets}[kind]
-        return table[name].path
+        """The manifest file of a resource loaded from the asset folders."""
+        loaded = self.entry(kind, name)
+        if loaded.path is None:
+            raise ManifestError(f"{kind} '{name}' came from {loaded.where}, not from a manifest file.")
+        return loaded.path
+
+    def spec_sha256(self, kind: str, name: str) -> str:
+        """sha256 of the resource's canonical spec: the one its run spec recorded, else computed."""
+        loaded = self.entry(kind, name)
+        return loaded.sha256 or spec_sha256(canonical_spec(loaded.resource))
 
     def agent_interpreter(self, framework: str, default: str) -> str:
         """The Python that runs ``framework``'s agents: its ``spec.runtime.python`` or ``default``.
@@ -83,8 +105,9 @@ class Registry:
         python = self.framework(framework).spec.runtime.python
         if not python:
             return default
-        manifest = self.source_of("Framework", framework)
-        path = Path(python) if Path(python).is_absolute() or "/" not in python else manifest.parent / python
+        loaded = self.entry("Framework", framework)
+        manifest, folder = loaded.where, loaded.folder or Path.cwd()
+        path = Path(python) if Path(python).is_absolute() or "/" not in python else folder / python
         resolved = shutil.which(str(path)) if "/" not in python else (str(path) if os.access(path, os.X_OK) else None)
         if resolved is None:
             raise ManifestError(
@@ -112,12 +135,17 @@ class Registry:
                 f"{', '.join(framework.spec.formats)}.",
                 hint="Add an artifact in a supported format to the Model, or choose another framework.",
             )
-        return Resolution(model, framework, artifact, self.source_of("Model", model.name))
+        loaded = self.entry("Model", model.name)
+        return Resolution(model, framework, artifact, loaded.where, loaded.folder)
 
     def checksums(self) -> dict[str, str]:
-        """sha256 of every manifest file, keyed by path, for the result's environment record."""
-        paths = {r.path for table in (self.models, self.frameworks, self.datasets) for r in table.values()}
-        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(paths)}
+        """For the result's environment record: the sha256 of every manifest file keyed by its path, and of every
+        spec a run spec carried (its recorded spec sha256, nothing read from disk) keyed by its origin."""
+        entries = [r for table in (self.models, self.frameworks, self.datasets) for r in table.values()]
+        paths = {r.path for r in entries if r.path is not None}
+        recorded = {r.where: r.sha256 for r in entries if r.path is None}
+        files = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(paths)}
+        return {**files, **dict(sorted(recorded.items()))}
 
 
 def check_version(version: str, specifier: str, *, what: str, model: Model) -> None:
