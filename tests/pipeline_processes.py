@@ -27,7 +27,9 @@ import nats
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlmodelscope.agent.bus.server import free_port
+from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME
+from mlmodelscope.core.run_contract import ResolvedResources
 
 CLI = Path(sys.executable).parent / "mlmodelscope"
 DURABLE_NAME = "mlmodelscope-collector"
@@ -186,14 +188,20 @@ class CollectorProcess:
 # --- the agent -------------------------------------------------------------------------------------------------
 
 
+def resolved_resources(assets: Path, model: str, framework: str, dataset: str | None = None) -> dict[str, Any]:
+    """The run spec's ``resources`` for a run of ``assets``' manifests, as local mode writes them."""
+    resources = ResolvedResources.from_registry(load_registry([assets]), model, framework, dataset)
+    return resources.model_dump(mode="json")
+
+
 def write_spec(path: Path, *, run_id: str, nats_url: str, assets: Path, workdir: Path, **overrides: Any) -> Path:
-    """A RunSpec JSON: digits-cnn on onnxruntime, MODEL-level tracing (one span and one query record per call)."""
+    """A RunSpec JSON: digits-cnn on onnxruntime, MODEL-level tracing (one span and one query record per call);
+    its resources are the manifests in ``assets`` (the agent reads no asset folder)."""
     spec: dict[str, Any] = {
         "run_id": run_id,
         "evaluation_id": f"eval-{run_id}",
         "model": "digits-cnn",
         "framework": "onnxruntime",
-        "assets": [str(assets)],
         "cache_dir": str(workdir / "cache"),
         "output_dir": str(workdir / "out"),
         "trace_level": 2,
@@ -201,6 +209,9 @@ def write_spec(path: Path, *, run_id: str, nats_url: str, assets: Path, workdir:
         "settings": {"scenario": "single-stream", "mode": "both", "min_duration_s": 2.0},
     }
     spec.update(overrides)
+    resources = resolved_resources(assets, spec["model"], spec["framework"], spec.get("dataset"))
+    spec.setdefault("resources", resources)
+    spec.setdefault("dataset", resources["dataset"]["name"] if resources["dataset"] else None)
     path.write_text(json.dumps(spec), encoding="utf-8")
     return path
 

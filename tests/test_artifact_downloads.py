@@ -29,6 +29,7 @@ import pytest
 
 from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings
 from mlmodelscope.core.errors import ArtifactError, ArtifactNotFoundError, StoreUnreachableError
+from tests.pipeline_processes import resolved_resources
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = bytes(range(256)) * 64  # 16 KiB
@@ -320,7 +321,8 @@ def _agent_run(tmp_path: Path, url: str) -> tuple[Path, Path]:
         "evaluation_id": "downloads",
         "model": "remote",
         "framework": "onnxruntime",
-        "assets": [str(assets)],
+        "dataset": "synthetic-imagenet",
+        "resources": resolved_resources(assets, "remote", "onnxruntime"),
         "cache_dir": str(tmp_path / "cache"),
         "output_dir": str(tmp_path / "out"),
     }

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlmodelscope.agent.run import RunSpec
 from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
+from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.operator import jobs, planning, status
 from mlmodelscope.operator.errors import UnsatisfiableError
 from mlmodelscope.operator.evaluation import EvaluationSpec, RunStatus

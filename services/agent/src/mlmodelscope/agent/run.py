@@ -1,9 +1,11 @@
 """One agent run: the unit a Kubernetes Job (or a local agent process) executes.
 
-``mlmodelscope agent run --spec run.json`` reads a ``RunSpec``, evaluates, and publishes everything to NATS
-JetStream: ``run_started`` first, ``progress`` while it runs, then the spans and per-query records in batches, and
-``run_finished`` with the full result (or the error) last. The agent only connects outward, to NATS (with the
-token in ``MLMODELSCOPE_NATS_TOKEN`` when the server requires one): nothing listens on it.
+``python -m mlmodelscope.agent --spec run.json`` (or ``--spec-env VAR``) reads a ``RunSpec`` (the core's run
+contract), builds a registry of exactly the Model, Framework and Dataset it carries (no asset folder is read),
+evaluates, and publishes everything to NATS JetStream: ``run_started`` first, ``progress`` while it runs, then the
+spans and per-query records in batches, and ``run_finished`` with the full result (or the error) last. The agent
+only connects outward, to NATS (with the token in ``MLMODELSCOPE_NATS_TOKEN`` when the server requires one):
+nothing listens on it.
 
 Exit codes: 0 the run succeeded, 1 the evaluation failed (the failure is published), 2 the messages could not be
 delivered (NATS unreachable for ``give_up_after_s``: everything unsent, the result included, is then kept in
@@ -18,15 +20,16 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from mlmodelscope.agent.bus.connection import nats_token
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
-from mlmodelscope.agent.bus.spool import SPOOL_FOLDER, UnpublishedSpool
+from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.agent.sigterm import SigtermWatcher
 from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings
 from mlmodelscope.core.errors import ManifestError, MLModelScopeError
@@ -34,10 +37,8 @@ from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.environment import architecture
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
-from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.manifests.registry import load_registry
-from mlmodelscope.core.manifests.resources import Accelerator
-from mlmodelscope.core.messages import Progress, QueryRecord, RunFinished, RunId, RunStarted
+from mlmodelscope.core.messages import Progress, QueryRecord, RunFinished, RunStarted
+from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import MODEL_SPAN_NAME, Tracer
 
@@ -48,52 +49,42 @@ EXIT_CANCELLED = 128 + 15  # as a shell reports a process ended by SIGTERM
 _RUN_PHASES = {"accuracy_run": "accuracy", "performance_run": "performance"}
 
 
-class RunSpec(BaseModel):
-    """Everything one run needs; written by the CLI (locally) or the operator (as a Job's argument)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run_id: RunId
-    evaluation_id: str = Field(min_length=1, max_length=128)
-    model: str
-    framework: str
-    dataset: str | None = None
-    device: Accelerator = "cpu"
-    intra_op_threads: int | None = Field(default=None, ge=1)
-    trace_level: TraceLevel = TraceLevel.MODEL
-    settings: EvaluationSettings = Field(default_factory=EvaluationSettings)
-    nats_url: str = Field(default="", description="Empty: evaluate without publishing (debugging).")
-    assets: list[Path] = Field(min_length=1, description="Asset folders, as --assets.")
-    cache_dir: Path
-    output_dir: Path = Field(description="LoadGen logs and framework profiles go here.")
-    progress_interval_s: float = Field(default=0.5, gt=0)
-    give_up_after_s: float = Field(default=60.0, gt=0, description="How long NATS may stay unreachable.")
-    cancel_grace_s: float = Field(
-        default=20.0, gt=0, description="On SIGTERM: how long publishing the cancelled run may take (< pod grace)."
-    )
-    run_dir: Path | None = Field(
-        default=None,
-        description="The run folder: messages NATS never took are kept in <run_dir>/unpublished. Default: the "
-        "folder of the spec file, else output_dir.",
-    )
-
-    @property
-    def spool_dir(self) -> Path:
-        return (self.run_dir or self.output_dir) / SPOOL_FOLDER
-
-
 def read_run_spec(path: Path) -> RunSpec:
     """The run spec in ``path``; ManifestError naming the file and every invalid field otherwise."""
     try:
-        spec = RunSpec.model_validate_json(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ManifestError(f"{path}: cannot read the run spec: {e.strerror}.") from e
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors())
-        raise ManifestError(
-            f"{path}: invalid run spec: {problems}.", hint="See `RunSpec` in mlmodelscope.agent.run."
-        ) from e
+    spec = _parse_run_spec(text, str(path))
     return spec if spec.run_dir is not None else spec.model_copy(update={"run_dir": path.resolve().parent})
+
+
+def run_spec_from_env(name: str, environ: Mapping[str, str]) -> RunSpec:
+    """The run spec in environment variable ``name`` (how the operator's Jobs pass it); ManifestError naming the
+    variable and every invalid field otherwise."""
+    text = environ.get(name)
+    if not text:
+        state = "is not set" if name not in environ else "is empty"
+        raise ManifestError(
+            f"environment variable {name} {state}: it should hold the run spec.",
+            hint=f"Set {name} to the RunSpec JSON (mlmodelscope.core.run_contract.RunSpec), or pass --spec FILE.",
+        )
+    return _parse_run_spec(text, f"${name}")
+
+
+def _parse_run_spec(text: str, source: str) -> RunSpec:
+    try:
+        return RunSpec.model_validate_json(text)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, p['loc'])) or '(document)'}: {str(p['msg']).removeprefix('Value error, ')}"
+            for p in e.errors()
+        )
+        raise ManifestError(
+            f"{source}: invalid run spec: {problems}.",
+            hint="See `RunSpec` in mlmodelscope.core.run_contract; a resource whose sha256 does not match its spec "
+            "was changed after the run spec was written: write the run spec again.",
+        ) from e
 
 
 def query_records(spans: list[Span]) -> list[QueryRecord]:
@@ -211,9 +202,10 @@ class _Finisher:
         os._exit(EXIT_CANCELLED)
 
 
-def run_agent(spec: RunSpec) -> tuple[int, EvaluationResult | None, str]:
-    """Evaluate and publish; returns (exit code, result if any, error message if any). On SIGTERM the process
-    ends from inside (exit code ``EXIT_CANCELLED``) once the cancelled run is published."""
+def run_agent(spec: RunSpec, source: str = "the run spec") -> tuple[int, EvaluationResult | None, str]:
+    """Evaluate and publish; returns (exit code, result if any, error message if any); ``source`` names the spec
+    (its file, ``$VARIABLE``) in errors. On SIGTERM the process ends from inside (exit code ``EXIT_CANCELLED``)
+    once the cancelled run is published."""
     publisher = None
     tracer = Tracer(spec.run_id, spec.trace_level)
     if spec.nats_url:
@@ -224,11 +216,16 @@ def run_agent(spec: RunSpec) -> tuple[int, EvaluationResult | None, str]:
     with SigtermWatcher(finisher.cancel):
         if publisher is not None:
             publisher.start()
-        return _evaluate_and_publish(spec, publisher, tracer, progress, finisher)
+        return _evaluate_and_publish(spec, source, publisher, tracer, progress, finisher)
 
 
 def _evaluate_and_publish(
-    spec: RunSpec, publisher: RunPublisher | None, tracer: Tracer, progress: RunProgress, finisher: _Finisher
+    spec: RunSpec,
+    source: str,
+    publisher: RunPublisher | None,
+    tracer: Tracer,
+    progress: RunProgress,
+    finisher: _Finisher,
 ) -> tuple[int, EvaluationResult | None, str]:
     result: EvaluationResult | None = None
     error = ""
@@ -252,7 +249,7 @@ def _evaluate_and_publish(
             )
         with _ProgressReporter(publisher, progress, spec.progress_interval_s):
             try:
-                registry = load_registry(spec.assets)
+                registry = spec.resources.registry(source)  # exactly what the spec carries
                 store = ArtifactStore(
                     spec.cache_dir,
                     s3=S3Settings.from_env(os.environ),

@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from mlmodelscope.agent.run import RunSpec
 from mlmodelscope.cli.context import CliContext, build_context
 from mlmodelscope.cli.local import BusProgress, DataDir, data_dir, local_collector, wait_for_runs
 from mlmodelscope.cli.prechecks import check_before_start
@@ -30,6 +29,7 @@ from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.cli.termination import TerminationSignal, signals_deferred, stopping_on_termination_signals
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import EvaluationError
+from mlmodelscope.core.evaluation.cpu_quota import container_cpus
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
@@ -43,6 +43,7 @@ from mlmodelscope.core.evaluation.settings import (
 from mlmodelscope.core.evaluation.summary import summarize
 from mlmodelscope.core.manifests.resources import Accelerator
 from mlmodelscope.core.messages import run_id_for
+from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
@@ -389,9 +390,11 @@ def evaluate(
     if threads is None and concurrent > 1:
         # Agents side by side must not oversubscribe the cores: a framework's spinning thread pool (ONNX Runtime,
         # OpenMP) starves the others and every latency turns into scheduling noise.
-        threads = max(1, (os.cpu_count() or 1) // concurrent)
+        threads = max(1, container_cpus().cpus // concurrent)
         console.print(f"{concurrent} agents at once: {threads} intra-op thread(s) each (override with --threads)")
     loadgen_dir = output.parent / f"{output.stem}-loadgen"
+    # The agents evaluate exactly these resources (the manifests as validated now), and read no asset folder.
+    resources = {name: ResolvedResources.from_registry(context.registry, model, name, dataset) for name in frameworks}
     with _naming_options():
         specs = [
             RunSpec(
@@ -399,12 +402,12 @@ def evaluate(
                 evaluation_id=evaluation_id,
                 model=model,
                 framework=name,
-                dataset=dataset,
+                dataset=resources[name].dataset_name,
+                resources=resources[name],
                 device=accelerator,
                 intra_op_threads=threads,
                 trace_level=level,
                 settings=settings.model_copy(update={"batch_size": size}),
-                assets=context.asset_roots,
                 cache_dir=context.store.cache_dir.resolve(),
                 output_dir=_loadgen_dir(loadgen_dir, name if len(frameworks) > 1 else None, size if sweep else None),
             )

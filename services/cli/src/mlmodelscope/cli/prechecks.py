@@ -18,18 +18,18 @@ from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_
 from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 
 
-def _check_uri(uri: str, base_dir: Path, where: str) -> None:
+def _check_uri(uri: str, base_dir: Path | None, where: str) -> None:
     with naming_the_manifest(where):
         parse_uri(uri, base_dir)
 
 
-def _check_model_files(model: Model, manifest: Path, artifact_uri: str, is_zoo: bool) -> None:
+def _check_model_files(model: Model, manifest: str, folder: Path | None, artifact_uri: str, is_zoo: bool) -> None:
     where = f"model '{model.name}' ({manifest})"
     if not is_zoo:
-        _check_uri(artifact_uri, manifest.parent, where)
+        _check_uri(artifact_uri, folder, where)
     labels: FileRef | None = model.spec.outputs[0].labels if model.spec.outputs else None
     if labels is not None:
-        _check_uri(labels.uri, manifest.parent, f"model '{model.name}' labels ({manifest})")
+        _check_uri(labels.uri, folder, f"model '{model.name}' labels ({manifest})")
 
 
 def _check_dataset(context: CliContext, model: Model, dataset_name: str | None) -> None:
@@ -39,12 +39,12 @@ def _check_dataset(context: CliContext, model: Model, dataset_name: str | None) 
             f"model '{model.name}' names no default dataset and none was given.", hint="Pass --dataset NAME."
         )
     dataset: Dataset = context.registry.dataset(name)
-    manifest = context.registry.source_of("Dataset", dataset.name)
-    where = f"dataset '{dataset.name}' ({manifest})"
+    entry = context.registry.entry("Dataset", dataset.name)
+    where = f"dataset '{dataset.name}' ({entry.where})"
     if dataset.spec.source.uri is not None:
-        _check_uri(dataset.spec.source.uri, manifest.parent, where)
+        _check_uri(dataset.spec.source.uri, entry.folder, where)
     if dataset.spec.labels is not None:
-        _check_uri(dataset.spec.labels.uri, manifest.parent, where)
+        _check_uri(dataset.spec.labels.uri, entry.folder, where)
 
 
 def check_before_start(
@@ -69,7 +69,9 @@ def check_before_start(
                 hint="Choose --device from the framework's accelerators.",
             )
         artifact = resolution.artifact
-        _check_model_files(resolution.model, resolution.model_path, artifact.uri, artifact.zoo is not None)
+        _check_model_files(
+            resolution.model, resolution.model_where, resolution.model_dir, artifact.uri, artifact.zoo is not None
+        )
         if with_agents:
             context.registry.agent_interpreter(name, sys.executable)
     _check_dataset(context, context.registry.model(model_name), dataset_name)

@@ -1,8 +1,8 @@
 """Launching evaluations from the web UI in local mode: the collector writes run specs and starts agent processes.
 
-The collector may not import the agent or the CLI (import-linter), so the run spec is written here as a pydantic
-model with the fields of ``mlmodelscope.agent.run.RunSpec`` (run_id, evaluation_id, model, framework, dataset,
-device, intra_op_threads, trace_level, settings, nats_url, assets, cache_dir, output_dir), and each run is started
+Each run spec is the core's run contract (``mlmodelscope.core.run_contract.RunSpec``, the one the CLI and the
+operator write), carrying the Model, Framework and Dataset as the configured asset folders hold them when the
+launch is requested (so an agent evaluates exactly those, and reads no asset folder), and each run is started
 exactly as local mode starts it: ``<python> -m mlmodelscope.agent --spec <runs>/<run id>/spec.json``, with the
 Framework resource's ``spec.runtime.python`` when it names one. Agents publish to the collector's own NATS URL, so a
 launched run reaches the database like any other. Runs of one evaluation start in order, one per framework at a
@@ -21,42 +21,22 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from mlmodelscope.collector.analysis_models import LaunchRequest, LaunchResponse
-from mlmodelscope.collector.catalog import asset_roots, registry_of
+from mlmodelscope.collector.catalog import registry_of
 from mlmodelscope.collector.errors import LaunchError, LaunchNotConfiguredError
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.errors import MLModelScopeError
+from mlmodelscope.core.evaluation.cpu_quota import container_cpus
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 from mlmodelscope.core.manifests.registry import Registry
 from mlmodelscope.core.messages import run_id_for
+from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.2
 _TERMINATE_WAIT_S = 10.0
-
-
-class AgentRunSpec(BaseModel):
-    """The JSON ``mlmodelscope.agent.run.RunSpec`` reads (same field names and meanings; see that class)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
-    evaluation_id: str = Field(min_length=1, max_length=128)
-    model: str
-    framework: str
-    dataset: str | None = None
-    device: str = "cpu"
-    intra_op_threads: int | None = None
-    trace_level: int = int(TraceLevel.MODEL)
-    settings: EvaluationSettings
-    nats_url: str
-    assets: list[str]
-    cache_dir: str
-    output_dir: str
 
 
 class LocalLauncher:
@@ -87,11 +67,9 @@ class LocalLauncher:
                 hint=f"Set {variables} (see docs/web-ui.md), or run `mlmodelscope evaluate`.",
             )
 
-    def specs(self, request: LaunchRequest, registry: Registry) -> list[AgentRunSpec]:
+    def specs(self, request: LaunchRequest, registry: Registry) -> list[RunSpec]:
         for framework in request.frameworks:
             registry.resolve(request.model, framework)  # unknown names and impossible pairs fail here
-        if request.dataset is not None:
-            registry.dataset(request.dataset)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         evaluation_id = f"{request.model}-{stamp}-{uuid.uuid4().hex[:6]}"
         frameworks = list(dict.fromkeys(request.frameworks))
@@ -101,21 +79,26 @@ class LocalLauncher:
         settings = EvaluationSettings(
             scenario=request.scenario, mode=request.mode, min_duration_s=request.min_duration_s
         )
+        resources = {
+            f: ResolvedResources.from_registry(registry, request.model, f, request.dataset) for f in frameworks
+        }
+        # Agents side by side share the container's CPUs rather than each taking all of them.
+        threads = max(1, container_cpus().cpus // len(frameworks)) if len(frameworks) > 1 else None
         return [
-            AgentRunSpec(
+            RunSpec(
                 run_id=(run_id := run_id_for(evaluation_id, framework, size if sweep else None)),
                 evaluation_id=evaluation_id,
                 model=request.model,
                 framework=framework,
-                dataset=request.dataset,
+                dataset=resources[framework].dataset_name,
+                resources=resources[framework],
                 device=request.device,
-                intra_op_threads=max(1, (os.cpu_count() or 1) // len(frameworks)) if len(frameworks) > 1 else None,
-                trace_level=int(TraceLevel.parse(request.trace_level)),
+                intra_op_threads=threads,
+                trace_level=TraceLevel.parse(request.trace_level),
                 settings=settings.model_copy(update={"batch_size": size}),
                 nats_url=self.settings.nats_url or "",
-                assets=[str(root.resolve()) for root in asset_roots(self.settings)],
-                cache_dir=str(Path(self.settings.launch_cache_dir).resolve()),
-                output_dir=str((runs_dir / run_id / "loadgen").resolve()),
+                cache_dir=Path(self.settings.launch_cache_dir).resolve(),
+                output_dir=(runs_dir / run_id / "loadgen").resolve(),
             )
             for size in sizes
             for framework in frameworks
@@ -141,7 +124,7 @@ class LocalLauncher:
         thread.start()
         return LaunchResponse(evaluation_id=specs[0].evaluation_id, run_ids=[spec.run_id for spec in specs])
 
-    def _command(self, spec: AgentRunSpec, registry: Registry) -> list[str]:
+    def _command(self, spec: RunSpec, registry: Registry) -> list[str]:
         run_dir = Path(self.settings.launch_runs_dir) / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         spec_path = run_dir / "spec.json"
@@ -149,7 +132,7 @@ class LocalLauncher:
         python = registry.agent_interpreter(spec.framework, self.settings.launch_python or sys.executable)
         return [python, "-m", "mlmodelscope.agent", "--spec", str(spec_path)]
 
-    def _run_all(self, commands: list[tuple[AgentRunSpec, list[str]]], parallel: int) -> None:
+    def _run_all(self, commands: list[tuple[RunSpec, list[str]]], parallel: int) -> None:
         pending = list(commands)
         running: list[subprocess.Popen[bytes]] = []
         while (pending or running) and not self._closed.is_set():

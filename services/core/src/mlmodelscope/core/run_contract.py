@@ -107,6 +107,11 @@ class ResolvedResources(BaseModel):
                 raise ValueError(f"resources.{field_name} is a {value.kind}, expected a {kind}")
         return self
 
+    @property
+    def dataset_name(self) -> str | None:
+        """The name a RunSpec's ``dataset`` must have for these resources."""
+        return self.dataset.name if self.dataset is not None else None
+
     def checksums(self) -> dict[str, str]:
         """{'model': sha256, 'framework': ..., 'dataset': ...}: what the Evaluation status shows per run."""
         return {k: v.sha256 for k, v in self._fields()}

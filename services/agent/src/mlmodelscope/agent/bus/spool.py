@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-SPOOL_FOLDER = "unpublished"
+from mlmodelscope.core.run_contract import SPOOL_FOLDER
+
 SPOOL_SUFFIX = ".jsonl"
 
 
