@@ -174,7 +174,7 @@ def worker(
     _configure_threads(framework, threads)
     registry = load_registry([ASSETS])
     resolution = registry.resolve(MODEL, framework)
-    artifact = fetch_artifact(ArtifactStore(cache), resolution.artifact, base_dir=resolution.model_path.parent)
+    artifact = fetch_artifact(ArtifactStore(cache), resolution.artifact, base_dir=resolution.model_dir)
     loop = BARE_LOOPS[framework](artifact.path, threads)
     report: dict[str, Any] = {"framework": framework, "artifact": str(artifact.path), "batches": {}}
     with tempfile.TemporaryDirectory() as scratch:
