@@ -21,6 +21,10 @@ from typing import Any
 
 import pytest
 
+from mlmodelscope.collector.analysis_models import LaunchRequest
+from mlmodelscope.collector.catalog import registry_of
+from mlmodelscope.collector.launcher import LocalLauncher
+from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.cpu_quota import container_cpus
 from mlmodelscope.core.evaluation.results import EvaluationResult
@@ -276,3 +280,20 @@ def test_mlmodelscope_agent_run_takes_the_spec_from_the_environment(tmp_path: Pa
     assert json.loads(run.stderr.strip().splitlines()[-1]) == {"run_id": spec.run_id, "status": "succeeded"}
     missing = run_cli("agent", "run", "--spec-env", "NOT_SET_ANYWHERE", cwd=workdir)
     assert missing.returncode == 1 and "environment variable NOT_SET_ANYWHERE is not set" in missing.stderr
+
+
+def test_the_collectors_launcher_writes_the_same_contract(tmp_path: Path) -> None:
+    """Web-UI launches carry the asset files' resources (as local mode does) and split the CPUs between agents."""
+    settings = CollectorSettings(
+        assets=str(ASSETS),
+        launch_cache_dir=str(tmp_path / "cache"),
+        launch_runs_dir=str(tmp_path / "runs"),
+        nats_url="nats://127.0.0.1:4222",
+    )
+    request = LaunchRequest(model="digits-cnn", frameworks=["onnxruntime", "pytorch"], mode="accuracy")
+    specs = LocalLauncher(settings).specs(request, registry_of(settings))
+    assert [spec.framework for spec in specs] == ["onnxruntime", "pytorch"]
+    for spec in specs:
+        assert spec.resources == _from_assets(spec.framework)
+        assert spec.dataset == "digits"  # the model's default dataset, resolved when the launch was requested
+        assert spec.intra_op_threads == max(1, container_cpus().cpus // 2)
