@@ -158,7 +158,9 @@ def test_the_registry_of_a_run_spec_reads_no_manifest_file() -> None:
     )
     registry = assets.model_copy(update={"model": model}).registry("run.json")
     checksums = registry.checksums()
-    assert checksums["cluster:team-a/digits-cnn"] == assets.model.sha256 == spec_sha256(assets.model.spec)
+    assert checksums["Model/digits-cnn from cluster:team-a/digits-cnn"] == spec_sha256(assets.model.spec)
+    framework_file = ASSETS / "frameworks" / "onnxruntime.yaml"
+    assert checksums[f"Framework/onnxruntime from {framework_file}"] == assets.framework.sha256
     assert registry.spec_sha256("Model", "digits-cnn") == assets.model.sha256
 
 
@@ -191,7 +193,7 @@ def test_the_result_follows_the_spec_not_the_asset_files(tmp_path: Path) -> None
     assert abs(as_patched.accuracy.top1 - as_files.accuracy.top1) > 0.05
     assert as_files.model.spec_sha256 == assets.model.sha256
     assert as_patched.model.spec_sha256 == patched.model.sha256 != assets.model.sha256
-    assert as_patched.environment.manifest_sha256["cluster:team-a"] == patched.model.sha256
+    assert as_patched.environment.manifest_sha256["Model/digits-cnn from cluster:team-a"] == patched.model.sha256
     assert assets.dataset is not None and as_patched.dataset.spec_sha256 == assets.dataset.sha256
 
 
@@ -221,6 +223,11 @@ def test_an_agent_with_no_asset_folder_runs_artifacts_given_by_uri(tmp_path: Pat
     assert {result.model.spec_sha256, result.framework.spec_sha256, result.dataset.spec_sha256} == set(
         resources.checksums().values()
     )
+    assert result.environment.manifest_sha256 == {
+        "Model/digits-cnn from cluster:team-a": resources.model.sha256,
+        "Framework/onnxruntime from cluster:team-a": resources.framework.sha256,
+        "Dataset/digits from cluster:team-a": resources.checksums()["dataset"],
+    }
     assert (result.environment.intra_op_threads, result.environment.intra_op_threads_source) == (1, "run spec")
 
 

@@ -140,10 +140,11 @@ class Registry:
 
     def checksums(self) -> dict[str, str]:
         """For the result's environment record: the sha256 of every manifest file keyed by its path, and of every
-        spec a run spec carried (its recorded spec sha256, nothing read from disk) keyed by its origin."""
+        spec a run spec carried (its recorded spec sha256, nothing read from disk) keyed by '<Kind>/<name> from
+        <origin>' (in a cluster the three share one origin, 'cluster:<namespace>')."""
         entries = [r for table in (self.models, self.frameworks, self.datasets) for r in table.values()]
         paths = {r.path for r in entries if r.path is not None}
-        recorded = {r.where: r.sha256 for r in entries if r.path is None}
+        recorded = {f"{r.resource.kind}/{r.resource.name} from {r.where}": r.sha256 for r in entries if r.path is None}
         files = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(paths)}
         return {**files, **dict(sorted(recorded.items()))}
 
