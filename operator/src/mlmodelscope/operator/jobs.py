@@ -137,8 +137,8 @@ def build_job(
         ],
         "volumes": [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
     }
-    if settings.service_account:
-        pod_spec["serviceAccountName"] = settings.service_account
+    pod_spec["serviceAccountName"] = settings.agent_service_account
+    pod_spec["automountServiceAccountToken"] = False
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.retries,
         "activeDeadlineSeconds": spec.timeout_s,

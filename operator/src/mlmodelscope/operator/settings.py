@@ -9,7 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENV_PREFIX = "MLMODELSCOPE_OPERATOR_"
-_LIST_FIELDS = ("namespaces", "agent_command")
+_DNS_NAME = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"
+_LIST_FIELDS = ("namespaces", "agent_command", "image_pull_secrets")
 
 
 class OperatorSettings(BaseModel):
@@ -23,7 +24,7 @@ class OperatorSettings(BaseModel):
     nats_url: str = Field(default="nats://mlmodelscope-nats:4222", min_length=1, description="What agents publish to.")
     nats_token_secret: str = Field(
         default="",
-        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        pattern=_DNS_NAME,
         description="Secret (in each Job's namespace) holding the NATS token the agents present; empty: no token. "
         "The Jobs read it through secretKeyRef: the operator itself never sees the token.",
     )
@@ -32,7 +33,9 @@ class OperatorSettings(BaseModel):
     collector_timeout_s: float = Field(default=5.0, gt=0)
     api_timeout_s: float = Field(default=15.0, gt=0, description="Each Kubernetes API request.")
     agent_command: list[str] = Field(
-        default_factory=lambda: ["mlmodelscope", "agent", "run"], min_length=1, description="The Job's command."
+        default_factory=lambda: ["python", "-m", "mlmodelscope.agent"],
+        min_length=1,
+        description="The Job's command (its args are `--spec-env MLMODELSCOPE_RUN_SPEC`).",
     )
     agent_assets_dir: str = Field(default="/opt/mlmodelscope/assets", description="Assets folder inside the image.")
     agent_work_dir: str = Field(default="/tmp/mlmodelscope", description="emptyDir: artifact cache and outputs.")
@@ -45,7 +48,52 @@ class OperatorSettings(BaseModel):
     )
     run_as_user: int = Field(default=1000, ge=1, description="Non-root UID (and GID) of the predictor pods.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    service_account: str | None = Field(default=None, description="ServiceAccount of the predictor pods.")
+    agent_service_account: str = Field(
+        default="mlmodelscope-agent",
+        min_length=1,
+        pattern=_DNS_NAME,
+        description="ServiceAccount of the agent pods (in each Job's namespace); its token is never mounted.",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, description="Secrets (in each Job's namespace) the kubelet pulls agent images with."
+    )
+    job_ttl_s: int | None = Field(
+        default=3600, ge=0, description="ttlSecondsAfterFinished of the Jobs; None: finished Jobs stay."
+    )
+    pending_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A run whose pod stays Pending (unschedulable, image pull failing, no pod) longer fails "
+        "with that reason.",
+    )
+    s3_secret: str = Field(
+        default="",
+        pattern=_DNS_NAME,
+        description="Secret (in each Job's namespace) whose keys become the agent's MLMODELSCOPE_S3_* variables "
+        "(access_key, secret_key, region; optional); empty: none.",
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        description="S3 endpoint the agents fetch s3:// artifacts from (http(s)://host:port or host:port); "
+        "empty: no S3 (or the endpoint comes from s3_secret).",
+    )
+    artifact_cache_claim: str = Field(
+        default="",
+        pattern=_DNS_NAME,
+        description="PersistentVolumeClaim mounted as the agents' artifact cache; empty: an emptyDir per pod.",
+    )
+    release_namespace: str = Field(
+        default="",
+        pattern=_DNS_NAME,
+        description="Namespace of the built-in catalog: Models/Frameworks/Datasets not found in an Evaluation's "
+        "namespace are resolved there; empty: none.",
+    )
+    max_runs: int = Field(
+        default=500,
+        ge=1,
+        description="Most runs one Evaluation may plan (its status lists every run; etcd stores at most 1.5 MiB "
+        "per object).",
+    )
     reconcile_interval_s: float = Field(default=15.0, gt=0, description="Timer: re-read Jobs and results.")
     catalog_ttl_s: float = Field(
         default=2.0,
@@ -62,6 +110,11 @@ class OperatorSettings(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("job_ttl_s", mode="before")
+    @classmethod
+    def _empty_ttl_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> OperatorSettings:
