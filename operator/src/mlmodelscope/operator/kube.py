@@ -110,9 +110,12 @@ class KubeClient:
         response = await self._request("GET", path)
         return None if response.status_code == 404 else _json(response)
 
-    async def list(self, path: str, label_selector: str | None = None) -> list[JsonObject]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        response = await self._request("GET", path, params=params)
+    async def list(
+        self, path: str, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[JsonObject]:
+        selectors = (("labelSelector", label_selector), ("fieldSelector", field_selector))
+        params = {k: v for k, v in selectors if v}
+        response = await self._request("GET", path, params=params or None)
         if response.status_code == 404:
             return []
         items: list[JsonObject] = _json(response).get("items") or []

@@ -1,0 +1,209 @@
+"""pods.observe: each reason a Job's pod can give (unschedulable, image pull, container config, crash loop, OOM
+kill, no pod at all) becomes the run's state and message, and a stuck run times out after the pending timeout,
+measured from the pod's (or the pod-less Job's) creation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mlmodelscope.operator import pods
+
+NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+JOB_UID = "job-uid-1"
+
+
+def _at(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _job(*, created_s_ago: float = 30, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "ev-run-1", "uid": JOB_UID, "creationTimestamp": _at(created_s_ago)},
+        "spec": {"suspend": False},
+        "status": {"active": 1, **status},
+    }
+
+
+def _pod(
+    *,
+    phase: str = "Pending",
+    created_s_ago: float = 10,
+    conditions: list[dict[str, Any]] | None = None,
+    containers: list[dict[str, Any]] | None = None,
+    name: str = "ev-run-1-abcde",
+    job_uid: str = JOB_UID,
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": _at(created_s_ago),
+            "labels": {"job-name": "ev-run-1", "controller-uid": job_uid, "mlmodelscope.org/evaluation": "ev"},
+            "ownerReferences": [{"kind": "Job", "name": "ev-run-1", "uid": job_uid}],
+        },
+        "spec": {"containers": [{"name": "agent", "resources": {"limits": {"memory": "4Gi"}}}]},
+        "status": {"phase": phase, "conditions": conditions or [], "containerStatuses": containers or []},
+    }
+
+
+def _waiting(reason: str, message: str = "") -> list[dict[str, Any]]:
+    return [{"name": "agent", "state": {"waiting": {"reason": reason, "message": message}}}]
+
+
+UNSCHEDULABLE = [
+    {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+    }
+]
+
+
+def observe(job: dict[str, Any] | None, found: list[dict[str, Any]], events: Any = (), timeout_s: float = 600) -> Any:
+    return pods.observe(job, found, list(events), now=NOW, pending_timeout_s=timeout_s)
+
+
+def test_unschedulable_pod_is_pending_with_the_schedulers_message():
+    seen = observe(_job(), [_pod(conditions=UNSCHEDULABLE)])
+    assert seen is not None
+    assert (seen.state, seen.reason, seen.stuck, seen.timed_out) == ("Pending", "Unschedulable", True, False)
+    assert seen.message == "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+def test_a_stuck_pod_times_out_from_its_own_creation():
+    young = observe(_job(created_s_ago=5000), [_pod(conditions=UNSCHEDULABLE, created_s_ago=59)], timeout_s=60)
+    assert young is not None and young.state == "Pending" and not young.timed_out  # the Job's age does not count
+    old = observe(_job(), [_pod(conditions=UNSCHEDULABLE, created_s_ago=61)], timeout_s=60)
+    assert old is not None and (old.state, old.timed_out) == ("Failed", True)
+    assert old.message == (
+        "pending timeout after 60 s: Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    )
+
+
+def test_image_and_container_config_failures_are_stuck():
+    for reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"):
+        message = f'{reason} for "ghcr.io/x/agent:missing"'
+        seen = observe(_job(), [_pod(containers=_waiting(reason, message))])
+        assert seen is not None, reason
+        assert (seen.state, seen.reason, seen.stuck) == ("Pending", reason, True)
+        assert seen.message == f"{reason}: {message}"
+        late = observe(_job(), [_pod(containers=_waiting(reason, message), created_s_ago=700)])
+        assert late is not None and late.timed_out and late.message.startswith("pending timeout after 600 s: ")
+
+
+def test_crash_loop_names_the_last_exit_and_does_not_time_out():
+    containers = [
+        {
+            "name": "agent",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": ""}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 2}},
+        }
+    ]
+    seen = observe(_job(), [_pod(phase="Running", containers=containers, created_s_ago=5000)])
+    assert seen is not None
+    assert (seen.state, seen.reason, seen.stuck, seen.timed_out) == ("Running", "CrashLoopBackOff", False, False)
+    assert seen.message == "CrashLoopBackOff: last exit: Error"
+
+
+def test_oom_killed_says_raise_the_memory_limit():
+    containers = [{"name": "agent", "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]
+    failed_job = _job(active=0, failed=1, conditions=[{"type": "Failed", "status": "True"}])
+    seen = observe(failed_job, [_pod(phase="Failed", containers=containers)])
+    assert seen is not None
+    assert seen.state is None  # the Job's failure ends the run; the pod says why
+    assert seen.reason == "OOMKilled"
+    assert "exceeded its memory limit of 4Gi" in seen.message and "raise the memory limit" in seen.message
+    looping = [
+        {
+            "name": "agent",
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+        }
+    ]
+    crash = observe(_job(), [_pod(phase="Running", containers=looping)])
+    assert crash is not None and crash.message.startswith("CrashLoopBackOff: OOMKilled: ")
+
+
+def test_no_pod_after_the_grace_names_the_jobs_events():
+    assert observe(_job(created_s_ago=1), []) is None  # the Job controller has not got to it yet
+    job = _job(created_s_ago=30)
+    assert pods.events_needed(job, [], NOW) == "ev-run-1"
+    event = {
+        "involvedObject": {"kind": "Job", "name": "ev-run-1"},
+        "type": "Warning",
+        "reason": "FailedCreate",
+        "message": 'pods "ev-run-1-x" is forbidden: exceeded quota: compute',
+        "lastTimestamp": _at(2),
+    }
+    other = {**event, "involvedObject": {"kind": "Job", "name": "another"}, "message": "not this one"}
+    seen = observe(job, [], [other, event])
+    assert seen is not None and (seen.state, seen.reason, seen.stuck) == ("Pending", "NoPod", True)
+    assert seen.message == 'no pod created yet: FailedCreate: pods "ev-run-1-x" is forbidden: exceeded quota: compute'
+    quiet = observe(job, [])
+    assert quiet is not None and quiet.message == "no pod created yet"
+    late = observe(_job(created_s_ago=601), [])
+    assert late is not None and late.timed_out and late.message == "pending timeout after 600 s: no pod created yet"
+
+
+def test_no_pod_is_timed_from_the_jobs_start_not_its_creation():
+    """A Job Kueue kept suspended for long gets the whole timeout once it is admitted (startTime)."""
+    job = _job(created_s_ago=5000, startTime=_at(30))
+    seen = observe(job, [], timeout_s=60)
+    assert seen is not None and not seen.timed_out
+
+
+def test_events_explain_a_pending_pod_whose_status_does_not():
+    pod = _pod(containers=_waiting("ContainerCreating"))
+    assert pods.events_needed(_job(), [pod], NOW) == "ev-run-1-abcde"
+    assert pods.events_needed(_job(), [_pod(conditions=UNSCHEDULABLE)], NOW) is None  # the status says it
+    plain = observe(_job(), [pod])
+    assert plain is not None and (plain.state, plain.message, plain.stuck) == (
+        "Pending",
+        "pod Pending: ContainerCreating",
+        False,
+    )
+    mount = {
+        "involvedObject": {"kind": "Pod", "name": "ev-run-1-abcde"},
+        "type": "Warning",
+        "reason": "FailedMount",
+        "message": 'MountVolume.SetUp failed for volume "cache": persistentvolumeclaim "c" not found',
+    }
+    seen = observe(_job(), [pod], [mount])
+    assert seen is not None and (seen.reason, seen.stuck) == ("FailedMount", True)
+    assert seen.message.startswith('FailedMount: MountVolume.SetUp failed for volume "cache"')
+    scheduling = {**mount, "reason": "FailedScheduling", "message": "0/1 nodes are available: 1 node(s) had taint."}
+    unscheduled = observe(_job(), [_pod()], [scheduling])
+    assert (
+        unscheduled is not None
+        and unscheduled.message == "Unschedulable: 0/1 nodes are available: 1 node(s) had taint."
+    )
+
+
+def test_running_completed_suspended_and_foreign_pods_say_nothing():
+    assert observe(None, [_pod(conditions=UNSCHEDULABLE)]) is None
+    assert observe(_job(), [_pod(phase="Running")]) is None
+    done = _job(active=0, succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
+    assert observe(done, [_pod(phase="Succeeded")]) is None
+    suspended = {**_job(), "spec": {"suspend": True}, "status": {}}
+    assert observe(suspended, []) is None
+    assert pods.events_needed(suspended, [], NOW) is None
+    # A pod of an earlier Job of the same name (another uid) is not this Job's: the Job has no pod.
+    stale = observe(_job(created_s_ago=2), [_pod(conditions=UNSCHEDULABLE, job_uid="old-uid")])
+    assert stale is None
+
+
+def test_the_newest_live_pod_speaks_for_a_retried_job():
+    old = _pod(name="ev-run-1-old", phase="Failed", created_s_ago=100, containers=_waiting("ErrImagePull"))
+    new = _pod(name="ev-run-1-new", created_s_ago=5, conditions=UNSCHEDULABLE)
+    seen = observe(_job(), [new, old])
+    assert seen is not None and seen.reason == "Unschedulable"
+
+
+def test_job_name_of_reads_labels_then_owner():
+    assert pods.job_name_of(_pod()) == "ev-run-1"
+    owned = {"metadata": {"ownerReferences": [{"kind": "Job", "name": "j2", "uid": "u"}]}}
+    assert pods.job_name_of(owned) == "j2"
+    assert pods.job_name_of({"metadata": {"labels": {"app": "x"}}}) is None
+    assert pods.parse_time("2026-01-02T12:00:00Z") == NOW
+    assert pods.parse_time("not a time") is None
