@@ -68,14 +68,69 @@ def test_schemas_are_structural(kind: str):
 def test_evaluation_crd_has_status_subresource_and_printer_columns():
     version = load_crd("Evaluation")["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    columns = {c["name"]: (c["jsonPath"], c.get("priority", 0)) for c in version["additionalPrinterColumns"]}
     assert columns == {
-        "Phase": ".status.phase",
-        "Runs": ".status.progress",
-        "Valid": ".status.valid",
-        "Age": ".metadata.creationTimestamp",
+        "Phase": (".status.phase", 0),
+        "Runs": (".status.progress", 0),
+        "Valid": (".status.valid", 0),
+        "Ready": ('.status.conditions[?(@.type=="Ready")].reason', 0),
+        "Age": (".metadata.creationTimestamp", 0),
+        # kubectl get -o wide only
+        "Models": (".spec.models", 1),
+        "Frameworks": (".spec.frameworks", 1),
+        "Targets": (".spec.targets[*].accelerator", 1),
+        "Arch": (".spec.targets[*].arch", 1),
     }
     assert load_crd("Evaluation")["spec"]["scope"] == "Namespaced"
+
+
+def _properties(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every named property under ``node`` (through list items and map values), with its dotted path."""
+    found = []
+    for name, child in (node.get("properties") or {}).items():
+        found.append((f"{path}.{name}", child))
+        found.extend(_properties(child, f"{path}.{name}"))
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            found.extend(_properties(node[key], f"{path}[]"))
+    return found
+
+
+@pytest.mark.parametrize("kind", ["Evaluation", "Model", "Framework", "Dataset"])
+def test_every_field_has_a_description_for_kubectl_explain(kind: str):
+    schema = load_crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema.get("description"), f"{kind} has no description"
+    properties = _properties(schema)
+    assert len(properties) > 10
+    missing = [path for path, node in properties if not str(node.get("description") or "").strip()]
+    assert missing == [], f"{kind}: fields without a description (kubectl explain shows nothing): {missing}"
+
+
+def test_free_form_objects_are_preserved_not_pruned():
+    """A target's affinity and tolerations are Kubernetes objects the operator copies into the Job: without
+    x-kubernetes-preserve-unknown-fields the API server would prune them to {} before the operator saw them."""
+    target = load_crd("Evaluation")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    fields = target["properties"]["targets"]["items"]["properties"]
+    assert fields["affinity"].get("x-kubernetes-preserve-unknown-fields") is True
+    assert fields["tolerations"]["items"].get("x-kubernetes-preserve-unknown-fields") is True
+    for path, node in _properties(load_crd("Evaluation")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]):
+        assert node.get("additionalProperties") is not True, path
+
+
+def test_conditions_are_a_list_map_keyed_by_type_with_generation_and_time():
+    status = load_crd("Evaluation")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    item = conditions["items"]
+    assert "type" in item["required"]
+    assert item["properties"]["observedGeneration"]["type"] == "integer"
+    assert item["properties"]["lastTransitionTime"]["format"] == "date-time"
+    for field in ("startTime", "completionTime"):
+        assert status["properties"][field]["format"] == "date-time"
+    assert "Suspended" in status["properties"]["phase"]["enum"]
+    run = status["properties"]["runs"]["items"]["properties"]
+    assert run["spec_sha256"]["additionalProperties"] == {"type": "string"}
 
 
 @pytest.mark.parametrize("path", ASSET_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -8,9 +8,13 @@ OpenAPI v3 schema the API server requires, so that what local mode rejects is al
 * ``additionalProperties: false`` is dropped where ``properties`` exist (structural schemas forbid both; the API
   server prunes or, with ``fieldValidation=Strict`` as kubectl sends by default, rejects unknown fields);
 * JSON Schema's numeric ``exclusiveMinimum: x`` becomes OpenAPI 3.0's ``minimum: x, exclusiveMinimum: true``;
-* a union of different types (a number or a list) becomes ``x-kubernetes-preserve-unknown-fields`` (the operator
-  still validates it with pydantic), and ``propertyNames`` (not allowed) is dropped;
-* ``metadata`` is left to the API server.
+* a union of different types (a number or a list), and ``dict[str, Any]`` (``additionalProperties: true``, e.g. a
+  target's affinity), become ``x-kubernetes-preserve-unknown-fields`` (the operator still validates them with
+  pydantic; without it the API server would prune their contents), and ``propertyNames`` (not allowed) is dropped;
+* ``metadata`` is left to the API server;
+* ``description`` (pydantic's field descriptions and class docstrings) is kept on every property, so that
+  ``kubectl explain`` documents each field (``tests/test_crds.py`` fails on a property without one), and
+  ``x-kubernetes-*`` keywords the models declare (CEL validations, list types) are copied as they are.
 
 The committed files carry a header; ``tests/test_crds.py`` regenerates them and fails on any difference.
 """
@@ -46,7 +50,7 @@ class CrdKind:
         kind: str,
         plural: str,
         short_names: list[str],
-        columns: list[dict[str, str]],
+        columns: list[dict[str, str | int]],
         *,
         namespaced: bool,
         status: bool = False,
@@ -64,7 +68,7 @@ class CrdKind:
         return f"{self.plural}.{API_GROUP}"
 
 
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_AGE: dict[str, str | int] = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 KINDS: tuple[CrdKind, ...] = (
     CrdKind(
@@ -76,7 +80,12 @@ KINDS: tuple[CrdKind, ...] = (
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Runs", "type": "string", "jsonPath": ".status.progress"},
             {"name": "Valid", "type": "string", "jsonPath": ".status.valid"},
+            {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
             _AGE,
+            {"name": "Models", "type": "string", "jsonPath": ".spec.models", "priority": 1},
+            {"name": "Frameworks", "type": "string", "jsonPath": ".spec.frameworks", "priority": 1},
+            {"name": "Targets", "type": "string", "jsonPath": ".spec.targets[*].accelerator", "priority": 1},
+            {"name": "Arch", "type": "string", "jsonPath": ".spec.targets[*].arch", "priority": 1},
         ],
         namespaced=True,
         status=True,
@@ -152,6 +161,9 @@ def _copy_keywords(node: dict[str, Any], out: dict[str, Any], defs: dict[str, An
             continue
         if key == "additionalProperties" and value is False:
             continue
+        if key == "additionalProperties" and value is True:  # dict[str, Any]: kept whole, not pruned to {}
+            out["x-kubernetes-preserve-unknown-fields"] = True
+            continue
         if key == "const":
             out["enum"] = [value]
         elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
@@ -170,11 +182,10 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     source = model.model_json_schema(by_alias=True, mode="validation")
     schema: dict[str, Any] = _structural(source, source.get("$defs", {}))
     properties = schema["properties"]
-    properties["apiVersion"] = {"type": "string"}
-    properties["kind"] = {"type": "string"}
-    properties["metadata"] = {"type": "object"}
+    properties["apiVersion"] = {"type": "string", "description": f"{API_GROUP}/{VERSION}."}
+    properties["kind"] = {"type": "string", "description": "The resource's kind."}
+    properties["metadata"] = {"type": "object", "description": "Kubernetes object metadata (name, labels)."}
     schema["required"] = [r for r in schema.get("required", []) if r not in ("apiVersion", "kind", "metadata")]
-    schema.pop("description", None)
     return schema
 
 

@@ -210,7 +210,7 @@ class TensorSpec(_Strict):
     shape: list[Annotated[int, Field(ge=-1)]] = Field(
         description="Shape of ONE sample, without the batch axis; -1 marks a dynamic axis."
     )
-    dtype: TensorDtype = "float32"
+    dtype: TensorDtype = Field(default="float32", description="Element type of the tensor.")
 
 
 class ModelInput(TensorSpec):
@@ -221,7 +221,10 @@ class ModelInput(TensorSpec):
 
 
 class ModelOutput(TensorSpec):
-    type: Literal["classification", "raw"] = "classification"
+    type: Literal["classification", "raw"] = Field(
+        default="classification",
+        description="classification: class scores (top-1/top-5 against the dataset's labels); raw: kept as is.",
+    )
     postprocess: list[PostprocessStep] = Field(default_factory=list, description="Ordered post-processing steps.")
     labels: FileRef | None = Field(default=None, description="One label per line, index i names class i.")
 
@@ -248,29 +251,37 @@ class FrameworkConstraint(_Strict):
 
 
 class ModelAttributes(_Strict):
+    """Facts about the model, recorded with its results (reference accuracy, provenance); none changes a run."""
+
     top1: float | None = Field(default=None, ge=0, le=1, description="Reference top-1 accuracy (fraction).")
     top5: float | None = Field(default=None, ge=0, le=1, description="Reference top-5 accuracy (fraction).")
-    training_dataset: str | None = None
+    training_dataset: str | None = Field(default=None, description="The data the weights were trained on.")
     weights: Literal["trained", "random"] = Field(
         default="trained", description="'random' marks seeded untrained weights, for performance work only."
     )
     kind: str | None = Field(default=None, description="Architecture family, e.g. CNN.")
-    references: list[str] = Field(default_factory=list)
-    license: str | None = None
-    manifest_author: str | None = None
+    references: list[str] = Field(default_factory=list, description="Papers or pages describing the model.")
+    license: str | None = Field(default=None, description="The weights' license, e.g. an SPDX identifier.")
+    manifest_author: str | None = Field(default=None, description="Who wrote this manifest.")
 
 
 class ModelSpec(_Strict):
-    description: str = ""
+    """A model: its artifacts, its inputs and outputs with their processing, and what it was made for."""
+
+    description: str = Field(default="", description="Free text shown in listings.")
     version: str = Field(default="1.0", description="The model's own version.")
-    task: Task
+    task: Task = Field(description="What the model does; the dataset must have the same task.")
     framework: FrameworkConstraint
     artifacts: list[Artifact] = Field(min_length=1, description="The model in one or more formats.")
-    inputs: list[ModelInput] = Field(min_length=1)
-    outputs: list[ModelOutput] = Field(min_length=1)
+    inputs: list[ModelInput] = Field(min_length=1, description="The model's input tensors, in the graph's order.")
+    outputs: list[ModelOutput] = Field(
+        min_length=1, description="The model's output tensors and their post-processing."
+    )
     dataset: ResourceName | None = Field(default=None, description="Default Dataset to evaluate on.")
-    attributes: ModelAttributes = Field(default_factory=ModelAttributes)
-    hidden: bool = False
+    attributes: ModelAttributes = Field(
+        default_factory=ModelAttributes, description="Facts about the model (reference accuracy, provenance)."
+    )
+    hidden: bool = Field(default=False, description="true: left out of listings (still runnable by name).")
 
     @model_validator(mode="after")
     def _one_artifact_per_format(self) -> ModelSpec:
@@ -287,28 +298,38 @@ class ModelSpec(_Strict):
 
 
 class Container(_Strict):
-    arch: Architecture
-    accelerator: Accelerator
-    image: str = Field(min_length=1)
+    """The agent image that runs this framework on one kind of node."""
+
+    arch: Architecture = Field(description="Node CPU architecture (the kubernetes.io/arch label).")
+    accelerator: Accelerator = Field(description="cpu, gpu or fpga.")
+    image: str = Field(min_length=1, description="The agent image (registry/name:tag or @sha256 digest).")
 
 
 class LocalRuntime(_Strict):
+    """How local mode runs this framework's agent."""
+
     python: str | None = Field(
         default=None, description="Interpreter that runs this framework's agent locally; default: the CLI's own."
     )
 
 
 class FrameworkSpec(_Strict):
-    description: str = ""
+    """A framework: its version, the formats it loads, the accelerators it uses and its agent images."""
+
+    description: str = Field(default="", description="Free text shown in listings.")
     version: str = Field(min_length=1, description="The framework version this resource describes (PEP 440).")
     predictor: str = Field(min_length=1, description="Name of the predictor entry point that runs it.")
     formats: list[ArtifactFormat] = Field(min_length=1, description="Supported artifact formats, preferred first.")
-    accelerators: list[Accelerator] = Field(default_factory=lambda: list[Accelerator](["cpu"]))
-    containers: list[Container] = Field(default_factory=list)
+    accelerators: list[Accelerator] = Field(
+        default_factory=lambda: list[Accelerator](["cpu"]), description="Accelerators this framework can run on."
+    )
+    containers: list[Container] = Field(
+        default_factory=list, description="Agent images per (arch, accelerator); the operator's Jobs run these."
+    )
     device_resources: dict[Accelerator, str] = Field(
         default_factory=dict, description="Kubernetes extended resource per accelerator, e.g. gpu: nvidia.com/gpu."
     )
-    runtime: LocalRuntime = Field(default_factory=LocalRuntime)
+    runtime: LocalRuntime = Field(default_factory=LocalRuntime, description="How local mode runs the agent.")
 
 
 _NPZ_FIELDS = frozenset({"uri", "sha256", "images_key", "labels_key"})
@@ -370,12 +391,14 @@ class DatasetSource(_Strict):
 
 
 class DatasetSpec(_Strict):
-    description: str = ""
-    task: Task
+    """A dataset: where its samples and labels come from, and how many there are."""
+
+    description: str = Field(default="", description="Free text shown in listings.")
+    task: Task = Field(description="What the samples are for; a model of the same task evaluates on it.")
     source: DatasetSource
     size: int = Field(ge=1, description="Number of samples; checked against the data when loaded.")
     split: str = Field(default="test", description="Which split of the original data this is, and how it was made.")
-    labels: FileRef | None = None
+    labels: FileRef | None = Field(default=None, description="Class names, one per line (index i names class i).")
 
 
 class _Resource(_Strict):
@@ -390,16 +413,22 @@ class _Resource(_Strict):
 
 
 class Model(_Resource):
+    """A model to evaluate: artifacts pinned by sha256, tensors and their processing."""
+
     kind: Literal["Model"]
     spec: ModelSpec
 
 
 class Framework(_Resource):
+    """A framework that runs models: the formats it loads and the agent images that run it."""
+
     kind: Literal["Framework"]
     spec: FrameworkSpec
 
 
 class Dataset(_Resource):
+    """A dataset models are evaluated on: an npz file or seeded synthetic samples."""
+
     kind: Literal["Dataset"]
     spec: DatasetSpec
 
