@@ -186,11 +186,13 @@ def test_operator_rbac_is_least_privilege(
     expected = {
         ("mlmodelscope.org", "evaluations"): {"get", "list", "watch", "patch"},
         ("mlmodelscope.org", "evaluations/status"): {"get", "patch"},
+        ("mlmodelscope.org", "evaluations/finalizers"): {"update"},
         ("mlmodelscope.org", "models"): {"get", "list", "watch"},
         ("mlmodelscope.org", "frameworks"): {"get", "list", "watch"},
         ("mlmodelscope.org", "datasets"): {"get", "list", "watch"},
         ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},
-        ("", "events"): {"create"},
+        ("", "pods"): {"get", "list", "watch"},
+        ("", "events"): {"create", "list", "watch"},
     }
     assert _rules(default_render, "ClusterRole") == expected
     assert not by_kind(full_render, "ClusterRole") and not by_kind(full_render, "ClusterRoleBinding")
@@ -265,9 +267,9 @@ def test_operator_settings_parse_from_the_rendered_environment(full_render: list
     settings = OperatorSettings.from_env(env)
     assert settings.namespaces == ["mlms", "team-a"]
     assert settings.collector_url == "http://rel-mlmodelscope-collector.mlms.svc:8080"
-    assert settings.service_account == "rel-mlmodelscope-agent"
+    assert settings.agent_service_account == "rel-mlmodelscope-agent"
     agent_accounts = [
-        s for s in by_kind(full_render, "ServiceAccount") if s["metadata"]["name"] == settings.service_account
+        s for s in by_kind(full_render, "ServiceAccount") if s["metadata"]["name"] == settings.agent_service_account
     ]
     assert {s["metadata"]["namespace"] for s in agent_accounts} == {"mlms", "team-a"}
     assert all(s["automountServiceAccountToken"] is False for s in agent_accounts)
@@ -312,7 +314,7 @@ def test_dashboards_are_labelled_configmaps(full_render: list[dict[str, Any]]) -
             assert json.loads(text) == json.loads((CHART / "dashboards" / name).read_text())
 
 
-def test_agents_may_reach_only_nats_and_dns(full_render: list[dict[str, Any]]) -> None:
+def test_agents_may_reach_only_nats_dns_and_the_object_store(full_render: list[dict[str, Any]]) -> None:
     policies = [p for p in by_kind(full_render, "NetworkPolicy") if p["metadata"]["name"].endswith("agents")]
     assert {p["metadata"]["namespace"] for p in policies} == {"mlms", "team-a"}
     from mlmodelscope.operator import jobs
@@ -322,10 +324,14 @@ def test_agents_may_reach_only_nats_and_dns(full_render: list[dict[str, Any]]) -
         spec = policy["spec"]
         assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "mlmodelscope-agent"}
         assert set(spec["policyTypes"]) == {"Ingress", "Egress"} and spec["ingress"] == []
-        nats_rule, dns_rule = spec["egress"]
+        nats_rule, dns_rule, minio_rule, *artifact_rules = spec["egress"]
         assert nats_rule["ports"] == [{"protocol": "TCP", "port": 4222}]
         assert nats_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "nats"
         assert {p["port"] for p in dns_rule["ports"]} == {53}
+        assert minio_rule["ports"] == [{"protocol": "TCP", "port": 9000}]
+        assert minio_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "minio"
+        assert artifact_rules == [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
+                                   "ports": [{"protocol": "TCP", "port": 443}]}]  # fmt: skip
 
 
 def test_external_nats(helm_home: Path) -> None:

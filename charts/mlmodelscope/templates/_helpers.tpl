@@ -126,3 +126,67 @@ emptyDir: {}
 {{- end }}
 {{- end -}}
 {{- end -}}
+
+{{/* imagePullSecrets of a pod the chart runs (image.pullSecrets, by name); nothing when there are none. */}}
+{{- define "mlmodelscope.imagePullSecrets" -}}
+{{- with .Values.image.pullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The image of a built-in Framework's container with image.registry and image.tag applied: the repository's last
+path element is kept (agent-onnxruntime), the registry replaced, and the tag's version replaced by image.tag while
+its suffix (-cuda) stays; an empty image.tag keeps the resource's version. .image is the resource's reference.
+*/}}
+{{- define "mlmodelscope.builtinAgentImage" -}}
+{{- $reference := .image -}}
+{{- $tag := "" -}}
+{{- $lastSlash := regexFind "[^/]+$" $reference -}}
+{{- if contains ":" $lastSlash -}}
+{{- $tag = regexFind "[^:]+$" $lastSlash -}}
+{{- end -}}
+{{- $repository := trimSuffix (printf ":%s" $tag) $lastSlash -}}
+{{- $version := .root.Values.image.tag -}}
+{{- if $version -}}
+{{- $tag = printf "%s%s" $version (regexReplaceAll "^[0-9][0-9A-Za-z.]*" $tag "") -}}
+{{- end -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry $repository $tag -}}
+{{- end -}}
+
+{{/* The agents' ServiceAccount (in every namespace where Evaluations run; its token is never mounted). */}}
+{{- define "mlmodelscope.agentServiceAccount" -}}
+{{- include "mlmodelscope.component" (dict "root" . "name" "agent") -}}
+{{- end -}}
+
+{{/* The PersistentVolumeClaim the agents share as artifact cache, or "" when they each get an emptyDir. */}}
+{{- define "mlmodelscope.artifactCacheClaim" -}}
+{{- $cache := .Values.agents.artifactCache -}}
+{{- if $cache.enabled -}}
+{{- default (include "mlmodelscope.component" (dict "root" . "name" "artifact-cache")) $cache.existingClaim -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The object store the agents fetch s3:// artifacts from, as JSON {secret, url, host, port, minio}: the bundled MinIO
+(its Secret copied into every namespace where Evaluations run), else objectStore.external; {} when there is none.
+*/}}
+{{- define "mlmodelscope.agentObjectStore" -}}
+{{- $os := .Values.objectStore -}}
+{{- if $os.minio.enabled -}}
+{{- $name := include "mlmodelscope.component" (dict "root" . "name" "minio") -}}
+{{- toJson (dict "secret" (default $name $os.minio.existingSecret) "url" (printf "http://%s.%s.svc:9000" $name .Release.Namespace) "port" 9000 "minio" true) -}}
+{{- else if $os.external.endpoint -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $os.external.endpoint "" -}}
+{{- $port := ternary 443 80 $os.external.secure -}}
+{{- if regexMatch ":[0-9]+$" $os.external.endpoint -}}
+{{- $port = regexFind "[0-9]+$" $os.external.endpoint | int -}}
+{{- end -}}
+{{- toJson (dict "secret" $os.external.existingSecret "url" (printf "%s://%s" (ternary "https" "http" $os.external.secure) $os.external.endpoint) "host" $host "port" $port "minio" false) -}}
+{{- else -}}
+{{- toJson dict -}}
+{{- end -}}
+{{- end -}}
