@@ -136,7 +136,7 @@ def _assert_job(job: dict[str, Any], key: str, uid: str) -> None:
         assert resources["limits"] == {"cpu": "4", "memory": "4Gi"}
         assert pod["tolerations"] == []
     assert resources["requests"]["cpu"] == "2"
-    assert container["command"] == ["mlmodelscope", "agent", "run"]
+    assert container["command"] == ["python", "-m", "mlmodelscope.agent"]
     assert container["args"] == ["--spec-env", "MLMODELSCOPE_RUN_SPEC"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MLMODELSCOPE_NATS_URL"] == "nats://nats.example:4222"
@@ -163,6 +163,7 @@ def test_the_cli_runs_the_operator_with_options_and_environment(tmp_path: Path):
             environment.update(
                 MLMODELSCOPE_OPERATOR_AGENT_ASSETS_DIR=str(assets),
                 MLMODELSCOPE_OPERATOR_RUN_AS_USER="2000",
+                MLMODELSCOPE_OPERATOR_IMAGE_PULL_SECRETS="registry-a,registry-b",
                 MLMODELSCOPE_OPERATOR_AGENT_COMMAND="python,-m,mlmodelscope.cli.main,agent,run",
             )
             log = tmp_path / "operator.log"
@@ -185,7 +186,9 @@ def test_the_cli_runs_the_operator_with_options_and_environment(tmp_path: Path):
         assert pod["securityContext"]["runAsUser"] == 2000
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["MLMODELSCOPE_NATS_URL"] == "nats://nats.cluster.local:4222"
-        assert json.loads(env["MLMODELSCOPE_RUN_SPEC"])["assets"] == [str(assets)]
+        carried = json.loads(env["MLMODELSCOPE_RUN_SPEC"])["resources"]["model"]
+        assert (carried["base_dir"], carried["source"]) == (f"{assets}/models", "cluster:default")
+        assert pod["imagePullSecrets"] == [{"name": "registry-a"}, {"name": "registry-b"}]
         assert code == 0, log.read_text()
 
     async def _some_jobs(api: Api) -> list[dict[str, Any]] | None:

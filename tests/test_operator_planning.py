@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,11 @@ def _catalog(**framework_changes: Any) -> planning.Catalog:
         accelerators=["cpu", "gpu", "fpga"],
         **framework_changes,
     )
-    return planning.Catalog(
+    return planning.Catalog.of(
         "team-a",
-        {"digits-cnn": _load(Model, ASSETS / "models/digits-cnn.yaml")},
-        {"onnxruntime": framework},
-        {"digits": _load(Dataset, ASSETS / "datasets/digits.yaml")},
-        {},
+        models=[_load(Model, ASSETS / "models/digits-cnn.yaml")],
+        frameworks=[framework],
+        datasets=[_load(Dataset, ASSETS / "datasets/digits.yaml")],
     )
 
 
@@ -54,7 +52,7 @@ SETTINGS = OperatorSettings(fpga_resource="intel.com/agilex")
 
 
 def test_matrix_order_names_and_ids_are_deterministic_and_valid():
-    spec = _spec(targets=[{"arch": "amd64"}, {"arch": "arm64", "count": 2}], batch_sizes=[1, 4])
+    spec = _spec(targets=[{"arch": "amd64"}, {"arch": "arm64", "repeats": 2}], batch_sizes=[1, 4])
     runs = planning.plan("a" * 63, "0b6d4f1e-1111-2222-3333-444455556666", spec, _catalog(), SETTINGS)
     assert [r.key for r in runs] == [
         "digits-cnn/onnxruntime/amd64-cpu/b1",
@@ -73,7 +71,7 @@ def test_matrix_order_names_and_ids_are_deterministic_and_valid():
     longer = planning.plan(
         "a" * 63,
         "0b6d4f1e-1111-2222-3333-444455556666",
-        _spec(targets=[{"arch": "amd64"}, {"arch": "arm64", "count": 2}], batch_sizes=[1, 4], min_duration_s=60),
+        _spec(targets=[{"arch": "amd64"}, {"arch": "arm64", "repeats": 2}], batch_sizes=[1, 4], min_duration_s=60),
         _catalog(),
         SETTINGS,
     )
@@ -99,7 +97,7 @@ def test_fpga_runs_ask_for_the_configured_device_plugin_resource(framework_chang
 def test_the_job_run_spec_is_what_the_agent_accepts():
     spec = _spec(scenario="server", mode="performance", target_qps=50, threads=2, trace_level="framework", seed=7)
     [run] = planning.plan("srv", "uid", spec, _catalog(), SETTINGS)
-    parsed = RunSpec.model_validate_json(json.dumps(jobs.run_spec(run, "team-a/srv", spec, SETTINGS)))
+    parsed = RunSpec.model_validate_json(jobs.run_spec(run, "team-a/srv", spec, SETTINGS).model_dump_json())
     assert parsed.settings.target_qps == 50 and parsed.intra_op_threads == 2
     assert parsed.trace_level.name == "FRAMEWORK" and parsed.evaluation_id == "team-a/srv"
     assert parsed.settings.seeds.qsl != 2376919268182438552  # derived from seed 7
@@ -168,10 +166,12 @@ def test_job_states_and_the_evaluation_phase_and_conditions():
         ("Ready", "False", "RunsInProgress"),
         ("ResultValid", "Unknown", "ResultsPending"),
         ("Regressed", "Unknown", "NotChecked"),
+        ("Succeeded", "False", "RunsInProgress"),
+        ("Failed", "False", "RunsInProgress"),
     ]
     finished = status.evaluation_status([done, broken], jobs_exist=True, generation=1, previous=running, now="t1")
     assert finished.phase == "Failed" and finished.last_error == broken.message
-    ready, valid, _ = finished.conditions
+    ready, valid, *_ = finished.conditions
     assert (ready.reason, ready.last_transition_time) == ("RunsFailed", "t0")  # still False: time kept
     assert (valid.status, valid.last_transition_time) == ("False", "t1")
 

@@ -1,12 +1,15 @@
 """From an Evaluation and the cluster's Model/Framework/Dataset resources to the list of runs, one Job each.
 
-Pure functions, no I/O: the matrix models x frameworks x targets (x count) x batch sizes is expanded in a fixed
-order, and everything a Job needs is decided here (image, device resource, settings, names). Whatever cannot be
+Pure functions, no I/O: the matrix models x frameworks x targets (x repeats) x batch sizes is expanded in a fixed
+order, and everything a Job needs is decided here (image, device resource and count, requests and limits, placement,
+settings, names, and the resolved resources the run evaluates, with the sha256 of each spec). Whatever cannot be
 satisfied (an unknown model, no image for ppc64le + gpu, a batch larger than the dataset, inconsistent settings)
 is collected and raised as one ``UnsatisfiableError`` naming every missing piece, so the user fixes them at once.
 
 Names are deterministic: the same spec always plans the same Job names (so a restarted operator or a replayed
 event finds its Jobs instead of duplicating them), and a changed spec plans new ones (stale Jobs are deleted).
+The digest includes the sha256 of the Model, Framework and Dataset specs, so an edited Model plans new runs.
+A plan is bounded (``max_runs``): the Evaluation's status lists every run and etcd stores at most 1.5 MiB per object.
 The run id also carries the Evaluation's uid, so a deleted and re-created Evaluation never mixes its results in
 the collector with its predecessor's.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,24 +26,16 @@ from pydantic import ValidationError
 from mlmodelscope.core.errors import IncompatibleFrameworkError
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Seeds
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, check_version
-from mlmodelscope.core.manifests.resources import Accelerator, Architecture, Dataset, Framework, Model
+from mlmodelscope.core.manifests.resources import Accelerator, Architecture, Framework, Model
+from mlmodelscope.core.run_contract import ResolvedResource, ResolvedResources
+from mlmodelscope.operator.catalog import Applied, Catalog
 from mlmodelscope.operator.errors import UnsatisfiableError
-from mlmodelscope.operator.evaluation import EvaluationSpec
+from mlmodelscope.operator.evaluation import EvaluationSpec, JobResources, Target
 from mlmodelscope.operator.settings import OperatorSettings
 
 JOB_NAME_MAX = 63
+ARCH_LABEL = "kubernetes.io/arch"
 _HASH_LEN = 10
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """The Model, Framework and Dataset resources of the Evaluation's namespace (invalid ones: their problems)."""
-
-    namespace: str
-    models: Mapping[str, Model]
-    frameworks: Mapping[str, Framework]
-    datasets: Mapping[str, Dataset]
-    invalid: Mapping[tuple[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -59,19 +53,17 @@ class PlannedRun:
     settings: EvaluationSettings
     job_name: str
     run_id: str
+    resources: ResolvedResources
+    spec_sha256: dict[str, str]
+    target: Target
+    requests: dict[str, str]
+    limits: dict[str, str]
+    node_selector: dict[str, str]
 
 
 def _digest(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
-
-
-def _unknown(kind: str, name: str, table: Mapping[str, Any], catalog: Catalog) -> str:
-    invalid = catalog.invalid.get((kind, name))
-    if invalid is not None:
-        return f"{kind} '{name}' in namespace '{catalog.namespace}' is invalid: {invalid}"
-    known = ", ".join(sorted(table)) or "none"
-    return f"unknown {kind} '{name}' in namespace '{catalog.namespace}' (known: {known})"
 
 
 def run_settings(spec: EvaluationSpec, batch_size: int) -> EvaluationSettings:
@@ -127,21 +119,96 @@ def _device_resource(framework: Framework, accelerator: Accelerator, settings: O
     return framework.spec.device_resources.get(accelerator, default)
 
 
+def _target_name(target: Target) -> str:
+    return f"target {target.arch}/{target.accelerator}"
+
+
+def pod_resources(
+    target: Target, spec: EvaluationSpec, device_resource: str | None
+) -> tuple[dict[str, str], dict[str, str]] | str:
+    """(requests, limits) of a run's container, or why they cannot be. The target's resources replace the
+    Evaluation's; empty requests equal the limits (Guaranteed QoS); the device resource is exactly ``count``, and
+    a device quantity written in resources that says otherwise is a contradiction, never silently rewritten."""
+    declared: JobResources = target.resources or spec.resources
+    limits = dict(declared.limits)
+    requests = dict(declared.requests) or dict(limits)
+    if device_resource is not None:
+        wanted = str(target.count)
+        for where, table in (("limits", limits), ("requests", requests)):
+            written = table.get(device_resource)
+            if written is not None and written != wanted and not (where == "requests" and not declared.requests):
+                return (
+                    f"{_target_name(target)} has count {target.count} (devices per run) but resources.{where} "
+                    f"asks for {device_resource}: {written}; set count: {written} and leave {device_resource} "
+                    "out of resources"
+                )
+        requests[device_resource] = wanted
+        limits[device_resource] = wanted
+    return requests, limits
+
+
+def node_selector(target: Target) -> dict[str, str] | str:
+    """The target's architecture label plus its own node_selector, or why they contradict each other."""
+    written = target.node_selector.get(ARCH_LABEL)
+    if written is not None and written != target.arch:
+        return (
+            f"{_target_name(target)} has node_selector {ARCH_LABEL}: {written}, which contradicts its arch "
+            f"{target.arch}; leave {ARCH_LABEL} out of node_selector"
+        )
+    return {**target.node_selector, ARCH_LABEL: target.arch}
+
+
 def _job_name(evaluation: str, digest: str) -> str:
     prefix = evaluation[: JOB_NAME_MAX - _HASH_LEN - 1].rstrip("-")
     return f"{prefix}-{digest}"
 
 
+def count_runs(spec: EvaluationSpec) -> int:
+    """How many runs the spec's matrix has (before checking any resource)."""
+    per_pair = sum(t.repeats for t in spec.targets) * len(spec.batch_sizes)
+    return len(spec.models) * len(spec.frameworks) * per_pair
+
+
+def _check_size(spec: EvaluationSpec, settings: OperatorSettings) -> None:
+    total = count_runs(spec)
+    if total <= settings.max_runs:
+        return
+    targets = " + ".join(f"{t.arch}/{t.accelerator} x{t.repeats}" for t in spec.targets)
+    raise UnsatisfiableError(
+        f"the Evaluation plans {total} runs ({len(spec.models)} models x {len(spec.frameworks)} frameworks x "
+        f"{sum(t.repeats for t in spec.targets)} target repeats ({targets}) x {len(spec.batch_sizes)} batch sizes), "
+        f"more than the limit of {settings.max_runs} runs per Evaluation (its status lists every run, and etcd "
+        "stores at most 1.5 MiB per object); split it into several Evaluations.",
+        hint="The limit is the operator's max_runs setting.",
+    )
+
+
+class _Resolver:
+    """Each resource's ResolvedResource, computed once per plan (its canonical spec and sha256)."""
+
+    def __init__(self, assets_dir: str) -> None:
+        self.assets_dir = assets_dir
+        self._cache: dict[tuple[str, str], ResolvedResource] = {}
+
+    def __call__(self, applied: Applied[Any]) -> ResolvedResource:
+        key = (applied.resource.kind, applied.resource.name)
+        resolved = self._cache.get(key)
+        if resolved is None:
+            resolved = self._cache[key] = applied.resolved(self.assets_dir)
+        return resolved
+
+
 def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: OperatorSettings) -> list[PlannedRun]:
     """Every run of the Evaluation in matrix order; UnsatisfiableError naming every problem otherwise."""
+    _check_size(spec, settings)
     problems: list[str] = []
     for kind, names, table in (
         ("Model", spec.models, catalog.models),
         ("Framework", spec.frameworks, catalog.frameworks),
     ):
-        problems.extend(_unknown(kind, n, table, catalog) for n in names if n not in table)
+        problems.extend(catalog.unknown(kind, n) for n in names if n not in table)  # type: ignore[arg-type]
     if spec.dataset is not None and spec.dataset not in catalog.datasets:
-        problems.append(_unknown("Dataset", spec.dataset, catalog.datasets, catalog))
+        problems.append(catalog.unknown("Dataset", spec.dataset))
     settings_by_batch: dict[int, EvaluationSettings] = {}
     for batch_size in spec.batch_sizes:
         try:
@@ -150,40 +217,60 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
             reasons = "; ".join(str(p["msg"]).removeprefix("Value error, ") for p in e.errors())
             problems.append(f"settings: {reasons}")
             break
+    selectors: list[dict[str, str]] = []
+    for target in spec.targets:
+        selector = node_selector(target)
+        if isinstance(selector, str):
+            problems.append(selector)
+        else:
+            selectors.append(selector)
     if problems:
         raise UnsatisfiableError("; ".join(dict.fromkeys(problems)) + ".")
 
+    resolve = _Resolver(settings.agent_assets_dir)
     runs: list[PlannedRun] = []
     for model_name in spec.models:
         model = catalog.models[model_name]
-        dataset_name = spec.dataset or model.spec.dataset
+        dataset_name = spec.dataset or model.resource.spec.dataset
         dataset = catalog.datasets.get(dataset_name) if dataset_name else None
         if dataset_name is None:
             problems.append(f"Model '{model_name}' names no default dataset: set spec.dataset")
         elif dataset is None:
-            problems.append(_unknown("Dataset", dataset_name, catalog.datasets, catalog))
+            problems.append(catalog.unknown("Dataset", dataset_name))
         for framework_name in spec.frameworks:
             framework = catalog.frameworks[framework_name]
-            pair = _pair_problem(model, framework)
+            pair = _pair_problem(model.resource, framework.resource)
             if pair is not None:
                 problems.append(pair)
                 continue
-            for target in spec.targets:
-                if target.accelerator not in framework.spec.accelerators:
+            for target, selector in zip(spec.targets, selectors, strict=True):
+                if target.accelerator not in framework.resource.spec.accelerators:
                     problems.append(
                         f"Framework '{framework_name}' does not support accelerator "
-                        f"{target.accelerator} (spec.accelerators: {', '.join(framework.spec.accelerators)})"
+                        f"{target.accelerator} (spec.accelerators: {', '.join(framework.resource.spec.accelerators)})"
                     )
                     continue
-                image = _image(framework, target.arch, target.accelerator)
+                image = _image(framework.resource, target.arch, target.accelerator)
                 if image is None:
-                    problems.append(_image_problem(framework, target.arch, target.accelerator))
+                    problems.append(_image_problem(framework.resource, target.arch, target.accelerator))
                     continue
+                device_resource = _device_resource(framework.resource, target.accelerator, settings)
+                sized = pod_resources(target, spec, device_resource)
+                if isinstance(sized, str):
+                    problems.append(sized)
+                    continue
+                requests, limits = sized
+                resources = ResolvedResources(
+                    model=resolve(model),
+                    framework=resolve(framework),
+                    dataset=resolve(dataset) if dataset is not None else None,
+                )
+                checksums = resources.checksums()
                 for batch_size in spec.batch_sizes:
-                    if dataset is not None and batch_size > dataset.spec.size:
+                    if dataset is not None and batch_size > dataset.resource.spec.size:
                         problems.append(
-                            f"batch size {batch_size} exceeds the {dataset.spec.size} samples of "
-                            f"Dataset '{dataset.name}'"
+                            f"batch size {batch_size} exceeds the {dataset.resource.spec.size} samples of "
+                            f"Dataset '{dataset.resource.name}'"
                         )
                         continue
                     for repetition in range(target.repeats):
@@ -195,10 +282,13 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
                             key,
                             image,
                             dataset_name,
+                            checksums,
                             run_settings_.model_dump(mode="json"),
                             spec.trace_level,
                             spec.threads,
-                            spec.resources.model_dump(),
+                            target.model_dump(mode="json"),
+                            requests,
+                            limits,
                             spec.timeout_s,
                             spec.retries,
                             spec.queue_name,
@@ -214,12 +304,21 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
                                 batch_size=batch_size,
                                 repetition=repetition,
                                 image=image,
-                                device_resource=_device_resource(framework, target.accelerator, settings),
+                                device_resource=device_resource,
                                 settings=run_settings_,
                                 job_name=_job_name(name, digest),
                                 run_id=f"{name[:80]}-{uid.replace('-', '')[:12]}-{digest}",
+                                resources=resources,
+                                spec_sha256=checksums,
+                                target=target,
+                                requests=requests,
+                                limits=limits,
+                                node_selector=selector,
                             )
                         )
     if problems:
         raise UnsatisfiableError("; ".join(dict.fromkeys(problems)) + ".")
     return runs
+
+
+__all__ = ["Catalog", "PlannedRun", "count_runs", "node_selector", "plan", "pod_resources", "run_settings"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION, Dataset, Framework, Model
-from mlmodelscope.operator import jobs, planning, status
+from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION
+from mlmodelscope.operator import catalog, jobs, planning, pods, status
 from mlmodelscope.operator.errors import CollectorUnavailableError, UnsatisfiableError
 from mlmodelscope.operator.evaluation import EvaluationSpec, EvaluationStatus, RunStatus
 from mlmodelscope.operator.kube import JsonObject, KubeClient
@@ -35,11 +34,6 @@ from mlmodelscope.operator.settings import OperatorSettings
 
 PLURAL = "evaluations"
 logger = logging.getLogger(__name__)
-_CATALOG_KINDS: tuple[tuple[str, str, type[Model] | type[Framework] | type[Dataset]], ...] = (
-    ("Model", "models", Model),
-    ("Framework", "frameworks", Framework),
-    ("Dataset", "datasets", Dataset),
-)
 
 
 def evaluation_path(namespace: str, name: str = "") -> str:
@@ -50,6 +44,11 @@ def evaluation_path(namespace: str, name: str = "") -> str:
 def jobs_path(namespace: str, name: str = "") -> str:
     base = f"/apis/batch/v1/namespaces/{namespace}/jobs"
     return f"{base}/{name}" if name else base
+
+
+def core_path(namespace: str, plural: str) -> str:
+    """A core (v1) collection of a namespace: ``pods``, ``events``."""
+    return f"/api/v1/namespaces/{namespace}/{plural}"
 
 
 def _now() -> str:
@@ -67,18 +66,6 @@ def _previous_status(body: JsonObject) -> EvaluationStatus | None:
         return EvaluationStatus.model_validate({k: v for k, v in raw.items() if k in known})
     except ValidationError:
         return None
-
-
-def _resource(kind: str, cls: type[Model] | type[Framework] | type[Dataset], raw: JsonObject) -> Any:
-    """A cluster object as the core's pydantic resource (server-set metadata and status left out)."""
-    metadata = raw.get("metadata") or {}
-    document = {
-        "apiVersion": raw.get("apiVersion", API_VERSION),
-        "kind": kind,
-        "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels") or {}},
-        "spec": raw.get("spec"),
-    }
-    return cls.model_validate(document)
 
 
 @dataclass
@@ -107,6 +94,7 @@ class Reconciler:
         self._plans: dict[tuple[str, int], _Plan] = {}
         self._settled: dict[tuple[str, str], bool] = {}
         self._jobs: dict[tuple[str, str], JsonObject] = {}
+        self._pods: dict[tuple[str, str], dict[str, JsonObject]] = {}  # (namespace, Job) -> {pod name: pod}
         self._absent: set[tuple[str, str]] = set()
         self._context: contextvars.Context | None = None
         self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
@@ -122,9 +110,39 @@ class Reconciler:
         cache, and ask the API only for Jobs never seen (the watch has not caught up, e.g. right after a start)."""
         if body is None:
             self._jobs.pop((namespace, name), None)
+            self._pods.pop((namespace, name), None)
         else:
             self._jobs[(namespace, name)] = body
             self._absent.discard((namespace, name))
+
+    def observe_pod(self, namespace: str, body: JsonObject, *, deleted: bool) -> str | None:
+        """Record a pod of one of the operator's Jobs as the watch reported it; returns its Job's name (None: not
+        a Job's pod)."""
+        job_name = pods.job_name_of(body)
+        pod_name = str((body.get("metadata") or {}).get("name") or "")
+        if job_name is None or not pod_name:
+            return None
+        if deleted:
+            self._pods.get((namespace, job_name), {}).pop(pod_name, None)
+        else:
+            self._pods.setdefault((namespace, job_name), {})[pod_name] = body
+        return job_name
+
+    async def _pod_observation(self, namespace: str, job: JsonObject, now: datetime) -> pods.PodObservation | None:
+        """What the Job's pods say (``pods.observe``), from the watch's cache. The API is asked only when the cache
+        has no pod for a Job that should have one by now (the watch has not caught up after a start), and for
+        Events only when the pods' status does not explain a Pending pod or a missing one."""
+        name = str(job["metadata"]["name"])
+        found = list(self._pods.get((namespace, name), {}).values())
+        if not found and pods.events_needed(job, found, now):
+            found = await self.kube.list(core_path(namespace, "pods"), label_selector=f"job-name={name}")
+            for pod in found:
+                self.observe_pod(namespace, pod, deleted=False)
+        about = pods.events_needed(job, found, now)
+        events: list[JsonObject] = []
+        if about is not None:
+            events = await self.kube.list(core_path(namespace, "events"), field_selector=f"involvedObject.name={about}")
+        return pods.observe(job, found, events, now=now, pending_timeout_s=self.settings.pending_timeout_s)
 
     async def _job(self, namespace: str, name: str, *, fresh: bool) -> JsonObject | None:
         """The Job from the watch; else from the API once (only this operator creates these Jobs, so one that was
@@ -201,8 +219,11 @@ class Reconciler:
             raise UnsatisfiableError(f"invalid spec: {_problems(e)}.") from e
         if not uid:
             raise UnsatisfiableError("the Evaluation has no metadata.uid; Jobs could not be owned by it.")
-        catalog = await self._shared_catalog(namespace)
-        plan = _Plan(planning.plan(name, uid, spec, catalog, self.settings), spec)
+        visible = await self._shared_catalog(namespace)
+        release = self.settings.release_namespace
+        if release and release != namespace:  # the namespace's own resources first, then the built-in catalog
+            visible = visible.then(await self._shared_catalog(release))
+        plan = _Plan(planning.plan(name, uid, spec, visible, self.settings), spec)
         self._plans[key] = plan
         return plan
 
@@ -221,20 +242,12 @@ class Reconciler:
         return await asyncio.shield(cached[1])
 
     async def _catalog(self, namespace: str) -> planning.Catalog:
-        tables: dict[str, dict[str, Any]] = {}
-        invalid: dict[tuple[str, str], str] = {}
         listed = await asyncio.gather(
-            *(self.kube.list(f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}") for _, plural, _ in _CATALOG_KINDS)
+            *(self.kube.list(f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}") for _, plural, _ in catalog.KINDS)
         )
-        for (kind, _, cls), items in zip(_CATALOG_KINDS, listed, strict=True):
-            table = tables.setdefault(kind, {})
-            for raw in items:
-                resource_name = str((raw.get("metadata") or {}).get("name"))
-                try:
-                    table[resource_name] = _resource(kind, cls, raw)
-                except ValidationError as e:
-                    invalid[(kind, resource_name)] = _problems(e)
-        return planning.Catalog(namespace, tables["Model"], tables["Framework"], tables["Dataset"], invalid)
+        return planning.Catalog.from_objects(
+            namespace, {kind: items for (kind, _, _), items in zip(catalog.KINDS, listed, strict=True)}
+        )
 
     async def _converge(
         self,
@@ -247,7 +260,11 @@ class Reconciler:
         previous: EvaluationStatus | None,
     ) -> None:
         same_generation = previous is not None and previous.observed_generation == generation
-        known = {r.run_id: r for r in previous.runs} if previous is not None and same_generation else {}
+        # A finished run is final, and its run id digests everything it ran: a new generation keeps it when it still
+        # plans that run id (spec.suspend, parallelism), even when the Job's TTL has deleted the Job since.
+        known = (
+            {r.run_id: r for r in previous.runs if same_generation or r.state in status.FINISHED} if previous else {}
+        )
         if not same_generation and int(generation or 1) > 1:  # generation 1 has no older plan to leave Jobs behind
             await self._delete_stale(namespace, name, uid, {r.job_name for r in plan.runs})
         unfinished = [
@@ -256,7 +273,10 @@ class Reconciler:
         fresh = previous is None or not previous.runs
         observed = await asyncio.gather(*(self._job(namespace, r.job_name, fresh=fresh) for r in unfinished))
         found: dict[str, JsonObject | None] = {r.run_id: job for r, job in zip(unfinished, observed, strict=True)}
-        await self._create_missing(body, namespace, name, uid, plan, found)
+        if plan.spec.suspend:
+            await self._suspend(body, namespace, found)
+        else:
+            await self._create_missing(body, namespace, name, uid, plan, found)
         last_error = ""
         collected: dict[str, CollectedRun | None] = {}
         for run in unfinished:
@@ -266,19 +286,46 @@ class Reconciler:
                     collected[run.run_id] = await self.collector.run(run.run_id)
                 except CollectorUnavailableError as e:
                     last_error = e.message
+        now = datetime.now(UTC)
+        seen = [(r.run_id, job) for r in unfinished if (job := found[r.run_id]) is not None]
+        observations = await asyncio.gather(*(self._pod_observation(namespace, job, now) for _, job in seen))
+        pod_says = {run_id: o for (run_id, _), o in zip(seen, observations, strict=True)}
         runs: list[RunStatus] = []
         for run in plan.runs:
             if run.run_id in found:
-                runs.append(status.run_status(run, found[run.run_id], collected.get(run.run_id)))
+                observed_pod = pod_says.get(run.run_id)
+                runs.append(status.run_status(run, found[run.run_id], collected.get(run.run_id), observed_pod))
             else:
                 runs.append(known[run.run_id])
         jobs_exist = any(job is not None for job in found.values()) or bool(known)
         new = status.evaluation_status(
-            runs, jobs_exist=jobs_exist, generation=generation, previous=previous, now=_now(), last_error=last_error
+            runs,
+            jobs_exist=jobs_exist,
+            generation=generation,
+            previous=previous,
+            now=_now(),
+            last_error=last_error,
+            suspended=plan.spec.suspend,
         )
         self._settled[(namespace, name)] = new.phase in status.FINISHED
         if await self._write_status(namespace, name, previous, new):
             self._post_events(body, previous, new)
+        await self._delete_timed_out(namespace, name, plan, pod_says)
+
+    async def _delete_timed_out(
+        self, namespace: str, name: str, plan: _Plan, pod_says: dict[str, pods.PodObservation | None]
+    ) -> None:
+        """Delete the Jobs of runs that stayed pending past ``pending_timeout_s``: their Failed state is written
+        first (a finished run is never re-planned, so the Job is not recreated), then the Job and its pod go."""
+        for run in plan.runs:
+            observation = pod_says.get(run.run_id)
+            if observation is not None and observation.timed_out:
+                await self.kube.delete(jobs_path(namespace, run.job_name))
+                self.observe_job(namespace, run.job_name, None)
+                self._absent.add((namespace, run.job_name))
+                logger.info(
+                    "deleted Job %s/%s of Evaluation %s: %s", namespace, run.job_name, name, observation.message
+                )
 
     async def _create_missing(
         self, body: JsonObject, namespace: str, name: str, uid: str, plan: _Plan, found: dict[str, JsonObject | None]
@@ -291,7 +338,7 @@ class Reconciler:
         evaluation_id = f"{namespace}/{name}"
 
         async def create(run: planning.PlannedRun) -> None:
-            spec_json = json.dumps(jobs.run_spec(run, evaluation_id, plan.spec, self.settings))
+            spec_json = jobs.run_spec(run, evaluation_id, plan.spec, self.settings).model_dump_json()
             manifest = jobs.build_job(
                 run,
                 evaluation=name,
@@ -309,6 +356,19 @@ class Reconciler:
                 _post(kopf.info, body, "JobCreated", f"run {run.key}: Job {run.job_name}")
 
         await asyncio.gather(*(create(r) for r in missing))
+
+    async def _suspend(self, body: JsonObject, namespace: str, found: dict[str, JsonObject | None]) -> None:
+        """spec.suspend: delete the Jobs of unfinished runs (their pods go too; the runs are Pending again and run
+        when suspend is false). A finished Job is kept: its run's result is read as usual."""
+        for run_id, job in found.items():
+            if job is None or status.job_state(job)[0] in status.FINISHED:
+                continue
+            job_name = str(job["metadata"]["name"])
+            await self.kube.delete(jobs_path(namespace, job_name))
+            self.observe_job(namespace, job_name, None)
+            self._absent.add((namespace, job_name))
+            found[run_id] = None
+            _post(kopf.info, body, "JobDeleted", f"Job {job_name}: spec.suspend is true")
 
     async def _delete_stale(self, namespace: str, name: str, uid: str, keep: set[str]) -> None:
         for job in await self.owned_jobs(namespace, name, uid):

@@ -74,8 +74,9 @@ class OperatorSettings(BaseModel):
     )
     s3_endpoint_url: str = Field(
         default="",
-        description="S3 endpoint the agents fetch s3:// artifacts from (http(s)://host:port or host:port); "
-        "empty: no S3 (or the endpoint comes from s3_secret).",
+        pattern=r"^(https?://[^/?#\s]+/?)?$",
+        description="S3 endpoint the agents fetch s3:// artifacts from, http://host:port or https://host:port "
+        "(the scheme sets MLMODELSCOPE_S3_SECURE); empty: none.",
     )
     artifact_cache_claim: str = Field(
         default="",
