@@ -94,6 +94,7 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
     emulator.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs=verbs)
     emulator.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=verbs)
+    emulator.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=verbs, subresources={"status"})
     emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
         kind="CustomResourceDefinition", namespaced=False, verbs=verbs
     )
@@ -116,10 +117,19 @@ async def kube_api(cls: type[Emulator] = Emulator) -> AsyncIterator[tuple[Emulat
 def collection(kind_plural: str, namespace: str = NAMESPACE) -> str:
     if kind_plural == "jobs":
         return f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    if kind_plural in ("pods", "events"):
+        return f"/api/v1/namespaces/{namespace}/{kind_plural}"
     return f"/apis/{GROUP_VERSION}/namespaces/{namespace}/{kind_plural}"
 
 
-PLURALS = {"Evaluation": "evaluations", "Model": "models", "Framework": "frameworks", "Dataset": "datasets"}
+PLURALS = {
+    "Evaluation": "evaluations",
+    "Model": "models",
+    "Framework": "frameworks",
+    "Dataset": "datasets",
+    "Pod": "pods",
+    "Event": "events",
+}
 
 
 class Api:
@@ -301,6 +311,29 @@ async def play_kubelet(
         "jobs", name, {"active": 0, "succeeded": int(code == 0), "failed": int(code != 0), "conditions": [condition]}
     )
     return code
+
+
+def job_pod(job: dict[str, Any], status: dict[str, Any], *, suffix: str = "x1y2z") -> dict[str, Any]:
+    """The Pod the Job controller would create for ``job`` (its template's labels plus the controller's, owned by
+    the Job), with the given ``status`` as the scheduler or kubelet would report it."""
+    metadata = job["metadata"]
+    template = job["spec"]["template"]
+    name, uid = metadata["name"], metadata["uid"]
+    labels = {
+        **(template.get("metadata") or {}).get("labels", {}),
+        "job-name": name,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "batch.kubernetes.io/controller-uid": uid,
+    }
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid, "controller": True}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{name}-{suffix}", "namespace": NAMESPACE, "labels": labels, "ownerReferences": [owner]},
+        "spec": template["spec"],
+        "status": status,
+    }
 
 
 async def kubectl(kubeconfig: Path, *args: str, timeout_s: float = 60) -> tuple[int, str, str]:

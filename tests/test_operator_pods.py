@@ -1,13 +1,31 @@
 """pods.observe: each reason a Job's pod can give (unschedulable, image pull, container config, crash loop, OOM
 kill, no pod at all) becomes the run's state and message, and a stuck run times out after the pending timeout,
-measured from the pod's (or the pod-less Job's) creation."""
+measured from the pod's (or the pod-less Job's) creation. Then the real operator against KMock: a pod the test
+marks Unschedulable or ImagePullBackOff, or a Job with no pod, shows its reason in the status and fails the run
+after the pending timeout."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mlmodelscope.operator import pods
+from tests.operator_fixtures import (
+    NAMESPACE,
+    Api,
+    eventually,
+    example,
+    job_pod,
+    kube_api,
+    operator,
+    operator_settings,
+    register_assets,
+    scratch_assets,
+)
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 JOB_UID = "job-uid-1"
@@ -207,3 +225,181 @@ def test_job_name_of_reads_labels_then_owner():
     assert pods.job_name_of({"metadata": {"labels": {"app": "x"}}}) is None
     assert pods.parse_time("2026-01-02T12:00:00Z") == NOW
     assert pods.parse_time("not a time") is None
+
+
+# The real operator against KMock: the test plays the Job controller and the scheduler/kubelet by creating the
+# Job's Pod with the status they would report.
+
+CATALOG = {"models": ["digits-cnn"], "frameworks": ["onnxruntime"], "datasets": ["digits"]}
+GPU_SHORTAGE = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+def _run_async(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def _evaluation(name: str) -> dict[str, Any]:
+    document = example("evaluation-minimal.yaml")
+    document["metadata"]["name"] = name
+    return document
+
+
+async def _run_of(api: Api, name: str) -> dict[str, Any] | None:
+    body = await api.get("evaluations", name)
+    runs = ((body or {}).get("status") or {}).get("runs") or []
+    return runs[0] if runs else None
+
+
+async def _one_job(api: Api) -> dict[str, Any] | None:
+    found = await api.list("jobs")
+    return found[0] if len(found) == 1 else None
+
+
+async def _run_says(api: Api, name: str, state: str, *parts: str) -> dict[str, Any] | None:
+    run = await _run_of(api, name)
+    return run if run is not None and run["state"] == state and all(p in run["message"] for p in parts) else None
+
+
+async def _phase(api: Api, name: str) -> str:
+    body = await api.get("evaluations", name)
+    return str(((body or {}).get("status") or {}).get("phase") or "")
+
+
+async def _no_jobs(api: Api) -> bool:
+    return not await api.list("jobs")
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.timeout(180)
+def test_an_unschedulable_pod_shows_the_schedulers_message_then_times_out(tmp_path: Path):
+    """Pending with the scheduler's reason as soon as the pod says so; Failed once the pod has been pending longer
+    than the pending timeout (the pod's creation time is moved back, as if that much time had passed), the Job
+    deleted and the Evaluation Failed with the reason."""
+    assets = scratch_assets(tmp_path / "assets")
+    name = "stuck-unschedulable"
+
+    async def scenario() -> None:
+        async with kube_api() as (_, url):
+            api = Api(url)
+            await register_assets(api, assets, CATALOG)
+            await api.create(_evaluation(name))
+            settings = operator_settings(url, tmp_path, assets, pending_timeout_s=120)
+            async with operator(settings):
+                job = await eventually(lambda: _one_job(api), timeout_s=30, what="the Job")
+                pod_status = {
+                    "phase": "Pending",
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": GPU_SHORTAGE}
+                    ],
+                }
+                pod = await api.create(job_pod(job, pod_status))
+                run = await eventually(
+                    lambda: _run_says(api, name, "Pending", "Unschedulable", GPU_SHORTAGE),
+                    timeout_s=30,
+                    what="the run Pending with the scheduler's message",
+                )
+                assert run["message"] == f"Unschedulable: {GPU_SHORTAGE}"
+                assert await _phase(api, name) == "Running"  # a Job exists: not finished yet
+
+                await api.patch("pods", pod["metadata"]["name"], {"metadata": {"creationTimestamp": _ago(121)}})
+                run = await eventually(
+                    lambda: _run_says(api, name, "Failed", "pending timeout after 120 s", GPU_SHORTAGE),
+                    timeout_s=30,
+                    what="the run Failed after the pending timeout",
+                )
+                assert run["message"] == f"pending timeout after 120 s: Unschedulable: {GPU_SHORTAGE}"
+                await eventually(lambda: _no_jobs(api), timeout_s=30, what="the stuck Job deleted")
+                assert await eventually(lambda: _phase_is(api, name, "Failed"), timeout_s=30, what="Failed")
+                body = await api.get("evaluations", name)
+                assert body is not None and GPU_SHORTAGE in body["status"]["lastError"]
+                await asyncio.sleep(1.5)  # several passes: the timed-out run's Job is not created again
+                assert await _no_jobs(api)
+            await api.close()
+
+    _run_async(scenario())
+
+
+async def _phase_is(api: Api, name: str, phase: str) -> bool:
+    return await _phase(api, name) == phase
+
+
+@pytest.mark.timeout(180)
+def test_an_image_pull_backoff_fails_the_run_after_a_short_pending_timeout(tmp_path: Path):
+    """With ``pending_timeout_s`` of 3 s and no further event, the resync loop fails the run with the kubelet's
+    reason."""
+    assets = scratch_assets(tmp_path / "assets")
+    name = "stuck-image"
+    pull = 'Back-off pulling image "ghcr.io/mlmodelscope/agent-onnxruntime:0.1.0"'
+
+    async def scenario() -> None:
+        async with kube_api() as (_, url):
+            api = Api(url)
+            await register_assets(api, assets, CATALOG)
+            await api.create(_evaluation(name))
+            async with operator(operator_settings(url, tmp_path, assets, pending_timeout_s=3)):
+                job = await eventually(lambda: _one_job(api), timeout_s=30, what="the Job")
+                waiting = {"reason": "ImagePullBackOff", "message": pull}
+                pod_status = {
+                    "phase": "Pending",
+                    "conditions": [{"type": "PodScheduled", "status": "True"}],
+                    "containerStatuses": [{"name": "agent", "ready": False, "state": {"waiting": waiting}}],
+                }
+                await api.create(job_pod(job, pod_status))
+                run = await eventually(
+                    lambda: _run_says(api, name, "Failed", "pending timeout after 3 s", "ImagePullBackOff", pull),
+                    timeout_s=60,
+                    what="the run Failed after the pending timeout",
+                )
+                assert run["message"] == f"pending timeout after 3 s: ImagePullBackOff: {pull}"
+                assert await eventually(lambda: _phase_is(api, name, "Failed"), timeout_s=30, what="Failed")
+                await eventually(lambda: _no_jobs(api), timeout_s=30, what="the stuck Job deleted")
+            await api.close()
+
+    _run_async(scenario())
+
+
+@pytest.mark.timeout(180)
+def test_a_job_without_a_pod_names_its_failed_create_event(tmp_path: Path):
+    """No pod (a quota refused it): after a few seconds the run says so with the Job's FailedCreate Event, and
+    times out from the Job's start."""
+    assets = scratch_assets(tmp_path / "assets")
+    name = "no-pod"
+    quota = 'pods "x" is forbidden: exceeded quota: compute, requested: cpu=2, used: cpu=8, limited: cpu=8'
+
+    async def scenario() -> None:
+        async with kube_api() as (_, url):
+            api = Api(url)
+            await register_assets(api, assets, CATALOG)
+            await api.create(_evaluation(name))
+            async with operator(operator_settings(url, tmp_path, assets, pending_timeout_s=120)):
+                job = await eventually(lambda: _one_job(api), timeout_s=30, what="the Job")
+                job_name = job["metadata"]["name"]
+                event = {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"name": f"{job_name}.failedcreate", "namespace": NAMESPACE},
+                    "involvedObject": {"apiVersion": "batch/v1", "kind": "Job", "name": job_name},
+                    "type": "Warning",
+                    "reason": "FailedCreate",
+                    "message": f"Error creating: {quota}",
+                    "lastTimestamp": _ago(0),
+                }
+                await api.create(event)
+                await eventually(
+                    lambda: _run_says(api, name, "Pending", "no pod created yet: FailedCreate", quota),
+                    timeout_s=60,
+                    what="the run Pending with the Job's FailedCreate Event",
+                )
+                await api.patch_status("jobs", job_name, {"startTime": _ago(121)})
+                run = await eventually(
+                    lambda: _run_says(api, name, "Failed", "pending timeout after 120 s: no pod created yet"),
+                    timeout_s=30,
+                    what="the run Failed after the pending timeout",
+                )
+                assert quota in run["message"]
+            await api.close()
+
+    _run_async(scenario())

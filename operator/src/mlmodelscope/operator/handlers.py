@@ -3,8 +3,9 @@
 Every handler ends in ``Reconciler.trigger`` (or ``cleanup``), so their order, repetition or replay cannot change
 the outcome. Errors are translated by type: transient API or collector failures become ``kopf.TemporaryError``
 (kopf retries after ``retry_delay_s``), other API refusals ``kopf.PermanentError``; an unsatisfiable spec is
-not an error here at all (the pass writes a Failed status). Watch events of Jobs are not retried by kopf; the
-reconciler's resync loop (started at startup) is the safety net that re-reads every unsettled Evaluation.
+not an error here at all (the pass writes a Failed status). Watch events of Jobs and of their Pods (the pods say
+why a run is stuck: unschedulable, image pull failing) are not retried by kopf; the reconciler's resync loop
+(started at startup) is the safety net that re-reads every unsettled Evaluation.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconcil
             await reconciler.trigger(namespace or "", labels[jobs.LABEL_EVALUATION])
         except (TransientError, KubeApiError) as e:  # not retried by kopf: the resync loop reads it again
             logger.warning("reconcile after a Job event of %s failed: %s", namespace, e)
+
+    # The Jobs' pods carry the pod template's labels, the operator's own among them (set on every Job it creates).
+    @kopf.on.event("v1", "pods", labels={jobs.LABEL_EVALUATION: kopf.PRESENT}, registry=registry)
+    async def pod_event(*, type: str, event: Any, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        reconciler.adopt_context()
+        if reconciler.observe_pod(namespace or "", dict(event["object"]), deleted=type == "DELETED") is None:
+            return
+        try:
+            await reconciler.trigger(namespace or "", labels[jobs.LABEL_EVALUATION])
+        except (TransientError, KubeApiError) as e:  # not retried by kopf: the resync loop reads it again
+            logger.warning("reconcile after a pod event of %s failed: %s", namespace, e)
 
 
 __all__ = ["VERSION", "EvaluationStatus", "register"]
