@@ -179,6 +179,9 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
                 found = await eventually(suspended, timeout_s=30, what="phase Suspended")
                 assert await _job_names(api) == {failed_job}  # the running Job is deleted, the finished one kept
                 runs = {r["job_name"]: r for r in found["runs"]}
+                for run in found["runs"]:  # the checksums of the specs each run was planned with
+                    assert set(run["spec_sha256"]) == {"model", "framework", "dataset"}, run
+                    assert all(len(digest) == 64 for digest in run["spec_sha256"].values()), run
                 assert runs[failed_job]["state"] == "Failed"
                 pending = [r for name, r in runs.items() if name != failed_job]
                 assert len(pending) == 2 and all(
@@ -233,7 +236,12 @@ def test_kubectl_wait_for_failed_returns_for_an_unsatisfiable_evaluation(tmp_pat
             await api.create(evaluation)
             async with operator(operator_settings(url, tmp_path, assets)):
                 code, out, err = await kubectl(
-                    config, "wait", "--for=condition=Failed", "evaluations/digits-unknown", "--timeout=60s", timeout_s=90
+                    config,
+                    "wait",
+                    "--for=condition=Failed",
+                    "evaluations/digits-unknown",
+                    "--timeout=60s",
+                    timeout_s=90,
                 )
                 assert code == 0, (out, err)
                 assert "condition met" in out

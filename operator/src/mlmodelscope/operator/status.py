@@ -92,6 +92,7 @@ def run_status(
         state=state,
         attempts=attempts,
         message=message[:2000],
+        spec_sha256=dict(run.spec_sha256),
         result=result if state == "Succeeded" else None,
     )
 
