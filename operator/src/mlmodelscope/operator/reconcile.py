@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION, Dataset, Framework, Model
-from mlmodelscope.operator import jobs, planning, pods, status
+from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION
+from mlmodelscope.operator import catalog, jobs, planning, pods, status
 from mlmodelscope.operator.errors import CollectorUnavailableError, UnsatisfiableError
 from mlmodelscope.operator.evaluation import EvaluationSpec, EvaluationStatus, RunStatus
 from mlmodelscope.operator.kube import JsonObject, KubeClient
@@ -35,11 +34,6 @@ from mlmodelscope.operator.settings import OperatorSettings
 
 PLURAL = "evaluations"
 logger = logging.getLogger(__name__)
-_CATALOG_KINDS: tuple[tuple[str, str, type[Model] | type[Framework] | type[Dataset]], ...] = (
-    ("Model", "models", Model),
-    ("Framework", "frameworks", Framework),
-    ("Dataset", "datasets", Dataset),
-)
 
 
 def evaluation_path(namespace: str, name: str = "") -> str:
@@ -72,18 +66,6 @@ def _previous_status(body: JsonObject) -> EvaluationStatus | None:
         return EvaluationStatus.model_validate({k: v for k, v in raw.items() if k in known})
     except ValidationError:
         return None
-
-
-def _resource(kind: str, cls: type[Model] | type[Framework] | type[Dataset], raw: JsonObject) -> Any:
-    """A cluster object as the core's pydantic resource (server-set metadata and status left out)."""
-    metadata = raw.get("metadata") or {}
-    document = {
-        "apiVersion": raw.get("apiVersion", API_VERSION),
-        "kind": kind,
-        "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels") or {}},
-        "spec": raw.get("spec"),
-    }
-    return cls.model_validate(document)
 
 
 @dataclass
@@ -237,8 +219,11 @@ class Reconciler:
             raise UnsatisfiableError(f"invalid spec: {_problems(e)}.") from e
         if not uid:
             raise UnsatisfiableError("the Evaluation has no metadata.uid; Jobs could not be owned by it.")
-        catalog = await self._shared_catalog(namespace)
-        plan = _Plan(planning.plan(name, uid, spec, catalog, self.settings), spec)
+        visible = await self._shared_catalog(namespace)
+        release = self.settings.release_namespace
+        if release and release != namespace:  # the namespace's own resources first, then the built-in catalog
+            visible = visible.then(await self._shared_catalog(release))
+        plan = _Plan(planning.plan(name, uid, spec, visible, self.settings), spec)
         self._plans[key] = plan
         return plan
 
@@ -257,20 +242,12 @@ class Reconciler:
         return await asyncio.shield(cached[1])
 
     async def _catalog(self, namespace: str) -> planning.Catalog:
-        tables: dict[str, dict[str, Any]] = {}
-        invalid: dict[tuple[str, str], str] = {}
         listed = await asyncio.gather(
-            *(self.kube.list(f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}") for _, plural, _ in _CATALOG_KINDS)
+            *(self.kube.list(f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}") for _, plural, _ in catalog.KINDS)
         )
-        for (kind, _, cls), items in zip(_CATALOG_KINDS, listed, strict=True):
-            table = tables.setdefault(kind, {})
-            for raw in items:
-                resource_name = str((raw.get("metadata") or {}).get("name"))
-                try:
-                    table[resource_name] = _resource(kind, cls, raw)
-                except ValidationError as e:
-                    invalid[(kind, resource_name)] = _problems(e)
-        return planning.Catalog(namespace, tables["Model"], tables["Framework"], tables["Dataset"], invalid)
+        return planning.Catalog.from_objects(
+            namespace, {kind: items for (kind, _, _), items in zip(catalog.KINDS, listed, strict=True)}
+        )
 
     async def _converge(
         self,
@@ -283,7 +260,11 @@ class Reconciler:
         previous: EvaluationStatus | None,
     ) -> None:
         same_generation = previous is not None and previous.observed_generation == generation
-        known = {r.run_id: r for r in previous.runs} if previous is not None and same_generation else {}
+        # A finished run is final, and its run id digests everything it ran: a new generation keeps it when it still
+        # plans that run id (spec.suspend, parallelism), even when the Job's TTL has deleted the Job since.
+        known = (
+            {r.run_id: r for r in previous.runs if same_generation or r.state in status.FINISHED} if previous else {}
+        )
         if not same_generation and int(generation or 1) > 1:  # generation 1 has no older plan to leave Jobs behind
             await self._delete_stale(namespace, name, uid, {r.job_name for r in plan.runs})
         unfinished = [
@@ -292,7 +273,10 @@ class Reconciler:
         fresh = previous is None or not previous.runs
         observed = await asyncio.gather(*(self._job(namespace, r.job_name, fresh=fresh) for r in unfinished))
         found: dict[str, JsonObject | None] = {r.run_id: job for r, job in zip(unfinished, observed, strict=True)}
-        await self._create_missing(body, namespace, name, uid, plan, found)
+        if plan.spec.suspend:
+            await self._suspend(body, namespace, found)
+        else:
+            await self._create_missing(body, namespace, name, uid, plan, found)
         last_error = ""
         collected: dict[str, CollectedRun | None] = {}
         for run in unfinished:
@@ -315,7 +299,13 @@ class Reconciler:
                 runs.append(known[run.run_id])
         jobs_exist = any(job is not None for job in found.values()) or bool(known)
         new = status.evaluation_status(
-            runs, jobs_exist=jobs_exist, generation=generation, previous=previous, now=_now(), last_error=last_error
+            runs,
+            jobs_exist=jobs_exist,
+            generation=generation,
+            previous=previous,
+            now=_now(),
+            last_error=last_error,
+            suspended=plan.spec.suspend,
         )
         self._settled[(namespace, name)] = new.phase in status.FINISHED
         if await self._write_status(namespace, name, previous, new):
@@ -348,7 +338,7 @@ class Reconciler:
         evaluation_id = f"{namespace}/{name}"
 
         async def create(run: planning.PlannedRun) -> None:
-            spec_json = json.dumps(jobs.run_spec(run, evaluation_id, plan.spec, self.settings))
+            spec_json = jobs.run_spec(run, evaluation_id, plan.spec, self.settings).model_dump_json()
             manifest = jobs.build_job(
                 run,
                 evaluation=name,
@@ -366,6 +356,19 @@ class Reconciler:
                 _post(kopf.info, body, "JobCreated", f"run {run.key}: Job {run.job_name}")
 
         await asyncio.gather(*(create(r) for r in missing))
+
+    async def _suspend(self, body: JsonObject, namespace: str, found: dict[str, JsonObject | None]) -> None:
+        """spec.suspend: delete the Jobs of unfinished runs (their pods go too; the runs are Pending again and run
+        when suspend is false). A finished Job is kept: its run's result is read as usual."""
+        for run_id, job in found.items():
+            if job is None or status.job_state(job)[0] in status.FINISHED:
+                continue
+            job_name = str(job["metadata"]["name"])
+            await self.kube.delete(jobs_path(namespace, job_name))
+            self.observe_job(namespace, job_name, None)
+            self._absent.add((namespace, job_name))
+            found[run_id] = None
+            _post(kopf.info, body, "JobDeleted", f"Job {job_name}: spec.suspend is true")
 
     async def _delete_stale(self, namespace: str, name: str, uid: str, keep: set[str]) -> None:
         for job in await self.owned_jobs(namespace, name, uid):
