@@ -54,7 +54,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from mlmodelscope.agent.bus.publisher import PublisherSettings, RunPublisher
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.collector.consumer import JetStreamConsumer
 from mlmodelscope.collector.metrics import CollectorMetrics
 from mlmodelscope.collector.runtime import open_runtime

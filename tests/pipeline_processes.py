@@ -26,7 +26,7 @@ import httpx
 import nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlmodelscope.agent.bus.server import free_port
+from mlmodelscope.cli.nats_server import free_port
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME
 from mlmodelscope.core.run_contract import ResolvedResources

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer
 from mlmodelscope.agent.run import EXIT_CANCELLED
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from tests.conftest import ASSETS
 from tests.pipeline_processes import (
     AgentProcess,

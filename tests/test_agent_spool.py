@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer
 from mlmodelscope.agent.bus.spool import UnpublishedSpool, read_spool
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.core.messages import Envelope, RunFinished, SpanBatch, decode
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from tests.conftest import ASSETS, run_cli

@@ -11,7 +11,7 @@ import nats
 import pytest
 
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME, Progress, decode
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME
 from tests.pipeline_processes import CollectorProcess, ProcessReaper, consumer_idle, open_database, wait_for
 from tests.test_collector_consumer import add_poison_trigger

@@ -26,7 +26,7 @@ import pytest
 
 from mlmodelscope.agent.bus.connection import generate_token
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
-from mlmodelscope.agent.bus.server import CONFIG_FILE, EmbeddedNatsServer, free_port, terminate
+from mlmodelscope.cli.nats_server import CONFIG_FILE, EmbeddedNatsServer, free_port, terminate
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV, ensure_stream
 from mlmodelscope.core.messages import Progress
 from tests.chart_fixtures import CHART, by_kind, render

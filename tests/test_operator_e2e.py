@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from tests.operator_fixtures import (
     EXAMPLES,
     KUBECTL,

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port
 from mlmodelscope.collector.metrics import LATENCY_BUCKETS_NS, LATENCY_BUCKETS_S, REJECT_REASONS
 from tests.conftest import ASSETS
 from tests.pipeline_processes import (

@@ -26,7 +26,7 @@ import httpx
 import nats
 
 from mlmodelscope.agent.bus.connection import connect_options, generate_token, nats_token, quiet_nats_logging
-from mlmodelscope.agent.bus.server import EmbeddedNatsServer, free_port, terminate
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port, terminate
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import EvaluationError, MLModelScopeError
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV

