@@ -106,6 +106,13 @@ def test_kubernetes_validate_catches_a_broken_object(default_render: list[dict[s
         (["--set", "operator.watchNamespaces={Bad_Name}"], "watchNamespaces"),
         (["--set", "nats.auth.existingSecret=Bad_Name"], "existingSecret"),
         (["--set", "nats.auth.enabled=yes"], "enabled"),
+        (["--set", "image.pullSecrets={Bad_Name}"], "pullSecrets"),
+        (["--set", "agents.jobTtlSeconds=-1"], "jobTtlSeconds"),
+        (["--set", "agents.pendingTimeoutSeconds=0"], "pendingTimeoutSeconds"),
+        (["--set", "agents.artifactCache.accessModes={ReadWriteSometimes}"], "accessModes"),
+        (["--set", "networkPolicy.agentEgress[0].cidr=example.com,networkPolicy.agentEgress[0].ports={443}"], "cidr"),
+        (["--set", "networkPolicy.agentEgress[0].cidr=10.0.0.0/8"], "ports"),
+        (["--set", "networkPolicy.objectStoreCidrs={s3.example.com}"], "objectStoreCidrs"),
     ],
 )
 def test_values_schema_rejects_invalid_values(helm_home: Path, values: list[str], message: str) -> None:
