@@ -17,6 +17,7 @@ from mlmodelscope.operator import pods
 from tests.operator_fixtures import (
     NAMESPACE,
     Api,
+    collection,
     eventually,
     example,
     job_pod,
@@ -282,7 +283,7 @@ def test_an_unschedulable_pod_shows_the_schedulers_message_then_times_out(tmp_pa
     name = "stuck-unschedulable"
 
     async def scenario() -> None:
-        async with kube_api() as (_, url):
+        async with kube_api() as (emulator, url):
             api = Api(url)
             await register_assets(api, assets, CATALOG)
             await api.create(_evaluation(name))
@@ -303,6 +304,11 @@ def test_an_unschedulable_pod_shows_the_schedulers_message_then_times_out(tmp_pa
                 )
                 assert run["message"] == f"Unschedulable: {GPU_SHORTAGE}"
                 assert await _phase(api, name) == "Running"  # a Job exists: not finished yet
+                # The pod came through the operator's watch (filtered by its label on the server), not from a
+                # fallback read of the Job's pods.
+                pod_reads = [r for r in list(emulator) if r.method == "GET" and r.url.path == collection("pods")]
+                selectors = {r.url.query.get("labelSelector") for r in pod_reads}
+                assert selectors == {"mlmodelscope.org/evaluation"}, selectors
 
                 await api.patch("pods", pod["metadata"]["name"], {"metadata": {"creationTimestamp": _ago(121)}})
                 run = await eventually(

@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from mlmodelscope.operator import jobs
 from mlmodelscope.operator.handlers import register
 from mlmodelscope.operator.kube import KubeClient, connection_info
 from mlmodelscope.operator.reconcile import Reconciler
@@ -34,6 +35,9 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
     configured.posting.level = _LEVELS[settings.posting_level]
     configured.networking.request_timeout = settings.api_timeout_s
+    # Server-side filtering: a cluster-wide operator streams only its own Jobs and their pods, not every pod.
+    configured.watching.label_selectors["batch", "v1", "jobs"] = jobs.LABEL_EVALUATION
+    configured.watching.label_selectors["v1", "pods"] = jobs.LABEL_EVALUATION
     return configured
 
 
