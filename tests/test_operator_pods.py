@@ -145,8 +145,9 @@ def test_oom_killed_says_raise_the_memory_limit():
 
 
 def test_no_pod_after_the_grace_names_the_jobs_events():
-    assert observe(_job(created_s_ago=1), []) is None  # the Job controller has not got to it yet
-    job = _job(created_s_ago=30)
+    assert observe(_job(created_s_ago=1, active=0), []) is None  # the Job controller has not got to it yet
+    assert observe(_job(created_s_ago=30, active=1), []) is None  # it counts a pod: the watch has not shown it yet
+    job = _job(created_s_ago=30, active=0)
     assert pods.events_needed(job, [], NOW) == "ev-run-1"
     event = {
         "involvedObject": {"kind": "Job", "name": "ev-run-1"},
@@ -161,13 +162,13 @@ def test_no_pod_after_the_grace_names_the_jobs_events():
     assert seen.message == 'no pod created yet: FailedCreate: pods "ev-run-1-x" is forbidden: exceeded quota: compute'
     quiet = observe(job, [])
     assert quiet is not None and quiet.message == "no pod created yet"
-    late = observe(_job(created_s_ago=601), [])
+    late = observe(_job(created_s_ago=601, active=0), [])
     assert late is not None and late.timed_out and late.message == "pending timeout after 600 s: no pod created yet"
 
 
 def test_no_pod_is_timed_from_the_jobs_start_not_its_creation():
     """A Job Kueue kept suspended for long gets the whole timeout once it is admitted (startTime)."""
-    job = _job(created_s_ago=5000, startTime=_at(30))
+    job = _job(created_s_ago=5000, active=0, startTime=_at(30))
     seen = observe(job, [], timeout_s=60)
     assert seen is not None and not seen.timed_out
 
@@ -208,7 +209,7 @@ def test_running_completed_suspended_and_foreign_pods_say_nothing():
     assert observe(suspended, []) is None
     assert pods.events_needed(suspended, [], NOW) is None
     # A pod of an earlier Job of the same name (another uid) is not this Job's: the Job has no pod.
-    stale = observe(_job(created_s_ago=2), [_pod(conditions=UNSCHEDULABLE, job_uid="old-uid")])
+    stale = observe(_job(created_s_ago=30), [_pod(conditions=UNSCHEDULABLE, job_uid="old-uid")])
     assert stale is None
 
 

@@ -27,7 +27,8 @@ JsonObject = Mapping[str, Any]
 # Labels the Job controller puts on its pods (the newer one since Kubernetes 1.27; both are set today).
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 CONTROLLER_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
-# A Job without a pod this long after it started is reported ("no pod created yet") and its Events are read.
+# A Job with no pod (none seen, none active in its status) this long after it started is reported ("no pod
+# created yet") and its Events are read.
 NO_POD_GRACE_S = 5.0
 # Waiting reasons of a container that never starts by itself: the run is stuck.
 STUCK_WAITING = frozenset(
@@ -168,10 +169,18 @@ def events_needed(job: JsonObject | None, pods: Sequence[JsonObject], now: datet
         return None
     pod = _latest(p for p in pods if belongs_to(p, job))
     if pod is None:
-        age_s = _age_s(_started(job), now)
-        return str((job.get("metadata") or {}).get("name")) if age_s is not None and age_s >= NO_POD_GRACE_S else None
+        return str((job.get("metadata") or {}).get("name")) if _pod_missing(job, now) else None
     pending = (pod.get("status") or {}).get("phase", "Pending") == "Pending" and _pending_reason(pod) is None
     return str((pod.get("metadata") or {}).get("name")) if pending else None
+
+
+def _pod_missing(job: JsonObject, now: datetime) -> bool:
+    """Whether a Job that should have a pod has none: the Job controller counts none active (a pod that the
+    watch has not shown yet still counts there) ``NO_POD_GRACE_S`` after the Job started."""
+    if int((job.get("status") or {}).get("active") or 0) > 0:
+        return False
+    age_s = _age_s(_started(job), now)
+    return age_s is not None and age_s >= NO_POD_GRACE_S
 
 
 def _started(job: JsonObject) -> Any:
@@ -237,8 +246,7 @@ def observe(
     if not _waits_for_pods(job):
         return None
     if pod is None:
-        age_s = _age_s(_started(job), now)
-        if age_s is None or age_s < NO_POD_GRACE_S:
+        if not _pod_missing(job, now):
             return None
         name = str((job.get("metadata") or {}).get("name"))
         why = _latest_event(events, "Job", name, None)
