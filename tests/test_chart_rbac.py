@@ -234,7 +234,7 @@ async def _run_operator(documents: list[dict[str, Any]], rules: list[dict[str, A
     return jobs, evaluation.get("status") or {}, emulator_class
 
 
-def test_with_the_charts_rbac_the_operator_creates_jobs_that_carry_the_values(helm_home: Path, tmp_path: Path):
+def test_with_the_charts_rbac_the_operator_creates_jobs_that_carry_the_values(helm_home: Path, tmp_path: Path) -> None:
     documents = render(helm_home, *VALUES, namespace=NAMESPACE)
     rules = _operator_rules(documents)
     assert _allowed(rules, *FINALIZERS, "update")
@@ -267,7 +267,7 @@ def test_with_the_charts_rbac_the_operator_creates_jobs_that_carry_the_values(he
     assert OPERATOR_TOKEN not in json.dumps(job)
 
 
-def test_without_the_finalizers_rule_every_job_create_is_refused(helm_home: Path, tmp_path: Path):
+def test_without_the_finalizers_rule_every_job_create_is_refused(helm_home: Path, tmp_path: Path) -> None:
     """What OpenShift did to the chart before the rule existed: the Jobs never appear, and the operator says why."""
     documents = render(helm_home, namespace=NAMESPACE)
     rules = [
