@@ -169,6 +169,8 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
                     return found if states.get(failed_job) == "Failed" else None
 
                 await eventually(one_run_failed, timeout_s=30, what="the failed Job's run Failed")
+                started_jobs = await _job_names(api)  # the freed slot started the third run in the same pass
+                assert len(started_jobs) == 3 and running_job in started_jobs
 
                 await api.patch("evaluations", "digits-suspend", {"spec": {"suspend": True}})
 
@@ -187,6 +189,11 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
                 assert len(pending) == 2 and all(
                     (r["state"], r["message"]) == ("Pending", "suspended") for r in pending
                 )
+                # A stopped run starts again under a new run id and Job name: its agent reported the stopped
+                # attempt cancelled, and the collector never rewrites a finished run.
+                assert all(r["restarts"] == 1 for r in pending), pending
+                assert all(r["run_id"].endswith("-s1") and r["job_name"].endswith("-s1") for r in pending)
+                assert all(len(r["job_name"]) <= 63 and r["job_name"] not in started_jobs for r in pending)
                 ready = _condition(found, "Ready")
                 assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("False", "Suspended", 2)
                 assert found["startTime"] == started and found.get("completionTime") is None
@@ -200,11 +207,16 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
                     return names if len(names) == 3 else None
 
                 names = await eventually(resumed, timeout_s=30, what="2 Jobs created again beside the failed one")
-                assert running_job in names  # the same run (same name), started again
+                assert names == {failed_job} | {r["job_name"] for r in pending}
+                for run in pending:
+                    job = await api.get("jobs", run["job_name"])
+                    assert job is not None
+                    assert job["metadata"]["annotations"]["mlmodelscope.org/run-id"] == run["run_id"]
                 found = await eventually(
                     lambda: _phase_is(api, "Running"), timeout_s=30, what="Running again after resume"
                 )
                 assert {r["job_name"]: r["state"] for r in found["runs"]}[failed_job] == "Failed"
+                assert sorted(r["restarts"] for r in found["runs"]) == [0, 1, 1]
             await api.close()
 
     asyncio.run(scenario())

@@ -67,7 +67,8 @@ UNSATISFIABLE = {
     "big-batch": ({"batch_sizes": [1, 1000]}, "batch size 1000 exceeds the 450 samples of Dataset 'digits'."),
     "server-without-qps": (
         {"scenario": "server", "mode": "performance"},
-        "settings: the server scenario needs target_qps (--target-qps), the Poisson arrival rate.",
+        # refused at admission by the CRD's CEL rule too (tests/test_crd_cel.py), should a cluster lack it
+        "invalid spec: settings: the server scenario needs target_qps (--target-qps), the Poisson arrival rate.",
     ),
     "no-admission": (  # what the CRD rejects at admission, should a cluster lack the CRD's schema
         {"batch_sizes": [0], "parallelism": 0},

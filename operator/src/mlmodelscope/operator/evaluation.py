@@ -256,6 +256,12 @@ class RunStatus(_Strict):
     state: RunState = Field(default="Pending", description="Pending, Running, Succeeded or Failed.")
     attempts: int = Field(default=0, description="Pods the Job started (failed + active + succeeded).")
     message: str = Field(default="", description="Why the run is in this state (a failure, a pending pod, suspended).")
+    restarts: int = Field(
+        default=0,
+        ge=0,
+        description="How often spec.suspend stopped this run's Job; from the first on, its run id and Job name end "
+        "in -s<restarts> (the collector keeps the stopped attempt as cancelled).",
+    )
     spec_sha256: dict[str, str] = Field(
         default_factory=dict,
         description="sha256 of the canonical spec of the model, framework and dataset this run was planned with "

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -25,7 +25,7 @@ import kopf
 from pydantic import ValidationError
 
 from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION
-from mlmodelscope.operator import catalog, jobs, planning, pods, status
+from mlmodelscope.operator import catalog, jobs, planning, pods, status, suspension
 from mlmodelscope.operator.errors import CollectorUnavailableError, UnsatisfiableError
 from mlmodelscope.operator.evaluation import EvaluationSpec, EvaluationStatus, RunStatus
 from mlmodelscope.operator.kube import JsonObject, KubeClient
@@ -56,7 +56,9 @@ def _now() -> str:
 
 
 def _problems(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in error.errors())
+    """``field: why; ...`` (a rule of the whole spec, e.g. server without target_qps, has no field)."""
+    parts = ((".".join(map(str, p["loc"])), str(p["msg"]).removeprefix("Value error, ")) for p in error.errors())
+    return "; ".join(f"{where}: {why}" if where else why for where, why in parts)
 
 
 def _previous_status(body: JsonObject) -> EvaluationStatus | None:
@@ -259,6 +261,9 @@ class Reconciler:
         plan: _Plan,
         previous: EvaluationStatus | None,
     ) -> None:
+        bases = plan.runs
+        counted = suspension.restarts(previous, bases)  # runs a suspension stopped run under new ids
+        plan = replace(plan, runs=[suspension.restarted(r, counted.get(r.key, 0)) for r in plan.runs])
         same_generation = previous is not None and previous.observed_generation == generation
         # A finished run is final, and its run id digests everything it ran: a new generation keeps it when it still
         # plans that run id (spec.suspend, parallelism), even when the Job's TTL has deleted the Job since.
@@ -273,8 +278,9 @@ class Reconciler:
         fresh = previous is None or not previous.runs
         observed = await asyncio.gather(*(self._job(namespace, r.job_name, fresh=fresh) for r in unfinished))
         found: dict[str, JsonObject | None] = {r.run_id: job for r, job in zip(unfinished, observed, strict=True)}
+        stopped: set[str] = set()
         if plan.spec.suspend:
-            await self._suspend(body, namespace, found)
+            stopped = await self._suspend(body, namespace, found)
         else:
             await self._create_missing(body, namespace, name, uid, plan, found)
         last_error = ""
@@ -297,6 +303,7 @@ class Reconciler:
                 runs.append(status.run_status(run, found[run.run_id], collected.get(run.run_id), observed_pod))
             else:
                 runs.append(known[run.run_id])
+        runs = suspension.recorded(runs, stopped, bases, counted)
         jobs_exist = any(job is not None for job in found.values()) or bool(known)
         new = status.evaluation_status(
             runs,
@@ -357,9 +364,11 @@ class Reconciler:
 
         await asyncio.gather(*(create(r) for r in missing))
 
-    async def _suspend(self, body: JsonObject, namespace: str, found: dict[str, JsonObject | None]) -> None:
-        """spec.suspend: delete the Jobs of unfinished runs (their pods go too; the runs are Pending again and run
-        when suspend is false). A finished Job is kept: its run's result is read as usual."""
+    async def _suspend(self, body: JsonObject, namespace: str, found: dict[str, JsonObject | None]) -> set[str]:
+        """spec.suspend: delete the Jobs of unfinished runs (their pods go too; the runs are Pending again and run,
+        as a restart, when suspend is false). A finished Job is kept: its run's result is read as usual. Returns
+        the run ids whose Job it deleted."""
+        stopped = set()
         for run_id, job in found.items():
             if job is None or status.job_state(job)[0] in status.FINISHED:
                 continue
@@ -368,7 +377,9 @@ class Reconciler:
             self.observe_job(namespace, job_name, None)
             self._absent.add((namespace, job_name))
             found[run_id] = None
+            stopped.add(run_id)
             _post(kopf.info, body, "JobDeleted", f"Job {job_name}: spec.suspend is true")
+        return stopped
 
     async def _delete_stale(self, namespace: str, name: str, uid: str, keep: set[str]) -> None:
         for job in await self.owned_jobs(namespace, name, uid):
