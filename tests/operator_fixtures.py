@@ -280,10 +280,16 @@ async def play_kubelet(
     api: Api, job: dict[str, Any], workdir: Path, *, timeout_s: float = 240, expect_success: bool = True
 ) -> int:
     """Run the Job's container command and args locally, then record the outcome in the Job's status as the
-    Job controller would (Complete, or Failed after the pod failed). Returns the container's exit code."""
+    Job controller would (Complete, or Failed after the pod failed), and in the status of a Pod of the Job, as
+    the kubelet would (Running, then Succeeded or Failed). Returns the container's exit code."""
     container = job["spec"]["template"]["spec"]["containers"][0]
     name = job["metadata"]["name"]
-    await api.patch_status("jobs", name, {"active": 1, "startTime": datetime.now(UTC).isoformat()})
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    running = {"name": container.get("name", "agent"), "ready": True, "state": {"running": {"startedAt": started}}}
+    pod = await api.create(
+        job_pod(job, {"phase": "Running", "containerStatuses": [running]}, suffix=uuid.uuid4().hex[:5])
+    )
+    await api.patch_status("jobs", name, {"active": 1, "startTime": started})
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
@@ -302,6 +308,10 @@ async def play_kubelet(
             await process.wait()
             raise AssertionError(f"Job {name} ran over {timeout_s} s:\n{log.read_text()[-3000:]}") from None
     assert (code == 0) == expect_success, f"Job {name} exited with {code}:\n{log.read_text()[-3000:]}"
+    terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}
+    stopped = {"name": running["name"], "ready": False, "state": {"terminated": terminated}}
+    pod_phase = "Succeeded" if code == 0 else "Failed"
+    await api.patch_status("pods", pod["metadata"]["name"], {"phase": pod_phase, "containerStatuses": [stopped]})
     condition = (
         {"type": "Complete", "status": "True"}
         if code == 0
