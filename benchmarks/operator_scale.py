@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import statistics
 import sys
 import tempfile
@@ -103,7 +102,7 @@ async def _bare(assets: Path, workdir: Path, evaluations: int) -> float:
     for index in range(evaluations):
         name = f"scale-{index:03d}"
         for run in planning.plan(name, f"uid-{index}", spec, catalog, settings):
-            body = json.dumps(jobs.run_spec(run, f"default/{name}", spec, settings))
+            body = jobs.run_spec(run, f"default/{name}", spec, settings).model_dump_json()
             manifests.append(
                 jobs.build_job(
                     run,
@@ -136,12 +135,11 @@ async def _catalog(assets: Path) -> planning.Catalog:
     def load(kind: Any, path: str) -> Any:
         return kind.model_validate(yaml.safe_load((assets / path).read_text(encoding="utf-8")))
 
-    return planning.Catalog(
+    return planning.Catalog.of(
         "default",
-        {"digits-cnn": load(Model, "models/digits-cnn.yaml")},
-        {"onnxruntime": load(Framework, "frameworks/onnxruntime.yaml")},
-        {"digits": load(Dataset, "datasets/digits.yaml")},
-        {},
+        models=[load(Model, "models/digits-cnn.yaml")],
+        frameworks=[load(Framework, "frameworks/onnxruntime.yaml")],
+        datasets=[load(Dataset, "datasets/digits.yaml")],
     )
 
 
