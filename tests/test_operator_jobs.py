@@ -115,6 +115,11 @@ def test_count_is_devices_per_run_and_repeats_are_separate_jobs():
         "target amd64/gpu has count 1 (devices per run) but resources.limits asks for nvidia.com/gpu: 2; "
         "set count: 2 and leave nvidia.com/gpu out of resources."
     )
+    cpu_with_a_gpu = _spec(resources={"limits": {"cpu": "2", "nvidia.com/gpu": "1"}})
+    assert _unsatisfiable(cpu_with_a_gpu, settings) == (
+        "target amd64/cpu has no accelerator but resources.limits asks for nvidia.com/gpu: 1; "
+        "set the target's accelerator and count instead."
+    )
 
 
 def test_a_targets_placement_reaches_the_pod():

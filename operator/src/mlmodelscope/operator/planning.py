@@ -124,14 +124,23 @@ def _target_name(target: Target) -> str:
 
 
 def pod_resources(
-    target: Target, spec: EvaluationSpec, device_resource: str | None
+    target: Target, spec: EvaluationSpec, device_resource: str | None, settings: OperatorSettings
 ) -> tuple[dict[str, str], dict[str, str]] | str:
     """(requests, limits) of a run's container, or why they cannot be. The target's resources replace the
     Evaluation's; empty requests equal the limits (Guaranteed QoS); the device resource is exactly ``count``, and
-    a device quantity written in resources that says otherwise is a contradiction, never silently rewritten."""
+    a device quantity written in resources that says otherwise is a contradiction, never silently rewritten
+    (a cpu target asking for a GPU or FPGA through resources is one too)."""
     declared: JobResources = target.resources or spec.resources
     limits = dict(declared.limits)
     requests = dict(declared.requests) or dict(limits)
+    if device_resource is None:
+        for where, table in (("limits", declared.limits), ("requests", declared.requests)):
+            device = next((r for r in (settings.gpu_resource, settings.fpga_resource) if r in table), None)
+            if device is not None:
+                return (
+                    f"{_target_name(target)} has no accelerator but resources.{where} asks for {device}: "
+                    f"{table[device]}; set the target's accelerator and count instead"
+                )
     if device_resource is not None:
         wanted = str(target.count)
         for where, table in (("limits", limits), ("requests", requests)):
@@ -255,7 +264,7 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
                     problems.append(_image_problem(framework.resource, target.arch, target.accelerator))
                     continue
                 device_resource = _device_resource(framework.resource, target.accelerator, settings)
-                sized = pod_resources(target, spec, device_resource)
+                sized = pod_resources(target, spec, device_resource, settings)
                 if isinstance(sized, str):
                     problems.append(sized)
                     continue
