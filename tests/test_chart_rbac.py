@@ -126,15 +126,19 @@ _VERBS = {"LIST": "list", "WATCH": "watch", "FETCH": "get", "CREATE": "create", 
 
 
 class RbacEmulator(Emulator):
-    """The API server's authorisation of the operator (requests with its token): RBAC over ``rules``, plus
-    OpenShift's OwnerReferencesPermissionEnforcement. Requests without the token (the test's own) pass."""
+    """The API server's authorisation of the operator (requests with its token): RBAC over ``grants`` (rules by
+    namespace; key None: a ClusterRole's, valid everywhere), plus OpenShift's OwnerReferencesPermissionEnforcement.
+    Requests without the token (the test's own) pass."""
 
-    rules: ClassVar[list[dict[str, Any]]] = []
+    grants: ClassVar[dict[str | None, list[dict[str, Any]]]] = {}
     refused: ClassVar[list[str]] = []
 
     @classmethod
-    def granting(cls, rules: list[dict[str, Any]]) -> type[RbacEmulator]:
-        return type("RbacEmulatorWith", (cls,), {"rules": rules, "refused": []})
+    def granting(cls, grants: dict[str | None, list[dict[str, Any]]]) -> type[RbacEmulator]:
+        return type("RbacEmulatorWith", (cls,), {"grants": grants, "refused": []})
+
+    def _rules(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [*self.grants.get(None, []), *(self.grants.get(namespace, []) if namespace else [])]
 
     def _forbidden(self, request: Any) -> str | None:
         group = request.resource.group or ""
@@ -143,14 +147,15 @@ class RbacEmulator(Emulator):
         verb = _VERBS.get(action) or ("update" if str(request.method).upper().endswith("PUT") else "patch")
         name = request.name or ((request.data or {}).get("metadata") or {}).get("name", "")
         what = f'{resource}{"." + group if group else ""} "{name}" in namespace "{request.namespace}"'
-        if not _allowed(self.rules, group, resource, verb):
+        rules = self._rules(request.namespace)
+        if not _allowed(rules, group, resource, verb):
             return f"{what} is forbidden: cannot {verb} {resource} in API group {group!r}"
         owners = (request.data or {}).get("metadata", {}).get("ownerReferences", []) if verb == "create" else []
         for owner in owners:
             if owner.get("blockOwnerDeletion"):
                 owner_group = owner["apiVersion"].split("/")[0] if "/" in owner["apiVersion"] else ""
                 plural = {"Evaluation": "evaluations"}.get(owner["kind"], owner["kind"].lower() + "s")
-                if not _allowed(self.rules, owner_group, f"{plural}/finalizers", "update"):
+                if not _allowed(rules, owner_group, f"{plural}/finalizers", "update"):
                     return (
                         f"{what} is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to a "
                         f"resource you can't set finalizers on: , <nil>"
@@ -180,29 +185,30 @@ class RbacEmulator(Emulator):
         return await super()._handle(request)
 
 
-def _operator_rules(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rules the chart grants the operator in NAMESPACE (its ClusterRole in cluster-wide mode)."""
-    roles = by_kind(documents, "ClusterRole") or [
-        r for r in by_kind(documents, "Role") if r["metadata"]["namespace"] == NAMESPACE
-    ]
-    return [rule for role in roles for rule in role["rules"]]
+def _operator_grants(documents: list[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]]]:
+    """The rules the chart grants the operator, by namespace (None: its ClusterRole, in cluster-wide mode)."""
+    grants: dict[str | None, list[dict[str, Any]]] = {}
+    for role in by_kind(documents, "ClusterRole") + by_kind(documents, "Role"):
+        grants.setdefault(role["metadata"].get("namespace"), []).extend(role["rules"])
+    return grants
 
 
 async def _apply_catalog(api: Api, documents: list[dict[str, Any]]) -> None:
-    """The chart's built-in Models, Frameworks and Datasets, as rendered (registry and tag applied)."""
+    """The chart's built-in Models, Frameworks and Datasets of NAMESPACE, as rendered (registry and tag applied)."""
     for document in documents:
-        if document["kind"] in {"Model", "Framework", "Dataset"}:
-            assert document["metadata"]["namespace"] == NAMESPACE
+        if document["kind"] in {"Model", "Framework", "Dataset"} and document["metadata"]["namespace"] == NAMESPACE:
             await api.create(document)
 
 
-async def _run_operator(documents: list[dict[str, Any]], rules: list[dict[str, Any]], tmp_path: Path) -> Any:
-    """Run the operator with the rendered environment against an emulator enforcing ``rules``; return the Jobs,
+async def _run_operator(
+    documents: list[dict[str, Any]], grants: dict[str | None, list[dict[str, Any]]], tmp_path: Path
+) -> Any:
+    """Run the operator with the rendered environment against an emulator enforcing ``grants``; return the Jobs,
     the Evaluation's status and the emulator class (its ``refused`` requests) once Jobs exist or a create was
     refused."""
     from mlmodelscope.operator.settings import OperatorSettings
 
-    emulator_class = RbacEmulator.granting(rules)
+    emulator_class = RbacEmulator.granting(grants)
     async with kube_api(emulator_class) as (_, url):
         api = Api(url)
         await _apply_catalog(api, documents)
@@ -234,11 +240,19 @@ async def _run_operator(documents: list[dict[str, Any]], rules: list[dict[str, A
     return jobs, evaluation.get("status") or {}, emulator_class
 
 
-def test_with_the_charts_rbac_the_operator_creates_jobs_that_carry_the_values(helm_home: Path, tmp_path: Path) -> None:
-    documents = render(helm_home, *VALUES, namespace=NAMESPACE)
-    rules = _operator_rules(documents)
-    assert _allowed(rules, *FINALIZERS, "update")
-    jobs, status, emulator_class = asyncio.run(_run_operator(documents, rules, tmp_path))
+@pytest.mark.parametrize(
+    ("release_namespace", "mode"),
+    [(NAMESPACE, []), ("mlms", ["--set", f"operator.watchNamespaces={{{NAMESPACE}}}"])],
+    ids=["cluster-wide", "watched"],
+)
+def test_with_the_charts_rbac_the_operator_creates_jobs_that_carry_the_values(
+    helm_home: Path, tmp_path: Path, release_namespace: str, mode: list[str]
+) -> None:
+    documents = render(helm_home, *VALUES, *mode, namespace=release_namespace)
+    grants = _operator_grants(documents)
+    assert set(grants) == ({None} if not mode else {NAMESPACE, release_namespace})  # Roles: no cluster scope
+    assert _allowed(grants.get(None) or grants[NAMESPACE], *FINALIZERS, "update")
+    jobs, status, emulator_class = asyncio.run(_run_operator(documents, grants, tmp_path))
 
     # Nothing the operator did was refused: the chart's rules cover every call (pods, events, finalizers...).
     assert emulator_class.refused == []
@@ -258,7 +272,7 @@ def test_with_the_charts_rbac_the_operator_creates_jobs_that_carry_the_values(he
     cache = next(v for v in pod["volumes"] if v["name"] == "cache")
     assert ("PersistentVolumeClaim", NAMESPACE, cache["persistentVolumeClaim"]["claimName"]) in rendered
     env = {e["name"]: e for e in container["env"]}
-    assert env["MLMODELSCOPE_S3_ENDPOINT"]["value"] == f"rel-mlmodelscope-minio.{NAMESPACE}.svc:9000"
+    assert env["MLMODELSCOPE_S3_ENDPOINT"]["value"] == f"rel-mlmodelscope-minio.{release_namespace}.svc:9000"
     for variable, key in (("MLMODELSCOPE_S3_ACCESS_KEY", "accessKey"), ("MLMODELSCOPE_S3_SECRET_KEY", "secretKey")):
         reference = env[variable]["valueFrom"]["secretKeyRef"]
         assert key in rendered["Secret", NAMESPACE, reference["name"]]["data"] and reference["key"] == key
@@ -270,13 +284,11 @@ def test_with_the_charts_rbac_the_operator_creates_jobs_that_carry_the_values(he
 def test_without_the_finalizers_rule_every_job_create_is_refused(helm_home: Path, tmp_path: Path) -> None:
     """What OpenShift did to the chart before the rule existed: the Jobs never appear, and the operator says why."""
     documents = render(helm_home, namespace=NAMESPACE)
-    rules = [
-        {**rule, "resources": [r for r in rule["resources"] if r != FINALIZERS[1]]}
-        for rule in _operator_rules(documents)
-    ]
+    (cluster_rules,) = _operator_grants(documents).values()
+    rules = [{**rule, "resources": [r for r in rule["resources"] if r != FINALIZERS[1]]} for rule in cluster_rules]
     rules = [rule for rule in rules if rule["resources"]]
     assert not _allowed(rules, *FINALIZERS, "update")
-    jobs, status, emulator_class = asyncio.run(_run_operator(documents, rules, tmp_path))
+    jobs, status, emulator_class = asyncio.run(_run_operator(documents, {None: rules}, tmp_path))
 
     assert jobs == []
     refusals = {r for r in emulator_class.refused if r.startswith("jobs.batch")}
