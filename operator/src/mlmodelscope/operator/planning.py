@@ -211,11 +211,8 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
     """Every run of the Evaluation in matrix order; UnsatisfiableError naming every problem otherwise."""
     _check_size(spec, settings)
     problems: list[str] = []
-    for kind, names, table in (
-        ("Model", spec.models, catalog.models),
-        ("Framework", spec.frameworks, catalog.frameworks),
-    ):
-        problems.extend(catalog.unknown(kind, n) for n in names if n not in table)  # type: ignore[arg-type]
+    problems.extend(catalog.unknown("Model", n) for n in spec.models if n not in catalog.models)
+    problems.extend(catalog.unknown("Framework", n) for n in spec.frameworks if n not in catalog.frameworks)
     if spec.dataset is not None and spec.dataset not in catalog.datasets:
         problems.append(catalog.unknown("Dataset", spec.dataset))
     settings_by_batch: dict[int, EvaluationSettings] = {}
