@@ -109,11 +109,14 @@ def test_examples_run_to_results_with_kubectl_and_the_real_pipeline(tmp_path: Pa
     minimal = evaluations["digits-minimal"]["status"]
     assert minimal["phase"] == "Succeeded", minimal
     assert _condition(minimal, "Ready")["status"] == "True"
+    assert (_condition(minimal, "Succeeded")["status"], _condition(minimal, "Failed")["status"]) == ("True", "False")
+    assert minimal["startTime"] <= minimal["completionTime"]
     assert _condition(minimal, "ResultValid") | {"lastTransitionTime": ""} == {
         "type": "ResultValid",
         "status": "True",
         "reason": "AllRunsValid",
         "message": "LoadGen judged all 1 runs VALID",
+        "observedGeneration": 1,
         "lastTransitionTime": "",
     }
     assert (minimal["progress"], minimal["valid"]) == ("1/1", "1/1")
