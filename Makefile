@@ -11,7 +11,7 @@ PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]'
 MXNET_VENV := .venv-mxnet
 MXNET_STAMP := $(MXNET_VENV)/.setup-stamp
 
-.PHONY: setup browser tools demo test lint format bench constraints models clean
+.PHONY: setup browser tools containers images images-test demo test lint format bench constraints models clean
 
 setup: $(STAMP) $(MXNET_STAMP)
 
@@ -53,7 +53,25 @@ browser:
 tools: $(STAMP)
 	$(BIN)/python scripts/fetch_tools.py
 
-test: setup browser tools lint
+# The container images (scripts/build_images.py): docker buildx where a Docker engine answers, else Debian's
+# buildah/podman (installed here when missing, as chromium is), storage in .cache/containers, the base made with
+# debootstrap when it cannot be pulled. PLATFORMS=linux/amd64,linux/arm64 for more than the host's; IMAGES=a,b for
+# a subset (default: every CPU image).
+containers:
+	@{ command -v buildah && command -v podman && command -v runc && command -v debootstrap; } >/dev/null 2>&1 \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc \
+		debootstrap >/dev/null; } \
+		|| echo "Debian's buildah/podman could not be installed: the container smoke test will be skipped"
+
+images: setup containers
+	$(BIN)/python scripts/build_images.py $(if $(IMAGES),--images $(IMAGES))
+
+# The container smoke test alone (make test runs it too): builds the collector, operator, agent-null and
+# agent-onnxruntime images (layer cache kept) and runs an operator-made Job's agent against the collector.
+images-test: setup containers
+	$(BIN)/python -m pytest tests/test_image_smoke.py -q
+
+test: setup browser tools containers lint
 	$(BIN)/python -m pytest
 
 bench: setup
@@ -67,8 +85,8 @@ models: setup
 	$(BIN)/python scripts/build_digits.py
 
 constraints: setup
-	{ head -2 constraints.txt; $(PIP) freeze --exclude-editable | sed 's/+cpu//'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
-	{ head -2 constraints-mxnet.txt; $(MXNET_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints-mxnet.txt.new \
+	{ head -2 constraints.txt; $(PIP) freeze --all --exclude-editable | sed 's/+cpu//'; } > constraints.txt.new && mv constraints.txt.new constraints.txt
+	{ head -2 constraints-mxnet.txt; $(MXNET_VENV)/bin/python -m pip freeze --all --exclude-editable; } > constraints-mxnet.txt.new \
 		&& mv constraints-mxnet.txt.new constraints-mxnet.txt
 
 clean:
