@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mlmodelscope.core.manifests.resources import is_valid_name
 from mlmodelscope.operator import status
 from mlmodelscope.operator.evaluation import RunResult, RunStatus
 from tests.operator_fixtures import (
@@ -28,6 +29,7 @@ from tests.operator_fixtures import (
 
 pytestmark = pytest.mark.timeout(180)
 CATALOG = {"models": ["digits-cnn"], "frameworks": ["onnxruntime"], "datasets": ["digits"]}
+SUSPENDED = "digits-suspend-" + "x" * 47 + "9"  # 63 characters: a restart's Job name must still fit in 63
 
 
 def _run(i: int, state: Any, result: RunResult | None = None) -> RunStatus:
@@ -138,7 +140,7 @@ async def _job_names(api: Api) -> set[str]:
 def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continues(tmp_path: Path):
     assets = scratch_assets(tmp_path / "assets")
     evaluation = example("evaluation-minimal.yaml")
-    evaluation["metadata"]["name"] = "digits-suspend"
+    evaluation["metadata"]["name"] = SUSPENDED
     evaluation["spec"].update(batch_sizes=[1, 2, 4], parallelism=2)
 
     async def scenario() -> None:
@@ -164,7 +166,7 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
                 )
 
                 async def one_run_failed() -> dict[str, Any] | None:
-                    found = await _status(api, "digits-suspend")
+                    found = await _status(api, SUSPENDED)
                     states = {r["job_name"]: r["state"] for r in found.get("runs", [])}
                     return found if states.get(failed_job) == "Failed" else None
 
@@ -172,10 +174,10 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
                 started_jobs = await _job_names(api)  # the freed slot started the third run in the same pass
                 assert len(started_jobs) == 3 and running_job in started_jobs
 
-                await api.patch("evaluations", "digits-suspend", {"spec": {"suspend": True}})
+                await api.patch("evaluations", SUSPENDED, {"spec": {"suspend": True}})
 
                 async def suspended() -> dict[str, Any] | None:
-                    found = await _status(api, "digits-suspend")
+                    found = await _status(api, SUSPENDED)
                     return found if found.get("phase") == "Suspended" and found.get("observedGeneration") == 2 else None
 
                 found = await eventually(suspended, timeout_s=30, what="phase Suspended")
@@ -193,14 +195,14 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
                 # attempt cancelled, and the collector never rewrites a finished run.
                 assert all(r["restarts"] == 1 for r in pending), pending
                 assert all(r["run_id"].endswith("-s1") and r["job_name"].endswith("-s1") for r in pending)
-                assert all(len(r["job_name"]) <= 63 and r["job_name"] not in started_jobs for r in pending)
+                assert all(is_valid_name(r["job_name"]) and r["job_name"] not in started_jobs for r in pending)
                 ready = _condition(found, "Ready")
                 assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("False", "Suspended", 2)
                 assert found["startTime"] == started and found.get("completionTime") is None
                 await asyncio.sleep(1.5)  # three resync intervals: still no Job is created while suspended
                 assert await _job_names(api) == {failed_job}
 
-                await api.patch("evaluations", "digits-suspend", {"spec": {"suspend": False}})
+                await api.patch("evaluations", SUSPENDED, {"spec": {"suspend": False}})
 
                 async def resumed() -> set[str] | None:
                     names = await _job_names(api)
@@ -223,13 +225,13 @@ def test_suspend_deletes_the_running_jobs_keeps_finished_runs_and_resume_continu
 
 
 async def _started(api: Api) -> str | None:
-    found = await _status(api, "digits-suspend")
+    found = await _status(api, SUSPENDED)
     start: str | None = found.get("startTime")
     return start
 
 
 async def _phase_is(api: Api, phase: str) -> dict[str, Any] | None:
-    found = await _status(api, "digits-suspend")
+    found = await _status(api, SUSPENDED)
     return found if found.get("phase") == phase and found.get("observedGeneration") == 3 else None
 
 
