@@ -116,17 +116,7 @@ def podman_run_args(pod: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def nats(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
-    server = EmbeddedNatsServer(tmp_path / "nats")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
-def collector(built: dict[str, str], nats: EmbeddedNatsServer, tmp_path: Path) -> Iterator[str]:
+def collector(built: dict[str, str], nats_server: EmbeddedNatsServer, tmp_path: Path) -> Iterator[str]:
     """The collector image, run like the chart's Deployment (uid 1000, read-only root, no capabilities), storing
     into SQLite on a host folder; yields its URL."""
     data = tmp_path / "collector-data"
@@ -136,7 +126,7 @@ def collector(built: dict[str, str], nats: EmbeddedNatsServer, tmp_path: Path) -
     name = f"mlms-smoke-collector-{uuid.uuid4().hex[:8]}"
     podman("run", "-d", "--name", name, "--network", "host", "--user", "1000:1000", "--read-only",
            "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--tmpfs", "/tmp:rw,mode=1777",
-           "-v", f"{data}:/data", "-e", f"MLMODELSCOPE_COLLECTOR_NATS_URL={nats.url}",
+           "-v", f"{data}:/data", "-e", f"MLMODELSCOPE_COLLECTOR_NATS_URL={nats_server.url}",
            "-e", "MLMODELSCOPE_COLLECTOR_DATABASE_URL=sqlite:////data/collector.db",
            "-e", "MLMODELSCOPE_COLLECTOR_HOST=127.0.0.1", "-e", f"MLMODELSCOPE_COLLECTOR_PORT={port}",
            "-e", "MLMODELSCOPE_COLLECTOR_ASSETS=/opt/mlmodelscope/assets", built["collector"])  # fmt: skip
@@ -159,9 +149,9 @@ def collector(built: dict[str, str], nats: EmbeddedNatsServer, tmp_path: Path) -
 
 
 def test_the_agent_image_runs_the_operators_job_and_the_collector_stores_everything(
-    collector: str, nats: EmbeddedNatsServer, built: dict[str, str]
+    collector: str, nats_server: EmbeddedNatsServer, built: dict[str, str]
 ) -> None:
-    job = operator_job(nats.url, "smoke")
+    job = operator_job(nats_server.url, "smoke")
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == built["agent-onnxruntime"], "the Framework resource names the image"
     started = time.monotonic()
