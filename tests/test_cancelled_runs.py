@@ -10,6 +10,7 @@ The collector is the real one (``python -m mlmodelscope.collector.main`` on a SQ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 
 import httpx
@@ -23,13 +24,15 @@ from mlmodelscope.collector.storage.ingest import Ingestor
 from mlmodelscope.collector.storage.migrations import migrate
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import EvaluationError
-from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.messages import Envelope, RunFinished, message_id
+from mlmodelscope.operator import planning
 from mlmodelscope.operator.errors import CollectorUnavailableError
 from mlmodelscope.operator.planning import PlannedRun
 from mlmodelscope.operator.results import CollectedRun, CollectorClient
+from mlmodelscope.operator.settings import OperatorSettings
 from mlmodelscope.operator.status import run_status
 from tests.collector_fixtures import full_run, run_started
+from tests.test_operator_planning import _catalog, _spec
 
 CANCELLED_ERROR = "cancelled: the agent received SIGTERM during the performance phase, after 1,234 queries."
 
@@ -82,21 +85,9 @@ def test_evaluate_reports_a_cancelled_run_as_cancelled(detail: dict[str, str], r
 
 
 def _planned(run_id: str) -> PlannedRun:
-    return PlannedRun(
-        key="digits-cnn/onnxruntime/bs1/r0",
-        model="digits-cnn",
-        framework="onnxruntime",
-        dataset="digits",
-        arch="amd64",
-        accelerator="cpu",
-        batch_size=1,
-        repetition=0,
-        image="mlmodelscope/agent:test",
-        device_resource=None,
-        settings=EvaluationSettings(),
-        job_name=f"job-{run_id}",
-        run_id=run_id,
-    )
+    """A run as the operator plans it (digits-cnn on onnxruntime), under the given run id and Job name."""
+    [planned] = planning.plan("ev", "uid-1", _spec(), _catalog(), OperatorSettings())
+    return dataclasses.replace(planned, job_name=f"job-{run_id}", run_id=run_id)
 
 
 def _job(condition: str) -> dict[str, object]:

@@ -61,13 +61,13 @@ def test_the_first_invalid_file_ends_it_with_exit_1(tmp_path: Path) -> None:
 
 
 def test_a_string_where_the_crd_says_integer_is_refused_though_pydantic_coerces_it(tmp_path: Path) -> None:
-    document = _evaluation(targets=[{"arch": "amd64", "count": "2"}], batch_sizes=[1, "8"])
+    document = _evaluation(targets=[{"arch": "amd64", "repeats": "2"}], batch_sizes=[1, "8"])
     Evaluation.model_validate(document)  # pydantic's lax mode accepts "2": only the CRD schema catches it
     with pytest.raises(ManifestError) as info:
         check_file(_write(tmp_path / "quoted.yaml", document))
     message = info.value.message
     assert "the cluster would refuse this Evaluation (schema of CRD evaluations.mlmodelscope.org)" in message
-    assert "spec.targets[0].count: expected integer; found '2'" in message
+    assert "spec.targets[0].repeats: expected integer; found '2'" in message
     assert "spec.batch_sizes[1]: expected integer; found '8'" in message
 
 
