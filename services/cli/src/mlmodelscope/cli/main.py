@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from typer._click.exceptions import ClickException, UsageError
 
 from mlmodelscope.cli import agent, catalog, collector, evaluate, operator, report, runs, validate
+from mlmodelscope.cli.sandbox.command import sandbox_app
 from mlmodelscope.cli.terminal import labelled, literal_console
 from mlmodelscope.cli.usage import usage_error_text
 from mlmodelscope.core.errors import MLModelScopeError
@@ -38,6 +39,7 @@ app.add_typer(agent.agent_app, name="agent")
 app.add_typer(collector.collector_app, name="collector")
 app.add_typer(operator.operator_app, name="operator")
 app.add_typer(runs.runs_app, name="runs")
+app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(runs.trace_app, name="trace")
 app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)
