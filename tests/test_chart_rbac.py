@@ -294,7 +294,7 @@ def test_without_the_finalizers_rule_every_job_create_is_refused(helm_home: Path
     refusals = {r for r in emulator_class.refused if r.startswith("jobs.batch")}
     assert refusals and all("cannot set blockOwnerDeletion" in r for r in refusals)
     assert not [r for r in emulator_class.refused if not r.startswith("jobs.batch")]  # only the Job creates
-    # The operator may say so in the status (today it logs it, and the handler fails permanently): if it does, the
-    # reason is the API server's.
-    if status.get("lastError"):
-        assert "403" in status["lastError"] and "blockOwnerDeletion" in status["lastError"], status
+    # The operator says so in the status, with the API server's reason: the run stays Pending with it (retried).
+    assert "403" in status["lastError"] and "blockOwnerDeletion" in status["lastError"], status
+    (run,) = status["runs"]
+    assert run["state"] == "Pending" and "blockOwnerDeletion" in run["message"], run

@@ -26,7 +26,12 @@ from pydantic import ValidationError
 
 from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION
 from mlmodelscope.operator import catalog, jobs, planning, pods, status, suspension
-from mlmodelscope.operator.errors import CollectorUnavailableError, UnsatisfiableError
+from mlmodelscope.operator.errors import (
+    CollectorUnavailableError,
+    KubeApiError,
+    KubeUnavailableError,
+    UnsatisfiableError,
+)
 from mlmodelscope.operator.evaluation import EvaluationSpec, EvaluationStatus, RunStatus
 from mlmodelscope.operator.kube import JsonObject, KubeClient
 from mlmodelscope.operator.results import CollectedRun, CollectorClient
@@ -279,11 +284,12 @@ class Reconciler:
         observed = await asyncio.gather(*(self._job(namespace, r.job_name, fresh=fresh) for r in unfinished))
         found: dict[str, JsonObject | None] = {r.run_id: job for r, job in zip(unfinished, observed, strict=True)}
         stopped: set[str] = set()
+        refused: dict[str, str] = {}
         if plan.spec.suspend:
             stopped = await self._suspend(body, namespace, found)
         else:
-            await self._create_missing(body, namespace, name, uid, plan, found)
-        last_error = ""
+            refused = await self._create_missing(body, namespace, name, uid, plan, found)
+        last_error = next(iter(refused.values()), "")
         collected: dict[str, CollectedRun | None] = {}
         for run in unfinished:
             job = found[run.run_id]
@@ -300,7 +306,10 @@ class Reconciler:
         for run in plan.runs:
             if run.run_id in found:
                 observed_pod = pod_says.get(run.run_id)
-                runs.append(status.run_status(run, found[run.run_id], collected.get(run.run_id), observed_pod))
+                current = status.run_status(run, found[run.run_id], collected.get(run.run_id), observed_pod)
+                if run.run_id in refused:
+                    current = current.model_copy(update={"message": refused[run.run_id][:2000]})
+                runs.append(current)
             else:
                 runs.append(known[run.run_id])
         runs = suspension.recorded(runs, stopped, bases, counted)
@@ -317,6 +326,10 @@ class Reconciler:
         self._settled[(namespace, name)] = new.phase in status.FINISHED
         if await self._write_status(namespace, name, previous, new):
             self._post_events(body, previous, new)
+            before = {r.run_id: r.message for r in previous.runs} if previous is not None else {}
+            for run_id, message in refused.items():  # once per new refusal, not once per retry
+                if before.get(run_id) != message[:2000]:
+                    _post(kopf.warn, body, "JobRefused", message)
         await self._delete_timed_out(namespace, name, plan, pod_says)
 
     async def _delete_timed_out(
@@ -336,12 +349,16 @@ class Reconciler:
 
     async def _create_missing(
         self, body: JsonObject, namespace: str, name: str, uid: str, plan: _Plan, found: dict[str, JsonObject | None]
-    ) -> None:
+    ) -> dict[str, str]:
+        """Create the Jobs of missing runs while slots are free. Returns the run ids whose create the API refused
+        for good (4xx other than 409/429), with the API's message: those runs stay Pending with it and are tried
+        again on the next pass (a granted permission or a freed quota lets them start); other runs go on."""
+        refused: dict[str, str] = {}
         active = sum(1 for job in found.values() if job is not None and status.job_state(job)[0] not in status.FINISHED)
         slots = max(0, plan.spec.parallelism - active)
         missing = [r for r in plan.runs if r.run_id in found and found[r.run_id] is None][:slots]
         if not missing:
-            return
+            return refused
         evaluation_id = f"{namespace}/{name}"
 
         async def create(run: planning.PlannedRun) -> None:
@@ -355,7 +372,13 @@ class Reconciler:
                 settings=self.settings,
                 run_spec_json=spec_json,
             )
-            job, created = await self.kube.create(jobs_path(namespace), manifest)
+            try:
+                job, created = await self.kube.create(jobs_path(namespace), manifest)
+            except KubeUnavailableError:
+                raise  # 5xx, 429, timeouts: kopf retries the pass
+            except KubeApiError as e:  # refused for good (403 RBAC/admission, 422 Invalid, quota): said, not raised
+                refused[run.run_id] = f"the API server refused the Job: {e.message}"
+                return
             found[run.run_id] = job
             self._absent.discard((namespace, run.job_name))
             self._jobs.setdefault((namespace, run.job_name), job)
@@ -363,6 +386,7 @@ class Reconciler:
                 _post(kopf.info, body, "JobCreated", f"run {run.key}: Job {run.job_name}")
 
         await asyncio.gather(*(create(r) for r in missing))
+        return refused
 
     async def _suspend(self, body: JsonObject, namespace: str, found: dict[str, JsonObject | None]) -> set[str]:
         """spec.suspend: delete the Jobs of unfinished runs (their pods go too; the runs are Pending again and run,
