@@ -38,6 +38,8 @@ from mlmodelscope.operator.results import CollectedRun, CollectorClient
 from mlmodelscope.operator.settings import OperatorSettings
 
 PLURAL = "evaluations"
+# How often, at most, a Job's pods (when the watch cache has none) and its Events are asked from the API.
+POD_RELIST_S = 10.0
 logger = logging.getLogger(__name__)
 
 
@@ -103,6 +105,8 @@ class Reconciler:
         self._jobs: dict[tuple[str, str], JsonObject] = {}
         self._pods: dict[tuple[str, str], dict[str, JsonObject]] = {}  # (namespace, Job) -> {pod name: pod}
         self._absent: set[tuple[str, str]] = set()
+        self._pods_asked: dict[tuple[str, str], float] = {}  # (namespace, Job) -> when its pods were last listed
+        self._events: dict[tuple[str, str], tuple[str, float, list[JsonObject]]] = {}  # -> (about, when, Events)
         self._context: contextvars.Context | None = None
         self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
 
@@ -118,6 +122,8 @@ class Reconciler:
         if body is None:
             self._jobs.pop((namespace, name), None)
             self._pods.pop((namespace, name), None)
+            self._pods_asked.pop((namespace, name), None)
+            self._events.pop((namespace, name), None)
         else:
             self._jobs[(namespace, name)] = body
             self._absent.discard((namespace, name))
@@ -135,20 +141,43 @@ class Reconciler:
             self._pods.setdefault((namespace, job_name), {})[pod_name] = body
         return job_name
 
+    async def _refresh_pods(self, namespace: str, name: str, found: list[JsonObject], now: datetime) -> None:
+        """Ask the API for pods the watch cache lacks: once per pass for the whole Evaluation (one list by its
+        label), only when a Job old enough to have a pod (``pods.NO_POD_GRACE_S`` since it started, none active)
+        has none cached, and at most every ``POD_RELIST_S`` per Job (the watch catches up on its own)."""
+        clock = time.monotonic()
+        due = [
+            key
+            for job in found
+            if not self._pods.get(key := (namespace, str(job["metadata"]["name"])))
+            and pods.events_needed(job, [], now) is not None
+            and clock - self._pods_asked.get(key, -POD_RELIST_S) >= POD_RELIST_S
+        ]
+        if not due:
+            return
+        for key in due:
+            self._pods_asked[key] = clock
+        listed = await self.kube.list(core_path(namespace, "pods"), label_selector=f"{jobs.LABEL_EVALUATION}={name}")
+        for pod in listed:
+            self.observe_pod(namespace, pod, deleted=False)
+
     async def _pod_observation(self, namespace: str, job: JsonObject, now: datetime) -> pods.PodObservation | None:
-        """What the Job's pods say (``pods.observe``), from the watch's cache. The API is asked only when the cache
-        has no pod for a Job that should have one by now (the watch has not caught up after a start), and for
-        Events only when the pods' status does not explain a Pending pod or a missing one."""
+        """What the Job's pods say (``pods.observe``), from the watch's cache (``_refresh_pods`` filled the gaps).
+        Events are read only when the pods' status does not explain a Pending pod or a missing one, and then at
+        most every ``POD_RELIST_S`` per Job (the last answer is reused in between, so the message stays put)."""
         name = str(job["metadata"]["name"])
         found = list(self._pods.get((namespace, name), {}).values())
-        if not found and pods.events_needed(job, found, now):
-            found = await self.kube.list(core_path(namespace, "pods"), label_selector=f"job-name={name}")
-            for pod in found:
-                self.observe_pod(namespace, pod, deleted=False)
         about = pods.events_needed(job, found, now)
         events: list[JsonObject] = []
         if about is not None:
-            events = await self.kube.list(core_path(namespace, "events"), field_selector=f"involvedObject.name={about}")
+            clock = time.monotonic()
+            cached = self._events.get((namespace, name))
+            if cached is not None and cached[0] == about and clock - cached[1] < POD_RELIST_S:
+                events = cached[2]
+            else:
+                selector = f"involvedObject.name={about}"
+                events = await self.kube.list(core_path(namespace, "events"), field_selector=selector)
+                self._events[(namespace, name)] = (about, clock, events)
         return pods.observe(job, found, events, now=now, pending_timeout_s=self.settings.pending_timeout_s)
 
     async def _job(self, namespace: str, name: str, *, fresh: bool) -> JsonObject | None:
@@ -300,6 +329,7 @@ class Reconciler:
                     last_error = e.message
         now = datetime.now(UTC)
         seen = [(r.run_id, job) for r in unfinished if (job := found[r.run_id]) is not None]
+        await self._refresh_pods(namespace, name, [job for _, job in seen], now)
         observations = await asyncio.gather(*(self._pod_observation(namespace, job, now) for _, job in seen))
         pod_says = {run_id: o for (run_id, _), o in zip(seen, observations, strict=True)}
         runs: list[RunStatus] = []
