@@ -34,6 +34,7 @@ import yaml
 
 kmock = pytest.importorskip("kmock", reason="kmock (Kubernetes API emulator) is not installed: requirements-dev.txt")
 
+from mlmodelscope.cli.sandbox.emulator import Emulator, declare_resources  # noqa: E402
 from mlmodelscope.operator.main import run_operator  # noqa: E402
 from mlmodelscope.operator.reconcile import Reconciler  # noqa: E402
 from mlmodelscope.operator.settings import OperatorSettings  # noqa: E402
@@ -58,52 +59,6 @@ CONTAINERS = {
         {"arch": "amd64", "accelerator": "gpu", "image": "ghcr.io/mlmodelscope/agent-pytorch:0.1.0-cuda"},
     ],
 }
-
-
-def _changes_spec(data: Any) -> bool:
-    return isinstance(data, dict) and "spec" in data
-
-
-class Emulator(kmock.KubernetesEmulator):
-    """KMock's emulator plus what the API server does and KMock does not: set uid, generation and creation time on
-    create (and a name from ``generateName``), bump the generation when the spec changes, and put a ``kind`` on
-    list responses."""
-
-    async def _handle(self, request: Any) -> Any:
-        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
-            metadata = request.data.setdefault("metadata", {})
-            if "name" not in metadata and "generateName" in metadata:  # kopf's Events
-                metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:8]
-            metadata.setdefault("uid", str(uuid.uuid4()))
-            metadata.setdefault("generation", 1)
-            metadata.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            if request.namespace and "namespace" not in metadata:
-                metadata["namespace"] = request.namespace
-        elif request.action == kmock.action.UPDATE and request.subresource is None and _changes_spec(request.data):
-            stored = self.objects[request.resource, request.namespace, request.name]
-            generation = int(stored.get("metadata", {}).get("generation", 1)) + 1
-            request.data.setdefault("metadata", {})["generation"] = generation
-        return await super()._handle(request)
-
-    async def _serve_list(self, request: Any) -> Any:
-        return {"apiVersion": "v1", "kind": "List", **(await super()._serve_list(request))}
-
-
-def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
-    info = kmock.ResourceInfo
-    verbs = {"list", "watch", "get", "create", "patch", "update", "delete"}
-    emulator.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs=verbs)
-    emulator.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=verbs)
-    emulator.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=verbs, subresources={"status"})
-    emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
-        kind="CustomResourceDefinition", namespaced=False, verbs=verbs
-    )
-    emulator.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=verbs, subresources={"status"})
-    emulator.resources[f"{GROUP_VERSION}/evaluations"] = info(
-        kind="Evaluation", namespaced=True, verbs=verbs, subresources={"status"}, shortnames={"mlev"}
-    )
-    for plural, kind in (("models", "Model"), ("frameworks", "Framework"), ("datasets", "Dataset")):
-        emulator.resources[f"{GROUP_VERSION}/{plural}"] = info(kind=kind, namespaced=True, verbs=verbs)
 
 
 @contextlib.asynccontextmanager

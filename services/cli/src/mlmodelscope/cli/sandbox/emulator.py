@@ -70,7 +70,12 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     )
     emulator.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=verbs, subresources={"status"})
     emulator.resources[f"{GROUP_VERSION}/evaluations"] = info(
-        kind="Evaluation", namespaced=True, verbs=verbs, subresources={"status"}, shortnames={"mlev"}
+        kind="Evaluation",
+        singular="evaluation",
+        namespaced=True,
+        verbs=verbs,
+        subresources={"status"},
+        shortnames={"mlev"},
     )
     for plural, kind in (("models", "Model"), ("frameworks", "Framework"), ("datasets", "Dataset")):
         emulator.resources[f"{GROUP_VERSION}/{plural}"] = info(
