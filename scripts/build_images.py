@@ -42,7 +42,7 @@ SIZES_FILE = CACHE / "images" / "sizes.json"
 DEFAULT_REGISTRY = "ghcr.io/mlmodelscope"
 VERSION = "0.1.0"
 DOCKERFILE_BASE = "python:3.11.11-slim-bookworm"
-DEBOOTSTRAP_BASE = "localhost/mlmodelscope/python-base:3.11-bookworm"
+DEBOOTSTRAP_BASE = "localhost/mlmodelscope/python-base:3.11-bookworm.3"  # bump when its package list changes
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")  # podman caps nproc at 32768
@@ -202,12 +202,13 @@ def ensure_base(env: Mapping[str, str]) -> str:
 
 
 def build_debootstrap_base(env: Mapping[str, str]) -> None:
-    """Debian minbase + python3 (3.11), venv, CA certificates, netbase and tzdata; caches, docs and locales
+    """Debian minbase + python3 (3.11), venv, CA certificates, netbase, tzdata, libgomp1 and libquadmath0 (what
+    MXNet's wheel links; the agent Dockerfile installs it where a base lacks it); caches, docs and locales
     removed; ``/usr/local/bin/python`` as in the python images."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="base-") as scratch:
         rootfs = Path(scratch) / "rootfs"
-        include = "python3,python3-venv,ca-certificates,netbase,tzdata"
+        include = "python3,python3-venv,ca-certificates,netbase,tzdata,libgomp1,libquadmath0"  # MXNet's
         _run(["debootstrap", "--variant=minbase", f"--include={include}", DEBIAN_SUITE, str(rootfs), DEBIAN_MIRROR],
              stdout=subprocess.DEVNULL)  # fmt: skip
         for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*",
