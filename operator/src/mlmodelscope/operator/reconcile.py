@@ -38,7 +38,7 @@ from mlmodelscope.operator.results import CollectedRun, CollectorClient
 from mlmodelscope.operator.settings import OperatorSettings
 
 PLURAL = "evaluations"
-# How often, at most, a Job's pods (when the watch cache has none) and its Events are asked from the API.
+# How often, at most, a Job's pods (when the watch cache has none) and a namespace's Warning Events are asked for.
 POD_RELIST_S = 10.0
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class Reconciler:
         self._pods: dict[tuple[str, str], dict[str, JsonObject]] = {}  # (namespace, Job) -> {pod name: pod}
         self._absent: set[tuple[str, str]] = set()
         self._pods_asked: dict[tuple[str, str], float] = {}  # (namespace, Job) -> when its pods were last listed
-        self._events: dict[tuple[str, str], tuple[str, float, list[JsonObject]]] = {}  # -> (about, when, Events)
+        self._warning_events: dict[str, tuple[float, asyncio.Task[list[JsonObject]]]] = {}
         self._context: contextvars.Context | None = None
         self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
 
@@ -123,7 +123,6 @@ class Reconciler:
             self._jobs.pop((namespace, name), None)
             self._pods.pop((namespace, name), None)
             self._pods_asked.pop((namespace, name), None)
-            self._events.pop((namespace, name), None)
         else:
             self._jobs[(namespace, name)] = body
             self._absent.discard((namespace, name))
@@ -163,22 +162,22 @@ class Reconciler:
 
     async def _pod_observation(self, namespace: str, job: JsonObject, now: datetime) -> pods.PodObservation | None:
         """What the Job's pods say (``pods.observe``), from the watch's cache (``_refresh_pods`` filled the gaps).
-        Events are read only when the pods' status does not explain a Pending pod or a missing one, and then at
-        most every ``POD_RELIST_S`` per Job (the last answer is reused in between, so the message stays put)."""
+        Events only when the pods' status does not explain a Pending pod or a missing one (``_warnings``)."""
         name = str(job["metadata"]["name"])
         found = list(self._pods.get((namespace, name), {}).values())
-        about = pods.events_needed(job, found, now)
-        events: list[JsonObject] = []
-        if about is not None:
-            clock = time.monotonic()
-            cached = self._events.get((namespace, name))
-            if cached is not None and cached[0] == about and clock - cached[1] < POD_RELIST_S:
-                events = cached[2]
-            else:
-                selector = f"involvedObject.name={about}"
-                events = await self.kube.list(core_path(namespace, "events"), field_selector=selector)
-                self._events[(namespace, name)] = (about, clock, events)
+        events = await self._warnings(namespace) if pods.events_needed(job, found, now) is not None else []
         return pods.observe(job, found, events, now=now, pending_timeout_s=self.settings.pending_timeout_s)
+
+    async def _warnings(self, namespace: str) -> list[JsonObject]:
+        """The namespace's Warning Events (``pods.observe`` picks those about its pod or Job), read at most every
+        ``POD_RELIST_S`` however many Jobs need explaining: one request per namespace, not one per Job."""
+        now = time.monotonic()
+        cached = self._warning_events.get(namespace)
+        if cached is None or now - cached[0] > POD_RELIST_S or (cached[1].done() and cached[1].exception()):
+            read = self.kube.list(core_path(namespace, "events"), field_selector="type=Warning")
+            cached = (now, asyncio.ensure_future(read))
+            self._warning_events[namespace] = cached
+        return await asyncio.shield(cached[1])
 
     async def _job(self, namespace: str, name: str, *, fresh: bool) -> JsonObject | None:
         """The Job from the watch; else from the API once (only this operator creates these Jobs, so one that was
@@ -304,6 +303,8 @@ class Reconciler:
         known = (
             {r.run_id: r for r in previous.runs if same_generation or r.state in status.FINISHED} if previous else {}
         )
+        if same_generation and previous is not None:
+            known.update(await self._replan_changed(body, namespace, plan, previous))
         if not same_generation and int(generation or 1) > 1:  # generation 1 has no older plan to leave Jobs behind
             await self._delete_stale(namespace, name, uid, {r.job_name for r in plan.runs})
         unfinished = [
@@ -361,6 +362,39 @@ class Reconciler:
                 if before.get(run_id) != message[:2000]:
                     _post(kopf.warn, body, "JobRefused", message)
         await self._delete_timed_out(namespace, name, plan, pod_says)
+
+    async def _replan_changed(
+        self, body: JsonObject, namespace: str, plan: _Plan, previous: EvaluationStatus
+    ) -> dict[str, RunStatus]:
+        """Runs of this same generation that the plan gives another run id than the status records: the plan was
+        made again (an operator restart) after a Model, Framework or Dataset was edited. A run keeps its identity
+        per matrix cell (its key): a finished one stays as recorded (its result, run id and spec_sha256: what it
+        ran), returned keyed by the new plan's run id; an unfinished one's Job is deleted (it runs the old spec)
+        and the run starts again under the new run id, with a ResourceChanged Warning Event naming what changed."""
+        planned = {r.key: r for r in plan.runs}
+        kept: dict[str, RunStatus] = {}
+        for recorded in previous.runs:
+            run = planned.get(recorded.name)
+            if run is None or run.run_id == recorded.run_id:
+                continue
+            if recorded.state in status.FINISHED:
+                kept[run.run_id] = recorded
+                continue
+            changed = [
+                f"{kind} {getattr(run.resources, kind).name}"
+                for kind, digest in sorted(run.spec_sha256.items())
+                if recorded.spec_sha256.get(kind) != digest
+            ]
+            await self.kube.delete(jobs_path(namespace, recorded.job_name))
+            self.observe_job(namespace, recorded.job_name, None)
+            self._absent.add((namespace, recorded.job_name))
+            what = ", ".join(changed) or "its resolved resources"
+            message = (
+                f"run {run.key}: {what} changed since Job {recorded.job_name} was created; "
+                f"that Job was deleted and the run starts again as {run.job_name}"
+            )
+            _post(kopf.warn, body, "ResourceChanged", message)
+        return kept
 
     async def _delete_timed_out(
         self, namespace: str, name: str, plan: _Plan, pod_says: dict[str, pods.PodObservation | None]
