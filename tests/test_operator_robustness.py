@@ -223,3 +223,60 @@ def test_changed_spec_replaces_stale_jobs_and_deletion_cleans_up(tmp_path: Path)
         return status if status.get("observedGeneration") == generation else None
 
     asyncio.run(scenario())
+
+
+def test_a_model_edited_while_the_operator_was_down_keeps_finished_runs_and_replans_unfinished_ones(tmp_path: Path):
+    """Plans are cached per (uid, generation) in memory: a restarted operator plans the same generation again with
+    the edited Model, whose checksum gives other run ids. A finished run keeps what it ran; an unfinished run's
+    Job (running the old spec) is deleted and the run starts again with the new spec, and an Event says why."""
+    assets = scratch_assets(tmp_path / "assets")
+    name = "edited"
+
+    async def scenario() -> None:
+        async with kube_api() as (_, url):
+            api = Api(url)
+            await register_assets(api, assets, CATALOG)
+            await api.create(_evaluation(name, batch_sizes=[1, 2], parallelism=2))
+            settings = operator_settings(url, tmp_path, assets)
+            async with operator(settings):
+                await eventually(lambda: _job_count(api, 2), timeout_s=30, what="2 Jobs")
+                first = sorted(j["metadata"]["name"] for j in await api.list("jobs"))
+                failed = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "Backoff"}]}
+                await api.patch_status("jobs", first[0], failed)
+
+                async def one_failed() -> list[dict[str, Any]] | None:
+                    runs: list[dict[str, Any]] = (await _status(api, name)).get("runs") or []
+                    return runs if sorted(r["state"] for r in runs) == ["Failed", "Running"] else None
+
+                before = await eventually(one_failed, timeout_s=30, what="one run Failed, one Running")
+            await api.patch("models", "digits-cnn", {"spec": {"description": "edited while the operator was down"}})
+
+            async with operator(settings):
+
+                async def replanned() -> list[dict[str, Any]] | None:
+                    runs: list[dict[str, Any]] = (await _status(api, name)).get("runs") or []
+                    names = {j["metadata"]["name"] for j in await api.list("jobs")}
+                    moved = [r for r in runs if r["state"] != "Failed" and r["job_name"] not in first]
+                    return runs if moved and moved[0]["job_name"] in names and len(names) == 2 else None
+
+                after = await eventually(replanned, timeout_s=30, what="the unfinished run re-planned")
+                by_name = {r["name"]: r for r in before}
+                for run in after:
+                    old = by_name[run["name"]]  # the same matrix cells, no run vanished
+                    if old["state"] == "Failed":  # finished: kept as it ran, with the old checksums
+                        assert run == old
+                    else:  # the stale Job is gone; the new run carries the edited Model's checksum
+                        assert run["run_id"] != old["run_id"] and run["state"] in ("Pending", "Running")
+                        assert run["spec_sha256"]["model"] != old["spec_sha256"]["model"]
+                        assert run["spec_sha256"]["framework"] == old["spec_sha256"]["framework"]
+                        assert old["job_name"] not in {j["metadata"]["name"] for j in await api.list("jobs")}
+                assert len(after) == len(before) == 2
+
+                async def warned() -> list[dict[str, Any]]:
+                    return [e for e in await api.list("events") if e.get("reason") == "ResourceChanged"]
+
+                (event,) = await eventually(warned, timeout_s=30, what="the ResourceChanged Event")
+                assert "model digits-cnn changed" in event["message"], event
+            await api.close()
+
+    asyncio.run(scenario())
