@@ -385,9 +385,10 @@ class Reconciler:
                 for kind, digest in sorted(run.spec_sha256.items())
                 if recorded.spec_sha256.get(kind) != digest
             ]
-            await self.kube.delete(jobs_path(namespace, recorded.job_name))
-            self.observe_job(namespace, recorded.job_name, None)
-            self._absent.add((namespace, recorded.job_name))
+            if recorded.job_name != run.job_name:
+                await self.kube.delete(jobs_path(namespace, recorded.job_name))
+                self.observe_job(namespace, recorded.job_name, None)
+                self._absent.add((namespace, recorded.job_name))
             what = ", ".join(changed) or "its resolved resources"
             message = (
                 f"run {run.key}: {what} changed since Job {recorded.job_name} was created; "
