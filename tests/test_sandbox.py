@@ -12,11 +12,7 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,11 +24,10 @@ import pytest
 import yaml
 
 from mlmodelscope.core.manifests.canonical import spec_sha256
+from tests.sandbox_process import KUBECTL, REPO, alive, descendants
+from tests.sandbox_process import sandbox as sandbox  # the fixture
 
-REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "assets" / "artifacts" / "digits"
-CLI = Path(sys.executable).parent / "mlmodelscope"
-KUBECTL = Path("/usr/bin/kubectl")
 
 pytestmark = [
     pytest.mark.slow,
@@ -61,103 +56,6 @@ def http_folder(folder: Path) -> Iterator[str]:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-class Sandbox:
-    def __init__(self, tmp_path: Path) -> None:
-        self.kubeconfig = tmp_path / "kubeconfig"
-        self.state = tmp_path / "state"
-        self.log = tmp_path / "sandbox.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-        environment.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(CLI), "sandbox", "up", "--kubeconfig", str(self.kubeconfig), "--state-dir", str(self.state)],
-                cwd=REPO,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 120
-        while not self.kubeconfig.exists():
-            assert self.process.poll() is None, f"the sandbox exited:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no kubeconfig within 120 s:\n{self.output()}"
-            time.sleep(0.2)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-5000:]
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run(
-            [str(KUBECTL), f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-        return done.stdout
-
-    def apply(self, document: dict[str, Any]) -> None:
-        self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(document))
-
-    def get(self, path: str) -> Any:
-        return json.loads(self.kubectl("get", "--raw", path))
-
-    def wait_finished(self, name: str, timeout_s: float = 300) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            status = json.loads(self.kubectl("get", "evaluation", name, "-o", "json")).get("status") or {}
-            if status.get("phase") in ("Succeeded", "Failed"):
-                return status
-            assert time.monotonic() < deadline, f"{name} not finished in {timeout_s} s: {status}\n{self.output()}"
-            time.sleep(1)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    running = Sandbox(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _http_model(base_url: str, scale: float) -> dict[str, Any]:
@@ -252,11 +150,11 @@ def test_a_new_model_served_over_http_runs_then_a_patched_model_changes_the_resu
     assert model_spec["spec"]["inputs"][0]["preprocess"][0]["normalize"]["scale"] == 8.0
     assert run["spec_sha256"]["model"] == model_spec["sha256"] == spec_sha256(model_spec["spec"])
 
-    children = _descendants(sandbox.process.pid)
+    children = descendants(sandbox.process.pid)
     assert children, "the sandbox runs NATS and the collector as child processes"
     assert sandbox.stop() == 0, sandbox.output()
     assert not sandbox.kubeconfig.exists()
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in children if _alive(pid)], sandbox.output()
+    assert not [pid for pid in children if alive(pid)], sandbox.output()

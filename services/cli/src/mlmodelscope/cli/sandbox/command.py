@@ -34,6 +34,9 @@ def up(
         Path | None,
         typer.Option("--state-dir", help="Keep NATS, the collector's database and pod logs here (default: temporary)."),
     ] = None,
+    max_running: Annotated[
+        int, typer.Option("--max-running", min=1, help="Containers run at once (1: benchmarks do not share CPUs).")
+    ] = 1,
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C or SIGTERM; then stop everything it started."""
     import asyncio
@@ -50,5 +53,6 @@ def up(
         api_port=port,
         artifacts_port=artifacts_port,
         state_dir=state_dir,
+        max_running=max_running,
     )
     asyncio.run(serve(options, print_line=lambda line: typer.echo(line)))

@@ -7,7 +7,9 @@ secretRef) in a fresh, empty work folder, and records the outcome in the Pod's a
 controller would (active/succeeded/failed, ``Complete`` or ``Failed`` conditions, retries up to ``backoffLimit``).
 A deleted Job's process is killed (its whole process group) and its Pods are deleted (KMock has no garbage
 collector). ``python`` in a command means this interpreter, and this interpreter's folder comes first on PATH,
-so ``mlmodelscope`` is the CLI installed next to it. Container images, volumes and resources are not emulated.
+so ``mlmodelscope`` is the CLI installed next to it. One machine is one node: ``max_running`` containers at a time
+(default 1, so that benchmarks do not share the CPUs); the other Pods stay Pending.
+Container images, volumes and resources are not emulated.
 """
 
 from __future__ import annotations
@@ -61,12 +63,14 @@ def _local_command(container: dict[str, Any]) -> list[str]:
 class Kubelet:
     """Runs the Jobs of ``namespaces`` found at ``api_url``; logs and work folders under ``state_dir``."""
 
-    def __init__(self, api_url: str, namespaces: list[str], state_dir: Path) -> None:
+    def __init__(self, api_url: str, namespaces: list[str], state_dir: Path, *, max_running: int = 1) -> None:
         self._client = httpx.AsyncClient(base_url=api_url, timeout=10)
         self._namespaces = namespaces
         self._state_dir = state_dir
         self._jobs: dict[str, _JobState] = {}
         self.log_dir = state_dir / "pods"
+        # One machine is one node: by default one container at a time, so benchmarks do not share its CPUs.
+        self._slots = asyncio.Semaphore(max_running)
 
     # -- API helpers ----------------------------------------------------------------------------------------
     async def _patch_status(self, path: str, status: dict[str, Any]) -> None:
@@ -231,6 +235,12 @@ class Kubelet:
         response = await self._client.post(f"/api/v1/namespaces/{state.namespace}/pods", json=pod)
         response.raise_for_status()
         state.pods.append(pod_name)
+        async with self._slots:
+            return await self._run_container(state, container, pod_name, pod_path)
+
+    async def _run_container(
+        self, state: _JobState, container: dict[str, Any], pod_name: str, pod_path: str
+    ) -> tuple[int, str]:
         environment = await self._wait_for_config(state, container, pod_path)
         command = _local_command(container)
         log_path = self.log_dir / f"{state.namespace}_{pod_name}.log"

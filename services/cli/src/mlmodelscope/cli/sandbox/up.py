@@ -48,6 +48,7 @@ class SandboxOptions:
     api_port: int = 0
     artifacts_port: int = 0
     state_dir: Path | None = None
+    max_running: int = 1
 
 
 def kubeconfig_document(url: str, namespace: str) -> dict[str, Any]:
@@ -201,7 +202,7 @@ async def serve(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             operator[0].add_done_callback(lambda _: stop.set())
-            kubelet = Kubelet(api_url, [options.namespace], state)
+            kubelet = Kubelet(api_url, [options.namespace], state, max_running=options.max_running)
             kubelet_task = asyncio.create_task(kubelet.run(kubelet_stop))
             _write_atomically(options.kubeconfig, yaml.safe_dump(kubeconfig_document(api_url, options.namespace)))
             wrote_config = True
