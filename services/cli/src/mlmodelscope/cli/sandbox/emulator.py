@@ -5,6 +5,7 @@ Used by the sandbox and by the operator tests. Workarounds, as documented in
 
 * resources are declared in ``emulator.resources`` (a POSTed CRD does not make them discoverable), including
   ``v1/namespaces``, ``v1/events``, ``v1/pods``, ``v1/secrets`` and the CRD resource kopf's backbone looks for;
+* its core-group discovery says ``groupVersion: /v1`` (kubectl then knows no pods): ``Emulator`` says ``v1``;
 * KMock assigns no ``uid``, ``generation`` or ``creationTimestamp``, and its lists carry no ``kind``: ``Emulator``
   adds them (owner references need the uid; kubectl needs the kind);
 * KMock has no controllers and no garbage collector: the sandbox's kubelet stand-in plays the Job controller.
@@ -52,6 +53,12 @@ class Emulator(kmock.KubernetesEmulator):
             request.data.setdefault("metadata", {})["generation"] = generation
         return await super()._handle(request)
 
+    async def _serve_version(self, request: Any) -> Any:
+        served: Any = await super()._serve_version(request)
+        if isinstance(served, dict) and str(served.get("groupVersion", "")).startswith("/"):
+            served["groupVersion"] = served["groupVersion"][1:]  # the core group is "v1", not "/v1" (kubectl)
+        return served
+
     async def _serve_list(self, request: Any) -> Any:
         listed: Any = await super()._serve_list(request)
         return {"apiVersion": "v1", "kind": "List", **listed}
@@ -61,14 +68,18 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     """Make the built-in resources the operator and kubectl use, and the mlmodelscope CRDs, discoverable."""
     info = kmock.ResourceInfo
     verbs = _VERBS
-    emulator.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs=verbs)
-    emulator.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=verbs)
-    emulator.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=verbs, subresources={"status"})
-    emulator.resources["v1/secrets"] = info(kind="Secret", namespaced=True, verbs=verbs)
+    emulator.resources["v1/namespaces"] = info(kind="Namespace", singular="namespace", namespaced=False, verbs=verbs)
+    emulator.resources["v1/events"] = info(kind="Event", singular="event", namespaced=True, verbs=verbs)
+    emulator.resources["v1/pods"] = info(
+        kind="Pod", singular="pod", namespaced=True, verbs=verbs, subresources={"status"}
+    )
+    emulator.resources["v1/secrets"] = info(kind="Secret", singular="secret", namespaced=True, verbs=verbs)
     emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
         kind="CustomResourceDefinition", namespaced=False, verbs=verbs
     )
-    emulator.resources["batch/v1/jobs"] = info(kind="Job", namespaced=True, verbs=verbs, subresources={"status"})
+    emulator.resources["batch/v1/jobs"] = info(
+        kind="Job", singular="job", namespaced=True, verbs=verbs, subresources={"status"}
+    )
     emulator.resources[f"{GROUP_VERSION}/evaluations"] = info(
         kind="Evaluation",
         singular="evaluation",
