@@ -410,3 +410,54 @@ def test_a_job_without_a_pod_names_its_failed_create_event(tmp_path: Path):
             await api.close()
 
     _run_async(scenario())
+
+
+@pytest.mark.timeout(180)
+def test_jobs_without_pods_cost_no_api_request_per_job_and_pass(tmp_path: Path):
+    """Three Jobs without a pod (KMock runs none): the pods come from the watch cache, the API is asked at most
+    once per Evaluation and pass (by the Evaluation's label), and Events once per namespace, not once per Job."""
+    assets = scratch_assets(tmp_path / "assets")
+    name = "many-podless"
+
+    async def scenario() -> None:
+        async with kube_api() as (emulator, url):
+            api = Api(url)
+            await register_assets(api, assets, CATALOG)
+            document = _evaluation(name)
+            document["spec"].update({"batch_sizes": [1, 2, 4], "parallelism": 3})
+            await api.create(document)
+            async with operator(operator_settings(url, tmp_path, assets)) as running:
+
+                async def three_jobs() -> list[dict[str, Any]] | None:
+                    found = await api.list("jobs")
+                    return found if len(found) == 3 else None
+
+                for job in await eventually(three_jobs, timeout_s=30, what="3 Jobs"):
+                    await api.patch_status("jobs", job["metadata"]["name"], {"startTime": _ago(30)})
+
+                async def all_podless() -> bool:
+                    body = await api.get("evaluations", name)
+                    runs = ((body or {}).get("status") or {}).get("runs") or []
+                    return len(runs) == 3 and all("no pod created yet" in r["message"] for r in runs)
+
+                await eventually(all_podless, timeout_s=30, what="3 runs saying no pod created yet")
+                first_request, first_pass = len(list(emulator)), len(running.reconciler.latencies_s)
+                await eventually(
+                    lambda: _true(len(running.reconciler.latencies_s) >= first_pass + 6), timeout_s=60, what="passes"
+                )
+                requests = list(emulator)[first_request:]
+                passes = len(running.reconciler.latencies_s) - first_pass + 1  # one may be in flight
+                pod_lists = [r for r in requests if r.method == "GET" and r.url.path == collection("pods")]
+                event_lists = [r for r in requests if r.method == "GET" and r.url.path == collection("events")]
+                assert len(pod_lists) <= passes and len(event_lists) <= passes, (len(pod_lists), passes)
+                assert {r.url.query.get("labelSelector") for r in pod_lists} <= {
+                    "mlmodelscope.org/evaluation",  # the watch's own list
+                    f"mlmodelscope.org/evaluation={name}",
+                }
+            await api.close()
+
+    _run_async(scenario())
+
+
+async def _true(value: bool) -> bool:
+    return value
