@@ -1,7 +1,8 @@
-"""``mlmodelscope agent run``: the entrypoint of a predictor Job (and of each local agent process).
+"""``mlmodelscope agent run``: one agent run from the CLI, the same run as ``python -m mlmodelscope.agent`` (the
+entrypoint of the predictor Jobs and of local agent processes, which needs no CLI in the image).
 
-Local mode passes the run spec as a file (``--spec``); the operator's Jobs pass it inline in an environment variable
-(``--spec-env MLMODELSCOPE_RUN_SPEC``), so a Job needs no ConfigMap of its own. Either way the spec is the core's
+A run spec comes as a file (``--spec``, local mode) or inline in an environment variable (``--spec-env
+MLMODELSCOPE_RUN_SPEC``, the operator's Jobs), so a Job needs no ConfigMap of its own. Either way the spec is the core's
 run contract and carries the resources the agent evaluates: no asset folder is read.
 """
 
