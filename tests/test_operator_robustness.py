@@ -280,3 +280,30 @@ def test_a_model_edited_while_the_operator_was_down_keeps_finished_runs_and_repl
             await api.close()
 
     asyncio.run(scenario())
+
+
+def test_a_job_create_refused_for_good_is_said_and_retried_while_other_runs_go_on(tmp_path: Path):
+    """A 422 (or 403, a quota) on a Job create is not retried by kopf as an error: the run says why (Pending,
+    lastError, a JobRefused Event), the other run's Job is created in the same pass, and the next pass tries again."""
+    assets = scratch_assets(tmp_path / "assets")
+    name = "refused"
+
+    async def scenario() -> None:
+        async with kube_api() as (emulator, url):
+            api = Api(url)
+            await register_assets(api, assets, CATALOG)
+            emulator[f"post {collection('jobs')}"][:1] << 422
+            await api.create(_evaluation(name, batch_sizes=[1, 2], parallelism=2))
+            async with operator(operator_settings(url, tmp_path, assets)):
+
+                async def refusal() -> list[dict[str, Any]]:
+                    return [e for e in await api.list("events") if e.get("reason") == "JobRefused"]
+
+                (event,) = await eventually(refusal, timeout_s=30, what="the JobRefused Event")
+                assert "the API server refused the Job" in event["message"] and "HTTP 422" in event["message"]
+                await eventually(lambda: _job_count(api, 2), timeout_s=30, what="both Jobs, the refused one retried")
+                status = await eventually(lambda: _phase(api, name, "Running"), timeout_s=30, what="Running")
+                assert [r["state"] for r in status["runs"]] == ["Running", "Running"]
+            await api.close()
+
+    asyncio.run(scenario())
