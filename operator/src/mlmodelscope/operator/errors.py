@@ -3,7 +3,8 @@
     OperatorError (core's MLModelScopeError)
     ├── UnsatisfiableError          the spec cannot be run as written: the Evaluation ends Failed with this
     │                               message (no retry, no crash loop) until the user changes the spec
-    ├── KubeApiError                the Kubernetes API refused a request (4xx other than 404/409): kopf.PermanentError
+    ├── KubeApiError                the Kubernetes API refused a request (4xx other than 404/409): kopf.PermanentError;
+    │                               a refused Job create is the run's message instead (Pending, retried each pass)
     │   └── KubeUnavailableError    (transient) 5xx, 429, timeouts, connection errors: kopf.TemporaryError
     └── CollectorUnavailableError   (transient) the collector did not answer: the run waits, the timer retries
 
