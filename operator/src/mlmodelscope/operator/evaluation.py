@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.config import JsonValue
 
-from mlmodelscope.core.evaluation.settings import EvaluationSettings, Mode, Scenario
+from mlmodelscope.core.evaluation.settings import EvaluationSettings, Mode, Scenario, Seeds
 from mlmodelscope.core.manifests.resources import Accelerator, Architecture, ObjectMeta, ResourceName
 
 TraceLevelName = Literal["no", "application", "model", "framework", "library", "system", "hardware", "full"]
@@ -205,20 +205,23 @@ class EvaluationSpec(_Strict):
 
     def run_settings(self, batch_size: int) -> EvaluationSettings:
         """The EvaluationSettings of one run at ``batch_size`` (ValidationError when the spec's settings contradict
-        each other, as ``mlmodelscope evaluate`` refuses them)."""
-        return EvaluationSettings(
-            scenario=self.scenario,
-            mode=self.mode,
-            batch_size=batch_size,
-            warmup_queries=self.warmup_queries,
-            min_duration_s=self.min_duration_s,
-            max_duration_s=self.max_duration_s,
-            min_query_count=self.min_query_count,
-            max_query_count=self.max_query_count,
-            target_qps=self.target_qps,
-            latency_bound_ms=self.latency_bound_ms,
-            samples_per_query=self.samples_per_query,
-        )
+        each other, as ``mlmodelscope evaluate`` refuses them); ``seed`` derives LoadGen's three seeds."""
+        values: dict[str, Any] = {
+            "scenario": self.scenario,
+            "mode": self.mode,
+            "batch_size": batch_size,
+            "warmup_queries": self.warmup_queries,
+            "min_duration_s": self.min_duration_s,
+            "max_duration_s": self.max_duration_s,
+            "min_query_count": self.min_query_count,
+            "max_query_count": self.max_query_count,
+            "target_qps": self.target_qps,
+            "latency_bound_ms": self.latency_bound_ms,
+            "samples_per_query": self.samples_per_query,
+        }
+        if self.seed is not None:
+            values["seeds"] = Seeds.from_single(self.seed)
+        return EvaluationSettings(**values)
 
 
 class RunResult(_Strict):

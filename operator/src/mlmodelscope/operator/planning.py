@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mlmodelscope.core.errors import IncompatibleFrameworkError
-from mlmodelscope.core.evaluation.settings import EvaluationSettings, Seeds
+from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, check_version
 from mlmodelscope.core.manifests.resources import Accelerator, Architecture, Framework, Model
 from mlmodelscope.core.run_contract import ResolvedResource, ResolvedResources
@@ -64,26 +64,6 @@ class PlannedRun:
 def _digest(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LEN]
-
-
-def run_settings(spec: EvaluationSpec, batch_size: int) -> EvaluationSettings:
-    """The EvaluationSettings of one run (ValidationError when the spec's settings contradict each other)."""
-    values: dict[str, Any] = {
-        "scenario": spec.scenario,
-        "mode": spec.mode,
-        "batch_size": batch_size,
-        "warmup_queries": spec.warmup_queries,
-        "min_duration_s": spec.min_duration_s,
-        "max_duration_s": spec.max_duration_s,
-        "min_query_count": spec.min_query_count,
-        "max_query_count": spec.max_query_count,
-        "target_qps": spec.target_qps,
-        "latency_bound_ms": spec.latency_bound_ms,
-        "samples_per_query": spec.samples_per_query,
-    }
-    if spec.seed is not None:
-        values["seeds"] = Seeds.from_single(spec.seed)
-    return EvaluationSettings(**values)
 
 
 def _pair_problem(model: Model, framework: Framework) -> str | None:
@@ -218,7 +198,7 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
     settings_by_batch: dict[int, EvaluationSettings] = {}
     for batch_size in spec.batch_sizes:
         try:
-            settings_by_batch[batch_size] = run_settings(spec, batch_size)
+            settings_by_batch[batch_size] = spec.run_settings(batch_size)
         except ValidationError as e:
             reasons = "; ".join(str(p["msg"]).removeprefix("Value error, ") for p in e.errors())
             problems.append(f"settings: {reasons}")
@@ -327,4 +307,4 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
     return runs
 
 
-__all__ = ["Catalog", "PlannedRun", "count_runs", "node_selector", "plan", "pod_resources", "run_settings"]
+__all__ = ["Catalog", "PlannedRun", "count_runs", "node_selector", "plan", "pod_resources"]
