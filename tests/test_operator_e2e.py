@@ -29,13 +29,15 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def test_examples_run_to_results_with_kubectl_and_the_real_pipeline(sandbox: Sandbox):
-    out = sandbox.kubectl(
-        "apply",
-        "--validate=false",
-        f"-f={EXAMPLES / 'evaluation-minimal.yaml'}",
-        f"-f={EXAMPLES / 'evaluation-server.yaml'}",
-    )
+    out = sandbox.kubectl("apply", "--validate=false", f"-f={EXAMPLES / 'evaluation-minimal.yaml'}")
     assert "evaluation.mlmodelscope.org/digits-minimal created" in out
+    # The server example's 20 ms p99 bound is a statement about a dedicated node; this machine's cores are shared
+    # with other tests, so the test keeps the scenario and arrival rate and relaxes only the bound (a verdict that
+    # depended on the machine's load would make the test time-dependent).
+    server_example = yaml.safe_load((EXAMPLES / "evaluation-server.yaml").read_text())
+    server_example["spec"]["latency_bound_ms"] = 2000
+    out = sandbox.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(server_example))
+    assert "evaluation.mlmodelscope.org/digits-server created" in out
     for name in ("digits-minimal", "digits-server"):
         sandbox.wait_finished(name)
     events = sandbox.get("/api/v1/namespaces/default/events")["items"]
