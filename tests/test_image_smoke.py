@@ -2,14 +2,14 @@
 agent-null and agent-onnxruntime images are built with scripts/build_images.py (buildah, layer cache kept in
 .cache/containers between runs), then the collector container consumes a real NATS server and an agent container
 evaluates digits-cnn with exactly the command, args, env and security context of the Job the operator's
-``build_job`` makes for that run (translated to podman: uid 1000, read-only root, every capability dropped, no
-privilege escalation, tmpfs where the Job has emptyDirs). The collector must store the run's result and every span.
+``build_job`` makes for that run (translated to podman by the sandbox's ``sandbox.podman.run_args``: uid 1000,
+read-only root, every capability dropped, no privilege escalation, tmpfs where the Job has emptyDirs). The
+collector must store the run's result and every span.
 
 Skipped, saying why, only where buildah/podman are absent (``make images-test`` installs Debian's first)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port
+from mlmodelscope.cli.sandbox import podman as sandbox_podman
 from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.operator import jobs, planning
 from mlmodelscope.operator.evaluation import EvaluationSpec
@@ -85,34 +86,16 @@ def operator_job(nats_url: str, name: str) -> dict[str, Any]:
     )
 
 
-def podman_run_args(pod: dict[str, Any]) -> list[str]:
-    """``podman run`` arguments for the pod's single container, as the kubelet would run it: what podman cannot
-    express (a Secret reference, a volume that is not an emptyDir) fails the test rather than being dropped."""
+def podman_run_args(pod: dict[str, Any], env_file: Path) -> list[str]:
+    """``podman run`` arguments for the pod's single container, translated as the sandbox's kubelet translates it
+    (``sandbox.podman.run_args``); its env (literal values only here: no API server resolves Secrets) goes to
+    ``env_file``. What podman cannot express fails the test rather than being dropped."""
     (container,) = pod["containers"]
-    pod_security = pod.get("securityContext", {})
-    security = container.get("securityContext", {})
-    user = security.get("runAsUser", pod_security.get("runAsUser"))
-    group = security.get("runAsGroup", pod_security.get("runAsGroup", user))
-    assert user not in (None, 0) and pod_security.get("runAsNonRoot"), "the Job runs as a non-root uid"
-    args = ["--user", f"{user}:{group}"]
-    if security.get("readOnlyRootFilesystem"):
-        args.append("--read-only")
-    for capability in security.get("capabilities", {}).get("drop", []):
-        args += ["--cap-drop", capability]
-    if security.get("allowPrivilegeEscalation") is False:
-        args += ["--security-opt", "no-new-privileges"]
-    empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
-    for mount in container.get("volumeMounts", []):
-        assert mount["name"] in empty_dirs, f"volume {mount['name']}: only emptyDirs are translated"
-        args += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
-    for variable in container.get("env", []):
-        assert "value" in variable, f"{variable['name']}: only literal values are translated"
-        args += ["--env", f"{variable['name']}={variable['value']}"]
-    limits = container.get("resources", {}).get("limits", {})
-    if "memory" in limits:
-        args += ["--memory", limits["memory"]]
-    args += ["--entrypoint", json.dumps(container["command"]), container["image"], *container.get("args", [])]
-    return args
+    try:
+        sandbox_podman.write_env_file(env_file, sandbox_podman.literal_env(container))
+        return sandbox_podman.run_args(pod, env_file)
+    except sandbox_podman.UnsupportedPod as e:
+        pytest.fail(f"the Job cannot be run as the kubelet would: {e}")
 
 
 @pytest.fixture
@@ -149,13 +132,14 @@ def collector(built: dict[str, str], nats_server: EmbeddedNatsServer, tmp_path: 
 
 
 def test_the_agent_image_runs_the_operators_job_and_the_collector_stores_everything(
-    collector: str, nats_server: EmbeddedNatsServer, built: dict[str, str]
+    collector: str, nats_server: EmbeddedNatsServer, built: dict[str, str], tmp_path: Path
 ) -> None:
     job = operator_job(nats_server.url, "smoke")
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == built["agent-onnxruntime"], "the Framework resource names the image"
     started = time.monotonic()
-    result = podman("run", "--rm", "--network", "host", *podman_run_args(pod), timeout_s=RUN_TIMEOUT_S, check=False)
+    args = podman_run_args(pod, tmp_path / "env")
+    result = podman("run", "--rm", "--network", "host", *args, timeout_s=RUN_TIMEOUT_S, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     run_id = job["metadata"]["annotations"][jobs.ANNOTATION_RUN_ID]
     deadline = started + RUN_TIMEOUT_S

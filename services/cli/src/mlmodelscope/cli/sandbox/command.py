@@ -37,12 +37,26 @@ def up(
     max_running: Annotated[
         int, typer.Option("--max-running", min=1, help="Containers run at once (1: benchmarks do not share CPUs).")
     ] = 1,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            "--runtime",
+            help="process: each Job's command runs as a local process; podman: as the Job's image under podman "
+            "(the images must be built: make images).",
+        ),
+    ] = "process",
+    image_storage: Annotated[
+        Path,
+        typer.Option("--image-storage", help="The container storage scripts/build_images.py fills (podman runtime)."),
+    ] = Path(".cache/containers"),
 ) -> None:
     """Run the sandbox in the foreground until Ctrl-C or SIGTERM; then stop everything it started."""
     import asyncio
 
     from mlmodelscope.cli.sandbox.up import SandboxOptions, serve
 
+    if runtime not in ("process", "podman"):
+        raise typer.BadParameter(f"{runtime!r}: one of process, podman", param_hint="--runtime")
     extra = (ctx.obj or {}).get("assets", [])
     defaults = [DEFAULT_ASSETS] if DEFAULT_ASSETS.is_dir() else []
     roots = asset_roots(defaults, os.environ.get(ASSETS_ENV), extra)
@@ -54,5 +68,7 @@ def up(
         artifacts_port=artifacts_port,
         state_dir=state_dir,
         max_running=max_running,
+        runtime=runtime,
+        image_storage=image_storage.absolute(),
     )
     asyncio.run(serve(options, print_line=lambda line: typer.echo(line)))

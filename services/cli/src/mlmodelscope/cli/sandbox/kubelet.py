@@ -1,4 +1,5 @@
-"""The kubelet and the Job controller of the sandbox: each Job's container command runs as a local process.
+"""The kubelet and the Job controller of the sandbox: each Job's container runs as a local process or, with the
+``podman`` runtime, as its real image under podman.
 
 For every Job in the watched namespaces (unless suspended) it creates a Pod object (labels ``job-name``,
 ``controller-uid`` and the template's labels, owned by the Job), runs the first container's command and args with
@@ -9,7 +10,12 @@ A deleted Job's process is killed (its whole process group) and its Pods are del
 collector). ``python`` in a command means this interpreter, and this interpreter's folder comes first on PATH,
 so ``mlmodelscope`` is the CLI installed next to it. One machine is one node: ``max_running`` containers at a time
 (default 1, so that benchmarks do not share the CPUs); the other Pods stay Pending.
-Container images, volumes and resources are not emulated.
+With the process runtime, container images, volumes and resources are not emulated. With the podman runtime the
+container is ``podman create``d from its image (never pulled: a missing image leaves the Pod Pending with
+``ErrImageNeverPull``) with the Job's env only, its security context, a tmpfs per emptyDir and its memory limit
+(``sandbox.podman``), on the host's network (NATS and the artifact server listen on 127.0.0.1); the Pod's
+``containerID`` is ``podman://<id>``. A Pod's container is removed when its Job is deleted and when the kubelet
+stops, as Kubernetes removes a deleted Pod's containers.
 """
 
 from __future__ import annotations
@@ -29,12 +35,17 @@ from typing import Any
 
 import httpx
 
+from mlmodelscope.cli.sandbox import podman
 from mlmodelscope.cli.sandbox.emulator import now_timestamp
 
 logger = logging.getLogger("mlmodelscope.sandbox.kubelet")
 POLL_S = 0.25
 STOP_GRACE_S = 10.0
 NODE_NAME = "sandbox"
+RUNTIMES = ("process", "podman")
+LABEL_SANDBOX = "io.mlmodelscope.sandbox"
+LABEL_POD = "io.mlmodelscope.sandbox.pod"
+PODMAN_TIMEOUT_S = 120.0
 
 
 class ContainerConfigError(Exception):
@@ -51,6 +62,7 @@ class _JobState:
     task: asyncio.Task[None] | None = None
     process: asyncio.subprocess.Process | None = None
     pods: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)  # podman container names
 
 
 def _local_command(container: dict[str, Any]) -> list[str]:
@@ -63,7 +75,22 @@ def _local_command(container: dict[str, Any]) -> list[str]:
 class Kubelet:
     """Runs the Jobs of ``namespaces`` found at ``api_url``; logs and work folders under ``state_dir``."""
 
-    def __init__(self, api_url: str, namespaces: list[str], state_dir: Path, *, max_running: int = 1) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        namespaces: list[str],
+        state_dir: Path,
+        *,
+        max_running: int = 1,
+        runtime: str = "process",
+        image_storage: Path = podman.DEFAULT_STORAGE,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+        self.runtime = runtime
+        # The podman runtime uses the container storage scripts/build_images.py fills; FileNotFoundError if none.
+        self._podman_env = podman.storage_env(image_storage) if runtime == "podman" else {}
+        self.instance = uuid.uuid4().hex[:12]  # labels this kubelet's containers
         self._client = httpx.AsyncClient(base_url=api_url, timeout=10)
         self._namespaces = namespaces
         self._state_dir = state_dir
@@ -96,6 +123,13 @@ class Kubelet:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
         environment.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+        environment.update(await self.container_env(namespace, container))
+        return environment
+
+    async def container_env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
+        """The container's own env (``envFrom`` secretRef, then ``env``), Secrets resolved; ContainerConfigError
+        when a Secret or key is missing."""
+        environment: dict[str, str] = {}
         for source in container.get("envFrom", []):
             reference = source.get("secretRef")
             if reference:
@@ -157,16 +191,18 @@ class Kubelet:
             state.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await state.task
+        await self._remove_containers(state)
         for pod in state.pods:
             await self._client.delete(f"/api/v1/namespaces/{state.namespace}/pods/{pod}")
 
     async def stop(self) -> None:
-        """Kill every running container (bounded) and close the API client."""
+        """Kill every running container (bounded), remove podman's, and close the API client."""
         for state in list(self._jobs.values()):
             if state.task is not None and not state.task.done():
                 state.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await state.task
+            await self._remove_containers(state)
         await self._client.aclose()
 
     # -- one Job --------------------------------------------------------------------------------------------
@@ -236,6 +272,8 @@ class Kubelet:
         response.raise_for_status()
         state.pods.append(pod_name)
         async with self._slots:
+            if self.runtime == "podman":
+                return await self._run_podman(state, template["spec"], pod_name, pod_path)
             return await self._run_container(state, container, pod_name, pod_path)
 
     async def _run_container(
@@ -262,17 +300,7 @@ class Kubelet:
                 await self._terminated(pod_path, container, 128, "StartError", str(e))
                 return 128, f"cannot start {command[:1]}: {e}"
             state.process = process
-            started = now_timestamp()
-            await self._patch_status(
-                pod_path,
-                {
-                    "phase": "Running",
-                    "startTime": started,
-                    "containerStatuses": [
-                        {"name": container["name"], "ready": True, "state": {"running": {"startedAt": started}}}
-                    ],
-                },
-            )
+            await self._running(pod_path, container, {})
             try:
                 code = await process.wait()
             except asyncio.CancelledError:
@@ -282,34 +310,138 @@ class Kubelet:
         await self._terminated(pod_path, container, code, reason, f"see {log_path}")
         return code, f"exit code {code}"
 
-    async def _wait_for_config(self, state: _JobState, container: dict[str, Any], pod_path: str) -> dict[str, str]:
-        reported = ""
-        while True:
-            try:
-                return await self.environment(state.namespace, container)
-            except ContainerConfigError as e:
-                if str(e) != reported:
-                    reported = str(e)
-                    waiting = {"reason": "CreateContainerConfigError", "message": reported}
-                    await self._patch_status(
-                        pod_path,
-                        {
-                            "phase": "Pending",
-                            "containerStatuses": [
-                                {"name": container["name"], "ready": False, "state": {"waiting": waiting}}
-                            ],
-                        },
-                    )
-            await asyncio.sleep(1.0)
+    async def _running(self, pod_path: str, container: dict[str, Any], ids: dict[str, str]) -> None:
+        started = now_timestamp()
+        running = {"name": container["name"], "ready": True, "state": {"running": {"startedAt": started}}, **ids}
+        await self._patch_status(pod_path, {"phase": "Running", "startTime": started, "containerStatuses": [running]})
 
-    async def _terminated(self, pod_path: str, container: dict[str, Any], code: int, reason: str, message: str) -> None:
-        terminated = {"exitCode": code, "reason": reason, "message": message, "finishedAt": now_timestamp()}
+    async def _waiting(self, pod_path: str, container: dict[str, Any], reason: str, message: str) -> None:
+        waiting = {"reason": reason, "message": message}
         await self._patch_status(
             pod_path,
             {
-                "phase": "Succeeded" if code == 0 else "Failed",
-                "containerStatuses": [{"name": container["name"], "ready": False, "state": {"terminated": terminated}}],
+                "phase": "Pending",
+                "containerStatuses": [{"name": container["name"], "ready": False, "state": {"waiting": waiting}}],
             },
+        )
+
+    async def _wait_for_config(
+        self, state: _JobState, container: dict[str, Any], pod_path: str, *, host_env: bool = True
+    ) -> dict[str, str]:
+        reported = ""
+        while True:
+            try:
+                if host_env:
+                    return await self.environment(state.namespace, container)
+                return await self.container_env(state.namespace, container)
+            except ContainerConfigError as e:
+                if str(e) != reported:
+                    reported = str(e)
+                    await self._waiting(pod_path, container, "CreateContainerConfigError", reported)
+            await asyncio.sleep(1.0)
+
+    # -- the podman runtime ---------------------------------------------------------------------------------
+    async def _podman(self, *args: str, timeout_s: float = PODMAN_TIMEOUT_S) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            "podman",
+            *args,
+            env=self._podman_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            return 124, "", f"podman {args[0]}: no answer in {timeout_s:g} s"
+        return int(process.returncode or 0), out.decode(errors="replace"), err.decode(errors="replace")
+
+    async def image_exists(self, image: str) -> bool:
+        code, _, _ = await self._podman("image", "exists", image)
+        return code == 0
+
+    async def _wait_for_image(self, container: dict[str, Any], pod_path: str) -> None:
+        """Never pulls (the sandbox has no registry): until the image is in the storage, ErrImageNeverPull."""
+        reported = False
+        while not await self.image_exists(container["image"]):
+            if not reported:
+                reported = True
+                message = (
+                    f'Container image "{container["image"]}" is not present in the sandbox\'s container storage '
+                    f"and the sandbox never pulls: {podman.BUILD_HINT}"
+                )
+                logger.warning("kubelet: %s", message)
+                await self._waiting(pod_path, container, "ErrImageNeverPull", message)
+            await asyncio.sleep(2.0)
+
+    async def _run_podman(
+        self, state: _JobState, pod_spec: dict[str, Any], pod_name: str, pod_path: str
+    ) -> tuple[int, str]:
+        container = pod_spec["containers"][0]
+        environment = await self._wait_for_config(state, container, pod_path, host_env=False)
+        await self._wait_for_image(container, pod_path)
+        log_path = self.log_dir / f"{state.namespace}_{pod_name}.log"
+        name = f"mlms-sandbox-{self.instance}-{pod_name}"
+        with tempfile.TemporaryDirectory(prefix=f"{pod_name}-", dir=self._state_dir) as scratch:
+            try:
+                env_file = podman.write_env_file(Path(scratch) / "env", environment)
+                args = podman.run_args(pod_spec, env_file)
+            except podman.UnsupportedPod as e:
+                await self._terminated(pod_path, container, 128, "StartError", str(e))
+                return 128, str(e)
+            labels = ["--label", f"{LABEL_SANDBOX}={self.instance}", "--label", f"{LABEL_POD}={pod_name}"]
+            code, out, err = await self._podman(
+                "create", "--name", name, "--network", "host", "--pull", "never", *labels, *args
+            )
+            if code != 0:
+                message = f"podman create failed: {err.strip()[-500:]}"
+                await self._terminated(pod_path, container, 128, "StartError", message)
+                return 128, message
+            state.containers.append(name)
+            container_id = out.strip().splitlines()[-1]
+            with log_path.open("wb") as log:
+                process = await asyncio.create_subprocess_exec(
+                    "podman", "start", "--attach", name,
+                    env=self._podman_env, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                    stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+                state.process = process
+                ids = {"containerID": f"podman://{container_id}", "image": container["image"]}
+                await self._running(pod_path, container, ids)
+                try:
+                    await process.wait()
+                except asyncio.CancelledError:
+                    await self._podman("stop", "-t", f"{STOP_GRACE_S:g}", name, timeout_s=STOP_GRACE_S + 30)
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+                    raise
+        inspected, out, err = await self._podman("inspect", "--format", "{{.State.ExitCode}}", name)
+        code = int(out.strip()) if inspected == 0 and out.strip().lstrip("-").isdigit() else 128
+        reason = "Completed" if code == 0 else "Error"
+        await self._terminated(pod_path, container, code, reason, f"see {log_path}", ids)
+        return code, f"exit code {code}"
+
+    async def _remove_containers(self, state: _JobState) -> None:
+        if state.containers:
+            await self._podman("rm", "-f", "-t", "0", *state.containers)
+            state.containers.clear()
+
+    async def _terminated(
+        self,
+        pod_path: str,
+        container: dict[str, Any],
+        code: int,
+        reason: str,
+        message: str,
+        ids: dict[str, str] | None = None,
+    ) -> None:
+        terminated = {"exitCode": code, "reason": reason, "message": message, "finishedAt": now_timestamp()}
+        status = {"name": container["name"], "ready": False, "state": {"terminated": terminated}, **(ids or {})}
+        await self._patch_status(
+            pod_path, {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [status]}
         )
 
 

@@ -3,8 +3,9 @@
 Order: NATS (with a token, kept in a Secret the Jobs read by ``secretKeyRef``), the collector (a subprocess, as in
 local mode), KMock with the CRDs and the built-in resources (artifact URIs served over HTTP), the operator (an
 asyncio task in this process, the same ``run_operator`` as ``mlmodelscope operator run``) and the kubelet
-stand-in. Everything listens on 127.0.0.1 only. Stopping runs in reverse order, every wait bounded; the kubeconfig
-is removed, since it names a server that no longer exists.
+stand-in (``--runtime process``: each Job's command as a local process; ``podman``: the Job's real image, checked
+for before anything starts). Everything listens on 127.0.0.1 only. Stopping runs in reverse order, every wait
+bounded; the kubeconfig is removed, since it names a server that no longer exists.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import base64
 import contextlib
 import logging
 import os
+import platform
+import shutil
 import signal
 import tempfile
 from collections.abc import Callable
@@ -28,9 +31,10 @@ import yaml
 from mlmodelscope.agent.bus.connection import generate_token
 from mlmodelscope.cli.local import CollectorProcess
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port
+from mlmodelscope.cli.sandbox import podman
 from mlmodelscope.cli.sandbox.artifacts import ArtifactServer, builtin_catalog
 from mlmodelscope.cli.sandbox.emulator import GROUP_VERSION, Emulator, declare_resources
-from mlmodelscope.cli.sandbox.kubelet import Kubelet
+from mlmodelscope.cli.sandbox.kubelet import LABEL_SANDBOX, Kubelet
 from mlmodelscope.core.errors import MLModelScopeError
 
 logger = logging.getLogger("mlmodelscope.sandbox")
@@ -49,6 +53,8 @@ class SandboxOptions:
     artifacts_port: int = 0
     state_dir: Path | None = None
     max_running: int = 1
+    runtime: str = "process"
+    image_storage: Path = podman.DEFAULT_STORAGE
 
 
 def kubeconfig_document(url: str, namespace: str) -> dict[str, Any]:
@@ -108,6 +114,54 @@ async def _install(
     return len(catalog.documents)
 
 
+def _host_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def builtin_images(documents: list[dict[str, Any]], arch: str) -> dict[str, str]:
+    """{framework name: the CPU image its Jobs on ``arch`` use} of the built-in Framework resources."""
+    images: dict[str, str] = {}
+    for document in documents:
+        if document["kind"] != "Framework":
+            continue
+        for entry in document.get("spec", {}).get("images", []):
+            if entry.get("arch") == arch and entry.get("accelerator", "cpu") == "cpu":
+                images[document["metadata"]["name"]] = entry["image"]
+    return images
+
+
+async def check_podman(options: SandboxOptions, print_line: Callable[[str], None]) -> dict[str, str]:
+    """Before anything starts: podman, the image storage scripts/build_images.py fills, and at least one built-in
+    Framework's image in it (the missing ones are named); returns podman's environment."""
+    if shutil.which("podman") is None:
+        raise MLModelScopeError("--runtime podman: podman is not installed (Debian: apt-get install podman runc).")
+    try:
+        env = podman.storage_env(options.image_storage)
+    except FileNotFoundError as e:
+        raise MLModelScopeError(f"--runtime podman: {e}") from e
+    catalog = builtin_catalog(options.asset_roots, "http://127.0.0.1", options.namespace)
+    images = builtin_images(catalog.documents, _host_arch())
+    present: dict[str, str] = {}
+    for name, image in images.items():
+        probe = await asyncio.create_subprocess_exec("podman", "image", "exists", image, env=env)
+        if await probe.wait() == 0:
+            present[name] = image
+    missing = sorted({image for name, image in images.items() if name not in present})
+    if not present:
+        raise MLModelScopeError(
+            f"--runtime podman: no agent image is in the container storage {options.image_storage} (missing: "
+            f"{', '.join(missing) or 'no built-in Framework names an image'}); {podman.BUILD_HINT}, e.g. "
+            "`python scripts/build_images.py --images agent-onnxruntime` for ONNX Runtime alone."
+        )
+    if missing:
+        print_line(
+            f"podman runtime: not built: {', '.join(missing)}: Jobs using them stay Pending (ErrImageNeverPull); "
+            f"{podman.BUILD_HINT}"
+        )
+    return env
+
+
 async def _start_operator(settings: Any) -> tuple[asyncio.Task[None], asyncio.Event]:
     from mlmodelscope.operator.main import run_operator
 
@@ -151,6 +205,12 @@ def usage_text(options: SandboxOptions, api_url: str, collector_url: str, state:
             f"  kubeconfig:  {config}",
             f"  collector:   {collector_url}  (web UI {collector_url}/ui)",
             f"  pod logs:    {state / 'pods'}",
+            f"  runtime:     {options.runtime}"
+            + (
+                f" (images from {options.image_storage}; podman ps -a --filter label={LABEL_SANDBOX})"
+                if options.runtime == "podman"
+                else ""
+            ),
             "try:",
             f"  kubectl --kubeconfig {config} apply --validate=false -f assets/examples/evaluation-minimal.yaml",
             f"  kubectl --kubeconfig {config} get evaluations,jobs,pods",
@@ -165,6 +225,8 @@ async def serve(
 ) -> None:
     """Run the sandbox until SIGINT/SIGTERM (or ``stop``)."""
     stop = stop or asyncio.Event()
+    if options.runtime == "podman":
+        await check_podman(options, print_line)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -202,7 +264,14 @@ async def serve(
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
             operator[0].add_done_callback(lambda _: stop.set())
-            kubelet = Kubelet(api_url, [options.namespace], state, max_running=options.max_running)
+            kubelet = Kubelet(
+                api_url,
+                [options.namespace],
+                state,
+                max_running=options.max_running,
+                runtime=options.runtime,
+                image_storage=options.image_storage,
+            )
             kubelet_task = asyncio.create_task(kubelet.run(kubelet_stop))
             _write_atomically(options.kubeconfig, yaml.safe_dump(kubeconfig_document(api_url, options.namespace)))
             wrote_config = True
