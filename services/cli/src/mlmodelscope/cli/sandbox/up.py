@@ -36,6 +36,7 @@ from mlmodelscope.cli.sandbox.artifacts import ArtifactServer, builtin_catalog
 from mlmodelscope.cli.sandbox.emulator import GROUP_VERSION, Emulator, declare_resources
 from mlmodelscope.cli.sandbox.kubelet import LABEL_SANDBOX, Kubelet
 from mlmodelscope.core.errors import MLModelScopeError
+from mlmodelscope.core.manifests.resources import FrameworkSpec
 
 logger = logging.getLogger("mlmodelscope.sandbox")
 NATS_SECRET = "mlmodelscope-nats"
@@ -125,9 +126,9 @@ def builtin_images(documents: list[dict[str, Any]], arch: str) -> dict[str, str]
     for document in documents:
         if document["kind"] != "Framework":
             continue
-        for entry in document.get("spec", {}).get("images", []):
-            if entry.get("arch") == arch and entry.get("accelerator", "cpu") == "cpu":
-                images[document["metadata"]["name"]] = entry["image"]
+        for container in FrameworkSpec.model_validate(document["spec"]).containers:
+            if container.arch == arch and container.accelerator == "cpu":
+                images[document["metadata"]["name"]] = container.image
     return images
 
 
