@@ -5,7 +5,7 @@ sandbox runs from the repository root with the storage scripts/build_images.py f
 Evaluation (digits-cnn on ONNX Runtime, shorter) must end Succeeded with top-1 in its status, and the agent must
 have run in a container of the Framework's image: podman's record of the exited container (image, exit code 0,
 the Pod's ``containerID``), with the image's PATH, the Job's env and none of this machine's, uid 1000 and a
-read-only root. On SIGTERM the sandbox removes its
+read-only root. Deleting a running Job removes its container; on SIGTERM the sandbox removes all of its
 containers. Skipped, saying why, where podman/buildah or the real kubectl are absent.
 """
 
@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from mlmodelscope.cli.sandbox.kubelet import LABEL_POD, LABEL_SANDBOX
+from mlmodelscope.operator.jobs import LABEL_EVALUATION
 from scripts.build_images import containers_env
 from tests.sandbox_process import CLI, KUBECTL, REPO, Sandbox
 from tests.test_image_smoke import built as built  # the fixture: the smoke images, built
@@ -66,6 +67,18 @@ def podman_containers(label: str) -> list[dict[str, Any]]:
     return list(json.loads(podman("ps", "-a", "--filter", f"label={label}", "--format", "json") or "[]"))
 
 
+def wait_for_running_pod(sandbox: Sandbox, evaluation: str, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for pod in sandbox.get("/api/v1/namespaces/default/pods")["items"]:
+            evaluation_label = pod["metadata"]["labels"].get(LABEL_EVALUATION)
+            statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+            if evaluation_label == evaluation and "running" in statuses[0].get("state", {}):
+                return dict(pod)
+        assert time.monotonic() < deadline, f"no running pod of {evaluation} in {timeout_s} s:\n{sandbox.output()}"
+        time.sleep(0.5)
+
+
 def test_the_sandbox_runs_the_job_as_the_frameworks_image_under_podman(built: dict[str, str], tmp_path: Path):
     evaluation = yaml.safe_load((REPO / "assets/examples/evaluation-minimal.yaml").read_text(encoding="utf-8"))
     assert evaluation["spec"]["frameworks"] == ["onnxruntime"]
@@ -96,6 +109,17 @@ def test_the_sandbox_runs_the_job_as_the_frameworks_image_under_podman(built: di
         assert "PYTEST_CURRENT_TEST" in os.environ and "PYTEST_CURRENT_TEST" not in environment
         assert inspected["Config"]["User"] == "1000:1000" and inspected["HostConfig"]["ReadonlyRootfs"] is True
         sandbox_label = container["Labels"][LABEL_SANDBOX]
+
+        # A deleted Job's running container is stopped and removed (as its Pod's would be).
+        spec = {**evaluation["spec"], "min_duration_s": 300}
+        sandbox.apply({**evaluation, "metadata": {"name": "digits-long"}, "spec": spec})
+        running = wait_for_running_pod(sandbox, "digits-long")
+        assert podman_containers(f"{LABEL_POD}={running['metadata']['name']}")[0]["State"] == "running"
+        sandbox.kubectl("delete", "job", running["metadata"]["labels"]["job-name"], "--wait=false")
+        deadline = time.monotonic() + 60
+        while podman_containers(f"{LABEL_POD}={running['metadata']['name']}"):
+            assert time.monotonic() < deadline, "the deleted Job's container is still there after 60 s"
+            time.sleep(1)
     finally:
         assert sandbox.stop() == 0, sandbox.output()
     assert podman_containers(f"{LABEL_SANDBOX}={sandbox_label}") == [], "the sandbox removes its containers on exit"
