@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow
 SCENARIO_ARGS = {
     "offline": ["--min-duration", "1s"],
     "single-stream": ["--min-duration", "1s"],
-    # Early stopping at p99 needs >= 662 queries: 1.5 s at 1000 qps.
-    "server": ["--min-duration", "1.5s", "--target-qps", "1000", "--latency-bound-ms", "50"],
+    # Early stopping at p99 needs >= 662 queries: 1.5 s at 1000 qps. The bound is loose on purpose: the cores are
+    # shared with other tests, and a 50 ms bound made the VALID verdict depend on the machine's load.
+    "server": ["--min-duration", "1.5s", "--target-qps", "1000", "--latency-bound-ms", "1000"],
     "multi-stream": ["--min-duration", "1s", "--min-queries", "700"],
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -671,7 +672,8 @@ def test_cli_evaluates_digits_on_mxnet_in_its_own_runtime(
     )
     assert run.returncode == 0, run.stderr + run.stdout
     result = json.loads(output.read_text())
-    assert result["framework"] == {"name": "mxnet", "version": "1.9.1"}
+    assert (result["framework"]["name"], result["framework"]["version"]) == ("mxnet", "1.9.1")
+    assert re.fullmatch(r"[0-9a-f]{64}", result["framework"]["spec_sha256"])  # the spec the run carried
     assert result["accuracy"]["count"] == 450
     assert result["accuracy"]["top1"] == pytest.approx(0.9889, abs=1e-4)
     assert result["accuracy"]["verdict"]["valid"] is True
