@@ -48,3 +48,17 @@ def render(home: Path, *args: str, namespace: str = "mlms") -> list[dict[str, An
 
 def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [doc for doc in documents if doc["kind"] == kind]
+
+
+# The operator's RBAC rules the chart must grant, exactly (least privilege): (apiGroup, resource) -> verbs.
+EXPECTED_RULES = {
+    ("mlmodelscope.org", "evaluations"): {"get", "list", "watch", "patch"},
+    ("mlmodelscope.org", "evaluations/status"): {"get", "patch"},
+    ("mlmodelscope.org", "evaluations/finalizers"): {"update"},
+    ("mlmodelscope.org", "models"): {"get", "list", "watch"},
+    ("mlmodelscope.org", "frameworks"): {"get", "list", "watch"},
+    ("mlmodelscope.org", "datasets"): {"get", "list", "watch"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "events"): {"create", "list", "watch"},
+}

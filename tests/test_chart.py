@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart_fixtures import CHART, REPO, by_kind, helm, render
+from tests.chart_fixtures import CHART, EXPECTED_RULES, REPO, by_kind, helm, render
 from tests.operator_schema import admission_errors
 
 KUBERNETES_VERSION = "1.33.0"
@@ -190,17 +190,7 @@ def _rules(documents: list[dict[str, Any]], kind: str) -> dict[tuple[str, str], 
 def test_operator_rbac_is_least_privilege(
     default_render: list[dict[str, Any]], full_render: list[dict[str, Any]]
 ) -> None:
-    expected = {
-        ("mlmodelscope.org", "evaluations"): {"get", "list", "watch", "patch"},
-        ("mlmodelscope.org", "evaluations/status"): {"get", "patch"},
-        ("mlmodelscope.org", "evaluations/finalizers"): {"update"},
-        ("mlmodelscope.org", "models"): {"get", "list", "watch"},
-        ("mlmodelscope.org", "frameworks"): {"get", "list", "watch"},
-        ("mlmodelscope.org", "datasets"): {"get", "list", "watch"},
-        ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},
-        ("", "pods"): {"get", "list", "watch"},
-        ("", "events"): {"create", "list", "watch"},
-    }
+    expected = EXPECTED_RULES
     assert _rules(default_render, "ClusterRole") == expected
     assert not by_kind(full_render, "ClusterRole") and not by_kind(full_render, "ClusterRoleBinding")
     assert _rules(full_render, "Role") == expected

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import aiohttp.web
 import pytest
 
-from tests.chart_fixtures import by_kind, render
+from tests.chart_fixtures import EXPECTED_RULES, by_kind, render
 from tests.operator_fixtures import NAMESPACE, Api, Emulator, eventually, example, kube_api, operator
 from tests.test_chart import _rules
 
@@ -41,17 +41,6 @@ def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- what the chart grants -----------------------------------------------------------------------------------------
 
 
-EXPECTED_RULES = {
-    ("mlmodelscope.org", "evaluations"): {"get", "list", "watch", "patch"},
-    ("mlmodelscope.org", "evaluations/status"): {"get", "patch"},
-    ("mlmodelscope.org", "evaluations/finalizers"): {"update"},
-    ("mlmodelscope.org", "models"): {"get", "list", "watch"},
-    ("mlmodelscope.org", "frameworks"): {"get", "list", "watch"},
-    ("mlmodelscope.org", "datasets"): {"get", "list", "watch"},
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "list", "watch"},
-}
 CATALOG_RULES = {key: verbs for key, verbs in EXPECTED_RULES.items() if key[1] in {"models", "frameworks", "datasets"}}
 
 
