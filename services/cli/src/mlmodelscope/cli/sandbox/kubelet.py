@@ -392,6 +392,7 @@ class Kubelet:
                 await self._terminated(pod_path, container, 128, "StartError", str(e))
                 return 128, str(e)
             labels = ["--label", f"{LABEL_SANDBOX}={self.instance}", "--label", f"{LABEL_POD}={pod_name}"]
+            state.containers.append(name)  # before create: a Job deleted meanwhile still removes it
             code, out, err = await self._podman(
                 "create", "--name", name, "--network", "host", "--pull", "never", *labels, *args
             )
@@ -399,7 +400,6 @@ class Kubelet:
                 message = f"podman create failed: {err.strip()[-500:]}"
                 await self._terminated(pod_path, container, 128, "StartError", message)
                 return 128, message
-            state.containers.append(name)
             container_id = out.strip().splitlines()[-1]
             with log_path.open("wb") as log:
                 process = await asyncio.create_subprocess_exec(
@@ -426,7 +426,7 @@ class Kubelet:
 
     async def _remove_containers(self, state: _JobState) -> None:
         if state.containers:
-            await self._podman("rm", "-f", "-t", "0", *state.containers)
+            await self._podman("rm", "--force", "--ignore", "--time", "0", *state.containers)
             state.containers.clear()
 
     async def _terminated(
