@@ -69,7 +69,7 @@ images: setup containers
 # The container smoke test alone (make test runs it too): builds the collector, operator, agent-null and
 # agent-onnxruntime images (layer cache kept) and runs an operator-made Job's agent against the collector.
 images-test: setup containers
-	$(BIN)/python -m pytest tests/test_image_smoke.py -q
+	$(BIN)/python -m pytest tests/test_image_smoke.py tests/test_sandbox_podman.py -q
 
 test: setup browser tools containers lint
 	$(BIN)/python -m pytest

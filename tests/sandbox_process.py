@@ -51,7 +51,10 @@ def alive(pid: int) -> bool:
 
 
 class Sandbox:
-    def __init__(self, tmp_path: Path) -> None:
+    """``mlmodelscope sandbox up`` as a subprocess (``options``: more of its options, e.g. ``--runtime podman``),
+    ready once it has written the kubeconfig."""
+
+    def __init__(self, tmp_path: Path, *options: str) -> None:
         self.kubeconfig = tmp_path / "kubeconfig"
         self.state = tmp_path / "state"
         self.log = tmp_path / "sandbox.log"
@@ -59,7 +62,16 @@ class Sandbox:
         environment.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(CLI), "sandbox", "up", "--kubeconfig", str(self.kubeconfig), "--state-dir", str(self.state)],
+                [
+                    str(CLI),
+                    "sandbox",
+                    "up",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--state-dir",
+                    str(self.state),
+                    *options,
+                ],
                 cwd=REPO,
                 env=environment,
                 stdin=subprocess.DEVNULL,

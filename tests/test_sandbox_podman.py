@@ -39,22 +39,7 @@ class PodmanSandbox(Sandbox):
     """The sandbox with ``--runtime podman`` (tests/sandbox_process.Sandbox starts the process runtime)."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.kubeconfig = tmp_path / "kubeconfig"
-        self.state = tmp_path / "state"
-        self.log = tmp_path / "sandbox.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-        environment.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-        command = [str(CLI), "sandbox", "up", "--kubeconfig", str(self.kubeconfig), "--state-dir", str(self.state),
-                   "--runtime", "podman"]  # fmt: skip
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 120
-        while not self.kubeconfig.exists():
-            assert self.process.poll() is None, f"the sandbox exited:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no kubeconfig within 120 s:\n{self.output()}"
-            time.sleep(0.2)
+        super().__init__(tmp_path, "--runtime", "podman")
 
 
 def podman(*args: str) -> str:
