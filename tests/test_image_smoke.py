@@ -30,7 +30,7 @@ from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.operator import jobs, planning
 from mlmodelscope.operator.evaluation import EvaluationSpec
 from mlmodelscope.operator.settings import OperatorSettings
-from scripts.build_images import BY_KEY, containers_env
+from scripts.build_images import BY_KEY, CONTAINERS, containers_env
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_IMAGES = ("collector", "operator", "agent-null", "agent-onnxruntime")
@@ -56,7 +56,10 @@ def built() -> dict[str, str]:
 
 
 def podman(*args: str, timeout_s: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["podman", *args], env=containers_env(), capture_output=True, text=True, timeout=timeout_s)
+    # cwd: conmon leaves an ``oom`` marker in its working directory.
+    result = subprocess.run(
+        ["podman", *args], env=containers_env(), cwd=CONTAINERS, capture_output=True, text=True, timeout=timeout_s
+    )
     if check:
         assert result.returncode == 0, f"podman {' '.join(args[:3])}...: {result.stderr[-3000:]}"
     return result

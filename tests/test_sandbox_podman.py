@@ -23,7 +23,7 @@ import yaml
 
 from mlmodelscope.cli.sandbox.kubelet import LABEL_POD, LABEL_SANDBOX
 from mlmodelscope.operator.jobs import LABEL_EVALUATION
-from scripts.build_images import containers_env
+from scripts.build_images import CONTAINERS, containers_env
 from tests.sandbox_process import CLI, KUBECTL, REPO, Sandbox
 from tests.test_image_smoke import built as built  # the fixture: the smoke images, built
 from tests.test_image_smoke import pytestmark as smoke_marks
@@ -43,7 +43,9 @@ class PodmanSandbox(Sandbox):
 
 
 def podman(*args: str) -> str:
-    done = subprocess.run(["podman", *args], env=containers_env(), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["podman", *args], env=containers_env(), cwd=CONTAINERS, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

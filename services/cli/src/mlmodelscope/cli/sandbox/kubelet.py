@@ -342,10 +342,12 @@ class Kubelet:
 
     # -- the podman runtime ---------------------------------------------------------------------------------
     async def _podman(self, *args: str, timeout_s: float = PODMAN_TIMEOUT_S) -> tuple[int, str, str]:
+        # conmon writes an ``oom`` marker into its working directory: keep it in the sandbox's state folder.
         process = await asyncio.create_subprocess_exec(
             "podman",
             *args,
             env=self._podman_env,
+            cwd=self._state_dir,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -404,7 +406,7 @@ class Kubelet:
             with log_path.open("wb") as log:
                 process = await asyncio.create_subprocess_exec(
                     "podman", "start", "--attach", name,
-                    env=self._podman_env, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                    env=self._podman_env, cwd=self._state_dir, stdin=asyncio.subprocess.DEVNULL, stdout=log,
                     stderr=asyncio.subprocess.STDOUT,
                 )  # fmt: skip
                 state.process = process
