@@ -69,8 +69,8 @@ class OperatorSettings(BaseModel):
     s3_secret: str = Field(
         default="",
         pattern=_DNS_NAME,
-        description="Secret (in each Job's namespace) whose keys become the agent's MLMODELSCOPE_S3_* variables "
-        "(access_key, secret_key, region; optional); empty: none.",
+        description="Secret (in each Job's namespace) whose keys accessKey and secretKey become the agent's S3 "
+        "credentials (by secretKeyRef); empty: none.",
     )
     s3_endpoint_url: str = Field(
         default="",
