@@ -95,6 +95,10 @@ class StoreUnreachableError(ArtifactError, TransientError):
     """The remote store (HTTP server, S3 endpoint) did not answer."""
 
 
+class DatasetError(MLModelScopeError):
+    """A dataset's files cannot be read or decoded, or do not match its manifest (which file, why, how to fix)."""
+
+
 class ProcessingError(MLModelScopeError):
     """A declared pre- or post-processing step cannot be applied to the given data."""
 

@@ -54,15 +54,69 @@ class PerformanceResult(_Frozen):
     log_dir: str
 
 
+class DetectionMetrics(_Frozen):
+    """COCO's box metrics (pycocotools' COCOeval, iouType bbox) of an object-detection accuracy run.
+
+    Every figure is a fraction in [0, 1], or -1 where COCO has nothing to average (e.g. no large objects), as
+    COCOeval reports it. The detections themselves are kept as a COCO results JSON (``detections_file``).
+    """
+
+    map: float = Field(description="mAP@[.5:.95]: AP averaged over IoU thresholds 0.50, 0.55, ..., 0.95.")
+    map_50: float = Field(description="AP at IoU 0.50.")
+    map_75: float = Field(description="AP at IoU 0.75.")
+    map_small: float = Field(description="mAP@[.5:.95] over objects below 32^2 pixels.")
+    map_medium: float = Field(description="mAP@[.5:.95] over objects of 32^2..96^2 pixels.")
+    map_large: float = Field(description="mAP@[.5:.95] over objects above 96^2 pixels.")
+    mar_100: float = Field(description="Recall averaged over IoU thresholds, at most 100 detections per image.")
+    per_class_ap: dict[str, float] = Field(
+        default_factory=dict, description="mAP@[.5:.95] per class name (-1: the class has no ground truth)."
+    )
+    pr_curve: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="Precision at recall 0.00, 0.01, ..., 1.00 (IoU 0.50, all areas, 100 detections), "
+        "averaged over classes: keys 'recall' and 'precision'.",
+    )
+    detections: int = Field(ge=0, description="Detections kept after post-processing, over all images.")
+    detections_file: str = Field(description="The COCO results JSON ([{image_id, category_id, bbox, score}]).")
+    detections_sha256: str
+
+
+class SegmentationMetrics(_Frozen):
+    """Semantic segmentation metrics from the confusion matrix over every pixel of every original-size image."""
+
+    mean_iou: float = Field(description="Mean over classes present (in truth or prediction) of TP / (TP+FP+FN).")
+    pixel_accuracy: float = Field(description="Correct pixels / all pixels.")
+    per_class_iou: dict[str, float] = Field(
+        default_factory=dict, description="IoU per class name (absent: the class is in neither truth nor prediction)."
+    )
+    classes: int = Field(ge=1, description="Classes of the confusion matrix (background included).")
+    masks_file: str | None = Field(
+        default=None, description="The predicted masks (an .npz of uint8 arrays per item) for agreement."
+    )
+
+
 class AccuracyResult(_Frozen):
-    top1: float
-    top5: float
+    top1: float | None = Field(default=None, description="Classification: top-1 accuracy (None for other tasks).")
+    top5: float | None = Field(default=None, description="Classification: top-5 accuracy (None for other tasks).")
     count: int
     verdict: Verdict
     log_dir: str
     outputs: OutputsFile | None = Field(
         default=None, description="Per-sample probabilities of this run (for cross-framework agreement)."
     )
+    detection: DetectionMetrics | None = Field(default=None, description="Object detection: COCO box metrics.")
+    segmentation: SegmentationMetrics | None = Field(default=None, description="Semantic segmentation metrics.")
+
+    @property
+    def primary(self) -> tuple[str, float] | None:
+        """The task's headline figure: ('top1', x), ('mAP', x) or ('mIoU', x)."""
+        if self.top1 is not None:
+            return "top1", self.top1
+        if self.detection is not None:
+            return "mAP", self.detection.map
+        if self.segmentation is not None:
+            return "mIoU", self.segmentation.mean_iou
+        return None
 
 
 class LoadTime(_Frozen):

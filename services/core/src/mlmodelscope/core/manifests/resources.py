@@ -220,13 +220,109 @@ class ModelInput(TensorSpec):
     )
 
 
+OutputType = Literal["classification", "raw", "boxes", "scores", "classes", "detections", "mask"]
+BoxFormat = Literal["xyxy", "xywh", "cxcywh", "yxyx"]
+BoxCoordinates = Literal["normalized", "pixels"]
+MaskFormat = Literal["logits", "ids"]
+_DETECTION_STEPS = frozenset({"sigmoid", "top_k", "score_threshold", "nms"})
+_CLASSIFICATION_STEPS = frozenset({"softmax", "top_k"})
+_STEPS_OF_TYPE: dict[str, frozenset[str]] = {
+    "classification": _CLASSIFICATION_STEPS,
+    "raw": frozenset(),
+    "boxes": _DETECTION_STEPS,
+    "detections": _DETECTION_STEPS,
+    "scores": frozenset(),
+    "classes": frozenset(),
+    "mask": frozenset(),
+}
+
+
+class DetectionColumns(_Strict):
+    """Where the values of one detection sit in a combined ``detections`` tensor's last axis."""
+
+    box: int = Field(default=0, ge=0, description="Index of the first of the 4 box values (in `box_format` order).")
+    score: int = Field(default=4, ge=0, description="Index of the score.")
+    class_: int | None = Field(
+        default=5, ge=0, alias="class", description="Index of the class id; null: a one-class detector (class 0)."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class ModelOutput(TensorSpec):
-    type: Literal["classification", "raw"] = Field(
+    """One output tensor: what it holds (its type) and how it is post-processed.
+
+    Detection models declare either one ``detections`` tensor (batch, N, K) with ``columns``, or a ``boxes``
+    tensor (batch, N, 4) plus a ``scores`` tensor ((batch, N), or (batch, N, C) per-class scores) and, unless the
+    scores are per class, a ``classes`` tensor (batch, N). The detection post-processing steps go on the
+    ``boxes``/``detections`` output; boxes are always mapped back to the original image by inverting the input's
+    resize/crop/pad steps. Segmentation models declare one ``mask`` tensor: (batch, C, H, W) logits (``layout``
+    CHW, or (batch, H, W, C) with HWC) or (batch, H, W) class ids.
+    """
+
+    type: OutputType = Field(
         default="classification",
-        description="classification: class scores (top-1/top-5 against the dataset's labels); raw: kept as is.",
+        description="classification: class scores (top-1/top-5 against the dataset's labels); raw: kept as is; "
+        "boxes / scores / classes / detections: an object detector's outputs (COCO mAP); mask: per-pixel classes "
+        "(mean IoU).",
     )
     postprocess: list[PostprocessStep] = Field(default_factory=list, description="Ordered post-processing steps.")
     labels: FileRef | None = Field(default=None, description="One label per line, index i names class i.")
+    box_format: BoxFormat = Field(
+        default="xyxy",
+        description="boxes/detections: the order of the 4 box values: xyxy (corners), xywh (top-left corner, "
+        "width, height), cxcywh (centre, width, height), yxyx (TensorFlow's corners).",
+    )
+    box_coordinates: BoxCoordinates = Field(
+        default="pixels",
+        description="boxes/detections: pixels of the model input, or normalized to [0, 1] of its width/height.",
+    )
+    columns: DetectionColumns | None = Field(
+        default=None, description="detections: where box, score and class sit in the last axis."
+    )
+    class_offset: int = Field(
+        default=0,
+        description="boxes/classes/detections/mask: subtracted from the model's class ids to get the dataset's "
+        "class index (1 when the model's class 0 is a background class the dataset does not have).",
+    )
+    mask_format: MaskFormat = Field(default="logits", description="mask: per-class logits, or class ids per pixel.")
+    layout: Literal["CHW", "HWC"] = Field(default="CHW", description="mask logits: class axis first (CHW) or last.")
+
+    @model_validator(mode="after")
+    def _steps_of_its_type(self) -> ModelOutput:
+        allowed = _STEPS_OF_TYPE[self.type]
+        wrong = sorted({step.kind for step in self.postprocess} - allowed)
+        if wrong:
+            raise ValueError(
+                f"postprocess: {', '.join(wrong)} cannot post-process an output of type '{self.type}' (it takes "
+                f"{', '.join(sorted(allowed)) or 'no steps'})"
+            )
+        if self.type == "detections" and self.columns is None:
+            raise ValueError("columns: required for a 'detections' output (where box, score and class sit)")
+        if self.type != "detections" and self.columns is not None:
+            raise ValueError(f"columns: only a 'detections' output has columns, not '{self.type}'")
+        return self
+
+
+def _outputs_problem(task: Task, types: list[OutputType]) -> str | None:
+    """Why a model of ``task`` cannot have outputs of ``types`` (None when it can)."""
+    detection = {"boxes", "scores", "classes", "detections"}
+    if task == "object_detection":
+        if types.count("detections") == 1 and not detection & (set(types) - {"detections"}):
+            return None
+        if types.count("boxes") == 1 and types.count("scores") == 1 and types.count("classes") <= 1:
+            return None
+        return (
+            f"an object_detection model declares one 'detections' output, or one 'boxes' and one 'scores' output "
+            f"(and at most one 'classes'); these outputs are {types}"
+        )
+    if detection & set(types):
+        return f"outputs of type {sorted(detection & set(types))} belong to object_detection models, not {task}"
+    if task == "semantic_segmentation" and types.count("mask") != 1:
+        return f"a semantic_segmentation model declares exactly one 'mask' output; these outputs are {types}"
+    if task != "semantic_segmentation" and "mask" in types:
+        return f"a 'mask' output belongs to a semantic_segmentation model, not {task}"
+    return None
 
 
 class FrameworkConstraint(_Strict):
@@ -291,6 +387,18 @@ class ModelSpec(_Strict):
             raise ValueError(f"artifacts: more than one artifact of format {', '.join(duplicated)}")
         return self
 
+    @model_validator(mode="after")
+    def _outputs_of_its_task(self) -> ModelSpec:
+        types = [o.type for o in self.outputs]
+        problem = _outputs_problem(self.task, types)
+        if problem:
+            raise ValueError(f"outputs: {problem}")
+        return self
+
+    def output_of_type(self, *types: OutputType) -> ModelOutput | None:
+        """The first output of one of ``types``, or None."""
+        return next((o for o in self.outputs if o.type in types), None)
+
     def artifact_for(self, formats: list[ArtifactFormat]) -> Artifact | None:
         """The first artifact whose format the framework supports, in the framework's order of preference."""
         by_format = {a.format: a for a in self.artifacts}
@@ -334,20 +442,71 @@ class FrameworkSpec(_Strict):
 
 _NPZ_FIELDS = frozenset({"uri", "sha256", "images_key", "labels_key"})
 _SYNTHETIC_FIELDS = frozenset({"shape", "dtype", "distribution", "low", "high", "mean", "std", "classes", "seed"})
+_FOLDER_FIELDS = frozenset({"uri", "sha256", "root", "labels", "labels_file"})
+_COCO_FIELDS = frozenset({"uri", "sha256", "root", "images_dir", "annotations_file"})
+_FIELDS_OF_KIND: dict[str, frozenset[str]] = {
+    "npz": _NPZ_FIELDS,
+    "synthetic": _SYNTHETIC_FIELDS,
+    "folder": _FOLDER_FIELDS,
+    "coco": _COCO_FIELDS,
+}
+_ALL_SOURCE_FIELDS = frozenset().union(*_FIELDS_OF_KIND.values())
+DatasetSourceKind = Literal["npz", "synthetic", "folder", "coco"]
+FolderLabels = Literal["subfolders", "file", "none"]
+ARCHIVE_URI_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+
+
+def is_archive_uri(uri: str) -> bool:
+    """Whether a folder/coco source's ``uri`` names an archive to fetch and extract (rather than a folder)."""
+    path = uri.split("?", 1)[0].lower()
+    return path.endswith(ARCHIVE_URI_SUFFIXES) or uri.startswith(("http://", "https://", "s3://"))
 
 
 class DatasetSource(_Strict):
-    """Where the samples come from: an ``npz`` file, or ``synthetic`` seeded random arrays (nothing fetched).
+    """Where the samples come from: image files (``folder``, ``coco``), an ``npz`` file, or ``synthetic`` seeded
+    random arrays (nothing fetched).
 
     One flat object with a ``kind`` rather than a tagged union, so that it stays a structural CRD schema (as the
     processing steps do); each kind accepts only its own fields.
     """
 
-    kind: Literal["npz", "synthetic"] = Field(
-        description="npz: arrays 'images' (N, ...) and 'labels' (N,) in a file; synthetic: seeded random samples."
+    kind: DatasetSourceKind = Field(
+        description="folder: image files (class sub-folders or a labels file); coco: images plus a COCO instances "
+        "JSON; npz: arrays 'images' (N, ...) and 'labels' (N,) in a file; synthetic: seeded random samples."
     )
-    uri: str | None = Field(default=None, min_length=1, description="npz: the file, as for any artifact.")
-    sha256: Sha256 | None = Field(default=None, description="npz: sha256 of the file.")
+    uri: str | None = Field(
+        default=None,
+        min_length=1,
+        description="npz: the file, as for any artifact. folder/coco: a folder (relative to the manifest's folder, "
+        "or file:///abs), or an archive (.tar, .tar.gz, .tgz, .zip; file, http(s):// or s3://) extracted into the "
+        "cache.",
+    )
+    sha256: Sha256 | None = Field(
+        default=None, description="npz, and folder/coco archives: sha256 of the file (a plain folder has none)."
+    )
+    root: str | None = Field(
+        default=None,
+        min_length=1,
+        description="folder/coco: the folder inside `uri` (or the extracted archive) that holds the dataset; "
+        "default: `uri` itself.",
+    )
+    labels: FolderLabels = Field(
+        default="subfolders",
+        description="folder: subfolders: one sub-folder per class (ImageNet train layout), classes in sorted "
+        "order unless spec.labels names them; file: `labels_file` lists `relative/path label` lines (ImageNet "
+        "val layout; label: a class index, or a class name from spec.labels); none: unlabelled images.",
+    )
+    labels_file: str | None = Field(
+        default=None, min_length=1, description="folder, labels: file: the labels file, relative to the root."
+    )
+    images_dir: str = Field(
+        default="images", min_length=1, description="coco: the folder of images, relative to the root."
+    )
+    annotations_file: str = Field(
+        default="annotations.json",
+        min_length=1,
+        description="coco: the COCO instances JSON (images, categories, annotations), relative to the root.",
+    )
     images_key: str = Field(default="images", description="npz: the array of samples.")
     labels_key: str = Field(default="labels", description="npz: the array of integer labels.")
     shape: list[Annotated[int, Field(ge=1)]] | None = Field(
@@ -365,16 +524,29 @@ class DatasetSource(_Strict):
     classes: int | None = Field(default=None, ge=1, description="synthetic: labels are uniform in 0..classes-1.")
     seed: int = Field(default=0, ge=0, le=_MAX_SEED, description="synthetic: seed of samples and labels.")
 
+    @field_validator("root", "labels_file", "images_dir", "annotations_file")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_path(value, what="the path")
+
     @model_validator(mode="after")
     def _fields_of_its_kind(self) -> DatasetSource:
-        own, other = (_NPZ_FIELDS, _SYNTHETIC_FIELDS) if self.kind == "npz" else (_SYNTHETIC_FIELDS, _NPZ_FIELDS)
-        stray = sorted(self.model_fields_set & other)
+        own = _FIELDS_OF_KIND[self.kind]
+        stray = sorted((self.model_fields_set & _ALL_SOURCE_FIELDS) - own)
         if stray:
             raise ValueError(f"{', '.join(stray)}: not a field of kind '{self.kind}' (its fields: {sorted(own)})")
         if self.kind == "npz":
             missing = [name for name in ("uri", "sha256") if getattr(self, name) is None]
             if missing:
                 raise ValueError(f"{', '.join(missing)}: required for kind 'npz'")
+            return self
+        if self.kind in ("folder", "coco"):
+            if self.uri is None:
+                raise ValueError(f"uri: required for kind '{self.kind}' (a folder, or an archive with its sha256)")
+            if is_archive_uri(self.uri) and self.sha256 is None:
+                raise ValueError(f"sha256: required for the archive '{self.uri}' (a plain folder needs none)")
+            if self.kind == "folder" and (self.labels == "file") != (self.labels_file is not None):
+                raise ValueError("labels_file: give it exactly when `labels: file` (a `relative/path label` list)")
             return self
         missing = [name for name in ("shape", "dtype", "classes") if getattr(self, name) is None]
         if missing:

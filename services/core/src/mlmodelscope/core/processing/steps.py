@@ -29,8 +29,8 @@ from pydantic.config import JsonDict
 ColorMode = Literal["RGB", "BGR", "GRAY"]
 Layout = Literal["HWC", "CHW"]
 DType = Literal["float32", "float16", "float64", "uint8", "int8", "int32", "int64"]
-PreprocessKind = Literal["decode", "resize", "crop", "color_mode", "normalize", "layout", "dtype"]
-PostprocessKind = Literal["softmax", "top_k"]
+PreprocessKind = Literal["decode", "resize", "crop", "pad", "color_mode", "normalize", "layout", "dtype"]
+PostprocessKind = Literal["softmax", "sigmoid", "top_k", "score_threshold", "nms"]
 
 # A (height, width) pair. Pydantic would describe a tuple with `prefixItems`, which a structural CRD schema cannot
 # hold; the schema below says the same thing (two positive integers) in the form Kubernetes accepts.
@@ -76,6 +76,13 @@ class ResizeStep(_Strict):
             "cropped, so a crop step usually follows (torchvision's Resize(256) + CenterCrop(224))."
         ),
     )
+    fit: Literal["cover", "contain"] = Field(
+        default="cover",
+        description=(
+            "With keep_aspect_ratio: cover (the image covers `size`, as above) or contain (the image fits inside "
+            "`size`: the binding side gets its target, the other is floored; a `pad` step then letterboxes it)."
+        ),
+    )
 
 
 class CropStep(_Strict):
@@ -104,6 +111,17 @@ class CropStep(_Strict):
         if (self.size is None) == (self.ratio is None):
             raise ValueError("crop takes exactly one of `size` ([height, width]) and `ratio` (0 < ratio <= 1)")
         return self
+
+
+class PadStep(_Strict):
+    """Pad an HWC image to `size` (a letterbox after `resize: {keep_aspect_ratio: true, fit: contain}`)."""
+
+    size: Size = Field(description="Target [height, width] in pixels; the image must not be larger.")
+    value: FiniteFloat = Field(default=0.0, description="The padding value of every channel (YOLO uses 114).")
+    position: Literal["center", "top_left"] = Field(
+        default="center",
+        description="center: the image sits in the middle (offsets (H - h) // 2, (W - w) // 2); top_left: at (0, 0).",
+    )
 
 
 class NormalizeStep(_Strict):
@@ -149,6 +167,7 @@ class PreprocessStep(_Strict):
     decode: DecodeStep | None = Field(default=None, description="Bytes (JPEG/PNG) to an HWC uint8 image; first step.")
     resize: ResizeStep | None = Field(default=None, description="Resize the HWC image.")
     crop: CropStep | None = Field(default=None, description="Crop the HWC image.")
+    pad: PadStep | None = Field(default=None, description="Pad the HWC image to a size (letterbox).")
     color_mode: ColorMode | None = Field(
         default=None,
         description=(
@@ -188,6 +207,25 @@ class TopKStep(_Strict):
     k: int = Field(default=5, ge=1, description="How many classes to report; capped at the number of classes.")
 
 
+class SigmoidStep(_Strict):
+    """Turn per-box score logits into probabilities (detection scores)."""
+
+
+class ScoreThresholdStep(_Strict):
+    """Drop detections whose score is below a threshold."""
+
+    threshold: float = Field(default=0.05, ge=0, le=1, description="Smallest score kept (COCO practice: 0.05).")
+
+
+class NmsStep(_Strict):
+    """Greedy non-maximum suppression of overlapping boxes, highest score first."""
+
+    iou_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="A box whose IoU with a kept box exceeds this is dropped."
+    )
+    class_aware: bool = Field(default=True, description="true: boxes suppress only boxes of their own class.")
+
+
 class PostprocessStep(_Strict):
     """One post-processing step: an object with exactly one of these keys."""
 
@@ -196,7 +234,18 @@ class PostprocessStep(_Strict):
     softmax: SoftmaxStep | None = Field(
         default=None, description="Apply softmax (omit it when the model already outputs probabilities)."
     )
-    top_k: TopKStep | None = Field(default=None, description="Number of top classes to report (default 5).")
+    sigmoid: SigmoidStep | None = Field(
+        default=None, description="detection: apply a sigmoid to the scores (when the model outputs logits)."
+    )
+    top_k: TopKStep | None = Field(
+        default=None,
+        description="classification: number of top classes to report (default 5); detection: the most "
+        "detections kept per image, by score (default 100).",
+    )
+    score_threshold: ScoreThresholdStep | None = Field(
+        default=None, description="detection: drop detections scored below the threshold."
+    )
+    nms: NmsStep | None = Field(default=None, description="detection: non-maximum suppression.")
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
