@@ -35,7 +35,7 @@ ResourceName = Annotated[
     ),
 ]
 Sha256 = Annotated[str, Field(pattern=_SHA256, description="Lower-case hex sha256 of the file's bytes.")]
-ArtifactFormat = Literal["onnx", "torchscript", "torch_export", "savedmodel", "keras", "mxnet"]
+ArtifactFormat = Literal["onnx", "torchscript", "torch_export", "savedmodel", "keras", "mxnet", "tflite"]
 TensorDtype = Literal["float32", "float16", "float64", "uint8", "int8", "int32", "int64", "bool"]
 Architecture = Literal["amd64", "arm64", "ppc64le"]
 Accelerator = Literal["cpu", "gpu", "fpga"]
