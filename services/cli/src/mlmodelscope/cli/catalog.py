@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from mlmodelscope.cli.context import build_context
+from mlmodelscope.cli.dataset_view import print_dataset, print_refusals
 from mlmodelscope.cli.terminal import literal_console
+from mlmodelscope.core.manifests.compatibility import fit
 
 models_app = typer.Typer(help="Models in the registry.", no_args_is_help=True)
 frameworks_app = typer.Typer(help="Frameworks in the registry.", no_args_is_help=True)
@@ -22,17 +24,29 @@ def _context(ctx: typer.Context):  # type: ignore[no-untyped-def]
 
 
 @models_app.command("list")
-def list_models(ctx: typer.Context) -> None:
-    """List the registered models."""
+def list_models(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", "-d", help="Only say which models can be evaluated on this dataset, and why not."),
+    ] = None,
+) -> None:
+    """List the registered models (with --dataset: which of them fit that dataset, with the reasons of the others)."""
     registry = _context(ctx).registry
-    table = Table("name", "version", "task", "framework", "formats", "top-1", "weights", "source")
+    chosen = registry.dataset(dataset) if dataset is not None else None
+    columns = ["name", "version", "task", "framework", "formats", "top-1", "weights", "source"]
+    table = Table(*columns, *([f"fits {chosen.name}"] if chosen is not None else []))
+    refused: list[tuple[str, list[str]]] = []
     for name in sorted(registry.models):
         model = registry.model(name)
         spec = model.spec
         if spec.hidden:
             continue
+        verdict = fit(model, chosen) if chosen is not None else None
+        if verdict is not None and not verdict.ok:
+            refused.append((name, verdict.reasons))
         top1 = f"{spec.attributes.top1:.3f}" if spec.attributes.top1 is not None else "-"
-        table.add_row(
+        row = [
             name,
             spec.version,
             spec.task,
@@ -41,8 +55,12 @@ def list_models(ctx: typer.Context) -> None:
             top1,
             spec.attributes.weights,
             str(registry.source_of("Model", name)),
-        )
-    literal_console().print(table)
+        ]
+        table.add_row(*row, *([] if verdict is None else ["yes" if verdict.ok else "no"]))
+    console = literal_console()
+    console.print(table)
+    if chosen is not None:
+        print_refusals(console, chosen.name, refused)
 
 
 @models_app.command("show")
@@ -80,3 +98,12 @@ def list_datasets(ctx: typer.Context) -> None:
         spec = registry.dataset(name).spec
         table.add_row(name, spec.task, str(spec.size), spec.split, str(registry.source_of("Dataset", name)))
     literal_console().print(table)
+
+
+@datasets_app.command("show")
+def show_dataset(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
+    """Print a dataset's facts (items, classes, image sizes, modes and formats, read from its data) and manifest."""
+    context = _context(ctx)
+    dataset = context.registry.dataset(name)
+    print_dataset(context, dataset)
+    typer.echo(json.dumps(dataset.model_dump(mode="json", by_alias=True, exclude_defaults=True), indent=2))

@@ -15,6 +15,7 @@ from pathlib import Path
 from mlmodelscope.cli.context import CliContext
 from mlmodelscope.core.artifacts.locations import parse_uri
 from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
+from mlmodelscope.core.manifests.compatibility import fit
 from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 
 
@@ -45,6 +46,13 @@ def _check_dataset(context: CliContext, model: Model, dataset_name: str | None) 
         _check_uri(dataset.spec.source.uri, entry.folder, where)
     if dataset.spec.labels is not None:
         _check_uri(dataset.spec.labels.uri, entry.folder, where)
+    verdict = fit(model, dataset)
+    if not verdict.ok:
+        raise EvaluationError(
+            f"model '{model.name}' cannot be evaluated on dataset '{dataset.name}': " + " ".join(verdict.reasons),
+            hint=f"See `mlmodelscope models list --dataset {dataset.name}` for the models that fit it, or pass "
+            "another --dataset.",
+        )
 
 
 def check_before_start(
@@ -59,7 +67,7 @@ def check_before_start(
     """Raise the error the run would end with, for every problem found without fetching or importing anything:
     unknown model/framework/dataset, a framework that cannot run the model (format, version constraint), a device
     the framework does not declare, a malformed artifact URI (an S3 URI without a key, ...), a missing agent
-    interpreter."""
+    interpreter, a dataset the model cannot consume (``compatibility.fit``: task, input type, shape, classes)."""
     for name in frameworks:
         resolution = context.registry.resolve(model_name, name)
         framework = resolution.framework
