@@ -231,6 +231,33 @@ postprocess:
     assert Preprocessor(pre)(_photo("china.jpg")).shape == (3, 224, 224)
 
 
+def test_letterbox_yaml_on_a_photo() -> None:
+    document = yaml.safe_load(
+        """
+preprocess:
+  - decode: {}
+  - resize: {size: [320, 320], keep_aspect_ratio: true, fit: contain}
+  - pad: {size: [320, 320], value: 114}
+  - layout: CHW
+"""
+    )
+    pre = [PreprocessStep.model_validate(item) for item in document["preprocess"]]
+    photo = _photo("china.jpg")  # 640 x 427 (W x H): contained as 320 x 213, padded 53 rows above, 54 below
+    out = Preprocessor(pre)(photo)
+    assert out.shape == (3, 320, 320) and out.dtype == np.uint8
+    assert (out[:, :53] == 114).all() and (out[:, 266:] == 114).all()
+    assert not (out[:, 53:266] == 114).all()
+    rgb = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    expected = np.asarray(Image.fromarray(rgb).resize((320, 213), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(out[:, 53:266].transpose(1, 2, 0), expected)
+
+
+def test_resize_fit_without_keep_aspect_ratio_is_exact() -> None:
+    image = np.zeros((30, 60, 3), np.uint8)
+    steps = [PreprocessStep.model_validate({"resize": {"size": [20, 20], "fit": "contain"}})]
+    assert Preprocessor(steps)(image).shape == (20, 20, 3)
+
+
 def test_step_schema_is_structural() -> None:
     schema = PreprocessStep.model_json_schema()
     assert schema["minProperties"] == 1 and schema["maxProperties"] == 1

@@ -1,4 +1,4 @@
-"""Image operations behind the pre-processing steps: decode, resize, crop, colour, normalise, layout, dtype.
+"""Image operations behind the pre-processing steps: decode, resize, crop, pad, colour, normalise, layout, dtype.
 
 They are plain functions on numpy arrays so each can be checked on its own against an independent computation.
 Images are HWC (height, width, channels); an (H, W) array is read as one channel and keeps its 2-D shape. Decoding
@@ -48,18 +48,29 @@ def decode_image(data: bytes, color_mode: ColorMode = "RGB") -> npt.NDArray[np.u
     return array
 
 
-def resized_shape(height: int, width: int, size: tuple[int, int], keep_aspect_ratio: bool) -> tuple[int, int]:
+def resized_shape(
+    height: int,
+    width: int,
+    size: tuple[int, int],
+    keep_aspect_ratio: bool,
+    fit: Literal["cover", "contain"] = "cover",
+) -> tuple[int, int]:
     """The (height, width) that ``resize_image`` produces.
 
-    Without ``keep_aspect_ratio`` it is ``size``. With it, the image is scaled by max(th / h, tw / w) so that it
-    covers the target: the side that sets the scale gets its target exactly and the other is floored (integer
-    arithmetic, so it is never below its target). For a square target this is torchvision's ``Resize(n)``: the
-    shorter side becomes n and the longer one ``int(n * long / short)``.
+    Without ``keep_aspect_ratio`` it is ``size``. With it and ``fit="cover"``, the image is scaled by
+    max(th / h, tw / w) so that it covers the target: the side that sets the scale gets its target exactly and the
+    other is floored (integer arithmetic, so it is never below its target). For a square target this is
+    torchvision's ``Resize(n)``: the shorter side becomes n and the longer one ``int(n * long / short)``. With
+    ``fit="contain"`` the scale is min(th / h, tw / w): the image fits inside the target (the binding side gets its
+    target, the other is floored, so it is never above its target), and a ``pad`` step letterboxes it.
     """
     target_h, target_w = size
     if not keep_aspect_ratio:
         return target_h, target_w
-    if target_h * width >= target_w * height:
+    # cover: the height binds when th / h >= tw / w (it needs the larger scale); contain: when th / h <= tw / w.
+    height_ratio, width_ratio = target_h * width, target_w * height
+    height_binds = height_ratio <= width_ratio if fit == "contain" else height_ratio >= width_ratio
+    if height_binds:
         return target_h, max(1, width * target_h // height)
     return max(1, height * target_w // width), target_w
 
@@ -69,11 +80,12 @@ def resize_image(
     size: tuple[int, int],
     method: Literal["bilinear", "nearest"] = "bilinear",
     keep_aspect_ratio: bool = False,
+    fit: Literal["cover", "contain"] = "cover",
 ) -> Array:
     """Resize an (H, W, C) or (H, W) image with Pillow; uint8 stays uint8, any other dtype becomes float32."""
     hwc = _as_hwc(image, "resize")
     height, width, channels = hwc.shape
-    target_h, target_w = resized_shape(height, width, size, keep_aspect_ratio)
+    target_h, target_w = resized_shape(height, width, size, keep_aspect_ratio, fit)
     if (target_h, target_w) == (height, width):
         return image
     resample = _RESAMPLE[method]
@@ -136,6 +148,46 @@ def center_offset(length: int, window: int) -> int:
     Python's round goes half to even, so an odd margin of 159 starts at 80 (79.5 rounds up) and one of 1 at 0.
     """
     return round((length - window) / 2)
+
+
+def pad_offsets(
+    height: int, width: int, size: tuple[int, int], position: Literal["center", "top_left"]
+) -> tuple[int, int]:
+    """Where an (height, width) image sits inside the padded ``size``: (top, left).
+
+    ``center`` splits the margin with the odd pixel at the bottom/right, (``(H - h) // 2``, ``(W - w) // 2``), as
+    YOLO-style letterboxing does; ``top_left`` is (0, 0).
+    """
+    if position == "top_left":
+        return 0, 0
+    return (size[0] - height) // 2, (size[1] - width) // 2
+
+
+def pad_image(
+    image: Array, size: tuple[int, int], value: float = 0.0, position: Literal["center", "top_left"] = "center"
+) -> Array:
+    """Pad an (H, W, C) or (H, W) image to ``size`` with ``value`` in every channel; the dtype is kept.
+
+    For integer images the value is rounded and saturated to the type's range (114 stays 114 in uint8).
+    """
+    hwc = _as_hwc(image, "pad")
+    height, width, channels = hwc.shape
+    target_h, target_w = size
+    if height > target_h or width > target_w:
+        raise ProcessingError(
+            f"pad to {target_h}x{target_w} (HxW) cannot hold the {height}x{width} image; padding only grows it.",
+            hint="Resize first (resize with keep_aspect_ratio: true and fit: contain to the pad size letterboxes).",
+        )
+    if (height, width) == (target_h, target_w):
+        return image
+    fill: float | int = value
+    if hwc.dtype.kind in "iu":
+        info = np.iinfo(hwc.dtype)
+        fill = int(min(max(round(value), info.min), info.max))
+    out = np.full((target_h, target_w, channels), fill, dtype=hwc.dtype)
+    top, left = pad_offsets(height, width, size, position)
+    out[top : top + height, left : left + width] = hwc
+    return out[:, :, 0] if image.ndim == 2 else out
 
 
 def convert_color(image: Array, source: ColorMode, target: ColorMode) -> Array:

@@ -22,6 +22,7 @@ from mlmodelscope.core.processing.image import (
     crop_image,
     decode_image,
     normalize_image,
+    pad_image,
     resize_image,
     to_dtype,
     to_layout,
@@ -31,7 +32,7 @@ from mlmodelscope.core.processing.steps import ColorMode, DecodeStep, Preprocess
 Sample = bytes | Array
 
 # Steps that read the image as HWC, and so cannot follow `layout: CHW`.
-_SPATIAL = ("resize", "crop", "color_mode", "layout")
+_SPATIAL = ("resize", "crop", "pad", "color_mode", "layout")
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,15 @@ def _compile(steps: Sequence[PreprocessStep]) -> tuple[_Op, ...]:
             continue
         if step.resize is not None:
             r = step.resize
-            apply = partial(resize_image, size=r.size, method=r.method, keep_aspect_ratio=r.keep_aspect_ratio)
+            apply = partial(
+                resize_image, size=r.size, method=r.method, keep_aspect_ratio=r.keep_aspect_ratio, fit=r.fit
+            )
         elif step.crop is not None:
             c = step.crop
             apply = partial(crop_image, size=c.size, ratio=c.ratio, method=c.method)
+        elif step.pad is not None:
+            p = step.pad
+            apply = partial(pad_image, size=p.size, value=p.value, position=p.position)
         elif step.color_mode is not None:
             apply = partial(convert_color, source=color, target=step.color_mode)
             color = step.color_mode
