@@ -85,6 +85,7 @@ async def test_metrics_equal_true_counts_and_survive_a_restart(database_url: str
         for le, value in expected_buckets.items():
             assert sample(samples, "mlmodelscope_inference_latency_seconds_bucket", le=le, **LABELS) == value, le
         assert sample(samples, "mlmodelscope_accuracy_top1_ratio", **LABELS) == pytest.approx(0.98)
+        assert sample(samples, "mlmodelscope_accuracy_ratio", metric="top1", **LABELS) == pytest.approx(0.98)
         assert sample(samples, "mlmodelscope_throughput_samples_per_second", **LABELS) == pytest.approx(1234.5)
         build = [key for key in samples if key[0] == "mlmodelscope_build_info"]
         assert len(build) == 1
@@ -93,7 +94,7 @@ async def test_metrics_equal_true_counts_and_survive_a_restart(database_url: str
         assert sample(samples, "mlmodelscope_inferences_total", **resnet) == (32 if run_2_labelled else None)
         # No label names a run or a request.
         for name, labels in samples:
-            assert {key for key, _ in labels} <= {*LABELS, "le", "reason", "kind", "version"}, name
+            assert {key for key, _ in labels} <= {*LABELS, "le", "reason", "kind", "version", "metric"}, name
 
     check(before, run_2_labelled=False)
 

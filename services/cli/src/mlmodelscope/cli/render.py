@@ -7,7 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
-from mlmodelscope.core.evaluation.results import EvaluationResult, FrameworkTrace, Verdict
+from mlmodelscope.core.evaluation.results import AccuracyResult, EvaluationResult, FrameworkTrace, Verdict
 from mlmodelscope.core.evaluation.summary import EvaluationSummary
 
 
@@ -39,6 +39,32 @@ def framework_trace_text(trace: FrameworkTrace) -> Text:
     return text
 
 
+def accuracy_text(accuracy: AccuracyResult) -> str:
+    """The task's figures: top-1/top-5 (classification), mAP and its variants (detection), mIoU (segmentation)."""
+    if accuracy.detection is not None:
+        d = accuracy.detection
+        return (
+            f"mAP {d.map:.4f}   mAP@.5 {d.map_50:.4f}   mAP@.75 {d.map_75:.4f}   small/medium/large "
+            f"{d.map_small:.3f}/{d.map_medium:.3f}/{d.map_large:.3f}   AR@100 {d.mar_100:.4f}   "
+            f"({accuracy.count} images, {d.detections:,} detections)"
+        )
+    if accuracy.segmentation is not None:
+        s = accuracy.segmentation
+        return f"mIoU {s.mean_iou:.4f}   pixel accuracy {s.pixel_accuracy:.4f}   ({accuracy.count} images)"
+    top1 = "-" if accuracy.top1 is None else f"{accuracy.top1:.4f}"
+    top5 = "-" if accuracy.top5 is None else f"{accuracy.top5:.4f}"
+    return f"top-1 {top1}   top-5 {top5}   ({accuracy.count} samples)"
+
+
+def primary_cell(result: EvaluationResult, *, with_name: bool) -> str:
+    """The headline accuracy figure of a run ('0.9889', or 'mAP 0.4123' when runs of several tasks are shown)."""
+    primary = result.accuracy.primary if result.accuracy is not None else None
+    if primary is None:
+        return "-"
+    name, value = primary
+    return f"{name} {value:.4f}" if with_name else f"{value:.4f}"
+
+
 def result_table(result: EvaluationResult) -> RenderableType:
     settings = result.requested_settings
     table = Table(title=f"{result.model.name} on {result.framework.name} {result.framework.version}", show_header=False)
@@ -55,7 +81,7 @@ def result_table(result: EvaluationResult) -> RenderableType:
     parts: list[RenderableType] = [table]
     if result.accuracy is not None:
         accuracy = result.accuracy
-        table.add_row("accuracy", f"top-1 {accuracy.top1:.4f}   top-5 {accuracy.top5:.4f}   ({accuracy.count} samples)")
+        table.add_row("accuracy", accuracy_text(accuracy))
         table.add_row("accuracy run", _verdict_text(accuracy.verdict))
     if result.performance is not None:
         performance = result.performance
@@ -83,9 +109,12 @@ def result_table(result: EvaluationResult) -> RenderableType:
 def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
     """The comparison of every run with the reference framework, and one table per batch-size sweep."""
     agreement = {(a.framework, a.batch_size, a.device): a for a in summary.agreement}
+    metrics = {r.accuracy.primary[0] for r in summary.results if r.accuracy is not None and r.accuracy.primary}
+    named = metrics != {"top1"} and bool(metrics)
+    accuracy_column = "top-1" if not named else ("accuracy" if len(metrics) > 1 else next(iter(metrics)))
     comparison = Table(
         Column("framework", min_width=11, overflow="fold"),
-        *(Column(name, no_wrap=True) for name in ("batch", "top-1", "p50", "items/s", "agree", "max|dp|")),
+        *(Column(name, no_wrap=True) for name in ("batch", accuracy_column, "p50", "items/s", "agree", "max|dp|")),
         *(Column(name, no_wrap=True) for name in ("KL", "JS")),
         title=f"{summary.evaluation_id}: agreement with {summary.reference_framework} (top-1 agreement, max absolute"
         " probability difference, mean KL and Jensen-Shannon divergence in nats)",
@@ -101,7 +130,7 @@ def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
         row = [
             name.replace(" ", "\n"),
             str(batch),
-            f"{result.accuracy.top1:.4f}" if result.accuracy is not None else "-",
+            primary_cell(result, with_name=len(metrics) > 1),
             _ms(performance.latency.p50_ns).replace(" ", "") if performance is not None else "-",
             f"{performance.throughput.samples_per_s:,.0f}" if performance is not None else "-",
         ]

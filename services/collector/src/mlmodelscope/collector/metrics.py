@@ -15,7 +15,9 @@ goes down. Regression gauges (``mlmodelscope_regression_detected``, ``..._p99_ra
 seeded from the ``regression_checks`` table and advanced by the regression monitor after it stores a check.
 Definitions: ``mlmodelscope_inferences_total`` counts dataset items predicted (sum of ``item_count``
 over query records of every mode); ``mlmodelscope_inference_latency_seconds`` observes each performance-mode
-predictor call; the two gauges show the latest finished run of each label set; ``mlmodelscope_dead_letters_total``
+predictor call; the gauges show the latest finished run of each label set (``mlmodelscope_accuracy_ratio``: the
+task's primary figure, named by its ``metric`` label: top1, mAP or mIoU; ``..._accuracy_top1_ratio``:
+classification only); ``mlmodelscope_dead_letters_total``
 counts the messages terminated without being stored, by reason (the ``dead_letters`` table; every reason is
 exported, 0 included, so an alert can watch ``insert_failed``), and ``mlmodelscope_messages_rejected_total`` is
 the same count under its older name, kept for existing dashboards.
@@ -83,6 +85,7 @@ class LatencyHistogram:
 class LatestValue:
     at: datetime
     value: float
+    metric: str = ""  # accuracy: which figure (top1, mAP, mIoU)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class MetricsSnapshot:
     inferences: dict[RunLabels, int] = field(default_factory=dict)
     latency: dict[RunLabels, LatencyHistogram] = field(default_factory=dict)
     accuracy_top1: dict[RunLabels, LatestValue] = field(default_factory=dict)
+    accuracy: dict[RunLabels, LatestValue] = field(default_factory=dict)
     throughput: dict[RunLabels, LatestValue] = field(default_factory=dict)
     regressions: dict[RunLabels, RegressionState] = field(default_factory=dict)
 
@@ -121,6 +125,7 @@ class MetricEffects:
     items: int = 0
     latencies_ns: list[int] = field(default_factory=list)
     accuracy_top1: LatestValue | None = None
+    accuracy: LatestValue | None = None
     throughput: LatestValue | None = None
 
 
@@ -162,6 +167,8 @@ class CollectorMetrics(Collector):
                     histogram.observe(latency_ns)
             if effects.accuracy_top1 is not None and _newer(state.accuracy_top1.get(labels), effects.accuracy_top1):
                 state.accuracy_top1[labels] = effects.accuracy_top1
+            if effects.accuracy is not None and _newer(state.accuracy.get(labels), effects.accuracy):
+                state.accuracy[labels] = effects.accuracy
             if effects.throughput is not None and _newer(state.throughput.get(labels), effects.throughput):
                 state.throughput[labels] = effects.throughput
 
@@ -192,6 +199,7 @@ class CollectorMetrics(Collector):
                 inferences=dict(state.inferences),
                 latency={k: LatencyHistogram(list(v.counts), v.sum_ns) for k, v in state.latency.items()},
                 accuracy_top1=dict(state.accuracy_top1),
+                accuracy=dict(state.accuracy),
                 throughput=dict(state.throughput),
                 regressions=dict(state.regressions),
             )
@@ -255,6 +263,14 @@ class CollectorMetrics(Collector):
         yield _latest_gauge(
             "mlmodelscope_accuracy_top1_ratio", "Top-1 accuracy (0..1) of the latest finished run.", state.accuracy_top1
         )
+        accuracy = GaugeMetricFamily(
+            "mlmodelscope_accuracy_ratio",
+            "The task's primary accuracy (0..1) of the latest finished run: top1, mAP or mIoU (label metric).",
+            labels=[*LABEL_NAMES, "metric"],
+        )
+        for labels, latest in sorted(state.accuracy.items()):
+            accuracy.add_metric([*labels, latest.metric], latest.value)
+        yield accuracy
         yield _latest_gauge(
             "mlmodelscope_throughput_samples_per_second",
             "Throughput in dataset items per second of the latest finished run (LoadGen's figure).",

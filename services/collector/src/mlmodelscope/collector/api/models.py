@@ -69,7 +69,11 @@ class RunSummary(_Response):
     error: str
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
-    accuracy_top1: float | None
+    accuracy_top1: float | None = Field(description="Classification runs: top-1 accuracy (None for other tasks).")
+    accuracy_metric: str | None = Field(
+        default=None, description="The task's primary accuracy figure: 'top1', 'mAP' (detection) or 'mIoU'."
+    )
+    accuracy_value: float | None = Field(default=None, description="Its value (a fraction in [0, 1]).")
     throughput_samples_per_s: float | None
     created_at: UtcDatetime
 

@@ -95,15 +95,16 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
         histogram.counts[int(index)] += int(count)
         histogram.sum_ns += joined_halves(sum_high, sum_low)
 
-    for *label_values, finished_at, top1, throughput in connection.execute(
-        select(*LABEL_COLUMNS, _runs.c.finished_at, _runs.c.accuracy_top1, _runs.c.throughput_samples_per_s).where(
-            labelled, _runs.c.finished_at.is_not(None)
-        )
+    figures = (_runs.c.accuracy_top1, _runs.c.accuracy_metric, _runs.c.accuracy_value, _runs.c.throughput_samples_per_s)
+    for *label_values, finished_at, top1, metric, value, throughput in connection.execute(
+        select(*LABEL_COLUMNS, _runs.c.finished_at, *figures).where(labelled, _runs.c.finished_at.is_not(None))
     ):
         labels = labels_of(label_values)
         at = utc(finished_at)
         if top1 is not None:
             _keep_latest(snapshot.accuracy_top1, labels, LatestValue(at, float(top1)))
+        if metric is not None and value is not None:
+            _keep_latest(snapshot.accuracy, labels, LatestValue(at, float(value), str(metric)))
         if throughput is not None:
             _keep_latest(snapshot.throughput, labels, LatestValue(at, float(throughput)))
     return snapshot

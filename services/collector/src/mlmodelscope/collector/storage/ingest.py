@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -33,6 +32,7 @@ from mlmodelscope.collector.metrics import CollectorMetrics, LatestValue, Metric
 from mlmodelscope.collector.storage import schema
 from mlmodelscope.collector.storage.aggregates import DUPLICATE_COUNTER, LABEL_COLUMNS, labels_of
 from mlmodelscope.collector.storage.database import Database
+from mlmodelscope.collector.storage.result_figures import number, primary_accuracy
 from mlmodelscope.collector.storage.timeutil import now, utc
 from mlmodelscope.core.messages import (
     INT64_MAX,
@@ -359,7 +359,13 @@ def _run_started(connection: Connection, run_id: str, payload: RunStarted, effec
         update(runs)
         .where(runs.c.run_id == run_id, runs.c.model.is_(None))
         .values(**values, status=case((runs.c.status == "pending", "running"), else_=runs.c.status))
-        .returning(runs.c.finished_at, runs.c.accuracy_top1, runs.c.throughput_samples_per_s)
+        .returning(
+            runs.c.finished_at,
+            runs.c.accuracy_top1,
+            runs.c.throughput_samples_per_s,
+            runs.c.accuracy_metric,
+            runs.c.accuracy_value,
+        )
     ).first()
     if updated is None:
         log.info("run %s: run_started again under a new message id; the first one's labels stay", run_id)
@@ -375,10 +381,12 @@ def _run_started(connection: Connection, run_id: str, payload: RunStarted, effec
         effects.items += int(item_count)
         if mode == "performance":
             effects.latencies_ns.append(int(end_ns) - int(start_ns))
-    finished_at, top1, throughput = updated
+    finished_at, top1, throughput, metric, value = updated
     if finished_at is not None:
         if top1 is not None:
             effects.accuracy_top1 = LatestValue(utc(finished_at), float(top1))
+        if metric is not None and value is not None:
+            effects.accuracy = LatestValue(utc(finished_at), float(value), str(metric))
         if throughput is not None:
             effects.throughput = LatestValue(utc(finished_at), float(throughput))
 
@@ -462,8 +470,9 @@ def _run_finished(connection: Connection, run_id: str, payload: RunFinished, eff
     """The run's outcome, once: a run already finished is never rewritten (the transaction is rolled back and the
     message dead-lettered). ``finished_at`` is the agent's finish time; older agents do not send it (ingest time)."""
     runs = schema.runs
-    top1 = _number(payload.result, "accuracy", "top1")
-    throughput = _number(payload.result, "performance", "throughput", "samples_per_s")
+    top1 = number(payload.result, "accuracy", "top1")
+    primary = primary_accuracy(payload.result)
+    throughput = number(payload.result, "performance", "throughput", "samples_per_s")
     finished_at = connection.execute(
         update(runs)
         .where(runs.c.run_id == run_id, runs.c.finished_at.is_(None))
@@ -472,6 +481,8 @@ def _run_finished(connection: Connection, run_id: str, payload: RunFinished, eff
             error=payload.error,
             result=payload.result,
             accuracy_top1=top1,
+            accuracy_metric=None if primary is None else primary[0],
+            accuracy_value=None if primary is None else primary[1],
             throughput_samples_per_s=throughput,
             expected_span_count=payload.span_count,
             expected_query_count=payload.query_count,
@@ -487,18 +498,8 @@ def _run_finished(connection: Connection, run_id: str, payload: RunFinished, eff
     if effects.labels is not None:
         at = utc(finished_at)
         effects.accuracy_top1 = None if top1 is None else LatestValue(at, top1)
+        effects.accuracy = None if primary is None else LatestValue(at, primary[1], primary[0])
         effects.throughput = None if throughput is None else LatestValue(at, throughput)
-
-
-def _number(document: Mapping[str, Any] | None, *path: str) -> float | None:
-    value: Any = document
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _summary(error: Exception) -> str:

@@ -52,6 +52,9 @@ runs = Table(
     Column("expected_span_count", Integer, nullable=True),
     Column("expected_query_count", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The task's primary accuracy figure: ('top1', x), ('mAP', x) or ('mIoU', x) (AccuracyResult.primary).
+    Column("accuracy_metric", String(32), nullable=True),
+    Column("accuracy_value", Float, nullable=True),
 )
 
 spans = Table(

@@ -22,7 +22,12 @@ from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, 
 
 from mlmodelscope.collector.errors import MigrationError
 from mlmodelscope.collector.storage.database import Database
-from mlmodelscope.collector.storage.migrations import a0001_baselines, v0001_initial, v0002_dead_letters
+from mlmodelscope.collector.storage.migrations import (
+    a0001_baselines,
+    v0001_initial,
+    v0002_dead_letters,
+    v0003_accuracy_metric,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,9 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, spans, queries, ingested_messages, progress, rejected_messages, counters", v0001_initial.apply),
     Migration(2, "dead_letters (replaces rejected_messages, rows copied)", v0002_dead_letters.apply),
+    Migration(
+        3, "runs.accuracy_metric, runs.accuracy_value (every task's primary figure)", v0003_accuracy_metric.apply
+    ),
 )
 
 # A second, independent track for the analysis tables (baselines, regression checks) with its own version table,
