@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.errors import EvaluationError, PredictorError
 from mlmodelscope.core.evaluation.driver import LoadGenDriver
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Seeds
 from mlmodelscope.core.manifests import Registry, load_registry
+from mlmodelscope.core.manifests.resources import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
-from mlmodelscope.core.processing import Postprocessor
-from mlmodelscope.core.processing.steps import PostprocessStep, TopKStep
 from tests.conftest import ASSETS
 
 pytestmark = pytest.mark.slow
@@ -124,10 +124,27 @@ def _driver_of(predictor_class: type[Predictor], registry: Registry, **settings:
     """A single-stream performance driver over 20 zero samples, with a test predictor."""
     predictor = predictor_class(registry.model("digits-cnn").spec, PredictorOptions())
     predictor.load(Path("unused"))
-    library = SampleLibrary(inputs=[np.zeros((20, 1, 8, 8), np.float32)], labels=np.zeros(20, np.int64))
-    post = Postprocessor([PostprocessStep(top_k=TopKStep(k=5))])
+    library = SampleLibrary(_ZerosReader(20), registry.model("digits-cnn").spec.model_copy(update={"inputs": [_INPUT]}))
     chosen = EvaluationSettings(scenario="single-stream", mode="performance", **{**QUICK, **settings})  # type: ignore[arg-type]
-    return LoadGenDriver(predictor, library, post, chosen)
+    return LoadGenDriver(predictor, library, None, chosen)
+
+
+_INPUT = ModelInput(name="input", shape=[1, 8, 8], dtype="float32")
+
+
+class _ZerosReader:
+    """``size`` zero 8x8 grey images, all class 0."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.truth = ClassLabels(np.zeros(size, np.int64))
+        self.fingerprint = "zeros"
+
+    def read(self, index: int) -> np.ndarray:
+        return np.zeros((1, 8, 8), np.float32)
+
+    def name(self, index: int) -> ItemName:
+        return ItemName(index)
 
 
 def test_predictor_failure_completes_the_run_and_reports(registry: Registry, tmp_path: Path) -> None:

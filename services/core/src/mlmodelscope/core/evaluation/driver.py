@@ -2,8 +2,12 @@
 
 We do not write a load generator. LoadGen decides when queries are issued (SingleStream, MultiStream, Server's
 Poisson arrivals, Offline's one big query), measures latencies and gives the VALID/INVALID verdict; this module
-answers its queries as fast as the predictor allows and keeps a per-query record (SUT-side start/end times, and
-in accuracy mode the top-5 classes of every sample).
+answers its queries as fast as the predictor allows and keeps a per-query record (SUT-side start/end times); in
+accuracy mode every batch's outputs go to the task's ``Scorer``.
+
+Sample library. The QSL's load/unload callbacks are the sample library's (LoadGen calls them untimed, before and
+after a test): the performance run loads one seeded random set of ``performance_sample_count`` items, the accuracy
+run walks the dataset in such sets, so memory is bounded by that count rather than by the dataset.
 
 Batching. A predictor call processes ``batch_size`` samples. In Offline and MultiStream LoadGen issues many
 samples per query, which we cut into batches. In SingleStream and Server LoadGen issues one sample per query, so
@@ -12,17 +16,16 @@ then counts batches, and throughput in items/s is LoadGen's figure times B.
 
 Hot path. SingleStream, MultiStream and Offline answer synchronously inside LoadGen's ``IssueQuery`` callback
 (no thread hop); Server hands queries to worker threads so LoadGen keeps its arrival schedule. Per query the SUT
-does: look up pre-built input views, predict, post-process, append one record, complete.
+does: look up the input views built when the unit was loaded (or gather), predict, append one record, complete.
 """
 
 from __future__ import annotations
 
 import gc
-import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,23 +35,16 @@ import numpy as np
 
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.loadgen_report import DETAIL_LOG, LoadGenReport, parse_report, read_detail_log
-from mlmodelscope.core.evaluation.samples import SampleLibrary
-from mlmodelscope.core.evaluation.settings import EvaluationSettings, Scenario
+from mlmodelscope.core.evaluation.loadgen_settings import loadgen_test_settings
+from mlmodelscope.core.evaluation.samples import QuerySampleLibrary, SampleLibrary
+from mlmodelscope.core.evaluation.scoring import Scorer
+from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.predictor import Predictor
-from mlmodelscope.core.processing import Postprocessor
-from mlmodelscope.core.processing.postprocess import Classification
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
 RunMode = Literal["accuracy", "performance"]
-TOP_K_RECORDED = 5
 
-_SCENARIOS: dict[Scenario, Any] = {
-    "single-stream": lg.TestScenario.SingleStream,
-    "multi-stream": lg.TestScenario.MultiStream,
-    "server": lg.TestScenario.Server,
-    "offline": lg.TestScenario.Offline,
-}
 _UNIT_SCENARIOS = ("single-stream", "server")
 _WARMUP_WINDOW = 5
 _WARMUP_MAX_CALLS = 1_000
@@ -110,36 +106,8 @@ class RunOutcome:
     report: LoadGenReport | None  # None in accuracy mode: LoadGen gives no verdict there
     errors: list[str]
     records: QueryRecords
-    duration_s: float
-    accuracy: AccuracyRecord | None = None  # accuracy mode: what each dataset item was answered
-
-
-@dataclass
-class AccuracyRecord:
-    """The accuracy run's answers per dataset item, kept for scoring and for cross-framework agreement.
-
-    ``top_k`` is (items, 5) int64, -1 where an item was never issued; ``probabilities`` is (items, classes)
-    float32 (the post-processed output: softmax when the manifest asks for it), allocated on the first answer.
-    """
-
-    top_k: np.ndarray
-    probabilities: np.ndarray | None = None
-
-    @classmethod
-    def empty(cls, items: int) -> AccuracyRecord:
-        return cls(np.full((items, TOP_K_RECORDED), -1, dtype=np.int64))
-
-    def record(self, items: np.ndarray, result: Classification) -> None:
-        k = min(TOP_K_RECORDED, result.top_indices.shape[1])
-        self.top_k[items, :k] = result.top_indices[:, :k]
-        if self.probabilities is None:
-            self.probabilities = np.zeros((len(self.top_k), result.probabilities.shape[1]), dtype=np.float32)
-        self.probabilities[items] = result.probabilities
-
-    @property
-    def answered(self) -> np.ndarray:
-        """(items,) bool: which items the run answered."""
-        return np.asarray(self.top_k[:, 0] >= 0)
+    duration_s: float  # the test's wall time, without loading and unloading samples (untimed, as in LoadGen)
+    load_s: float = 0.0  # time spent in LoadGen's load/unload callbacks
 
 
 class LoadGenDriver:
@@ -149,7 +117,7 @@ class LoadGenDriver:
         self,
         predictor: Predictor,
         library: SampleLibrary,
-        postprocessor: Postprocessor,
+        scorer: Scorer | None,
         settings: EvaluationSettings,
         progress: RunProgress | None = None,
         tracer: Tracer | None = None,
@@ -157,25 +125,15 @@ class LoadGenDriver:
         self.predictor = predictor
         self.tracer = tracer
         self.library = library
-        self.postprocessor = postprocessor
+        self.scorer = scorer  # None: performance runs only
         self.settings = settings
         self.progress = progress or RunProgress()
-        batch = settings.batch_size
         self._uses_units = settings.scenario in _UNIT_SCENARIOS
-        if self._uses_units:
-            unit_count = math.ceil(library.size / batch)
-            # Every unit is a full batch: the last one wraps around to the first items, so the predictor always
-            # sees one input shape (and accuracy simply re-answers a few items identically).
-            self._units = [
-                library.contiguous(u * batch, (u + 1) * batch)
-                if (u + 1) * batch <= library.size
-                else library.gather(np.arange(u * batch, (u + 1) * batch) % library.size)
-                for u in range(unit_count)
-            ]
-            self._sample_count = unit_count
-        else:
-            self._units = []
-            self._sample_count = library.size
+        # SingleStream/Server: a LoadGen sample is a unit of batch_size consecutive items (see QuerySampleLibrary).
+        self.qsl = QuerySampleLibrary(library, settings.batch_size if self._uses_units else None)
+        self._units = self.qsl.units
+        self._sample_count = self.qsl.total
+        self._performance_count = self.qsl.performance_count(settings.performance_samples(library.size))
 
     # --- warm-up and calibration ---------------------------------------------------------------------------
 
@@ -186,10 +144,16 @@ class LoadGenDriver:
         TorchScript's profiling executor are slow for their first calls), bounded by ``_WARMUP_MAX_CALLS`` calls
         and ``_WARMUP_MAX_S`` seconds. The calibration figures come from that steady tail only.
         """
-        window = _WARMUP_WINDOW
-        count = max(self.settings.warmup_queries, window)
+        count = max(self.settings.warmup_queries, _WARMUP_WINDOW)
         batch = min(self.settings.batch_size, self.library.size)
-        inputs = self.library.contiguous(0, batch)
+        self.library.load(range(batch))
+        try:
+            return self._warm_up(self.library.contiguous(0, batch), count)
+        finally:
+            self.library.unload(range(batch))
+
+    def _warm_up(self, inputs: list[np.ndarray], count: int) -> WarmupResult:
+        window = _WARMUP_WINDOW
         latencies: list[int] = []
         self.progress.start("warm-up", 0.0, latencies)
         deadline_s = time.monotonic() + _WARMUP_MAX_S
@@ -202,49 +166,18 @@ class LoadGenDriver:
                 steady = max(tail) <= 1.5 * min(tail)
                 if steady or len(latencies) >= _WARMUP_MAX_CALLS or time.monotonic() > deadline_s:
                     break
-        self.postprocessor(self.predictor.predict(inputs)[0])  # warm the post-processing path too (untimed)
+        if self.scorer is not None:
+            self.scorer.warm(self.predictor.predict(inputs))  # warm the post-processing path too (untimed)
         ordered = sorted(latencies[-window:])
         return WarmupResult(len(latencies), ordered[len(ordered) // 2], ordered[0])
 
     def _test_settings(self, mode: RunMode, warmup: WarmupResult) -> Any:
-        s = self.settings
-        ts = lg.TestSettings()
-        ts.scenario = _SCENARIOS[s.scenario]
-        ts.mode = lg.TestMode.AccuracyOnly if mode == "accuracy" else lg.TestMode.PerformanceOnly
-        ts.min_duration_ms = round(s.min_duration_s * 1000)
-        ts.max_duration_ms = round(s.max_duration_s * 1000) if s.max_duration_s else 0
-        ts.min_query_count = s.min_query_count
-        ts.max_query_count = s.max_query_count or 0
-        ts.qsl_rng_seed = s.seeds.qsl
-        ts.sample_index_rng_seed = s.seeds.sample_index
-        ts.schedule_rng_seed = s.seeds.schedule
-        ts.performance_sample_count_override = self._sample_count
-        # LoadGen pre-generates queries from these hints: a latency hint that is too high (or a QPS hint too low)
-        # makes it run out of queries before min_duration, so calibrate on the fast side of the warm-up.
-        batch_latency_ns = max(warmup.min_latency_ns, 1_000)
-        if s.scenario == "single-stream":
-            expected_ns = s.expected_latency_ms * 1e6 if s.expected_latency_ms else batch_latency_ns * 0.5
-            ts.single_stream_expected_latency_ns = max(round(expected_ns), 1_000)
-        elif s.scenario == "multi-stream":
-            ts.multi_stream_samples_per_query = s.samples_per_query
-            calls = math.ceil(s.samples_per_query / s.batch_size)
-            expected_ns = s.expected_latency_ms * 1e6 if s.expected_latency_ms else batch_latency_ns * calls * 0.5
-            ts.multi_stream_expected_latency_ns = max(round(expected_ns), 1_000)
-        elif s.scenario == "offline":
-            measured_qps = s.batch_size / (batch_latency_ns / 1e9)
-            ts.offline_expected_qps = s.expected_qps if s.expected_qps else measured_qps * 1.5
-        else:
-            measured_qps = 1e9 / batch_latency_ns
-            ts.server_target_qps = s.target_qps if s.target_qps else measured_qps * 0.5
-            ts.server_target_latency_ns = round(s.effective_latency_bound_ms * 1e6)
-        if s.target_latency_percentile is not None:
-            if s.scenario == "single-stream":
-                ts.single_stream_target_latency_percentile = s.target_latency_percentile
-            elif s.scenario == "multi-stream":
-                ts.multi_stream_target_latency_percentile = s.target_latency_percentile
-            elif s.scenario == "server":
-                ts.server_target_latency_percentile = s.target_latency_percentile
-        return ts
+        return loadgen_test_settings(
+            self.settings,
+            accuracy=mode == "accuracy",
+            performance_count=self._performance_count,
+            min_latency_ns=warmup.min_latency_ns,
+        )
 
     # --- the run ------------------------------------------------------------------------------------------
 
@@ -267,15 +200,18 @@ class LoadGenDriver:
 
     def _run_once(self, mode: RunMode, warmup: WarmupResult, log_dir: Path) -> tuple[RunOutcome, _Sut]:
         log_dir.mkdir(parents=True, exist_ok=True)
-        accuracy = AccuracyRecord.empty(self.library.size) if mode == "accuracy" else None
-        sut = _Sut(self, accuracy)
+        if mode == "accuracy" and self.scorer is None:
+            raise EvaluationError("an accuracy run needs a scorer (the driver was built for performance only).")
+        sut = _Sut(self, self.scorer if mode == "accuracy" else None)
         settings = self._test_settings(mode, warmup)
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(log_dir)
         log_settings.log_output.copy_summary_to_stdout = False
         log_settings.enable_trace = False  # hundreds of MB per minute; our own records carry per-query times
+        qsl = self.qsl
+        qsl.reset()
         sut_handle = lg.ConstructSUT(sut.issue, sut.flush)
-        qsl_handle = lg.ConstructQSL(self._sample_count, self._sample_count, _load_nothing, _load_nothing)
+        qsl_handle = lg.ConstructQSL(self._sample_count, self._performance_count, qsl.load, qsl.unload)
         self.progress.start(mode, self.settings.min_duration_s if mode == "performance" else 0.0, sut.rows)
         started = time.perf_counter()
         # The cyclic GC would pause the hot path to scan the record tuples it allocates; nothing on that path
@@ -291,8 +227,11 @@ class LoadGenDriver:
             sut.stop_workers()
             lg.DestroyQSL(qsl_handle)
             lg.DestroySUT(sut_handle)
+            qsl.release()
             self.progress.phase = "done"
-        duration_s = time.perf_counter() - started
+        duration_s = time.perf_counter() - started - qsl.load_s
+        if qsl.error is not None:
+            raise qsl.error  # a sample that cannot be read or pre-processed: the error names it
         if sut.failures:
             failure = sut.failures[0]
             raise EvaluationError(
@@ -302,29 +241,25 @@ class LoadGenDriver:
         records = sut.records()
         if mode == "accuracy":
             errors = read_detail_log(log_dir / DETAIL_LOG)["_errors"]
-            return RunOutcome(mode, None, errors, records, duration_s, accuracy), sut
+            return RunOutcome(mode, None, errors, records, duration_s, qsl.load_s), sut
         report = parse_report(log_dir)
-        return RunOutcome(mode, report, report.errors, records, duration_s, None), sut
+        return RunOutcome(mode, report, report.errors, records, duration_s, qsl.load_s), sut
 
 
 def _ran_out_of_queries(outcome: RunOutcome) -> bool:
     return any("Ran out of generated queries" in error for error in outcome.errors)
 
 
-def _load_nothing(_samples: Sequence[int]) -> None:
-    """The sample library is already in RAM (pre-processed at start-up), so LoadGen's load/unload are no-ops."""
-
-
 class _Sut:
     """The callbacks LoadGen calls, built as closures over locals so the hot path does no attribute lookups.
 
     Performance mode times ``predict`` only: LoadGen never looks at responses there (as in MLPerf, where accuracy
-    is scored from the accuracy run). Accuracy mode also post-processes every output and records its top-5.
+    is scored from the accuracy run). Accuracy mode also hands every batch's outputs to the scorer.
     Every call appends one row (see ``__init__``); a failing call is remembered and still completed, so LoadGen
     never waits for an answer that will not come.
     """
 
-    def __init__(self, driver: LoadGenDriver, accuracy: AccuracyRecord | None) -> None:
+    def __init__(self, driver: LoadGenDriver, accuracy: Scorer | None) -> None:
         # A row per call: a bare latency (int, ns) on the performance fast path of unit scenarios when MODEL
         # tracing is off; otherwise (first item, item count, start ns, end ns), which is also what the tracer's
         # model_rows hold, so with MODEL tracing on the SUT appends straight into them.
@@ -376,10 +311,9 @@ class _Sut:
         while (query_samples := get()) is not None:
             answer(query_samples)
 
-    def _answer_units(self, driver: LoadGenDriver, accuracy: AccuracyRecord | None) -> Callable[[list[Any]], None]:
+    def _answer_units(self, driver: LoadGenDriver, accuracy: Scorer | None) -> Callable[[list[Any]], None]:
         """SingleStream / Server: each LoadGen sample is one pre-built unit (a batch of consecutive items)."""
         predict, units, batch = driver.predictor.predict, driver._units, driver.settings.batch_size
-        size = driver.library.size
         append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
         response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
         if accuracy is None and not self.full_rows:
@@ -411,16 +345,14 @@ class _Sut:
                 complete([response(sample.id, 0, 0)])
 
             return answer_performance_traced
-        postprocess, record = driver.postprocessor, accuracy.record
+        record, items_of = accuracy.record, driver.qsl.items_of
 
         def answer_accuracy(query_samples: list[Any]) -> None:
             for sample in query_samples:
                 index = sample.index
                 start = clock()
                 try:
-                    result = postprocess(predict(units[index])[0])
-                    items = np.arange(index * batch, (index + 1) * batch) % size
-                    record(items, result)
+                    record(items_of(index), predict(units[index]))
                 except Exception as e:
                     failures.append(e)
                 append((index * batch, batch, start, clock()))
@@ -428,10 +360,9 @@ class _Sut:
 
         return answer_accuracy
 
-    def _answer_batches(self, driver: LoadGenDriver, accuracy: AccuracyRecord | None) -> Callable[[list[Any]], None]:
+    def _answer_batches(self, driver: LoadGenDriver, accuracy: Scorer | None) -> Callable[[list[Any]], None]:
         """MultiStream / Offline: many samples per query, answered in batches of batch_size."""
         predict, gather, batch = driver.predictor.predict, driver.library.gather, driver.settings.batch_size
-        postprocess = driver.postprocessor
         record = accuracy.record if accuracy is not None else None
         append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
         response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
@@ -444,7 +375,7 @@ class _Sut:
                 try:
                     outputs = predict(gather(indices))
                     if record is not None:
-                        record(np.asarray(indices), postprocess(outputs[0]))
+                        record(np.asarray(indices), outputs)
                 except Exception as e:
                     failures.append(e)
                 append((indices[0], len(indices), start, clock()))

@@ -1,9 +1,9 @@
 """One evaluation from manifest to result: resolve, fetch, load, warm up, run accuracy and/or performance.
 
 This is the data flow of DESIGN.md section 2 in one place, shared by the CLI (locally) and the agent (in a
-cluster): manifest -> artifact fetch (checksum) -> predictor.load -> driver (LoadGen scenario) -> pre-process
-(untimed, once) -> predict -> post-process -> result. Each phase's wall time is recorded, so cold-start cost is
-reported separately from steady-state latency.
+cluster): manifest -> artifact fetch (checksum) -> dataset reader (opened, nothing decoded yet) -> predictor.load
+-> driver (LoadGen scenario; its QSL decodes and pre-processes each loaded set, untimed) -> predict -> scorer ->
+result. Each phase's wall time is recorded, so cold-start cost is reported separately from steady-state latency.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ import numpy as np
 
 from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
+from mlmodelscope.core.datasets.reader import ClassLabels, DatasetReader
+from mlmodelscope.core.datasets.sample_cache import SampleCache
 from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
-from mlmodelscope.core.evaluation.agreement import write_outputs
 from mlmodelscope.core.evaluation.cpu_quota import CpuBudget, container_cpus
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
 from mlmodelscope.core.evaluation.environment import capture_environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow
+from mlmodelscope.core.evaluation.reader_adapter import open_reader  # TEMPORARY until core.datasets.opening
 from mlmodelscope.core.evaluation.results import (
-    AccuracyResult,
     EvaluationResult,
     LoadTime,
     PerformanceResult,
@@ -36,13 +37,14 @@ from mlmodelscope.core.evaluation.results import (
     Throughput,
     Verdict,
 )
-from mlmodelscope.core.evaluation.samples import build_sample_library, dataset_source_sha256, load_dataset
+from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_sha256
+from mlmodelscope.core.evaluation.scoring import Scorer, make_scorer
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import latency_stats
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, check_version
-from mlmodelscope.core.manifests.resources import Accelerator, FileRef
+from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
-from mlmodelscope.core.processing import Postprocessor, load_labels
+from mlmodelscope.core.processing import load_labels
 from mlmodelscope.core.tracing.hardware import HardwareSampler
 from mlmodelscope.core.tracing.spans import AttributeValue, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
@@ -147,17 +149,13 @@ def run_evaluation(
             naming_the_manifest(f"dataset '{dataset.name}' ({dataset_entry.where})"),
             _phase(tracer, "dataset_load", root.span_id, dataset=dataset.name) as dataset_phase,
         ):
-            library = build_sample_library(load_dataset(dataset, store, dataset_entry.folder), model.spec)
+            reader = open_reader(dataset, store, dataset_entry.folder)
+            library = SampleLibrary(reader, model.spec, _sample_cache(store, dataset, reader, model, request))
         output_spec = model.spec.outputs[0]
         with naming_the_manifest(f"model '{model.name}' labels ({resolution.model_where})"):
             labels = _fetch_labels(store, output_spec.labels, model_dir)
-        classes = output_spec.shape[-1] if output_spec.shape else 0
-        if classes > 0 and (library.labels.min() < 0 or library.labels.max() >= classes):
-            raise ManifestError(
-                f"dataset '{dataset.name}' has labels outside 0..{classes - 1}, the classes of model '{model.name}'.",
-                hint="Evaluate the model on a dataset of its own task and label set.",
-            )
-        postprocessor = Postprocessor(output_spec.postprocess, labels)
+        _check_labels(reader, dataset, model, request.settings)
+        scorer = make_scorer(model.spec, reader.truth, labels) if request.settings.runs_accuracy else None
         profile_dir = request.output_dir / "framework-profile" if tracer.enabled(TraceLevel.FRAMEWORK) else None
         threads = intra_op_threads(request.intra_op_threads)
         options = PredictorOptions(device=request.device, intra_op_threads=threads.cpus, profile_dir=profile_dir)
@@ -165,7 +163,7 @@ def run_evaluation(
         with _phase(tracer, "model_load", root.span_id, format=artifact.format) as load_phase:
             predictor.load(artifact_path)
         try:
-            driver = LoadGenDriver(predictor, library, postprocessor, request.settings, progress, tracer)
+            driver = LoadGenDriver(predictor, library, scorer, request.settings, progress, tracer)
             with _phase(tracer, "warmup", root.span_id) as warmup_phase:
                 warmup = driver.warm_up()
             accuracy = performance = framework_trace = None
@@ -174,7 +172,8 @@ def run_evaluation(
                 with _phase(tracer, "accuracy_run", root.span_id, mode="accuracy") as run_phase:
                     outcome = driver.run("accuracy", warmup, log_dir)
                 tracer.materialize_model_spans(parent_id=run_phase.span_id)
-                accuracy = _accuracy_result(outcome, library.labels, log_dir)
+                assert scorer is not None
+                accuracy = scorer.result(_accuracy_verdict(outcome, scorer), log_dir)
             if request.settings.runs_performance:
                 log_dir = request.output_dir / "loadgen-performance"
                 window = _profile_window(predictor, tracer, request.settings)
@@ -233,37 +232,50 @@ def run_evaluation(
     )
 
 
-def _accuracy_result(outcome: RunOutcome, labels: np.ndarray, log_dir: Path) -> AccuracyResult:
-    record = outcome.accuracy
-    assert record is not None
-    answered = record.answered
-    count = int(answered.sum())
-    complete = count == len(labels)
-    verdict = Verdict(
+def _sample_cache(
+    store: ArtifactStore, dataset: Dataset, reader: DatasetReader, model: Model, request: EvaluationRequest
+) -> SampleCache | None:
+    """The on-disk cache of pre-processed samples, for image files only (arrays are cheap to pre-process again)."""
+    if not request.settings.sample_cache or dataset.spec.source.kind not in ("folder", "coco"):
+        return None
+    return SampleCache(store.cache_dir, reader.fingerprint, model.spec.inputs[0])
+
+
+def _check_labels(reader: DatasetReader, dataset: Dataset, model: Model, settings: EvaluationSettings) -> None:
+    """Class labels must be classes of a classification model; accuracy needs every item labelled."""
+    truth = reader.truth
+    output_spec = model.spec.outputs[0]
+    classes = output_spec.shape[-1] if output_spec.shape else 0
+    if not isinstance(truth, ClassLabels) or not len(truth.labels):
+        return
+    labels = truth.labels
+    if settings.runs_accuracy and labels.min() < 0:
+        raise ManifestError(
+            f"dataset '{dataset.name}' has {int((labels < 0).sum())} unlabelled items (e.g. "
+            f"{reader.name(int(np.flatnonzero(labels < 0)[0]))}); an accuracy run needs every item's class.",
+            hint="Label the dataset (class sub-folders or a labels file), or run with --mode performance.",
+        )
+    if classes > 0 and (labels.min() < -1 or labels.max() >= classes):
+        raise ManifestError(
+            f"dataset '{dataset.name}' has labels outside 0..{classes - 1}, the classes of model '{model.name}'.",
+            hint="Evaluate the model on a dataset of its own task and label set.",
+        )
+
+
+def _accuracy_verdict(outcome: RunOutcome, scorer: Scorer) -> Verdict:
+    """VALID when every dataset item was answered and LoadGen logged no error."""
+    answered = scorer.answered
+    count, total = int(answered.sum()), len(answered)
+    complete = count == total
+    return Verdict(
         valid=complete and not outcome.errors,
         result="VALID" if complete and not outcome.errors else "INVALID",
         constraints=[
-            ConstraintCheck(
-                name="all_samples",
-                satisfied=complete,
-                reason=f"{count} of {len(labels)} samples were answered",
-            )
+            ConstraintCheck(name="all_samples", satisfied=complete, reason=f"{count} of {total} samples were answered")
         ],
         recommendations=[],
         early_stopping=[],
         errors=outcome.errors,
-    )
-    if count == 0:
-        raise EvaluationError("the accuracy run answered no sample.", hint=f"See the LoadGen logs in {log_dir}.")
-    top_k, truth = record.top_k[answered], labels[answered]
-    outputs = write_outputs(log_dir, record.probabilities, answered) if record.probabilities is not None else None
-    return AccuracyResult(
-        top1=float(np.mean(top_k[:, 0] == truth)),
-        top5=float(np.mean((top_k == truth[:, None]).any(axis=1))),
-        count=count,
-        verdict=verdict,
-        log_dir=str(log_dir),
-        outputs=outputs,
     )
 
 

@@ -21,6 +21,11 @@ DEFAULT_QSL_SEED = 2376919268182438552
 DEFAULT_SAMPLE_INDEX_SEED = 11176391829184272374
 DEFAULT_SCHEDULE_SEED = 3911940905271271337
 
+DEFAULT_PERFORMANCE_SAMPLE_COUNT = 1024
+"""LoadGen's performance sample count when none is given: MLPerf fixes it per benchmark as the number of samples
+guaranteed to fit in RAM (ResNet-50 1024, SSD-ResNet34 64, 3D-UNet 16: mlperf.conf's performance_sample_count);
+1024 is the image classification figure, and never more than the dataset has."""
+
 DEFAULT_FRAMEWORK_TRACE_MAX_CALLS = 1000
 """Enough calls for stable per-operator statistics, few enough that every framework's profile stays small (ONNX
 Runtime keeps at most a million events per session) and that parsing it takes seconds, not minutes."""
@@ -72,6 +77,18 @@ class EvaluationSettings(BaseModel):
         default=None, gt=0, description="Offline hint to LoadGen; default: measured during warm-up."
     )
     seeds: Seeds = Field(default_factory=Seeds)
+    performance_sample_count: int | None = Field(
+        default=None,
+        ge=1,
+        description="Dataset items LoadGen keeps pre-processed in RAM (its loaded set): the performance run "
+        "queries a seeded random set of this many, the accuracy run walks the dataset in sets of this many. "
+        f"None: min(dataset size, {DEFAULT_PERFORMANCE_SAMPLE_COUNT}), as MLPerf's image classification.",
+    )
+    sample_cache: bool = Field(
+        default=True,
+        description="Keep pre-processed image samples on disk (artifact cache, samples/) so later runs do not "
+        "decode them again; only the loading time changes, never the results.",
+    )
     framework_trace_max_calls: int = Field(
         default=DEFAULT_FRAMEWORK_TRACE_MAX_CALLS,
         ge=1,
@@ -92,6 +109,11 @@ class EvaluationSettings(BaseModel):
                 f"max_query_count ({self.max_query_count}) is lower than min_query_count ({self.min_query_count})"
             )
         return self
+
+    def performance_samples(self, dataset_size: int) -> int:
+        """The loaded set's size in dataset items: the requested count, or the default, at most the dataset."""
+        requested = self.performance_sample_count or DEFAULT_PERFORMANCE_SAMPLE_COUNT
+        return max(1, min(dataset_size, requested))
 
     @property
     def effective_latency_bound_ms(self) -> float:
