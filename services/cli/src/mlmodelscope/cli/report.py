@@ -24,6 +24,7 @@ import typer
 from pydantic import ValidationError
 
 from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, local_collector
+from mlmodelscope.cli.report_tasks import markdown_section, with_html_section, with_task_tables
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.analysis.compare import Comparison
 from mlmodelscope.core.analysis.report import (
@@ -130,16 +131,22 @@ def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
 
 
 def write(report: Report, output: Path, output_format: ReportFormat) -> list[Path]:
+    """Write the report; detection/segmentation runs add their accuracy tables (``report_tasks``)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     if output_format == "csv":
         written = []
-        for index, (name, text) in enumerate(csv_files(report).items()):
+        for index, (name, text) in enumerate(csv_files(with_task_tables(report)).items()):
             path = output if index == 0 else output.with_name(f"{output.stem}.{name}{output.suffix or '.csv'}")
             path.write_text(text, encoding="utf-8")
             written.append(path)
         return written
-    render = {"html": to_html, "md": to_markdown, "json": to_json}[output_format]
-    output.write_text(render(report), encoding="utf-8")
+    if output_format == "html":
+        text = with_html_section(to_html(report), report)
+    elif output_format == "md":
+        text = to_markdown(report) + markdown_section(report)
+    else:
+        text = to_json(with_task_tables(report))
+    output.write_text(text, encoding="utf-8")
     return [output]
 
 

@@ -53,9 +53,8 @@ def list_runs(
     query = "?" + urlencode({name: value for name, value in filters.items() if value})
     with _collector(collector_url) as url:
         page: dict[str, Any] = fetch_json(url, f"/api/v1/runs{query}")
-    table = Table("run", "status", "model", "framework", "scenario", "batch", "top-1", "samples/s", "started")
+    table = Table("run", "status", "model", "framework", "scenario", "batch", "accuracy", "samples/s", "started")
     for run in page["items"]:
-        top1 = f"{run['accuracy_top1']:.4f}" if run.get("accuracy_top1") is not None else "-"
         throughput = f"{run['throughput_samples_per_s']:,.1f}" if run.get("throughput_samples_per_s") else "-"
         table.add_row(
             run["run_id"],
@@ -64,12 +63,21 @@ def list_runs(
             run.get("framework") or "-",
             run.get("scenario") or "-",
             str(run.get("batch_size") or "-"),
-            top1,
+            accuracy_cell(run),
             throughput,
             str(run.get("started_at") or "-"),
         )
     literal_console().print(table)
     literal_console().print(f"{len(page['items'])} of {page['total']} runs")
+
+
+def accuracy_cell(run: dict[str, Any]) -> str:
+    """A run's primary accuracy: 'top1 0.9889', 'mAP 0.4123', 'mIoU 0.7012' (a collector before schema 3 gives
+    only accuracy_top1)."""
+    metric, value = run.get("accuracy_metric"), run.get("accuracy_value")
+    if metric is None or value is None:
+        metric, value = "top1", run.get("accuracy_top1")
+    return "-" if value is None else f"{metric} {value:.4f}"
 
 
 @trace_app.command("export")

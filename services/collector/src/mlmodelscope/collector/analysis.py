@@ -24,6 +24,7 @@ from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads, schema
 from mlmodelscope.collector.storage.aggregates import joined_halves, sum_halves
 from mlmodelscope.collector.storage.finite_json import describe_replaced, finite_json
+from mlmodelscope.collector.task_metrics import TaskComparison, task_comparisons
 from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
 from mlmodelscope.core.analysis.errors import AnalysisError
 from mlmodelscope.core.analysis.layers import LayerGroup, canonical_op_type, counts_in_breakdown
@@ -183,7 +184,13 @@ def compare_runs(connection: Connection, run_ids: list[str], settings: Bootstrap
         )
         for row in rows[1:]
     ]
-    return CompareView(baseline=compared_run(rows[0]), candidates=candidates)
+    accuracy = accuracy_comparisons(connection, run_ids)
+    return CompareView(baseline=compared_run(rows[0]), candidates=candidates, accuracy=accuracy)
+
+
+def accuracy_comparisons(connection: Connection, run_ids: list[str]) -> list[TaskComparison]:
+    """The detection/segmentation figures of the runs (their stored results), side by side."""
+    return task_comparisons([(run_id, result_of(connection, run_id)) for run_id in dict.fromkeys(run_ids)])
 
 
 def evaluation_sweeps(connection: Connection, evaluation_id: str) -> list[BatchSweep]:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from mlmodelscope.collector.storage.timeutil import utc
+from mlmodelscope.collector.task_metrics import TaskComparison
 from mlmodelscope.core.analysis.compare import Comparison
 from mlmodelscope.core.analysis.regression import RegressionPolicy, RegressionVerdict
 from mlmodelscope.core.evaluation.batch_sweep import BatchSweep
@@ -39,6 +40,11 @@ class CandidateComparison(_Response):
 class CompareView(_Response):
     baseline: ComparedRun = Field(description="The first run given: every other run is compared with it.")
     candidates: list[CandidateComparison]
+    accuracy: list[TaskComparison] = Field(
+        default_factory=list,
+        description="Detection (mAP, AP per class) and segmentation (mIoU, IoU per class) figures of the compared "
+        "runs of those tasks, side by side.",
+    )
 
 
 class SweepList(_Response):
@@ -96,11 +102,23 @@ class CatalogFramework(_Response):
     description: str
 
 
+class RefusedModel(_Response):
+    model: str
+    reasons: list[str] = Field(description="Why the model cannot be evaluated on the dataset, one sentence each.")
+
+
 class CatalogDataset(_Response):
     name: str
     task: str
     size: int
     description: str
+    kind: str = Field(default="", description="Its source kind: folder, coco, npz or synthetic.")
+    fitting_models: list[str] = Field(
+        default_factory=list, description="The listed models that can be evaluated on it (compatibility.fit)."
+    )
+    refused_models: list[RefusedModel] = Field(
+        default_factory=list, description="The listed models that cannot, with the reasons."
+    )
 
 
 class Catalog(_Response):

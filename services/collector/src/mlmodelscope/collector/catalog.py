@@ -1,14 +1,23 @@
 """The catalog of models, frameworks and datasets the collector can show and launch: the core's manifest registry
-read from the configured asset folders (``assets`` setting), re-read on each request so new manifests appear."""
+read from the configured asset folders (``assets`` setting), re-read on each request so new manifests appear.
+Each dataset lists the models that fit it and, for the others, why not (``core.manifests.compatibility``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from mlmodelscope.collector.analysis_models import Catalog, CatalogDataset, CatalogFramework, CatalogModel
+from mlmodelscope.collector.analysis_models import (
+    Catalog,
+    CatalogDataset,
+    CatalogFramework,
+    CatalogModel,
+    RefusedModel,
+)
 from mlmodelscope.collector.settings import CollectorSettings
+from mlmodelscope.core.manifests.compatibility import fit
 from mlmodelscope.core.manifests.registry import Registry, load_registry
+from mlmodelscope.core.manifests.resources import Dataset, Model
 
 
 def asset_roots(settings: CollectorSettings) -> list[Path]:
@@ -50,8 +59,19 @@ def catalog(settings: CollectorSettings) -> Catalog:
             )
             for f in frameworks
         ],
-        datasets=[
-            CatalogDataset(name=d.name, task=d.spec.task, size=d.spec.size, description=d.spec.description)
-            for d in datasets
-        ],
+        datasets=[_dataset(d, [m for m in models if not m.spec.hidden]) for d in datasets],
+    )
+
+
+def _dataset(dataset: Dataset, models: list[Model]) -> CatalogDataset:
+    """A dataset with the models that fit it and the reasons of those that do not."""
+    verdicts = [(model.name, fit(model, dataset)) for model in models]
+    return CatalogDataset(
+        name=dataset.name,
+        task=dataset.spec.task,
+        size=dataset.spec.size,
+        description=dataset.spec.description,
+        kind=dataset.spec.source.kind,
+        fitting_models=[name for name, verdict in verdicts if verdict.ok],
+        refused_models=[RefusedModel(model=name, reasons=v.reasons) for name, v in verdicts if not v.ok],
     )

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from mlmodelscope.collector import analysis
 from mlmodelscope.collector.analysis_models import BaselineList, BaselineView, Catalog, LaunchRequest
@@ -33,6 +34,7 @@ from mlmodelscope.collector.storage import baselines as baseline_store
 from mlmodelscope.collector.storage import reads
 from mlmodelscope.collector.storage.schema import RUN_STATUSES
 from mlmodelscope.collector.storage.timeutil import utc
+from mlmodelscope.collector.task_metrics import TaskComparison, comparison_charts, result_charts, task_comparisons
 from mlmodelscope.collector.web.charts import compare_charts, run_charts
 from mlmodelscope.core.analysis.compare import BootstrapSettings
 from mlmodelscope.core.analysis.errors import AnalysisError
@@ -59,6 +61,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
+def _figure(value: float | None) -> str:
+    """An accuracy figure (mAP, IoU, ...) in %; COCO's -1 (nothing to average) as n/a."""
+    return "n/a" if value is not None and value < 0 else _pct(value)
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
@@ -73,7 +80,7 @@ def _fmtv(value: float, kind: str) -> str:
 
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.filters.update(ns=format_ns, pct=_pct, num=_num, fmtv=_fmtv, when=_when)
+    templates.env.filters.update(ns=format_ns, pct=_pct, figure=_figure, num=_num, fmtv=_fmtv, when=_when)
     return templates
 
 
@@ -183,7 +190,7 @@ def run_page(request: Request, runtime: RuntimeDep, run_id: RunIdPath) -> HTMLRe
         sweeps=sweeps,
         regression=regression,
         regression_error=regression_error,
-        charts=run_charts(run_analysis, sweeps, timeline),
+        charts={**run_charts(run_analysis, sweeps, timeline), **result_charts(result)},
     )
 
 
@@ -225,18 +232,28 @@ def compare_page(
     if len(run_ids) < 2:
         message = "Pick two or more runs (on the Evaluations page, or add run ids here); the first is the baseline."
         return _render(request, "compare.html", view=None, run_ids=run_ids, settings=settings, error=message)
+    context: dict[str, Any] = {"view": None, "run_ids": run_ids, "settings": settings}
     with runtime.database.read() as connection:
+        # Accuracy of detection/segmentation runs is shown even when their latency cannot be compared.
+        context["accuracy"], context["accuracy_charts"] = accuracy_of(connection, run_ids)
         try:
             view = analysis.compare_runs(connection, run_ids, settings)
             analyses = {
                 r: analysis.run_analysis(connection, r, top=10, settings=settings) for r in dict.fromkeys(run_ids)
             }
         except UnknownRunError as e:
-            return _render(request, "compare.html", 404, view=None, run_ids=run_ids, settings=settings, error=e.message)
+            return _render(request, "compare.html", 404, **context, error=e.message)
         except AnalysisError as e:
-            return _render(request, "compare.html", 422, view=None, run_ids=run_ids, settings=settings, error=e.message)
-    charts = compare_charts(view, analyses)
-    return _render(request, "compare.html", view=view, run_ids=run_ids, settings=settings, charts=charts)
+            return _render(request, "compare.html", 422, **context, error=e.message)
+    return _render(request, "compare.html", **{**context, "view": view, "charts": compare_charts(view, analyses)})
+
+
+def accuracy_of(connection: Connection, run_ids: list[str]) -> tuple[list[TaskComparison], dict[str, str]]:
+    """The task comparisons of the runs and their charts (the PR curves of the detection runs), by task."""
+    results = {r: analysis.result_of(connection, r) for r in dict.fromkeys(run_ids)}
+    comparisons = task_comparisons(list(results.items()))
+    found = {run_id: result for run_id, result in results.items() if result is not None}
+    return comparisons, {c.task: comparison_charts(c, found) for c in comparisons}
 
 
 @router.get("/baselines", response_class=HTMLResponse)
