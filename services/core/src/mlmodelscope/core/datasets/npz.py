@@ -18,6 +18,7 @@ from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.digests import normalize_sha256
 from mlmodelscope.core.artifacts.locations import LocalFile, parse_uri
 from mlmodelscope.core.datasets.archives import fingerprint
+from mlmodelscope.core.datasets.folder import class_names_of
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.errors import DatasetError, ManifestError
 from mlmodelscope.core.manifests.resources import Dataset
@@ -72,7 +73,9 @@ def open_npz(dataset: Dataset, store: ArtifactStore, base_dir: Path | None) -> N
     sha256 = normalize_sha256(source.sha256, uri=source.uri)
     return NpzReader(
         samples=samples,
-        truth=ClassLabels(labels=labels.astype(np.int64, copy=False)),
+        truth=ClassLabels(
+            labels=labels.astype(np.int64, copy=False), class_names=class_names_of(dataset, store, base_dir)
+        ),
         fingerprint=fingerprint(["npz", sha256, f"images_key {source.images_key}"]),
     )
 
