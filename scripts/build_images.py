@@ -94,6 +94,7 @@ IMAGES: tuple[Image, ...] = (
     _agent("pytorch"),
     _agent("tensorflow"),
     _agent("mxnet"),
+    _agent("tflite"),  # CPU only: LiteRT's XNNPACK kernels (assets/frameworks/tflite.yaml)
     _agent("onnxruntime", cuda=True, platforms=("linux/amd64",)),
     _agent("pytorch", cuda=True, platforms=("linux/amd64",)),
     _agent("tensorflow", cuda=True, platforms=("linux/amd64",)),

@@ -152,7 +152,8 @@ class TFLitePredictor(Predictor):
                 shapes[:] = [() for _ in inputs]
                 raise PredictorError(
                     f"LiteRT could not resize the inputs of {path} to {[list(x.shape) for x in batch]}: {e}",
-                    hint="The model may have a fixed batch size: evaluate it with --batch-size equal to it.",
+                    hint="Give each input the per-sample shape the model takes (spec.inputs[].shape); a model with a "
+                    "fixed batch size needs --batch-size equal to it.",
                 ) from e
 
         def failed(batch: Sequence[np.ndarray], e: Exception) -> PredictorError:
