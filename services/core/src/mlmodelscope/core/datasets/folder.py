@@ -144,6 +144,12 @@ def _subfolders(root: Path, names: tuple[str, ...] | None, where: str) -> tuple[
             hint="Put each class's images into a sub-folder named after the class (ImageNet train layout), or check "
             "spec.source.uri and spec.source.root.",
         )
+    if len(folders) == 1 and names is None:
+        raise DatasetError(
+            f"{where}: labels: subfolders, but {root} has one sub-folder, '{folders[0]}': a dataset of one class.",
+            hint=f"If '{folders[0]}' holds the class sub-folders, set spec.source.root to its path (an archive of a "
+            "folder usually holds that folder); a one-class dataset needs spec.labels naming its class.",
+        )
     class_names = names if names is not None else tuple(folders)
     index = {name: i for i, name in enumerate(class_names)}
     unknown = [folder for folder in folders if folder not in index]
