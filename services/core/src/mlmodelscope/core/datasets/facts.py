@@ -7,9 +7,11 @@ for a large folder cost one small read per image. A header that cannot be read i
 
 from __future__ import annotations
 
+import functools
 import io
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +22,7 @@ from mlmodelscope.core.datasets.reader import ClassLabels, CocoTruth, DatasetFac
 from mlmodelscope.core.errors import DatasetError
 
 _MOST_SIZES = 10
+_HEADER_THREADS = 8
 UNREADABLE = "unreadable"
 _PIL_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -38,8 +41,9 @@ def dataset_facts(reader: DatasetReader, *, max_images: int | None = None) -> Da
     sizes: Counter[str] = Counter()
     modes: Counter[str] = Counter()
     formats: Counter[str] = Counter()
-    for index in indices:
-        size, mode, image_format = _header(reader, index)
+    with ThreadPoolExecutor(max_workers=_HEADER_THREADS) as pool:  # file reads overlap; the header parse is small
+        headers = list(pool.map(functools.partial(_header, reader), indices))
+    for size, mode, image_format in headers:
         sizes[size] += 1
         modes[mode] += 1
         formats[image_format] += 1
