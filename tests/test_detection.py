@@ -16,6 +16,7 @@ from pycocotools.cocoeval import COCOeval
 
 from mlmodelscope.core.datasets.reader import CocoTruth
 from mlmodelscope.core.errors import EvaluationError, ProcessingError
+from mlmodelscope.core.evaluation.agreement_tasks import DetectionAgreement, compare_runs, detection_agreement
 from mlmodelscope.core.evaluation.results import Verdict
 from mlmodelscope.core.evaluation.scoring import make_scorer
 from mlmodelscope.core.evaluation.scoring_detection import DetectionScorer
@@ -371,3 +372,50 @@ def test_nothing_answered_is_an_error(tmp_path: Path) -> None:
     scorer = DetectionScorer(_separate(), truth, None)
     with pytest.raises(EvaluationError, match="answered no image"):
         scorer.result(VERDICT, tmp_path)
+
+
+# --- cross-framework agreement -------------------------------------------------------------------------------
+
+
+def _det(image_id: int, category_id: int, bbox: list[float], score: float) -> dict[str, Any]:
+    return {"image_id": image_id, "category_id": category_id, "bbox": bbox, "score": score}
+
+
+def test_detection_agreement_matches_by_class_and_iou() -> None:
+    reference = [
+        _det(1, 3, [0, 0, 10, 10], 0.9),
+        _det(1, 3, [50, 50, 10, 10], 0.8),
+        _det(1, 7, [20, 20, 10, 10], 0.7),
+        _det(2, 3, [0, 0, 10, 10], 0.6),
+    ]
+    other = [
+        _det(1, 3, [1, 0, 10, 10], 0.85),  # IoU 90/110 with the first
+        _det(1, 3, [50, 50, 10, 10], 0.8),
+        _det(1, 3, [20, 20, 10, 10], 0.7),  # the right box but another class: no match
+        _det(3, 3, [0, 0, 10, 10], 0.5),  # an image the reference found nothing in
+    ]
+    agreement = detection_agreement(reference, other, reference_name="onnxruntime", framework_name="pytorch")
+    assert (agreement.images, agreement.matched) == (3, 2)
+    assert agreement.matched_fraction == pytest.approx(4 / 8)
+    assert agreement.mean_matched_iou == pytest.approx((90 / 110 + 1) / 2)
+    assert agreement.max_abs_score_diff == pytest.approx(0.05)
+    same = detection_agreement(reference, reference, reference_name="a", framework_name="a")
+    assert same.matched_fraction == 1 and same.mean_matched_iou == 1 and same.max_abs_score_diff == 0
+    empty = detection_agreement([], [], reference_name="a", framework_name="b")
+    assert empty.matched_fraction == 1 and empty.mean_matched_iou is None
+
+
+def test_compare_runs_of_two_detection_scorers(tmp_path: Path) -> None:
+    truth, objects = _coco_truth(tmp_path)
+    outputs = _model_outputs(truth, objects)
+    spec = _separate("xywh", "normalized", DETECTOR_POST)
+    first = _score(spec, truth, outputs, list(range(6)), tmp_path / "a")
+    noisy = [outputs[0], outputs[1] + np.float32(1e-4), outputs[2]]  # another framework's rounding
+    second = _score(spec, truth, noisy, list(range(6)), tmp_path / "b")
+    agreement = compare_runs(first, second, reference_name="a", framework_name="b")
+    assert isinstance(agreement, DetectionAgreement)
+    assert agreement.matched_fraction == 1 and agreement.max_abs_score_diff == pytest.approx(1e-4, abs=2e-6)
+    assert first.detection is not None
+    Path(first.detection.detections_file).write_text("[]")
+    with pytest.raises(EvaluationError, match="changed since the run wrote them"):
+        compare_runs(first, second, reference_name="a", framework_name="b")

@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 
 from mlmodelscope.core.datasets.reader import CocoTruth
 from mlmodelscope.core.errors import EvaluationError, ProcessingError
+from mlmodelscope.core.evaluation.agreement_tasks import SegmentationAgreement, compare_masks, compare_runs
 from mlmodelscope.core.evaluation.results import Verdict
 from mlmodelscope.core.evaluation.scoring import make_scorer
 from mlmodelscope.core.evaluation.scoring_segmentation import (
@@ -221,3 +222,24 @@ def test_nothing_answered_is_an_error(tmp_path: Path) -> None:
     scorer = SegmentationScorer(_spec({"mask_format": "ids"}), _hand_case(tmp_path), None)
     with pytest.raises(EvaluationError, match="answered no image"):
         scorer.result(VERDICT, tmp_path)
+
+
+def test_pixel_agreement_of_two_runs(tmp_path: Path) -> None:
+    truth = _hand_case(tmp_path)
+    spec = _spec({"mask_format": "ids"})
+    runs = []
+    for name, predicted in (("a", PREDICTED), ("b", np.where(PREDICTED == 2, 1, PREDICTED))):  # 10 of 24 differ
+        scorer = SegmentationScorer(spec, truth, None)
+        scorer.record(np.array([0]), [predicted[None]])
+        runs.append(scorer.result(VERDICT, tmp_path / name))
+    agreement = compare_runs(runs[0], runs[1], reference_name="a", framework_name="b")
+    assert isinstance(agreement, SegmentationAgreement)
+    assert (agreement.images, agreement.pixels) == (1, 24)
+    assert agreement.pixel_agreement == pytest.approx(1 - int((PREDICTED == 2).sum()) / 24)
+    assert runs[0].segmentation is not None
+    assert (
+        compare_masks(
+            runs[0].segmentation, runs[0].segmentation, reference_name="a", framework_name="a"
+        ).pixel_agreement
+        == 1
+    )

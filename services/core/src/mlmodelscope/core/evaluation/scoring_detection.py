@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import io
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,11 @@ class DetectionScorer:
         self._post = DetectionPostprocess.from_spec(spec)
         self._steps = tuple(spec.inputs[0].preprocess)
         self._truth = truth
-        self._labels = tuple(labels) if labels is not None else None
+        del labels  # class names come from the dataset's categories (class k is the k-th category by id)
         self._answered = np.zeros(len(truth.image_ids), dtype=bool)
         self._detections: dict[int, Detections] = {}
         self._geometries: dict[tuple[int, int], Geometry] = {}
+        self._lock = threading.Lock()
 
     @property
     def answered(self) -> np.ndarray:
@@ -74,9 +76,10 @@ class DetectionScorer:
         indices = [int(i) for i in np.asarray(items).reshape(-1)]
         per_image = self._post.batch(outputs, [self._geometry(i) for i in indices])
         classes = len(self._truth.category_ids)
-        for item, detections in zip(indices, per_image, strict=True):
-            self._detections[item] = detections[detections[:, 5] < classes]  # model classes the dataset lacks
-            self._answered[item] = True
+        with self._lock:
+            for item, detections in zip(indices, per_image, strict=True):
+                self._detections[item] = detections[detections[:, 5] < classes]  # drop classes the dataset lacks
+                self._answered[item] = True
 
     def warm(self, outputs: Sequence[np.ndarray]) -> None:
         """Post-process a warm-up batch as if every row were item 0's image, keeping nothing."""
