@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from pycocotools import mask as mask_utils
 
 from mlmodelscope.core.datasets.reader import CocoTruth
@@ -243,3 +245,22 @@ def test_pixel_agreement_of_two_runs(tmp_path: Path) -> None:
         ).pixel_agreement
         == 1
     )
+
+
+def test_the_yaml_examples_of_docs_tasks_are_valid() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "tasks.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    assert len(blocks) == 4
+    assert [PreprocessStep.model_validate(s).kind for s in blocks[0]["preprocess"]][:3] == ["decode", "resize", "pad"]
+    tasks = ["object_detection", "object_detection", "semantic_segmentation"]
+    for block, task in zip(blocks[1:], tasks, strict=True):
+        spec = ModelSpec.model_validate(
+            {
+                "task": task,
+                "framework": {"name": "onnxruntime"},
+                "artifacts": [{"uri": "zoo:test", "format": "onnx"}],
+                "inputs": [{"name": "x", "shape": [3, 320, 320], "preprocess": blocks[0]["preprocess"]}],
+                "outputs": block["outputs"],
+            }
+        )
+        assert spec.task == block.get("task", task)
