@@ -20,6 +20,7 @@ import numpy as np
 
 from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
+from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.datasets.reader import ClassLabels, DatasetReader
 from mlmodelscope.core.datasets.sample_cache import SampleCache
 from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
@@ -28,7 +29,6 @@ from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunPr
 from mlmodelscope.core.evaluation.environment import capture_environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow
-from mlmodelscope.core.evaluation.reader_adapter import open_reader  # TEMPORARY until core.datasets.opening
 from mlmodelscope.core.evaluation.results import (
     EvaluationResult,
     LoadTime,
