@@ -150,6 +150,8 @@ def _break(change: Any) -> dict[str, Any]:
         ),
         (_break(lambda d: d["annotations"][0].update(segmentation=[[1, 2, 3, 4]])), "not a list of at least 3 x, y"),
         (_break(lambda d: d["annotations"][0].update(segmentation="mask")), "'segmentation' is a str, neither"),
+        (_break(lambda d: d["annotations"][3].pop("area")), "annotations[3] (image id 7): 'area' is missing; COCO"),
+        (_break(lambda d: d["annotations"][1].update(iscrowd=2)), "(image id 30): 'iscrowd' is 2, not 0 or 1"),
     ],
 )
 def test_coco_json_problems_name_the_key_and_the_image(tmp_path: Path, document: dict[str, Any], message: str) -> None:
@@ -178,3 +180,14 @@ def test_coco_spec_size_is_checked(tmp_path: Path) -> None:
     write_coco(tmp_path, coco_document())
     with pytest.raises(DatasetError, match=r"spec.size is 4, but its coco source 'shapes' holds 3 images"):
         open_coco(tmp_path, size=4)
+
+
+def test_only_detection_needs_area_and_iscrowd(tmp_path: Path) -> None:
+    document = coco_document()
+    for annotation in document["annotations"]:
+        del annotation["area"], annotation["iscrowd"]
+    write_coco(tmp_path, document)
+    spec = dataset({"kind": "coco", "uri": "shapes"}, 3, task="semantic_segmentation")
+    assert open_reader(spec, ArtifactStore(tmp_path / "cache"), tmp_path).size == 3
+    with pytest.raises(DatasetError, match=r"annotations\[0\] \(image id 7\): 'area' is missing"):
+        open_coco(tmp_path)

@@ -65,7 +65,9 @@ def open_coco(dataset: Dataset, store: ArtifactStore, base_dir: Path | None) -> 
     document = _load_json(annotations_path, root.path, what)
     images = _images(document, what)
     categories = _categories(document, what)
-    per_category = _check_annotations(document, images, categories, what)
+    per_category = _check_annotations(
+        document, images, categories, what, detection=dataset.spec.task == "object_detection"
+    )
     images_root = root.path / source.images_dir
     if not images_root.is_dir():
         raise DatasetError(
@@ -199,9 +201,15 @@ def _categories(document: Mapping[str, Any], what: str) -> dict[int, str]:
 
 
 def _check_annotations(
-    document: Mapping[str, Any], images: Mapping[int, _Image], categories: Mapping[int, str], what: str
+    document: Mapping[str, Any],
+    images: Mapping[int, _Image],
+    categories: Mapping[int, str],
+    what: str,
+    *,
+    detection: bool,
 ) -> dict[int, int]:
-    """Check every annotation; the number of annotations per category id."""
+    """Check every annotation; the number of annotations per category id. COCO mAP (pycocotools' COCOeval) reads
+    'area' and 'iscrowd' of every annotation, so a detection dataset must have them."""
     counts = dict.fromkeys(categories, 0)
     for position, entry in enumerate(document["annotations"]):
         where = f"annotations[{position}]"
@@ -221,10 +229,27 @@ def _check_annotations(
             raise DatasetError(
                 f"{what}: {where}: 'bbox' is {bbox!r}, not [x, y, width, height] with sizes >= 0.", hint=_HINT
             )
+        _check_area_and_crowd(entry, f"{what}: {where}", detection=detection)
         if "segmentation" in entry:
             _check_segmentation(entry["segmentation"], images[image_id], f"{what}: {where}")
         counts[category_id] += 1
     return counts
+
+
+def _check_area_and_crowd(entry: Mapping[str, Any], where: str, *, detection: bool) -> None:
+    for key, valid, expected in (
+        ("area", _is_number(entry.get("area")) and entry.get("area", -1) >= 0, "a number >= 0"),
+        ("iscrowd", entry.get("iscrowd") in (0, 1) and not isinstance(entry.get("iscrowd"), float), "0 or 1"),
+    ):
+        if key in entry and not valid:
+            raise DatasetError(f"{where}: '{key}' is {entry[key]!r}, not {expected}.", hint=_HINT)
+        if key not in entry and detection:
+            raise DatasetError(
+                f"{where}: '{key}' is missing; COCO mAP (pycocotools) needs 'area' and 'iscrowd' on every annotation "
+                "of an object_detection dataset.",
+                hint="Add area (the object's area in pixels: its mask's, or the box's width x height) and iscrowd "
+                "(0, or 1 for a crowd region that detections may match without penalty).",
+            )
 
 
 def _check_segmentation(segmentation: object, image: _Image, where: str) -> None:
