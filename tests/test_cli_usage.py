@@ -14,9 +14,9 @@ from tests.conftest import run_cli
 
 USAGE_ERRORS = [
     pytest.param(
-        ["datasets", "show", "digits"],
-        "mlmodelscope datasets",
-        ["No such command 'show'", "Did you mean 'mlmodelscope models show'?"],
+        ["frameworks", "show", "onnxruntime"],
+        "mlmodelscope frameworks",
+        ["No such command 'show'", "Did you mean 'mlmodelscope datasets show' or 'mlmodelscope models show'?"],
         id="command-of-another-group",
     ),
     pytest.param(["evalute"], "mlmodelscope", ["No such command 'evalute'", "Did you mean 'evaluate'"], id="typo"),

@@ -168,6 +168,7 @@ BAD_OPTIONS: list[tuple[list[str], str, str]] = [
     (["--warmup", "-1"], "--warmup must be >= 0 (got -1)", "untimed"),
     (["--samples-per-query", "0"], "--samples-per-query must be >= 1 (got 0)", "samples"),
     (["--threads", "0"], "--threads must be >= 1 (got 0)", "framework's default"),
+    (["--performance-sample-count", "0"], "--performance-sample-count must be >= 1 (got 0)", "dataset items"),
 ]
 
 

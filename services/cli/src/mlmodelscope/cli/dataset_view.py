@@ -70,7 +70,7 @@ def print_dataset(context: CliContext, dataset: Dataset) -> None:
         title = f"{len(facts.class_counts)} classes"
         console.print(_counts(title, "class", facts.class_counts, most=_MOST_CLASSES))
     if facts.image_sizes:
-        console.print(_counts("image sizes (the most common)", "width x height", facts.image_sizes))
+        console.print(_counts("image sizes (the most common)", "size", facts.image_sizes))
     if facts.modes:
         console.print(_counts("image modes", "mode", facts.modes))
     if facts.formats:

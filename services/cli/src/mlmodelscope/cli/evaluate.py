@@ -238,6 +238,10 @@ OPTION_OF_FIELD: dict[str, _Option] = {
     "intra_op_threads": _Option("--threads", "Give 1 or more threads, or omit it for the framework's default."),
     "trace_level": _Option("--trace-level", "Choose a level of `mlmodelscope evaluate --help`."),
     "framework_trace_max_calls": _Option("--framework-trace-calls", "Give a number of calls of 1 or more (1000)."),
+    "performance_sample_count": _Option(
+        "--performance-sample-count", "Give a number of dataset items of 1 or more, or omit it (up to 1024)."
+    ),
+    "sample_cache": _Option("--sample-cache", "Pass --sample-cache or --no-sample-cache."),
     "output_dir": _Option("--output", "Give a writable path for the result JSON."),
 }
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
@@ -315,6 +319,13 @@ def evaluate(
     latency_bound_ms: Annotated[float | None, typer.Option(help="Server: latency bound (default 100 ms).")] = None,
     samples_per_query: Annotated[int, typer.Option(help="Multi-stream: samples per query.")] = 8,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up predictor calls.")] = 10,
+    performance_sample_count: Annotated[
+        int | None,
+        typer.Option(help="Dataset items kept pre-processed in RAM at once (default: min(size, 1024))."),
+    ] = None,
+    sample_cache: Annotated[
+        bool, typer.Option(help="Keep pre-processed image samples on disk for later runs (results never change).")
+    ] = True,
     seed: Annotated[int | None, typer.Option(help="Derive LoadGen's three seeds from this one.")] = None,
     device: Annotated[str, typer.Option(help="cpu | gpu | fpga.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="Intra-op threads for the framework.")] = None,
@@ -355,6 +366,8 @@ def evaluate(
             samples_per_query=samples_per_query,
             seeds=Seeds.from_single(seed) if seed is not None else Seeds(),
             framework_trace_max_calls=framework_trace_calls,
+            performance_sample_count=performance_sample_count,
+            sample_cache=sample_cache,
         )
     accelerator: Accelerator = _choice(device, ("cpu", "gpu", "fpga"), "--device")  # type: ignore[assignment]
     try:
