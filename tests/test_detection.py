@@ -45,16 +45,10 @@ def _spec(outputs: list[dict[str, Any]], preprocess: list[dict[str, Any]] | None
 
 
 def _separate(box_format: str = "xyxy", coordinates: str = "pixels", post: list[Any] | None = None) -> ModelSpec:
+    boxes = {"box_format": box_format, "box_coordinates": coordinates, "postprocess": post or []}
     return _spec(
         [
-            {
-                "name": "boxes",
-                "type": "boxes",
-                "shape": [-1, 4],
-                "box_format": box_format,
-                "box_coordinates": coordinates,
-                "postprocess": post or [],
-            },
+            {"name": "boxes", "type": "boxes", "shape": [-1, 4], **boxes},
             {"name": "scores", "type": "scores", "shape": [-1]},
             {"name": "classes", "type": "classes", "shape": [-1]},
         ]
@@ -81,11 +75,6 @@ def test_box_formats_decode_to_corners(box_format: str, values: list[float]) -> 
     normalized = np.array(values, np.float64) / np.array([100, 80, 100, 80] if box_format != "yxyx" else [80, 100] * 2)
     decoded = to_xyxy(normalized[None], box_format, "normalized", (80, 100))  # type: ignore[arg-type]
     np.testing.assert_allclose(decoded, [[10, 20, 30, 60]])
-
-
-def test_boxes_need_four_values() -> None:
-    with pytest.raises(ProcessingError, match="4 values"):
-        to_xyxy(np.zeros((3, 5)), "xyxy")
 
 
 # --- NMS -----------------------------------------------------------------------------------------------------
@@ -163,19 +152,16 @@ def test_threshold_nms_and_max_detections() -> None:
     assert out[:, 5].tolist() == [0, 1]
 
 
-def test_default_keeps_everything_up_to_100_by_score() -> None:
+def test_default_max_detections_and_sigmoid() -> None:
     process = DetectionPostprocess.from_spec(_separate())
     rng = np.random.default_rng(0)
     corners = rng.uniform(0, 40, (150, 2))
     boxes = np.concatenate([corners, corners + 5], axis=1)
     out = process.image([boxes, rng.uniform(0, 1, 150), np.zeros(150)], IDENTITY)
     assert len(out) == 100 and (np.diff(out[:, 4]) <= 0).all()
-
-
-def test_sigmoid_scores() -> None:
-    process = DetectionPostprocess.from_spec(_separate(post=[{"sigmoid": {}}, {"score_threshold": {"threshold": 0.5}}]))
-    out = process.image(_row([[0, 0, 5, 5], [9, 9, 19, 19]], [0.0, -1.0], [0, 0]), IDENTITY)
-    np.testing.assert_allclose(out[:, 4], [0.5])
+    sigmoid = DetectionPostprocess.from_spec(_separate(post=[{"sigmoid": {}}, {"score_threshold": {"threshold": 0.5}}]))
+    out = sigmoid.image(_row([[0, 0, 5, 5], [9, 9, 19, 19]], [0.0, -1.0], [0, 0]), IDENTITY)
+    np.testing.assert_allclose(out[:, 4], [0.5])  # sigmoid(0) = 0.5 is kept, sigmoid(-1) = 0.27 is not
 
 
 def test_combined_detections_with_columns_and_background_offset() -> None:
@@ -224,10 +210,11 @@ def test_mismatched_counts_and_missing_outputs() -> None:
     process = DetectionPostprocess.from_spec(_separate())
     with pytest.raises(ProcessingError, match="3 boxes but 2 scores"):
         process.image([np.zeros((3, 4)), np.zeros(2), np.zeros(3)], IDENTITY)
+    combined = _spec([{"name": "d", "type": "detections", "shape": [4], "columns": {}}])
     with pytest.raises(ProcessingError, match="columns"):
-        DetectionPostprocess.from_spec(_spec([{"name": "d", "type": "detections", "shape": [4], "columns": {}}])).image(
-            [np.zeros((2, 4))], IDENTITY
-        )
+        DetectionPostprocess.from_spec(combined).image([np.zeros((2, 4))], IDENTITY)
+    with pytest.raises(ProcessingError, match="4 values"):
+        to_xyxy(np.zeros((3, 5)), "xyxy")
 
 
 # --- COCO scoring --------------------------------------------------------------------------------------------
@@ -248,17 +235,8 @@ def _coco_truth(tmp_path: Path, seed: int = 0) -> tuple[CocoTruth, dict[int, lis
             x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
             k = int(rng.integers(0, 3))
             polygon = [x, y, x + bw, y, x + bw, y + bh, x, y + bh]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": CATEGORY_IDS[k],
-                    "bbox": [x, y, bw, bh],
-                    "area": bw * bh,
-                    "iscrowd": 0,
-                    "segmentation": [polygon],
-                }
-            )
+            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": CATEGORY_IDS[k], "iscrowd": 0}
+            annotations.append({**ann, "bbox": [x, y, bw, bh], "area": bw * bh, "segmentation": [polygon]})
             objects[image_id].append(([x, y, bw, bh], k))
     categories = [{"id": c, "name": n} for c, n in zip(CATEGORY_IDS, NAMES, strict=True)]
     path = tmp_path / "annotations.json"
