@@ -8,8 +8,9 @@ input through a ``Permute``) is converted with TensorFlow's ``TFLiteConverter``;
 
 * ``digits_cnn.tflite`` -- float32 weights and activations. Input ``input`` float32 ``(-1, 1, 8, 8)`` (dynamic
   batch: the predictor resizes it), output ``logits`` float32 ``(-1, 10)``, raw logits. The names are the
-  flatbuffer's signature names (``serving_default``): the converted function takes ``input`` and returns
-  ``{"logits": ...}``, so the manifest's input and output specs are shared with every other format.
+  flatbuffer's signature names (``serving_default``): scripts/tflite_convert.py wraps the model in a function
+  taking ``input`` and returning ``{"logits": ...}``, so the manifest's input and output specs are shared with
+  every other format.
 * ``digits_cnn.int8.tflite`` -- full-integer post-training quantisation (``Optimize.DEFAULT`` with a
   representative dataset of the 1347 *train* images, builtin int8 kernels only): int8 weights and activations,
   int32 biases; its interface stays float32 (a QUANTIZE op first, a DEQUANTIZE op last), so the same manifest
@@ -63,18 +64,11 @@ def _calibration_images() -> np.ndarray:
 
 def convert(keras_path: Path, variant: str) -> bytes:
     """The ``.keras`` model as a TFLite flatbuffer (``float32`` or ``int8``); call in a fresh process."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import tensorflow as tf
+    from tflite_convert import converter_for
 
-    model = keras.saving.load_model(keras_path, compile=False)
-    spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name=INPUT_NAME)
-    serve = tf.function(lambda x: {OUTPUT_NAME: model(x, training=False)}, input_signature=[spec])
-    # The converter freezes the variables its trackable object tracks; a Keras 3 model is not one, so a
-    # tf.Module tracks them (in the model's order), else they stay READ_VARIABLE ops with no value.
-    holder = tf.Module()
-    holder.model_variables = [variable.value for variable in model.variables]
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder)
+    converter = converter_for(keras_path, INPUT_NAME, OUTPUT_NAME)
     if variant == "int8":
         images = _calibration_images()
 
