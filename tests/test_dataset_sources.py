@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from mlmodelscope.core.artifacts import ArtifactStore, sha256_of_file
 from mlmodelscope.core.datasets.facts import dataset_facts, undecodable_items, verify_decodable
@@ -18,6 +20,7 @@ from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.datasets.reader import ClassLabels
 from mlmodelscope.core.errors import DatasetError
 from mlmodelscope.core.manifests import load_registry
+from mlmodelscope.core.manifests.resources import DatasetSource
 from tests.conftest import ASSETS
 from tests.dataset_files import dataset, image_bytes, write
 
@@ -266,3 +269,22 @@ def test_npz_size_mismatch_is_a_dataset_error(tmp_path: Path) -> None:
     spec = dataset({"kind": "npz", "uri": "small.npz", "sha256": sha256_of_file(tmp_path / "small.npz")}, 4)
     with pytest.raises(DatasetError, match=r"3 samples and 3 labels, but the manifest says spec.size is 4"):
         open_reader(spec, ArtifactStore(tmp_path / "cache"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "folder"}, "uri: required for kind 'folder'"),
+        ({"kind": "folder", "uri": "https://host/photos.tar.gz"}, "sha256: required for the archive"),
+        ({"kind": "coco", "uri": "s3://bucket/shapes.zip"}, "sha256: required for the archive"),
+        ({"kind": "folder", "uri": "photos", "labels": "file"}, "labels_file: give it exactly when `labels: file`"),
+        ({"kind": "folder", "uri": "photos", "labels_file": "val.txt"}, "labels_file: give it exactly when"),
+        ({"kind": "folder", "uri": "photos", "images_dir": "x"}, "images_dir: not a field of kind 'folder'"),
+        ({"kind": "coco", "uri": "shapes", "labels": "none"}, "labels: not a field of kind 'coco'"),
+        ({"kind": "folder", "uri": "photos", "root": "../up"}, "has an empty, '.' or '..' component"),
+        ({"kind": "coco", "uri": "shapes", "annotations_file": "/abs.json"}, "is absolute"),
+    ],
+)
+def test_folder_and_coco_sources_accept_only_their_own_fields(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        DatasetSource.model_validate(fields)
