@@ -599,7 +599,8 @@ class Framework(_Resource):
 
 
 class Dataset(_Resource):
-    """A dataset models are evaluated on: an npz file or seeded synthetic samples."""
+    """A dataset models are evaluated on: image files (a folder or archive, COCO), an npz file, or seeded synthetic
+    samples."""
 
     kind: Literal["Dataset"]
     spec: DatasetSpec
