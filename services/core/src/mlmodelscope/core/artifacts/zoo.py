@@ -17,6 +17,8 @@ A build happens in a fresh temporary sibling folder which is renamed into place 
 written, so the presence of ``seed-<N>/`` proves the build completed. Two processes building the same artifact
 each build their own temporary folder; the first rename wins and the loser discards its copy and uses the
 winner's. A failed build removes its temporary folder (and the empty folders made for it), leaving nothing.
+Every use of a cached build re-hashes its artifact against ``build.json``, so a file damaged after its build is
+refused (delete the folder to rebuild) instead of being run under the sha256 of what was built.
 
 The sha256 of a built file is the file's; that of a built folder is the sha256 of its listing, one line
 ``<sha256 of file>  <relative path>`` per file in sorted order (what ``sha256sum`` prints).
@@ -250,6 +252,14 @@ def _read_build(folder: Path) -> FetchedArtifact:
     if not path.exists():
         raise ArtifactError(
             f"the cached zoo build {folder} lacks {record.path}, which its {BUILD_RECORD} names.",
+            hint=f"Delete {folder}; the next run builds it again.",
+        )
+    actual = tree_sha256(path)
+    if actual != record.sha256:
+        # A cached file changed after its build (disk damage, an edit): the result would name a model it did not run.
+        raise ArtifactError(
+            f"the cached zoo build {folder} is damaged: {record.path} has sha256 {actual}, not the {record.sha256} "
+            f"its {BUILD_RECORD} recorded when it was built.",
             hint=f"Delete {folder}; the next run builds it again.",
         )
     return FetchedArtifact(path=path, sha256=record.sha256)
