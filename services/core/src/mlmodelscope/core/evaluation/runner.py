@@ -145,19 +145,20 @@ def run_evaluation(
             fetched = fetch_artifact(store, artifact, base_dir=model_dir)  # built first for zoo: URIs
             artifact_path = fetched.path
         dataset_entry = registry.entry("Dataset", dataset.name)
+        threads = intra_op_threads(request.intra_op_threads)
         with (
             naming_the_manifest(f"dataset '{dataset.name}' ({dataset_entry.where})"),
             _phase(tracer, "dataset_load", root.span_id, dataset=dataset.name) as dataset_phase,
         ):
             reader = open_reader(dataset, store, dataset_entry.folder)
-            library = SampleLibrary(reader, model.spec, _sample_cache(store, dataset, reader, model, request))
+            cache = _sample_cache(store, dataset, reader, model, request)
+            library = SampleLibrary(reader, model.spec, cache, threads=threads.cpus)  # decodes on LoadGen's load
         output_spec = model.spec.outputs[0]
         with naming_the_manifest(f"model '{model.name}' labels ({resolution.model_where})"):
             labels = _fetch_labels(store, output_spec.labels, model_dir)
         _check_labels(reader, dataset, model, request.settings)
         scorer = make_scorer(model.spec, reader.truth, labels) if request.settings.runs_accuracy else None
         profile_dir = request.output_dir / "framework-profile" if tracer.enabled(TraceLevel.FRAMEWORK) else None
-        threads = intra_op_threads(request.intra_op_threads)
         options = PredictorOptions(device=request.device, intra_op_threads=threads.cpus, profile_dir=profile_dir)
         predictor = predictor_class(model.spec, options)
         with _phase(tracer, "model_load", root.span_id, format=artifact.format) as load_phase:
