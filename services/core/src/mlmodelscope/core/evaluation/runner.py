@@ -26,11 +26,13 @@ from mlmodelscope.core.datasets.sample_cache import SampleCache
 from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
 from mlmodelscope.core.evaluation.cpu_quota import CpuBudget, container_cpus
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunOutcome, RunProgress
-from mlmodelscope.core.evaluation.environment import capture_environment
+from mlmodelscope.core.evaluation.environment import Environment, capture_environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow
 from mlmodelscope.core.evaluation.results import (
+    AccuracyResult,
     EvaluationResult,
+    FrameworkTrace,
     LoadTime,
     PerformanceResult,
     ResourceRef,
@@ -41,7 +43,7 @@ from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_s
 from mlmodelscope.core.evaluation.scoring import Scorer, make_scorer
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import latency_stats
-from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, check_version
+from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, Resolution, check_version
 from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
 from mlmodelscope.core.processing import load_labels
@@ -111,6 +113,57 @@ def run_evaluation(
     """Evaluate one model on one framework; spans go to ``tracer`` at its level (none without one)."""
     run_id = tracer.run_id if tracer is not None else str(uuid.uuid4())
     tracer = tracer or Tracer(run_id, TraceLevel.NO)
+    resolution, dataset, predictor_class, installed_version = _resolve(registry, request)
+    model, framework, artifact = resolution.model, resolution.framework, resolution.artifact
+    with _phase(tracer, "evaluation", model=model.name, framework=framework.name) as root:
+        with (
+            naming_the_manifest(f"model '{model.name}' ({resolution.model_where})"),
+            _phase(tracer, "artifact_fetch", root.span_id, uri=artifact.uri) as fetch_phase,
+        ):
+            fetched = fetch_artifact(store, artifact, base_dir=resolution.model_dir)  # built first for zoo: URIs
+        dataset_entry = registry.entry("Dataset", dataset.name)
+        threads = intra_op_threads(request.intra_op_threads)
+        with (
+            naming_the_manifest(f"dataset '{dataset.name}' ({dataset_entry.where})"),
+            _phase(tracer, "dataset_load", root.span_id, dataset=dataset.name) as dataset_phase,
+        ):
+            reader = open_reader(dataset, store, dataset_entry.folder)  # opened and listed; nothing decoded yet
+            cache = _sample_cache(store, dataset, reader, model, request)
+            library = SampleLibrary(reader, model.spec, cache, threads=threads.cpus)  # decodes on LoadGen's load
+        output_spec = model.spec.outputs[0]
+        with naming_the_manifest(f"model '{model.name}' labels ({resolution.model_where})"):
+            labels = _fetch_labels(store, output_spec.labels, resolution.model_dir)
+        _check_labels(reader, dataset, model, request.settings)
+        scorer = make_scorer(model.spec, reader.truth, labels) if request.settings.runs_accuracy else None
+        profile_dir = request.output_dir / "framework-profile" if tracer.enabled(TraceLevel.FRAMEWORK) else None
+        options = PredictorOptions(device=request.device, intra_op_threads=threads.cpus, profile_dir=profile_dir)
+        predictor = predictor_class(model.spec, options)
+        with _phase(tracer, "model_load", root.span_id, format=artifact.format) as load_phase:
+            predictor.load(fetched.path)
+        try:
+            driver = LoadGenDriver(predictor, library, scorer, request.settings, progress, tracer)
+            runs = _runs(driver, scorer, tracer, request, root.span_id)
+        finally:
+            predictor.close()
+
+    environment = capture_environment(
+        framework={"name": framework.name, "version": installed_version},
+        manifest_sha256=registry.checksums(),
+        artifact_sha256={artifact.uri: fetched.sha256, **dataset_source_sha256(dataset)},
+        intra_op_threads=threads.cpus,
+        intra_op_threads_source=threads.source,
+    )
+    load_time = LoadTime(
+        artifact_fetch_s=fetch_phase.seconds,
+        dataset_s=dataset_phase.seconds,
+        model_load_s=load_phase.seconds,
+        warmup_s=runs.warmup_s,
+    )
+    return _result(registry, request, resolution, dataset, installed_version, tracer, load_time, runs, environment)
+
+
+def _resolve(registry: Registry, request: EvaluationRequest) -> tuple[Resolution, Dataset, type[Predictor], str]:
+    """The model, framework, artifact and dataset of the request, and the predictor class; checked before any work."""
     resolution = registry.resolve(request.model, request.framework)
     model, framework = resolution.model, resolution.framework
     dataset_name = request.dataset or model.spec.dataset
@@ -134,77 +187,67 @@ def run_evaluation(
             f"'{request.device}'.",
             hint="Choose --device from the framework's accelerators.",
         )
+    return resolution, dataset, predictor_class, installed_version
 
-    with _phase(tracer, "evaluation", model=model.name, framework=framework.name) as root:
-        model_dir = resolution.model_dir
-        artifact = resolution.artifact
-        with (
-            naming_the_manifest(f"model '{model.name}' ({resolution.model_where})"),
-            _phase(tracer, "artifact_fetch", root.span_id, uri=artifact.uri) as fetch_phase,
-        ):
-            fetched = fetch_artifact(store, artifact, base_dir=model_dir)  # built first for zoo: URIs
-            artifact_path = fetched.path
-        dataset_entry = registry.entry("Dataset", dataset.name)
-        threads = intra_op_threads(request.intra_op_threads)
-        with (
-            naming_the_manifest(f"dataset '{dataset.name}' ({dataset_entry.where})"),
-            _phase(tracer, "dataset_load", root.span_id, dataset=dataset.name) as dataset_phase,
-        ):
-            reader = open_reader(dataset, store, dataset_entry.folder)
-            cache = _sample_cache(store, dataset, reader, model, request)
-            library = SampleLibrary(reader, model.spec, cache, threads=threads.cpus)  # decodes on LoadGen's load
-        output_spec = model.spec.outputs[0]
-        with naming_the_manifest(f"model '{model.name}' labels ({resolution.model_where})"):
-            labels = _fetch_labels(store, output_spec.labels, model_dir)
-        _check_labels(reader, dataset, model, request.settings)
-        scorer = make_scorer(model.spec, reader.truth, labels) if request.settings.runs_accuracy else None
-        profile_dir = request.output_dir / "framework-profile" if tracer.enabled(TraceLevel.FRAMEWORK) else None
-        options = PredictorOptions(device=request.device, intra_op_threads=threads.cpus, profile_dir=profile_dir)
-        predictor = predictor_class(model.spec, options)
-        with _phase(tracer, "model_load", root.span_id, format=artifact.format) as load_phase:
-            predictor.load(artifact_path)
-        try:
-            driver = LoadGenDriver(predictor, library, scorer, request.settings, progress, tracer)
-            with _phase(tracer, "warmup", root.span_id) as warmup_phase:
-                warmup = driver.warm_up()
-            accuracy = performance = framework_trace = None
-            if request.settings.runs_accuracy:
-                log_dir = request.output_dir / "loadgen-accuracy"
-                with _phase(tracer, "accuracy_run", root.span_id, mode="accuracy") as run_phase:
-                    outcome = driver.run("accuracy", warmup, log_dir)
-                tracer.materialize_model_spans(parent_id=run_phase.span_id)
-                assert scorer is not None
-                accuracy = scorer.result(_accuracy_verdict(outcome, scorer), log_dir)
-            if request.settings.runs_performance:
-                log_dir = request.output_dir / "loadgen-performance"
-                window = _profile_window(predictor, tracer, request.settings)
-                sampler = HardwareSampler(tracer)
-                with _phase(tracer, "performance_run", root.span_id, mode="performance") as run_phase:
-                    if window is not None:
-                        window.open()
-                    sampler.start()
-                    try:
-                        outcome = driver.run("performance", warmup, log_dir)
-                    finally:
-                        sampler.stop()
-                        if window is not None:
-                            window.close()
-                model_spans = tracer.materialize_model_spans(parent_id=run_phase.span_id)
+
+@dataclass
+class _Runs:
+    warmup_s: float = 0.0
+    accuracy: AccuracyResult | None = None
+    performance: PerformanceResult | None = None
+    framework_trace: FrameworkTrace | None = None
+
+
+def _runs(
+    driver: LoadGenDriver, scorer: Scorer | None, tracer: Tracer, request: EvaluationRequest, root_span: int
+) -> _Runs:
+    """Warm up, then the accuracy run and/or the performance run (with its profiler window and hardware samples)."""
+    runs = _Runs()
+    with _phase(tracer, "warmup", root_span) as warmup_phase:
+        warmup = driver.warm_up()
+    runs.warmup_s = warmup_phase.seconds
+    if request.settings.runs_accuracy:
+        assert scorer is not None
+        log_dir = request.output_dir / "loadgen-accuracy"
+        with _phase(tracer, "accuracy_run", root_span, mode="accuracy") as run_phase:
+            outcome = driver.run("accuracy", warmup, log_dir)
+        tracer.materialize_model_spans(parent_id=run_phase.span_id)
+        runs.accuracy = scorer.result(_accuracy_verdict(outcome, scorer), log_dir)
+    if request.settings.runs_performance:
+        log_dir = request.output_dir / "loadgen-performance"
+        window = _profile_window(driver.predictor, tracer, request.settings)
+        sampler = HardwareSampler(tracer)
+        with _phase(tracer, "performance_run", root_span, mode="performance") as run_phase:
+            if window is not None:
+                window.open()
+            sampler.start()
+            try:
+                outcome = driver.run("performance", warmup, log_dir)
+            finally:
+                sampler.stop()
                 if window is not None:
-                    framework_trace = window.attribute(model_spans)
-                performance = _performance_result(outcome, log_dir)
-        finally:
-            predictor.close()
+                    window.close()
+        model_spans = tracer.materialize_model_spans(parent_id=run_phase.span_id)
+        if window is not None:
+            runs.framework_trace = window.attribute(model_spans)
+        runs.performance = _performance_result(outcome, log_dir)
+    return runs
 
-    environment = capture_environment(
-        framework={"name": framework.name, "version": installed_version},
-        manifest_sha256=registry.checksums(),
-        artifact_sha256={artifact.uri: fetched.sha256, **dataset_source_sha256(dataset)},
-        intra_op_threads=threads.cpus,
-        intra_op_threads_source=threads.source,
-    )
+
+def _result(
+    registry: Registry,
+    request: EvaluationRequest,
+    resolution: Resolution,
+    dataset: Dataset,
+    installed_version: str,
+    tracer: Tracer,
+    load_time: LoadTime,
+    runs: _Runs,
+    environment: Environment,
+) -> EvaluationResult:
+    model, framework = resolution.model, resolution.framework
     return EvaluationResult(
-        id=run_id,
+        id=tracer.run_id,
         created_at=datetime.now(UTC),
         model=ResourceRef(
             name=model.name, version=model.spec.version, spec_sha256=registry.spec_sha256("Model", model.name)
@@ -220,15 +263,10 @@ def run_evaluation(
         device=request.device,
         requested_settings=request.settings,
         trace_level=tracer.level.name.lower(),
-        load_time=LoadTime(
-            artifact_fetch_s=fetch_phase.seconds,
-            dataset_s=dataset_phase.seconds,
-            model_load_s=load_phase.seconds,
-            warmup_s=warmup_phase.seconds,
-        ),
-        accuracy=accuracy,
-        performance=performance,
-        framework_trace=framework_trace,
+        load_time=load_time,
+        accuracy=runs.accuracy,
+        performance=runs.performance,
+        framework_trace=runs.framework_trace,
         environment=environment,
     )
 
