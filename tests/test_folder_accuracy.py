@@ -18,6 +18,7 @@ from PIL import Image
 
 from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.datasets.opening import open_reader
+from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
@@ -142,3 +143,19 @@ def test_second_run_reads_the_sample_cache_and_answers_the_same(assets: Path, tm
     assert first.accuracy is not None and second.accuracy is not None
     assert second.accuracy.top1 == first.accuracy.top1 and second.accuracy.top5 == first.accuracy.top5
     np.testing.assert_array_equal(_probabilities(first), _probabilities(second))
+
+
+def test_accuracy_on_unlabelled_images_is_refused_before_anything_runs(assets: Path, tmp_path: Path) -> None:
+    unlabelled = "{kind: folder, uri: digits-jpeg, labels: none}"
+    (assets / "datasets" / "digits-unlabelled.yaml").write_text(_dataset("digits-unlabelled", unlabelled))
+    settings = EvaluationSettings(mode="accuracy")
+    request = EvaluationRequest(
+        model="digits-jpeg-cnn",
+        framework="onnxruntime",
+        dataset="digits-unlabelled",
+        settings=settings,
+        output_dir=tmp_path,
+    )
+    with pytest.raises(ManifestError, match=r"300 unlabelled items \(e\.g\. item 0 \(0/\d{4}\.jpg\)\)"):
+        run_evaluation(load_registry([assets]), ArtifactStore(assets / "cache"), request)
+    (assets / "datasets" / "digits-unlabelled.yaml").unlink()
