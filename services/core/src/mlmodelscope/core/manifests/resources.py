@@ -12,9 +12,9 @@ import re
 from typing import Annotated, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from mlmodelscope.core.processing.steps import PostprocessStep, PreprocessStep
+from mlmodelscope.core.processing.steps import PostprocessStep, PreprocessStep, Size
 
 API_GROUP = "mlmodelscope.org"
 API_VERSION = f"{API_GROUP}/v1alpha1"
@@ -249,6 +249,38 @@ class DetectionColumns(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+BoxEncoding = Literal["direct", "anchor_offsets"]
+
+
+class AnchorLayer(_Strict):
+    """One feature map of an SSD anchor grid: its cells and how many anchors each cell holds."""
+
+    stride: PositiveInt = Field(description="Model-input pixels per feature-map cell (the map is ceil(size/stride)).")
+    per_cell: PositiveInt = Field(description="Anchors per cell, all at the cell's centre (BlazeFace: 2 and 6).")
+
+
+class AnchorGrid(_Strict):
+    """SSD anchors as MediaPipe's SsdAnchorsCalculator makes them with a fixed anchor size.
+
+    Layer by layer, row by row, column by column, ``per_cell`` anchors per cell, each centred at
+    ``((x + offset) / map_width, (y + offset) / map_height)`` (normalized to the input) with width and height
+    ``fixed_size``. The anchor count is the sum over layers of cells x per_cell and must equal the boxes' N.
+    """
+
+    input_size: Size = Field(description="[height, width] of the model input the grid covers, in pixels.")
+    layers: list[AnchorLayer] = Field(min_length=1, description="The feature maps, in the model's output order.")
+    offset: float = Field(default=0.5, ge=0, le=1, description="Anchor centre within its cell (0.5: the middle).")
+    fixed_size: PositiveFloat = Field(
+        default=1.0, description="Width and height of every anchor, normalized to the input (MediaPipe: 1.0)."
+    )
+
+    @property
+    def count(self) -> int:
+        """How many anchors the grid has."""
+        height, width = self.input_size
+        return sum(-(-height // a.stride) * -(-width // a.stride) * a.per_cell for a in self.layers)
+
+
 class ModelOutput(TensorSpec):
     """One output tensor: what it holds (its type) and how it is post-processed.
 
@@ -287,6 +319,40 @@ class ModelOutput(TensorSpec):
     )
     mask_format: MaskFormat = Field(default="logits", description="mask: per-class logits, or class ids per pixel.")
     layout: Literal["CHW", "HWC"] = Field(default="CHW", description="mask logits: class axis first (CHW) or last.")
+    box_encoding: BoxEncoding = Field(
+        default="direct",
+        description="boxes: direct (the values are the boxes) or anchor_offsets (SSD regressors: centre = anchor "
+        "centre + value / scale x anchor size, size = value / scale x anchor size; needs `anchors`, box_format "
+        "cxcywh, box_coordinates normalized; values past the first 4 of the last axis, e.g. keypoints, are ignored).",
+    )
+    anchors: AnchorGrid | None = Field(default=None, description="boxes with anchor_offsets: the SSD anchor grid.")
+    anchor_scale: list[PositiveFloat] = Field(
+        default_factory=lambda: [1.0, 1.0, 1.0, 1.0],
+        min_length=4,
+        max_length=4,
+        description="anchor_offsets: [x, y, w, h] divisors of the raw values (MediaPipe's x/y/w/h_scale; "
+        "BlazeFace: the input size, 128).",
+    )
+
+    @model_validator(mode="after")
+    def _anchors_of_its_encoding(self) -> ModelOutput:
+        if self.box_encoding == "direct":
+            if self.anchors is not None:
+                raise ValueError("anchors: only an output with box_encoding anchor_offsets uses anchors")
+            return self
+        if self.type != "boxes" or self.anchors is None:
+            raise ValueError("box_encoding anchor_offsets: needs a 'boxes' output with `anchors` (the SSD grid)")
+        if self.box_format != "cxcywh" or self.box_coordinates != "normalized":
+            raise ValueError(
+                "box_encoding anchor_offsets: decodes to anchor-relative centres and sizes: set box_format cxcywh "
+                "and box_coordinates normalized"
+            )
+        if self.shape and self.shape[0] not in (-1, self.anchors.count):
+            raise ValueError(
+                f"anchors: the grid has {self.anchors.count} anchors but output '{self.name}' declares "
+                f"{self.shape[0]} boxes (shape {self.shape}); fix the layers (stride, per_cell) or the shape"
+            )
+        return self
 
     @model_validator(mode="after")
     def _steps_of_its_type(self) -> ModelOutput:

@@ -6,6 +6,9 @@ in the graph or not. The Model manifest declares which (``ModelOutput``), and th
 the same answer, so frameworks and models are scored alike: per image an (N, 6) float64 array
 ``[x1, y1, x2, y2, score, class]`` in original-image pixels, best score first, ``class`` the dataset's class index.
 
+SSD-style detectors (BlazeFace) give offsets from anchors instead of boxes: with ``box_encoding: anchor_offsets``
+the boxes are first decoded against the declared anchor grid (``processing/anchors.py``).
+
 The steps run in one fixed order whatever their order in the manifest: sigmoid, score_threshold, nms, top_k
 (pre-NMS ranking is not a thing a manifest can ask for). Rows of a batch are processed independently; NMS is
 greedy and vectorised (one numpy IoU row per kept box).
@@ -14,13 +17,14 @@ greedy and vectorised (one numpy IoU row per kept box).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from mlmodelscope.core.errors import ProcessingError
 from mlmodelscope.core.manifests.resources import BoxCoordinates, BoxFormat, ModelOutput, ModelSpec
+from mlmodelscope.core.processing.anchors import Anchors, decode_anchor_offsets, generate_anchors
 from mlmodelscope.core.processing.geometry import Geometry, to_original_boxes
 from mlmodelscope.core.processing.steps import NmsStep
 
@@ -53,6 +57,11 @@ def to_xyxy(
         out[..., 0::2] *= width
         out[..., 1::2] *= height
     return out
+
+
+def sigmoid(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The logistic function without overflow: logits are clipped to +-500 (exp(500) is finite in float64)."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(logits, -500.0, 500.0))), dtype=np.float64)
 
 
 def iou_one_to_many(box: npt.NDArray[np.float64], boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -105,6 +114,9 @@ class DetectionPostprocess:
     score_threshold: float | None
     nms: NmsStep | None
     max_detections: int
+    anchors: Anchors | None = field(default=None, compare=False)  # anchor_offsets: (N, 4) cx, cy, w, h
+    anchor_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    box_output_name: str = "boxes"
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> DetectionPostprocess:
@@ -128,6 +140,9 @@ class DetectionPostprocess:
             score_threshold=threshold.threshold if threshold is not None else None,
             nms=next((s.nms for s in output.postprocess if s.nms is not None), None),
             max_detections=top_k.k if top_k is not None else DEFAULT_MAX_DETECTIONS,
+            anchors=generate_anchors(output.anchors) if output.anchors is not None else None,
+            anchor_scale=tuple(output.anchor_scale),
+            box_output_name=output.name,
         )
 
     def batch(self, outputs: Sequence[np.ndarray], geometries: Sequence[Geometry]) -> list[Detections]:
@@ -147,7 +162,7 @@ class DetectionPostprocess:
         boxes, scores, classes = self._decode(row)
         boxes = to_xyxy(boxes, self.box_format, self.box_coordinates, geometry.input_hw)
         if self.sigmoid:
-            scores = 1.0 / (1.0 + np.exp(-scores))
+            scores = sigmoid(scores)
         keep = (classes >= 0) & np.isfinite(scores) & np.isfinite(boxes).all(axis=1)
         if self.score_threshold is not None:
             keep &= scores >= self.score_threshold
@@ -183,7 +198,10 @@ class DetectionPostprocess:
             classes = main[:, klass] if klass is not None else np.zeros(len(main))
         else:
             assert self.score_output is not None
-            boxes = main.reshape(-1, 4) if main.ndim != 2 else main
+            if self.anchors is not None:
+                boxes = decode_anchor_offsets(main, self.anchors, self.anchor_scale, self.box_output_name)
+            else:
+                boxes = main.reshape(-1, 4) if main.ndim != 2 else main
             scores, classes = self._scores_and_classes(row, len(boxes))
         return boxes, scores, np.rint(classes) - self.class_offset
 
