@@ -166,6 +166,10 @@ async def test_runs_api_and_metrics_carry_the_primary_metric_of_every_task(sqlit
         assert (items["det-ort"]["accuracy_metric"], items["det-ort"]["accuracy_value"]) == ("mAP", 0.4123)
         assert (items["seg-torch"]["accuracy_metric"], items["seg-torch"]["accuracy_value"]) == ("mIoU", 0.6989)
         assert items["det-ort"]["accuracy_top1"] is None
+        listing = (await app.client.get("/ui/runs")).text
+        assert cell(listing[listing.index('data-run="det-torch"') :], "data-metric", "mAP") == "mAP 42.23%"
+        evaluation = (await app.client.get("/ui/evaluations/eval-shapes-segmenter")).text
+        assert cell(evaluation[evaluation.index('data-run="seg-torch"') :], "data-field", "accuracy") == "mIoU 69.89%"
         samples = fixtures.metric_samples((await app.client.get("/metrics")).text)
         labels = {**fixtures.LABELS, "model": "shapes-detector", "framework": "pytorch"}
         assert fixtures.sample(samples, "mlmodelscope_accuracy_ratio", metric="mAP", **labels) == pytest.approx(0.4223)
