@@ -283,3 +283,43 @@ def test_the_report_compares_the_task_metrics_across_frameworks(served: str, tmp
     rows = list(csv.reader((tmp_path / "report.accuracy-semantic_segmentation.csv").open()))
     assert rows[0] == ["run_id", "framework", "mean_iou", "pixel_accuracy"]
     assert rows[1] == ["seg-ort", "onnxruntime 1.2.3", "0.6789", "0.9312"]
+
+
+def test_the_cli_result_table_and_runs_list_show_the_task_figures() -> None:
+    from rich.console import Console
+
+    from mlmodelscope.cli.render import primary_cell, result_table
+    from mlmodelscope.cli.runs import accuracy_cell
+
+    console = Console(width=200, record=True)
+    console.print(result_table(RUNS["det-torch"]))
+    console.print(result_table(RUNS["seg-ort"]))
+    text = console.export_text()
+    assert "mAP 0.4223   mAP@.5 0.7445   mAP@.75 0.4667   small/medium/large -1.000/0.379/0.501" in text
+    assert "(40 images, 417 detections)" in text
+    assert "mIoU 0.6789   pixel accuracy 0.9312   (40 images)" in text
+    assert primary_cell(RUNS["seg-torch"], with_name=True) == "mIoU 0.6989"
+    assert accuracy_cell({"accuracy_metric": "mAP", "accuracy_value": 0.4123, "accuracy_top1": None}) == "mAP 0.4123"
+    assert accuracy_cell({"accuracy_top1": 0.9889}) == "top1 0.9889"  # a collector before schema version 3
+    assert accuracy_cell({"accuracy_top1": None}) == "-"
+
+
+def test_the_cli_summary_names_the_primary_metric_of_its_runs() -> None:
+    from rich.console import Console
+
+    from mlmodelscope.cli.render import summary_tables
+    from mlmodelscope.core.evaluation.summary import EvaluationSummary
+
+    def rendered(*run_ids: str) -> str:
+        summary = EvaluationSummary(
+            evaluation_id="e", reference_framework="onnxruntime", results=[RUNS[r] for r in run_ids]
+        )
+        console = Console(width=200, record=True)
+        for table in summary_tables(summary):
+            console.print(table)
+        return console.export_text()
+
+    detection_only = rendered("det-ort", "det-torch")
+    assert re.search(r"batch\s+mAP\s+p50", detection_only) and "0.4223" in detection_only
+    mixed = rendered("det-ort", "seg-ort")
+    assert re.search(r"batch\s+accuracy\s+p50", mixed) and "mAP 0.4123" in mixed and "mIoU 0.6789" in mixed
