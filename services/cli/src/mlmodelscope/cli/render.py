@@ -106,12 +106,20 @@ def result_table(result: EvaluationResult) -> RenderableType:
     return Group(*parts)
 
 
+def _accuracy_column(summary: EvaluationSummary) -> tuple[str, bool]:
+    """The comparison's accuracy header (top-1, mAP, mIoU; 'accuracy' when the runs have several) and whether each
+    cell names its metric."""
+    metrics = {r.accuracy.primary[0] for r in summary.results if r.accuracy is not None and r.accuracy.primary}
+    if len(metrics) > 1:
+        return "accuracy", True
+    metric = next(iter(metrics), "top1")
+    return ("top-1" if metric == "top1" else metric), False
+
+
 def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
     """The comparison of every run with the reference framework, and one table per batch-size sweep."""
     agreement = {(a.framework, a.batch_size, a.device): a for a in summary.agreement}
-    metrics = {r.accuracy.primary[0] for r in summary.results if r.accuracy is not None and r.accuracy.primary}
-    named = metrics != {"top1"} and bool(metrics)
-    accuracy_column = "top-1" if not named else ("accuracy" if len(metrics) > 1 else next(iter(metrics)))
+    accuracy_column, with_name = _accuracy_column(summary)
     comparison = Table(
         Column("framework", min_width=11, overflow="fold"),
         *(Column(name, no_wrap=True) for name in ("batch", accuracy_column, "p50", "items/s", "agree", "max|dp|")),
@@ -130,7 +138,7 @@ def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
         row = [
             name.replace(" ", "\n"),
             str(batch),
-            primary_cell(result, with_name=len(metrics) > 1),
+            primary_cell(result, with_name=with_name),
             _ms(performance.latency.p50_ns).replace(" ", "") if performance is not None else "-",
             f"{performance.throughput.samples_per_s:,.0f}" if performance is not None else "-",
         ]

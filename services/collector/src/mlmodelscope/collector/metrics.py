@@ -263,14 +263,7 @@ class CollectorMetrics(Collector):
         yield _latest_gauge(
             "mlmodelscope_accuracy_top1_ratio", "Top-1 accuracy (0..1) of the latest finished run.", state.accuracy_top1
         )
-        accuracy = GaugeMetricFamily(
-            "mlmodelscope_accuracy_ratio",
-            "The task's primary accuracy (0..1) of the latest finished run: top1, mAP or mIoU (label metric).",
-            labels=[*LABEL_NAMES, "metric"],
-        )
-        for labels, latest in sorted(state.accuracy.items()):
-            accuracy.add_metric([*labels, latest.metric], latest.value)
-        yield accuracy
+        yield _accuracy_gauge(state.accuracy)
         yield _latest_gauge(
             "mlmodelscope_throughput_samples_per_second",
             "Throughput in dataset items per second of the latest finished run (LoadGen's figure).",
@@ -285,6 +278,17 @@ class CollectorMetrics(Collector):
             )
             lag_gauge.add_metric([], float(lag))
             yield lag_gauge
+
+
+def _accuracy_gauge(values: Mapping[RunLabels, LatestValue]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(
+        "mlmodelscope_accuracy_ratio",
+        "The task's primary accuracy (0..1) of the latest finished run: top1, mAP or mIoU (label metric).",
+        labels=[*LABEL_NAMES, "metric"],
+    )
+    for labels, latest in sorted(values.items()):
+        gauge.add_metric([*labels, latest.metric], latest.value)
+    return gauge
 
 
 def _regression_gauges(regressions: Mapping[RunLabels, RegressionState]) -> Iterator[Metric]:
