@@ -1,12 +1,15 @@
 """Does our predictor cost anything over the framework's own best-practice inference loop?
 
-For each framework (ONNX Runtime, PyTorch, TensorFlow, MXNet) and batch size (1 and 16), on the model zoo's
-ResNet-18 (random seeded weights, built on demand into the cache), side by side in one run:
+For each framework (ONNX Runtime, PyTorch, TensorFlow, MXNet, TensorFlow Lite) and batch size (1 and 16), on the
+model zoo's ResNet-18 (random seeded weights, built on demand into the cache; for TensorFlow Lite its Keras
+artifact converted by scripts/tflite_convert.py, in a child process, into a scratch copy of the assets), side by
+side in one run:
 
   (bare) the framework's idiomatic fastest loop, written here independently of our predictor: ORT
          ``InferenceSession.run``; TorchScript under ``torch.inference_mode``; a Keras model behind a
          ``tf.function`` with a fixed input signature; an MXNet ``SymbolBlock`` hybridised with static
-         allocation -- each timed per call with ``perf_counter_ns`` around one batch;
+         allocation; LiteRT's ``set_tensor`` / ``invoke`` / ``get_tensor`` (resized once per batch size) -- each
+         timed per call with ``perf_counter_ns`` around one batch;
   (ours) the same artifact through our whole SingleStream path (manifest -> sample library -> LoadGen -> SUT ->
          predictor), p50 per query as LoadGen measures it (and the SUT's own p50 per predictor call).
 
@@ -14,7 +17,7 @@ Each framework runs in its own worker process, started with the interpreter its 
 is .venv-mxnet), so thread pools never compete; within a worker the two sides alternate for ``--rounds`` rounds and
 the median ratio ours/bare is reported (the machine is shared and noisy: only ratios within one run mean anything).
 Target (issue 4): <= 1.05. Usage: ``python benchmarks/predictor_efficiency.py [--seconds S] [--rounds R]
-[--frameworks onnxruntime,pytorch,tensorflow,mxnet] [--batch-sizes 1,16]``.
+[--frameworks onnxruntime,pytorch,tensorflow,mxnet,tflite] [--batch-sizes 1,16]``.
 """
 
 from __future__ import annotations
@@ -91,6 +94,47 @@ def _bare_mxnet(path: Path, _threads: int) -> Loop:  # threads: _configure_threa
     return lambda x: net(mx.nd.array(x, dtype="float32")).asnumpy()
 
 
+def _bare_tflite(path: Path, threads: int) -> Loop:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
+
+    def loop(x: np.ndarray) -> Any:
+        try:
+            set_tensor(inp, x)
+        except ValueError:  # another batch size (in the warm-up calls): resize once, as LiteRT's docs do
+            interpreter.resize_tensor_input(inp, x.shape)
+            interpreter.allocate_tensors()
+            set_tensor(inp, x)
+        invoke()
+        return get_tensor(out)
+
+    return loop
+
+
+def tflite_assets(scratch: Path, cache: Path) -> Path:
+    """A copy of the assets whose ResNet-18 also has a ``tflite`` artifact: its zoo Keras file, converted."""
+    import hashlib
+    import shutil
+
+    import yaml
+
+    assets = scratch / "assets-tflite"
+    shutil.copytree(ASSETS, assets, ignore=shutil.ignore_patterns("examples"))
+    target = assets / "artifacts" / f"{MODEL}.tflite"
+    converter = REPO / "scripts" / "tflite_convert.py"
+    command = [sys.executable, str(converter), "--model", MODEL, "--out", str(target), "--cache-dir", str(cache)]
+    subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO)
+    manifest = assets / "models" / f"{MODEL}.yaml"
+    document = yaml.safe_load(manifest.read_text())
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    document["spec"]["artifacts"].append({"uri": f"../artifacts/{target.name}", "sha256": digest, "format": "tflite"})
+    manifest.write_text(yaml.safe_dump(document, sort_keys=False))
+    return assets
+
+
 def _configure_threads(framework: str, threads: int) -> None:
     """Before the framework starts (building the zoo artifact starts it): TF and MXNet fix their pools then."""
     if framework == "tensorflow":
@@ -107,6 +151,7 @@ BARE_LOOPS: dict[str, Callable[[Path, int], Loop]] = {
     "pytorch": _bare_pytorch,
     "tensorflow": _bare_tensorflow,
     "mxnet": _bare_mxnet,
+    "tflite": _bare_tflite,
 }
 
 
@@ -124,7 +169,7 @@ def _bare_p50_ns(loop: Loop, batch: int, seconds: float, min_calls: int) -> floa
 
 
 def _ours_p50_ns(
-    framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path, threads: int
+    framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path, threads: int, assets: Path
 ) -> tuple[float, float, bool]:
     from mlmodelscope.core.artifacts import ArtifactStore
     from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
@@ -147,7 +192,7 @@ def _ours_p50_ns(
         output_dir=out,
         intra_op_threads=threads,
     )
-    result = run_evaluation(load_registry([ASSETS]), ArtifactStore(cache), request)
+    result = run_evaluation(load_registry([assets]), ArtifactStore(cache), request)
     performance = result.performance
     assert performance is not None
     return (
@@ -165,6 +210,7 @@ def worker(
     min_calls: int,
     cache: Path,
     threads: int,
+    assets: Path = ASSETS,
 ) -> dict[str, Any]:
     """Runs inside the framework's own interpreter; returns every measurement as JSON-able data."""
     from mlmodelscope.core.artifacts import ArtifactStore
@@ -172,7 +218,7 @@ def worker(
     from mlmodelscope.core.manifests import load_registry
 
     _configure_threads(framework, threads)
-    registry = load_registry([ASSETS])
+    registry = load_registry([assets])
     resolution = registry.resolve(MODEL, framework)
     artifact = fetch_artifact(ArtifactStore(cache), resolution.artifact, base_dir=resolution.model_dir)
     loop = BARE_LOOPS[framework](artifact.path, threads)
@@ -184,7 +230,7 @@ def worker(
             for round_ in range(rounds):  # interleaved: drift hits both sides of a ratio alike
                 rows["bare"].append(_bare_p50_ns(loop, batch, seconds, min_calls))
                 p50, sut_p50, ok = _ours_p50_ns(
-                    framework, batch, seconds, min_calls, cache, Path(scratch) / f"b{batch}-r{round_}", threads
+                    framework, batch, seconds, min_calls, cache, Path(scratch) / f"b{batch}-r{round_}", threads, assets
                 )
                 rows["ours"].append(p50)
                 rows["ours_sut"].append(sut_p50)
@@ -208,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="Minimum duration of each measurement.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; the median ratio is reported.")
     parser.add_argument("--min-calls", type=int, default=20, help="Minimum calls per measurement.")
-    parser.add_argument("--frameworks", default="onnxruntime,pytorch,tensorflow,mxnet")
+    parser.add_argument("--frameworks", default="onnxruntime,pytorch,tensorflow,mxnet,tflite")
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument(
         "--threads",
@@ -219,11 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help="Artifact cache (default: a temporary one).")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--assets", type=Path, default=ASSETS, help=argparse.SUPPRESS)  # the worker's resources
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     if args.worker:
         report = worker(
-            args.worker, batch_sizes, args.seconds, args.rounds, args.min_calls, args.cache_dir, args.threads
+            args.worker,
+            batch_sizes,
+            args.seconds,
+            args.rounds,
+            args.min_calls,
+            args.cache_dir,
+            args.threads,
+            args.assets,
         )
         print("RESULT " + json.dumps(report))
         return 0
@@ -255,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--threads",
                 str(args.threads),
             ]
+            if framework == "tflite":  # ResNet-18's .tflite exists only once converted from its Keras file
+                command += ["--assets", str(tflite_assets(Path(scratch), cache))]
             completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
             lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
             if completed.returncode != 0 or not lines:

@@ -71,10 +71,10 @@ def _tensors_by_name(interpreter: Any, kind: str) -> dict[str, dict[str, Any]]:
     return by_name
 
 
-def _bind(interpreter: Any, declared: Sequence[TensorSpec], kind: str, path: Path) -> list[int]:
-    """The tensor index of each declared tensor; ModelLoadError when a name, shape or dtype does not fit."""
+def _bind(interpreter: Any, declared: Sequence[TensorSpec], kind: str, path: Path) -> list[dict[str, Any]]:
+    """The tensor details of each declared tensor; ModelLoadError when a name, shape or dtype does not fit."""
     tensors = _tensors_by_name(interpreter, kind)
-    indices = []
+    bound = []
     for spec in declared:
         found = tensors.get(spec.name)
         if found is None:
@@ -99,8 +99,8 @@ def _bind(interpreter: Any, declared: Sequence[TensorSpec], kind: str, path: Pat
                 f"{[int(d) for d in found['shape_signature']]}), but the manifest declares {spec.shape}.",
                 hint=f"Fix spec.{kind}s[].shape in the Model manifest (one sample, without the batch axis).",
             )
-        indices.append(int(found["index"]))
-    return indices
+        bound.append(found)
+    return bound
 
 
 class TFLitePredictor(Predictor):
@@ -128,13 +128,15 @@ class TFLitePredictor(Predictor):
                 hint="Check that the artifact is a .tflite flatbuffer and its sha256 in the manifest.",
             ) from e
         inputs = _bind(interpreter, self.model.inputs, "input", path)
-        outputs = _bind(interpreter, self.model.outputs, "output", path)
+        outputs = [int(d["index"]) for d in _bind(interpreter, self.model.outputs, "output", path)]
         if self.options.profile_dir is not None:
             log.warning("%s", UNAVAILABLE_REASON)
         self._interpreter = interpreter
-        self.predict = self._make_predict(interpreter, inputs, outputs, path)  # type: ignore[method-assign]
-        sample = [max(d, 1) for d in self.model.inputs[0].shape]
-        self.predict([np.zeros((1, *sample), dtype=spec.dtype) for spec in self.model.inputs])  # allocates
+        indices = [int(d["index"]) for d in inputs]
+        self.predict = self._make_predict(interpreter, indices, outputs, path)  # type: ignore[method-assign]
+        # One call at the model's own shapes (dynamic axes 1): allocates the tensors and XNNPACK's plan here,
+        # before the timed warm-up.
+        self.predict([np.zeros(tuple(d["shape"]), dtype=d["dtype"]) for d in inputs])
 
     def _make_predict(self, interpreter: Any, inputs: list[int], outputs: list[int], path: Path) -> Any:
         """The hot path, every name bound here; tensors resized and allocated only when an input shape changes."""
