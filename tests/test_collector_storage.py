@@ -607,3 +607,32 @@ def test_nul_in_text_is_refused_on_sight_and_a_dead_letter_can_always_be_stored(
             select(schema.dead_letters.c.message_id).where(schema.dead_letters.c.reason == "misaddressed")
         ).scalar_one()
     assert stored_id == "run-x:spans:0\ufffd"
+
+
+def test_the_accuracy_metric_migration_fills_in_the_top1_of_older_runs(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        migrate(db, MIGRATIONS[:2])
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        with db.write() as connection:
+            for run_id, top1 in (("old-classifier", 0.97), ("old-detector", None)):
+                connection.execute(
+                    text(
+                        "INSERT INTO runs (run_id, status, error, accuracy_top1, created_at) "
+                        "VALUES (:run_id, 'succeeded', '', :top1, :at)"
+                    ),
+                    {"run_id": run_id, "top1": top1, "at": at},
+                )
+        assert migrate(db) == [3]
+        with db.read() as connection:
+            rows = connection.execute(
+                select(schema.runs.c.run_id, schema.runs.c.accuracy_metric, schema.runs.c.accuracy_value).order_by(
+                    schema.runs.c.run_id
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            ("old-classifier", "top1", pytest.approx(0.97)),
+            ("old-detector", None, None),
+        ]
+    finally:
+        db.dispose()
