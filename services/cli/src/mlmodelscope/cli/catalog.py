@@ -6,12 +6,14 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from mlmodelscope.cli.context import build_context
 from mlmodelscope.cli.dataset_view import print_dataset, print_refusals
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.manifests.compatibility import fit
+from mlmodelscope.core.manifests.registry import Registry
+from mlmodelscope.core.manifests.resources import Dataset
 
 models_app = typer.Typer(help="Models in the registry.", no_args_is_help=True)
 frameworks_app = typer.Typer(help="Frameworks in the registry.", no_args_is_help=True)
@@ -28,25 +30,21 @@ def list_models(
     ctx: typer.Context,
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", "-d", help="Only say which models can be evaluated on this dataset, and why not."),
+        typer.Option("--dataset", "-d", help="Say which models can be evaluated on this dataset, and why not."),
     ] = None,
 ) -> None:
     """List the registered models (with --dataset: which of them fit that dataset, with the reasons of the others)."""
     registry = _context(ctx).registry
-    chosen = registry.dataset(dataset) if dataset is not None else None
-    columns = ["name", "version", "task", "framework", "formats", "top-1", "weights", "source"]
-    table = Table(*columns, *([f"fits {chosen.name}"] if chosen is not None else []))
-    refused: list[tuple[str, list[str]]] = []
+    if dataset is not None:
+        _list_fitting_models(registry, registry.dataset(dataset))
+        return
+    table = Table("name", "version", "task", "framework", "formats", "top-1", "weights", "source")
     for name in sorted(registry.models):
-        model = registry.model(name)
-        spec = model.spec
+        spec = registry.model(name).spec
         if spec.hidden:
             continue
-        verdict = fit(model, chosen) if chosen is not None else None
-        if verdict is not None and not verdict.ok:
-            refused.append((name, verdict.reasons))
         top1 = f"{spec.attributes.top1:.3f}" if spec.attributes.top1 is not None else "-"
-        row = [
+        table.add_row(
             name,
             spec.version,
             spec.task,
@@ -55,12 +53,26 @@ def list_models(
             top1,
             spec.attributes.weights,
             str(registry.source_of("Model", name)),
-        ]
-        table.add_row(*row, *([] if verdict is None else ["yes" if verdict.ok else "no"]))
+        )
+    literal_console().print(table)
+
+
+def _list_fitting_models(registry: Registry, dataset: Dataset) -> None:
+    """Every listed model with whether it fits ``dataset``; then the reasons of those that do not."""
+    table = Table(Column("name", no_wrap=True), "task", "framework", "formats", Column(f"fits {dataset.name}"))
+    refused: list[tuple[str, list[str]]] = []
+    for name in sorted(registry.models):
+        model = registry.model(name)
+        if model.spec.hidden:
+            continue
+        verdict = fit(model, dataset)
+        if not verdict.ok:
+            refused.append((name, verdict.reasons))
+        formats = ", ".join(a.format for a in model.spec.artifacts)
+        table.add_row(name, model.spec.task, model.spec.framework.name, formats, "yes" if verdict.ok else "no")
     console = literal_console()
     console.print(table)
-    if chosen is not None:
-        print_refusals(console, chosen.name, refused)
+    print_refusals(console, dataset.name, refused)
 
 
 @models_app.command("show")
