@@ -59,9 +59,13 @@ def decode_anchor_offsets(
             hint="The boxes output of an anchor_offsets detector is (batch, N, K): box values first, in x, y, w, h.",
         )
     if len(values) != len(anchors):
+        batched = len(values) > len(anchors) and len(values) % len(anchors) == 0
         raise ProcessingError(
             f"output '{output}' holds {len(values)} boxes per image but its anchor grid has {len(anchors)} anchors.",
-            hint="Fix the output's `anchors` (layers' stride and per_cell, input_size) in the Model manifest so "
+            hint=f"{len(values) // len(anchors)} images' boxes in one row: the graph has a fixed batch size of 1 "
+            "(BlazeFace reshapes to [1, N, 16]); run it with --batch-size 1."
+            if batched
+            else "Fix the output's `anchors` (layers' stride and per_cell, input_size) in the Model manifest so "
             "that their count equals the model's N.",
         )
     sx, sy, sw, sh = (float(v) for v in scale)
