@@ -65,12 +65,12 @@ def _cell(value: Cell) -> str:
 
 
 def markdown_section(report: Report) -> str:
-    lines: list[str] = []
+    lines: list[str] = [""]
     for table in task_tables(report.runs):
         lines += [f"## {table.title}", "", "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
         lines += ["| " + " | ".join(_cell(cell).replace("|", "\\|") for cell in row) + " |" for row in table.rows]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def _html_table(table: Table) -> str:
