@@ -233,6 +233,18 @@ def test_outputs_are_owned_copies(model: Model, test_split: tuple[np.ndarray, np
         np.testing.assert_array_equal(first, kept)
 
 
+def test_a_strided_view_gives_the_same_answer(model: Model, test_split: tuple[np.ndarray, np.ndarray]) -> None:
+    """Batches the harness slices out of a larger array need not be contiguous: set_tensor copies them in."""
+    x = test_split[0][:6]
+    wide = np.zeros((6, 1, 8, 16), np.float32)
+    wide[..., ::2] = x
+    view = wide[..., ::2]
+    assert not view.flags["C_CONTIGUOUS"]
+    with _predictor(model.spec) as predictor:
+        predictor.load(FLOAT32)
+        np.testing.assert_array_equal(predictor.predict([view])[0], predictor.predict([x])[0])
+
+
 def test_wrong_inputs_are_a_predictor_error(model: Model) -> None:
     with _predictor(model.spec) as predictor:
         predictor.load(FLOAT32)
