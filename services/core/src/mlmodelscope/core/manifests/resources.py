@@ -417,6 +417,13 @@ class ModelAttributes(_Strict):
 
     top1: float | None = Field(default=None, ge=0, le=1, description="Reference top-1 accuracy (fraction).")
     top5: float | None = Field(default=None, ge=0, le=1, description="Reference top-5 accuracy (fraction).")
+    map: float | None = Field(
+        default=None, ge=0, le=1, description="Detection: reference COCO mAP@[.5:.95] on its default dataset."
+    )
+    map_50: float | None = Field(default=None, ge=0, le=1, description="Detection: reference COCO AP at IoU 0.50.")
+    mean_iou: float | None = Field(
+        default=None, ge=0, le=1, description="Segmentation: reference mean IoU on its default dataset."
+    )
     training_dataset: str | None = Field(default=None, description="The data the weights were trained on.")
     weights: Literal["trained", "random"] = Field(
         default="trained", description="'random' marks seeded untrained weights, for performance work only."
