@@ -134,8 +134,7 @@ class TFLitePredictor(Predictor):
         self._interpreter = interpreter
         indices = [int(d["index"]) for d in inputs]
         self.predict = self._make_predict(interpreter, indices, outputs, path)  # type: ignore[method-assign]
-        # One call at the model's own shapes (dynamic axes 1): allocates the tensors and XNNPACK's plan here,
-        # before the timed warm-up.
+        # At the model's own shapes (dynamic axes 1): allocates the tensors and XNNPACK's plan before the warm-up.
         self.predict([np.zeros(tuple(d["shape"]), dtype=d["dtype"]) for d in inputs])
 
     def _make_predict(self, interpreter: Any, inputs: list[int], outputs: list[int], path: Path) -> Any:
@@ -175,7 +174,7 @@ class TFLitePredictor(Predictor):
                         reshape(batch)
                     set_tensor(first, x)
                     invoke()
-                except ValueError as e:  # set_tensor: a dtype or shape the tensor does not have
+                except (ValueError, RuntimeError) as e:  # set_tensor: a dtype or shape it lacks; invoke: a kernel
                     raise failed(batch, e) from e
                 return [get_tensor(last)]
 
@@ -188,7 +187,7 @@ class TFLitePredictor(Predictor):
                 for index, x in zip(inputs, batch, strict=True):
                     set_tensor(index, x)
                 invoke()
-            except ValueError as e:  # set_tensor: a wrong dtype or shape; zip: a wrong number of inputs
+            except (ValueError, RuntimeError) as e:  # as above; zip: a wrong number of inputs
                 raise failed(batch, e) from e
             return [get_tensor(index) for index in outputs]
 
