@@ -20,11 +20,9 @@ from mlmodelscope.core.evaluation.driver import LoadGenDriver
 from mlmodelscope.core.evaluation.results import AccuracyResult, Verdict
 from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.resources import ModelInput, ModelSpec
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
 from mlmodelscope.core.processing import Preprocessor, PreprocessStep
-from tests.conftest import ASSETS
 
 SIDE = 12
 QUICK = {"min_duration_s": 0.05, "min_query_count": 16, "warmup_queries": 1}
@@ -78,8 +76,16 @@ _INPUT = ModelInput(
 
 @pytest.fixture(scope="module")
 def spec() -> ModelSpec:
-    model = load_registry([ASSETS]).model("digits-cnn").spec
-    return model.model_copy(update={"inputs": [_INPUT]})
+    """A model of that one input (nothing of it but its inputs is used here)."""
+    return ModelSpec.model_validate(
+        {
+            "task": "image_classification",
+            "framework": {"name": "onnxruntime"},
+            "artifacts": [{"uri": "unused.onnx", "sha256": "0" * 64, "format": "onnx"}],
+            "inputs": [_INPUT.model_dump(exclude_none=True)],
+            "outputs": [{"name": "logits", "shape": [10], "postprocess": [{"top_k": {"k": 5}}]}],
+        }
+    )
 
 
 def test_only_loaded_items_are_decoded(spec: ModelSpec) -> None:
@@ -237,3 +243,24 @@ def test_undecodable_file_fails_the_run_with_its_name(spec: ModelSpec, tmp_path:
     with pytest.raises(ProcessingError, match=r"c0/021.jpg"):
         driver.run("accuracy", driver.warm_up(), tmp_path / "logs")
     assert library.loaded == 0
+
+
+def test_units_of_a_batch_walk_the_dataset_in_sets(spec: ModelSpec, tmp_path: Path) -> None:
+    """SingleStream with batch 4: a LoadGen sample is 4 consecutive items; 8 items per set = 2 units loaded."""
+    reader = _JpegReader(50)
+    library = SampleLibrary(reader, spec)
+    scorer = _CountingScorer(50, library)
+    settings = EvaluationSettings(mode="accuracy", batch_size=4, performance_sample_count=8, **QUICK)  # type: ignore[arg-type]
+    driver = LoadGenDriver(_ZeroPredictor(spec, PredictorOptions()), library, scorer, settings)
+    assert driver.qsl.total == 13 and driver._performance_count == 2
+    driver.run("accuracy", driver.warm_up(), tmp_path / "logs")
+    # The last unit wraps around (items 48, 49, 0, 1) so every call is a full batch: 0 and 1 are answered twice.
+    assert scorer.answers == Counter(range(50)) + Counter({0: 1, 1: 1})
+    assert scorer.peak_loaded <= 8
+
+
+def test_the_default_performance_sample_count_is_mlperfs_bounded_by_the_dataset() -> None:
+    assert EvaluationSettings().performance_samples(50_000) == 1024
+    assert EvaluationSettings().performance_samples(450) == 450
+    assert EvaluationSettings(performance_sample_count=64).performance_samples(450) == 64
+    assert EvaluationSettings(performance_sample_count=5000).performance_samples(450) == 450
