@@ -34,7 +34,8 @@ from tests.conftest import REPO, run_cli
 MODEL = "mobilenet-v2-imagenet"
 ARTIFACTS = REPO / "assets" / "artifacts" / MODEL
 MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
-FRAMEWORKS = ("onnxruntime", "pytorch", "tensorflow", "mxnet")
+FORMATS = ("onnx", "torchscript", "keras", "mxnet")
+FRAMEWORKS = {"onnx": "onnxruntime", "torchscript": "pytorch", "keras": "tensorflow", "mxnet": "mxnet"}
 # The model's top-1 class per photo (checked against each photo's label: 4 hits, rocket and clock missed).
 EXPECTED_TOP1 = {
     "camera.jpg": 872,  # tripod (= label)
@@ -139,63 +140,82 @@ def test_a_build_with_other_bytes_is_refused(tmp_path: Path) -> None:
     assert "build_mobilenet_imagenet.py" in info.value.hint
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("artifact_format", ["onnx", "torchscript", "keras"])
-def test_two_builds_give_the_pinned_bytes(tmp_path: Path, artifact_format: str) -> None:
-    pytest.importorskip("tensorflow" if artifact_format == "keras" else "torch")
-    first = build_zoo_artifact(tmp_path / "a", ZooRef(name=MODEL), artifact_format)
-    second = build_zoo_artifact(tmp_path / "b", ZooRef(name=MODEL), artifact_format)
-    assert first.path.read_bytes() == second.path.read_bytes()
-    (name, sha256), *_ = SPEC.digests[artifact_format].items()
-    assert first.path.name == name and first.sha256 == sha256
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds it")
-def test_two_mxnet_builds_give_the_pinned_bytes(tmp_path: Path) -> None:
+def _build_mxnet(cache_dir: Path) -> tuple[Path, str]:
+    """The mxnet build in MXNet's own runtime (where the agent builds it), into ``cache_dir``."""
     script = (
         "import json, sys; from pathlib import Path; from mlmodelscope.core.manifests.resources import ZooRef; "
         "from mlmodelscope.core.artifacts.zoo import build_zoo_artifact; "
-        f"built = [build_zoo_artifact(Path(sys.argv[1]) / c, ZooRef(name={MODEL!r}), 'mxnet') for c in 'ab']; "
-        "print(json.dumps([[str(b.path), b.sha256] for b in built]))"
+        f"built = build_zoo_artifact(Path(sys.argv[1]), ZooRef(name={MODEL!r}), 'mxnet'); "
+        "print(json.dumps([str(built.path), built.sha256]))"
     )
     done = subprocess.run(
-        [str(MXNET_PYTHON), "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300, check=False
+        [str(MXNET_PYTHON), "-c", script, str(cache_dir)], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (first, first_sha), (second, second_sha) = json.loads(done.stdout.strip().splitlines()[-1])
-    files = {p.name: p.read_bytes() for p in Path(first).iterdir()}
-    assert files == {p.name: p.read_bytes() for p in Path(second).iterdir()}
-    assert {n: hashlib.sha256(b).hexdigest() for n, b in files.items()} == SPEC.digests["mxnet"]
-    assert first_sha == second_sha
+    path, sha256 = json.loads(done.stdout.strip().splitlines()[-1])
+    return Path(path), sha256
 
 
-@pytest.mark.slow
-def test_a_damaged_cached_build_is_refused_and_rebuilt_once_deleted(tmp_path: Path) -> None:
+def _build(cache_dir: Path, artifact_format: str) -> tuple[Path, str]:
+    if artifact_format == "mxnet":
+        return _build_mxnet(cache_dir)
+    built = build_zoo_artifact(cache_dir, ZooRef(name=MODEL), artifact_format)
+    return built.path, built.sha256
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    paths = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return {p.name: p.read_bytes() for p in paths if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache with all four builds, shared by the slow tests (each build is seconds)."""
     pytest.importorskip("torch")
-    built = build_zoo_artifact(tmp_path, ZooRef(name=MODEL), "onnx")
-    data = bytearray(built.path.read_bytes())
-    data[len(data) // 2] ^= 0x01  # one flipped bit in the weights: the file would still load
-    built.path.write_bytes(bytes(data))
-    folder = zoo_build_dir(tmp_path, ZooRef(name=MODEL), "onnx")
-    with pytest.raises(ArtifactError, match="is damaged") as info:
-        build_zoo_artifact(tmp_path, ZooRef(name=MODEL), "onnx")
-    assert f"Delete {folder}" in info.value.hint
-    shutil.rmtree(folder)
-    rebuilt = build_zoo_artifact(tmp_path, ZooRef(name=MODEL), "onnx")
-    assert rebuilt.sha256 == SPEC.digests["onnx"][f"{MODEL}.onnx"]
+    pytest.importorskip("tensorflow")
+    if not MXNET_PYTHON.exists():
+        pytest.skip(f"{MXNET_PYTHON} is missing: `make setup` builds the MXNet environment")
+    cache = tmp_path_factory.mktemp("mobilenet") / "cache"
+    for artifact_format in FORMATS:
+        _build(cache, artifact_format)
+    return cache
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds it")
-def test_the_four_frameworks_see_the_photos_alike(tmp_path: Path) -> None:
+@pytest.mark.parametrize("artifact_format", FORMATS)
+def test_two_builds_give_the_pinned_bytes(cache_dir: Path, tmp_path: Path, artifact_format: str) -> None:
+    first, first_sha256 = _build(cache_dir, artifact_format)  # already built: read from the cache
+    second, second_sha256 = _build(tmp_path, artifact_format)
+    files = _files(first)
+    assert files == _files(second)
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in files.items()} == SPEC.digests[artifact_format]
+    assert first_sha256 == second_sha256
+
+
+@pytest.mark.slow
+def test_a_damaged_cached_build_is_refused(cache_dir: Path, tmp_path: Path) -> None:
+    zoo = ZooRef(name=MODEL)
+    folder = zoo_build_dir(tmp_path, zoo, "onnx")
+    shutil.copytree(zoo_build_dir(cache_dir, zoo, "onnx"), folder)
+    assert build_zoo_artifact(tmp_path, zoo, "onnx").sha256 == SPEC.digests["onnx"][f"{MODEL}.onnx"]
+    model_file = folder / "artifact" / f"{MODEL}.onnx"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the weights: the file would still load, and answer wrongly
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="is damaged") as info:
+        build_zoo_artifact(tmp_path, zoo, "onnx")
+    assert f"Delete {folder}" in info.value.hint
+
+
+@pytest.mark.slow
+def test_the_four_frameworks_see_the_photos_alike(cache_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "summary.json"
     run = run_cli(
         "--cache-dir",
-        str(tmp_path / "cache"),
+        str(cache_dir),
         "evaluate",
         "--framework",
-        ",".join(FRAMEWORKS),
+        ",".join(FRAMEWORKS.values()),
         "--model",
         MODEL,
         "--mode",
@@ -209,8 +229,8 @@ def test_the_four_frameworks_see_the_photos_alike(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr + run.stdout
     summary = json.loads(output.read_text())
     results = {r["framework"]["name"]: r for r in summary["results"]}
-    assert set(results) == set(FRAMEWORKS), summary["failures"]
-    reader = open_reader(_dataset(), ArtifactStore(tmp_path / "cache"), REPO / "assets" / "datasets")
+    assert set(results) == set(FRAMEWORKS.values()), summary["failures"]
+    reader = open_reader(_dataset(), ArtifactStore(cache_dir), REPO / "assets" / "datasets")
     names = [reader.name(i).path for i in range(reader.size)]
     for framework, result in results.items():
         accuracy = result["accuracy"]
