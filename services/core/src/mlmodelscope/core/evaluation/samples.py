@@ -101,9 +101,12 @@ class SampleLibrary:
             for row in rows:
                 fill(row)
         else:
-            with ThreadPoolExecutor(self._threads, thread_name_prefix="mlmodelscope-load") as pool:
+            pool = ThreadPoolExecutor(self._threads, thread_name_prefix="mlmodelscope-load")
+            try:
                 for _ in pool.map(fill, rows):  # re-raises the first failure, in item order
                     pass
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # after a failure, the items not started are skipped
         items = np.asarray(new, dtype=np.int64)
         key = self._next_block
         self._next_block += 1
