@@ -9,7 +9,9 @@ top-1 in ONNX Runtime, PyTorch, TensorFlow and MXNet with 100% agreement and max
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import io
 import json
 import pickle
 import shutil
@@ -81,6 +83,38 @@ def test_the_pth_reader_reads_the_zip_format_and_refuses_other_pickles(tmp_path:
     with pytest.raises(ModelLoadError, match="not the pinned") as info:
         load_state_dict(saved, sha256="0" * 64)
     assert "--force-reinstall" in info.value.hint
+
+
+class _Marker:
+    """Stands for a storage in a hand-written state-dict pickle."""
+
+
+class _TooLong:
+    def __init__(self, marker: _Marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        import torch
+
+        return (torch._utils._rebuild_tensor_v2, (self.marker, 0, (10,), (1,), False, collections.OrderedDict()))
+
+
+def test_the_pth_reader_refuses_a_tensor_past_its_storage(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    marker = _Marker()
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: object) -> object:
+            return ("storage", torch.FloatStorage, "0", "cpu", 2) if obj is marker else None
+
+    data = io.BytesIO()
+    Pickler(data, protocol=2).dump(collections.OrderedDict(w=_TooLong(marker)))
+    path = tmp_path / "short.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", data.getvalue())
+        archive.writestr("archive/data/0", np.zeros(2, np.float32).tobytes())
+    with pytest.raises(ModelLoadError, match="reaches past its 2 elements"):
+        load_state_dict(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def test_sha256sums_are_the_digests_the_builders_check() -> None:

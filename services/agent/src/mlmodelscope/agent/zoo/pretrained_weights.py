@@ -72,9 +72,13 @@ class _TensorRef:
     stride: tuple[int, ...]
 
     def to_numpy(self) -> np.ndarray:
-        assert self.storage.data is not None, f"storage {self.storage.key} was never read"
         flat = self.storage.data
+        if flat is None:
+            raise ValueError(f"storage {self.storage.key} has no data in the file")
         itemsize = flat.dtype.itemsize
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True) if n > 0)
+        if self.offset < 0 or any(s < 0 for s in self.stride) or (all(self.size) and last >= flat.size):
+            raise ValueError(f"a tensor of storage {self.storage.key} reaches past its {flat.size} elements")
         if not self.size:
             return flat[self.offset : self.offset + 1].reshape(()).copy()
         view = np.lib.stride_tricks.as_strided(
@@ -128,16 +132,14 @@ def load_state_dict(path: Path, *, sha256: str) -> dict[str, np.ndarray]:
             reader = _read_zip if zipfile.is_zipfile(file) else _read_legacy
             file.seek(0)
             state = reader(file)
+        if not isinstance(state, dict) or not all(isinstance(v, _TensorRef) for v in state.values()):
+            raise ValueError("it is not a flat dict of tensors (torch.save(model.state_dict()) writes one)")
+        return {str(name): tensor.to_numpy() for name, tensor in state.items()}
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError, struct.error) as e:
         raise ModelLoadError(
             f"cannot read the PyTorch state dict {path}: {e}",
             hint="Only plain tensor state dicts are read; this file is another kind of pickle or is truncated.",
         ) from e
-    if not isinstance(state, dict) or not all(isinstance(v, _TensorRef) for v in state.values()):
-        raise ModelLoadError(
-            f"{path} is not a flat state dict of tensors.", hint="Give the file torch.save(model.state_dict()) wrote."
-        )
-    return {str(name): tensor.to_numpy() for name, tensor in state.items()}
 
 
 def _read_legacy(file: IO[bytes]) -> Any:
