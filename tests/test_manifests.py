@@ -10,8 +10,8 @@ import yaml
 
 from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.digests import sha256_of_file
+from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import IncompatibleFrameworkError, ManifestError, UnknownResourceError
-from mlmodelscope.core.evaluation.samples import load_dataset
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.loading import format_location, load_file
 from mlmodelscope.core.manifests.registry import asset_roots
@@ -210,7 +210,7 @@ def _digits_from(scratch_assets: Path, uri: str) -> ManifestError:
     _edit(scratch_assets / "datasets" / "digits.yaml", lambda d: d["spec"]["source"].update(uri=uri, sha256=pinned))
     dataset = load_registry([scratch_assets]).dataset("digits")
     with pytest.raises(ManifestError) as info:
-        load_dataset(dataset, ArtifactStore(scratch_assets.parent / "cache"), scratch_assets / "datasets")
+        open_reader(dataset, ArtifactStore(scratch_assets.parent / "cache"), scratch_assets / "datasets")
     return info.value
 
 

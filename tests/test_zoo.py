@@ -25,9 +25,10 @@ from mlmodelscope.core.artifacts.zoo import (
     tree_sha256,
     zoo_build_dir,
 )
+from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import ArtifactError, FrameworkUnavailableError, ManifestError, ModelLoadError
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
-from mlmodelscope.core.evaluation.samples import build_sample_library, dataset_source_sha256, load_dataset
+from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_sha256
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.resources import Artifact, Dataset, DatasetSource, ZooRef, parse_zoo_uri
@@ -376,18 +377,19 @@ def _dataset(name: str) -> Dataset:
 
 def test_synthetic_datasets_are_deterministic_and_as_declared(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "cache")
-    images = load_dataset(_dataset("synthetic-imagenet"), store, ASSETS / "datasets")
-    again = load_dataset(_dataset("synthetic-imagenet"), store, ASSETS / "datasets")
+    images = open_reader(_dataset("synthetic-imagenet"), store, ASSETS / "datasets")
+    again = open_reader(_dataset("synthetic-imagenet"), store, ASSETS / "datasets")
     np.testing.assert_array_equal(images.samples, again.samples)
-    np.testing.assert_array_equal(images.labels, again.labels)
+    np.testing.assert_array_equal(images.truth.labels, again.truth.labels)
     assert images.samples.shape == (64, 3, 224, 224) and images.samples.dtype == np.float32
     assert abs(float(images.samples.mean())) < 0.01 and abs(float(images.samples.std()) - 1.0) < 0.01
-    assert images.labels.dtype == np.int64 and images.labels.min() >= 0 and images.labels.max() < 1000
-    assert len(np.unique(images.labels)) > 30
-    tokens = load_dataset(_dataset("synthetic-tokens"), store, ASSETS / "datasets")
+    labels = images.truth.labels
+    assert labels.dtype == np.int64 and labels.min() >= 0 and labels.max() < 1000
+    assert len(np.unique(labels)) > 30
+    tokens = open_reader(_dataset("synthetic-tokens"), store, ASSETS / "datasets")
     assert tokens.samples.shape == (64, 128) and tokens.samples.dtype == np.int64
     assert tokens.samples.min() >= 0 and tokens.samples.max() < 8192 and tokens.samples.max() > 8000
-    assert set(np.unique(tokens.labels)) == {0, 1}
+    assert set(np.unique(tokens.truth.labels)) == {0, 1}
     assert not (tmp_path / "cache").exists()  # nothing was fetched
     assert dataset_source_sha256(_dataset("synthetic-tokens")) == {}
     assert list(dataset_source_sha256(_dataset("digits")).values()) == [_dataset("digits").spec.source.sha256]
@@ -406,9 +408,9 @@ def test_synthetic_data_is_pinned_by_sha256(tmp_path: Path) -> None:
         ),
     }
     for name, (samples_sha256, labels_sha256) in pinned.items():
-        data = load_dataset(_dataset(name), ArtifactStore(tmp_path), tmp_path)
+        data = open_reader(_dataset(name), ArtifactStore(tmp_path), tmp_path)
         assert hashlib.sha256(data.samples.tobytes()).hexdigest() == samples_sha256, name
-        assert hashlib.sha256(data.labels.tobytes()).hexdigest() == labels_sha256, name
+        assert hashlib.sha256(data.truth.labels.tobytes()).hexdigest() == labels_sha256, name
 
 
 def test_the_seed_changes_synthetic_data(tmp_path: Path) -> None:
@@ -417,8 +419,8 @@ def test_the_seed_changes_synthetic_data(tmp_path: Path) -> None:
         update={"spec": dataset.spec.model_copy(update={"source": dataset.spec.source.model_copy(update={"seed": 1})})}
     )
     store = ArtifactStore(tmp_path)
-    a = load_dataset(dataset, store, tmp_path).samples
-    b = load_dataset(reseeded, store, tmp_path).samples
+    a = open_reader(dataset, store, tmp_path).samples
+    b = open_reader(reseeded, store, tmp_path).samples
     assert a.shape == b.shape and not np.array_equal(a, b)
 
 
@@ -447,10 +449,12 @@ def test_synthetic_samples_pass_unchanged_through_an_empty_preprocess_list(
     tmp_path: Path, model: str, dataset: str
 ) -> None:
     registry = load_registry([ASSETS])
-    data = load_dataset(registry.dataset(dataset), ArtifactStore(tmp_path), tmp_path)
-    library = build_sample_library(data, registry.model(model).spec)
-    assert library.inputs[0].dtype == data.samples.dtype
-    np.testing.assert_array_equal(library.inputs[0], data.samples)
+    data = open_reader(registry.dataset(dataset), ArtifactStore(tmp_path), tmp_path)
+    library = SampleLibrary(data, registry.model(model).spec)
+    library.load(range(data.size))
+    (tensor,) = library.contiguous(0, data.size)
+    assert tensor.dtype == data.samples.dtype
+    np.testing.assert_array_equal(tensor, data.samples)
 
 
 def test_every_zoo_manifest_loads_and_says_its_weights_are_random() -> None:

@@ -121,7 +121,10 @@ class AccuracyResult(_Frozen):
 
 class LoadTime(_Frozen):
     artifact_fetch_s: float
-    dataset_s: float = Field(description="Fetch, decode and pre-process the whole dataset (untimed by LoadGen).")
+    dataset_s: float = Field(
+        description="Fetch (unpack) and open the dataset: list its items and read its truth. Decoding and "
+        "pre-processing happen in LoadGen's untimed load callbacks, inside the accuracy and performance runs."
+    )
     model_load_s: float = Field(description="Predictor load: the framework's cold start.")
     warmup_s: float
 
