@@ -9,6 +9,7 @@ number found on a page can only have come from the field it is checked against.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import csv
 import html
 import json
@@ -16,6 +17,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,10 +35,13 @@ from mlmodelscope.core.evaluation.results import (
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.messages import Envelope, RunFinished, RunStarted, message_id
 from tests import collector_fixtures as fixtures
+from tests import web_fixtures
 from tests.conftest import run_cli
 from tests.edge_case_fixtures import served_collector
 
 sqlite_url = fixtures.sqlite_url
+browser = web_fixtures.browser
+page = web_fixtures.page
 RECALL = [i / 100 for i in range(101)]
 VERDICT = Verdict(valid=True, result="VALID", constraints=[], recommendations=[], early_stopping=[])
 ENVIRONMENT = Environment(
@@ -252,7 +257,9 @@ def served(tmp_path: Path) -> Iterator[str]:
         async with fixtures.running_app(fixtures.settings_for(url)) as app:
             ingest_all(app.runtime)
 
-    asyncio.run(store())
+    # In a thread of its own: Playwright's sync API may already run an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, store()).result()
     with served_collector(url, tmp_path / "collector.log") as collector:
         yield collector
 
@@ -323,3 +330,18 @@ def test_the_cli_summary_names_the_primary_metric_of_its_runs() -> None:
     assert re.search(r"batch\s+mAP\s+p50", detection_only) and "0.4223" in detection_only
     mixed = rendered("det-ort", "seg-ort")
     assert re.search(r"batch\s+accuracy\s+p50", mixed) and "mAP 0.4123" in mixed and "mIoU 0.6789" in mixed
+
+
+def test_the_detection_run_page_in_a_browser_draws_the_pr_curve_and_ap_per_class(served: str, page: Any) -> None:
+    page.goto(f"{served}/ui/runs/det-torch")
+    row = page.locator("[data-testid=detection-metrics] tr[data-metric=map_50] td")
+    assert row.nth(0).inner_text() == "mAP@.5" and row.nth(1).inner_text() == "74.45%"
+    points = page.locator("svg[data-chart=pr-curve] circle.point")
+    assert points.count() == 90
+    assert page.locator("svg[data-chart=bars] rect.bar[data-label=square]").get_attribute("data-value") == "0.6211"
+
+
+def test_the_compare_page_in_a_browser_sets_iou_per_class_side_by_side(served: str, page: Any) -> None:
+    page.goto(f"{served}/ui/compare?run=seg-ort&run=seg-torch")
+    square = page.locator("[data-testid=per-class-semantic_segmentation] tr[data-class=square] td")
+    assert [square.nth(i).inner_text() for i in range(3)] == ["square", "55.67%", "57.67%"]
