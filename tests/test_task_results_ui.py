@@ -14,6 +14,7 @@ import csv
 import html
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.messages import Envelope, RunFinished, RunStarted, message_id
 from tests import collector_fixtures as fixtures
 from tests import web_fixtures
-from tests.conftest import run_cli
+from tests.conftest import ASSETS, run_cli
 from tests.edge_case_fixtures import served_collector
 
 sqlite_url = fixtures.sqlite_url
@@ -249,6 +250,28 @@ async def test_compare_api_and_page_set_two_frameworks_side_by_side(sqlite_url: 
     assert cell(seg_table[seg_table.index('data-run="seg-torch"') :], "data-metric", "mean_iou") == "69.89%"
 
 
+@pytest.mark.anyio
+async def test_the_catalog_says_which_models_fit_each_dataset_and_why_the_others_do_not(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    assets = web_fixtures.minimal_assets(tmp_path / "assets")  # the digits CNN, its dataset, onnxruntime
+    shutil.copy(ASSETS / "models" / "transformer-encoder.yaml", assets / "models")
+    async with fixtures.running_app(fixtures.settings_for(sqlite_url, assets=str(assets))) as app:
+        catalog = (await app.client.get("/api/v1/catalog")).json()
+        page = (await app.client.get("/ui/catalog")).text
+    digits = next(d for d in catalog["datasets"] if d["name"] == "digits")
+    assert digits["kind"] == "npz" and "digits-cnn" in digits["fitting_models"]
+    refused = {r["model"]: r["reasons"] for r in digits["refused_models"]}
+    reason = "model 'transformer-encoder' is a raw model, but dataset 'digits' (kind npz) serves image_classification."
+    assert refused["transformer-encoder"] == [reason]
+    assert not set(refused) & set(digits["fitting_models"])
+    section = page[page.index('data-testid="refused-digits"') :]
+    start = section.index('data-refused="transformer-encoder"')
+    assert reason in html.unescape(section[start : section.index("</tr>", start)])
+    fitting = page[page.index('data-dataset="digits"') :]
+    assert 'data-fits="digits-cnn"' in fitting[: fitting.index("</tr>")]
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'collector.db'}"
@@ -332,6 +355,8 @@ def test_the_cli_summary_names_the_primary_metric_of_its_runs() -> None:
     assert re.search(r"batch\s+accuracy\s+p50", mixed) and "mAP 0.4123" in mixed and "mIoU 0.6789" in mixed
 
 
+# The browser tests come last: Playwright's sync API keeps an event loop running in this thread while the
+# module-scoped browser lives, which the anyio tests above could not share.
 def test_the_detection_run_page_in_a_browser_draws_the_pr_curve_and_ap_per_class(served: str, page: Any) -> None:
     page.goto(f"{served}/ui/runs/det-torch")
     row = page.locator("[data-testid=detection-metrics] tr[data-metric=map_50] td")
