@@ -32,9 +32,9 @@ def print_refusals(console: Console, dataset: str, refused: Sequence[tuple[str, 
             console.print(f"  {name}: {reason}")
 
 
-def _counts(title: str, key: str, counts: Mapping[str, int], *, most: int | None = None) -> Table:
+def _counts(key: str, counts: Mapping[str, int], *, most: int | None = None) -> Table:
     """Classes in the dataset's own order (``most`` at most); other counts most common first."""
-    table = Table(key, "count", title=title, title_justify="left")
+    table = Table(key, "count")
     ordered = list(counts.items()) if most is not None else sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     for label, count in ordered[:most]:
         table.add_row(label, f"{count:,}")
@@ -66,12 +66,20 @@ def print_dataset(context: CliContext, dataset: Dataset) -> None:
     if facts.annotations is not None:
         line += f", {facts.annotations:,} annotations"
     console.print(line)
-    if facts.class_counts:
-        title = f"{len(facts.class_counts)} classes"
-        console.print(_counts(title, "class", facts.class_counts, most=_MOST_CLASSES))
-    if facts.image_sizes:
-        console.print(_counts("image sizes (the most common)", "size", facts.image_sizes))
-    if facts.modes:
-        console.print(_counts("image modes", "mode", facts.modes))
-    if facts.formats:
-        console.print(_counts("file formats", "format", facts.formats))
+    classes = len(facts.class_counts)
+    counted = "annotations" if spec.source.kind == "coco" else "items"
+    tables: list[tuple[str, str, Mapping[str, int], int | None]] = [
+        (
+            f"{classes} class{'' if classes == 1 else 'es'} ({counted} per class):",
+            "class",
+            facts.class_counts,
+            _MOST_CLASSES,
+        ),
+        ("image sizes (the most common):", "size", facts.image_sizes, None),
+        ("image modes:", "mode", facts.modes, None),
+        ("file formats:", "format", facts.formats, None),
+    ]
+    for title, key, counts, most in tables:
+        if counts:
+            console.print(title)
+            console.print(_counts(key, counts, most=most))
