@@ -126,6 +126,7 @@ def tflite_assets(scratch: Path, cache: Path) -> Path:
     target = assets / "artifacts" / f"{MODEL}.tflite"
     converter = REPO / "scripts" / "tflite_convert.py"
     command = [sys.executable, str(converter), "--model", MODEL, "--out", str(target), "--cache-dir", str(cache)]
+    command += ["--assets", str(ASSETS)]
     subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO)
     manifest = assets / "models" / f"{MODEL}.yaml"
     document = yaml.safe_load(manifest.read_text())
