@@ -2,10 +2,11 @@
 
 ``python -m mlmodelscope.agent --spec run.json`` (or ``--spec-env VAR``) reads a ``RunSpec`` (the core's run
 contract), builds a registry of exactly the Model, Framework and Dataset it carries (no asset folder is read),
-evaluates, and publishes everything to NATS JetStream: ``run_started`` first, ``progress`` while it runs, then the
-spans and per-query records in batches, and ``run_finished`` with the full result (or the error) last. The agent
-only connects outward, to NATS (with the token in ``MLMODELSCOPE_NATS_TOKEN`` when the server requires one):
-nothing listens on it.
+evaluates, and publishes everything to NATS JetStream: ``run_started`` first, ``progress``, MODEL spans and per-query
+records while it runs (``agent.streaming``: from a bounded buffer, spilled to the run folder while NATS is slow),
+then the remaining spans and records in batches, and ``run_finished`` with the full result (or the error) last.
+The agent only connects outward, to NATS (with the token in ``MLMODELSCOPE_NATS_TOKEN`` when the server requires
+one): nothing listens on it.
 
 Exit codes: 0 the run succeeded, 1 the evaluation failed (the failure is published), 2 the messages could not be
 delivered (NATS unreachable for ``give_up_after_s``: everything unsent, the result included, is then kept in
@@ -31,6 +32,7 @@ from mlmodelscope.agent.bus.connection import nats_token
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.agent.sigterm import SigtermWatcher
+from mlmodelscope.agent.streaming import SPILL_PART, SpanStreamer, StreamingProgress, query_record
 from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings
 from mlmodelscope.core.errors import ManifestError, MLModelScopeError
 from mlmodelscope.core.evaluation.driver import RunProgress
@@ -90,22 +92,11 @@ def _parse_run_spec(text: str, source: str) -> RunSpec:
 def query_records(spans: list[Span]) -> list[QueryRecord]:
     """Per-query records from the MODEL-level predict spans, with the mode of the run span they belong to."""
     modes = {s.span_id: _RUN_PHASES[s.name] for s in spans if s.name in _RUN_PHASES}
-    records = []
-    for span in spans:
-        if span.name != MODEL_SPAN_NAME or span.level != TraceLevel.MODEL or span.parent_id not in modes:
-            continue
-        attributes = span.attributes
-        records.append(
-            QueryRecord(
-                seq=int(attributes["seq"]),
-                mode=modes[span.parent_id],
-                first_item=int(attributes["first_item"]),
-                item_count=int(attributes["item_count"]),
-                start_ns=span.start_ns,
-                end_ns=span.end_ns,
-            )
-        )
-    return records
+    return [
+        query_record(span, modes[span.parent_id])
+        for span in spans
+        if span.name == MODEL_SPAN_NAME and span.level == TraceLevel.MODEL and span.parent_id in modes
+    ]
 
 
 class _ProgressReporter:
@@ -147,11 +138,19 @@ class _Finisher:
     """Publishes a run's last messages exactly once: after the evaluation, or at once on SIGTERM (from the watcher
     thread, while the main thread may still be inside LoadGen)."""
 
-    def __init__(self, spec: RunSpec, publisher: RunPublisher | None, tracer: Tracer, progress: RunProgress) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        publisher: RunPublisher | None,
+        tracer: Tracer,
+        progress: RunProgress,
+        streamer: SpanStreamer | None = None,
+    ) -> None:
         self._spec = spec
         self._publisher = publisher
         self._tracer = tracer
         self._progress = progress
+        self._streamer = streamer
         self._lock = threading.Lock()
 
     def finish(
@@ -167,11 +166,18 @@ class _Finisher:
         if not self._lock.acquire(blocking=False):
             self._lock.acquire()
             return None
+        streamer = self._streamer
+        if streamer is not None:
+            streamer.stop(timeout_s=close_timeout_s)
         spans = self._tracer.drain()
         records = query_records(spans)
         if self._publisher is None:
             return ""
+        streamed_spans = streamer.spans_sent if streamer is not None else 0
+        streamed_queries = streamer.queries_sent if streamer is not None else 0
         try:
+            if streamer is not None:
+                streamer.redeliver()
             self._publisher.publish_spans(spans)
             self._publisher.publish_queries(records)
             self._publisher.publish(
@@ -179,14 +185,17 @@ class _Finisher:
                     status=status,
                     result=result.model_dump(mode="json") if result is not None else None,
                     error=error,
-                    span_count=len(spans),
-                    query_count=len(records),
+                    span_count=streamed_spans + len(spans),
+                    query_count=streamed_queries + len(records),
                     finished_at=datetime.now(UTC),
                 )
             )
             self._publisher.close(timeout_s=close_timeout_s)
         except PublishError as e:
             return str(e)
+        finally:
+            if streamer is not None and self._publisher.everything_kept:
+                streamer.spill.remove()
         return ""
 
     def cancel(self) -> None:
@@ -211,12 +220,18 @@ def run_agent(spec: RunSpec, source: str = "the run spec") -> tuple[int, Evaluat
     if spec.nats_url:
         settings = PublisherSettings(spec.nats_url, give_up_after_s=spec.give_up_after_s, token=nats_token(os.environ))
         publisher = RunPublisher(spec.run_id, settings, UnpublishedSpool(spec.spool_dir, spec.run_id))
-    progress = RunProgress()
-    finisher = _Finisher(spec, publisher, tracer, progress)
+    progress: RunProgress = RunProgress()
+    streamer = None
+    if publisher is not None and tracer.enabled(TraceLevel.MODEL):
+        if tracer.enabled(TraceLevel.FRAMEWORK):  # the profile window's model spans are attributed after the run
+            tracer.retain_model_spans = spec.settings.framework_trace_max_calls
+        progress = StreamingProgress(tracer=tracer)
+        streamer = SpanStreamer(tracer, publisher, UnpublishedSpool(spec.spool_dir, spec.run_id, SPILL_PART))
+    finisher = _Finisher(spec, publisher, tracer, progress, streamer)
     with SigtermWatcher(finisher.cancel):
         if publisher is not None:
             publisher.start()
-        return _evaluate_and_publish(spec, source, publisher, tracer, progress, finisher)
+        return _evaluate_and_publish(spec, source, publisher, tracer, progress, finisher, streamer)
 
 
 def _evaluate_and_publish(
@@ -226,6 +241,7 @@ def _evaluate_and_publish(
     tracer: Tracer,
     progress: RunProgress,
     finisher: _Finisher,
+    streamer: SpanStreamer | None,
 ) -> tuple[int, EvaluationResult | None, str]:
     result: EvaluationResult | None = None
     error = ""
@@ -247,6 +263,8 @@ def _evaluate_and_publish(
                     started_at=datetime.now(UTC),
                 )
             )
+        if streamer is not None:
+            streamer.start()  # after run_started: the collector learns the run's labels first
         with _ProgressReporter(publisher, progress, spec.progress_interval_s):
             try:
                 registry = spec.resources.registry(source)  # exactly what the spec carries

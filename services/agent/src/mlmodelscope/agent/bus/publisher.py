@@ -75,6 +75,8 @@ class RunPublisher:
         self._in_flight: bytes | None = None
         self._thread = threading.Thread(target=self._run_sender, name=f"publisher-{run_id}", daemon=True)
         self.sent = 0
+        self._spool_broken = False
+        self.buffered_bytes = 0  # encoded bytes queued and not acknowledged yet (the streamer's bound)
         self._started = False
 
     # --- the synchronous side --------------------------------------------------------------------------------
@@ -83,6 +85,11 @@ class RunPublisher:
         quiet_nats_logging()
         self._thread.start()
         self._started = True
+
+    @property
+    def everything_kept(self) -> bool:
+        """Every message queued so far is acknowledged, queued, or in the spool (no spool write failed)."""
+        return self._failure is None or (self.spool is not None and not self._spool_broken)
 
     @property
     def delivering(self) -> bool:
@@ -103,18 +110,27 @@ class RunPublisher:
 
     def publish_spans(self, spans: Sequence[Span]) -> int:
         """Publish in batches that each fit one message; returns the number of messages."""
-        return self._publish_split(list(spans), lambda chunk: SpanBatch(spans=chunk))
+        return self.publish_encoded(self.encode_batches(list(spans), lambda chunk: SpanBatch(spans=chunk)))
 
     def publish_queries(self, records: Sequence[QueryRecord]) -> int:
-        return self._publish_split(list(records), lambda chunk: QueryBatch(queries=chunk))
+        return self.publish_encoded(self.encode_batches(list(records), lambda chunk: QueryBatch(queries=chunk)))
 
-    def _publish_split(self, items: list[Any], make: Callable[[list[Any]], Payload]) -> int:
-        """Batches of at most ``batch_size`` items, halved until each encodes under the size limit."""
-        pending = [items[i : i + self.settings.batch_size] for i in range(0, len(items), self.settings.batch_size)]
-        sent = 0
+    def publish_encoded(self, messages: Sequence[tuple[Envelope, bytes]]) -> int:
+        """Queue envelopes encoded before (``encode_batches``, a spill file read back); returns how many."""
+        for envelope, data in messages:
+            self._raise_if_failed_without_spool()
+            self._enqueue(envelope, data)
+        return len(messages)
+
+    def encode_batches(self, items: list[Any], make: Callable[[list[Any]], Payload]) -> list[tuple[Envelope, bytes]]:
+        """Envelopes of at most ``batch_size`` items, halved until each encodes under the size limit; each takes
+        the next sequence number of its kind (so its message id), whether it is then queued or spilled.
+        One thread per kind: the drainer owns spans and queries while a run goes on."""
+        size = self.settings.batch_size
+        pending = [items[i : i + size] for i in range(0, len(items), size)]
+        encoded = []
         while pending:
             chunk = pending.pop(0)
-            self._raise_if_failed_without_spool()
             envelope = self._peek_envelope(make(chunk))
             data = encode(envelope)
             if len(data) > MAX_MESSAGE_BYTES and len(chunk) > 1:
@@ -124,9 +140,8 @@ class RunPublisher:
             if len(data) > MAX_MESSAGE_BYTES:
                 raise PublishError(f"one item of run {self.run_id} encodes to {len(data)} bytes, over the limit.")
             self._sequences[envelope.payload.kind] = envelope.sequence + 1
-            self._enqueue(envelope, data)
-            sent += 1
-        return sent
+            encoded.append((envelope, data))
+        return encoded
 
     def _peek_envelope(self, payload: Payload) -> Envelope:
         """The envelope ``payload`` would get next, without consuming its sequence number."""
@@ -155,6 +170,7 @@ class RunPublisher:
                     return
                 try:
                     self._buffer.put_nowait((envelope.subject, envelope.message_id, data))
+                    self.buffered_bytes += len(data)
                     return
                 except queue.Full:
                     pass
@@ -184,6 +200,7 @@ class RunPublisher:
                     break
                 if item is not None:
                     self._keep(item[2], error)
+            self.buffered_bytes = 0
 
     def _keep(self, data: bytes, cause: PublishError) -> None:
         """Spool one message (caller holds the lock); without a spool the caller sees ``cause``."""
@@ -192,6 +209,7 @@ class RunPublisher:
         try:
             self.spool.add(data)
         except OSError as e:
+            self._spool_broken = True
             raise PublishError(
                 f"{cause.message} The unsent messages cannot be kept in {self.spool.path} either: {e.strerror}.",
                 hint="Free disk space or fix the run folder's permissions, and check that NATS is reachable.",
@@ -230,6 +248,7 @@ class RunPublisher:
         try:
             self.spool.close()
         except OSError as e:
+            self._spool_broken = True
             raise PublishError(f"{failure.message} The spool {self.spool.path} cannot be written: {e}.") from e
         raise PublishError(
             f"{failure.message} The {self.spool.count} unsent messages (the run's result among them) are kept in "
@@ -340,6 +359,7 @@ class RunPublisher:
                 )
                 with self._lock:
                     self._in_flight = None
+                    self.buffered_bytes = max(self.buffered_bytes - len(data), 0)
                 self.sent += 1
         finally:
             with contextlib.suppress(Exception):

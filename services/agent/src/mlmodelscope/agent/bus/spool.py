@@ -5,6 +5,10 @@ buffered ones, and all published later, the result included) is appended to ``<r
 one envelope per line, exactly the bytes that would have gone on the wire, with the same message ids. Importing the
 file later (``mlmodelscope runs import``) stores each message once: the collector drops any id it already has, so
 a message that did reach NATS before it died, or a second import, adds nothing.
+
+The span streamer (``agent.streaming``) uses a second file, ``<run>.spill.jsonl``, while NATS is slower than the
+run: it is read back and published after the run, and removed once the publisher has every line (acknowledged,
+or kept in the first file); should the agent die before, ``runs import`` finds it like any spool file.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ SPOOL_SUFFIX = ".jsonl"
 class UnpublishedSpool:
     """Appends envelopes (one JSON document per line) to ``<directory>/<run id>.jsonl``; created on first use."""
 
-    def __init__(self, directory: Path, run_id: str) -> None:
+    def __init__(self, directory: Path, run_id: str, part: str = "") -> None:
         self.directory = directory
-        self.path = directory / f"{run_id}{SPOOL_SUFFIX}"
+        self.path = directory / f"{run_id}{part}{SPOOL_SUFFIX}"
         self.count = 0
         self._file: BinaryIO | None = None
         self._lock = threading.Lock()
@@ -47,6 +51,19 @@ class UnpublishedSpool:
                 os.fsync(self._file.fileno())
                 self._file.close()
                 self._file = None
+
+    def read_back(self) -> Iterator[bytes]:
+        """Every envelope added so far (the file closed first); nothing when none was."""
+        self.close()
+        if self.count and self.path.exists():
+            for _, data in read_spool(self.path):
+                yield data
+
+    def remove(self) -> None:
+        """Delete the file (its messages are accounted for elsewhere)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.count = 0
 
 
 def spool_files(path: Path) -> list[Path]:

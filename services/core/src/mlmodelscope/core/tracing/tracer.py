@@ -17,6 +17,17 @@ Disabled levels: ``record`` returns 0 before allocating anything, ``span`` retur
 manager whose ``__enter__`` yields span id 0, so ``with tracer.span(...) as parent:`` keeps working and children
 recorded with ``parent_id=0`` are simply roots (or, more likely, disabled too).
 
+Streaming (the agent, issue 16): while a LoadGen test runs, a background drainer calls ``take_model_spans``
+every fraction of a second; it materialises the rows appended since its last call (never the SUT: the SUT still
+only appends) and the agent publishes them at once, so no run keeps a ``Span`` per query until its end. The
+stream is opened by ``open_model_stream`` when a test starts, with the rows list the SUT appends to; its parent
+is the span id reserved last by ``new_span_id`` (the runner's phase span around the test, recorded only when the
+phase ends). ``materialize_model_spans`` at the phase's end then turns only the rows not streamed yet into spans
+(``seq`` continues), closes the stream, and returns the first ``retain_model_spans`` streamed spans of the phase
+followed by the new ones (a framework profile window covers the first calls of a run). The rows themselves stay
+in the list: the driver reads them after the test for its latencies. ``_stream_lock`` orders the drainer and
+the phase's end; the SUT never takes it.
+
 Threads: span ids come from ``itertools.count``, whose ``__next__`` is atomic under the GIL; spans go into a
 ``deque`` (``append``/``popleft`` are atomic), so ``record`` and ``drain`` may run on different threads (the
 hardware sampler records while a publisher drains) without a lock and without losing a span. ``model_rows``
@@ -29,6 +40,8 @@ to add to put them on the wall clock (exporters and the collector do that, spans
 from __future__ import annotations
 
 import itertools
+import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -36,6 +49,8 @@ from types import TracebackType
 from typing import Final
 
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
+
+log = logging.getLogger(__name__)
 
 # One counter for the whole process: span ids stay unique even across several tracers (runs) of one agent.
 _SPAN_IDS: Final = itertools.count(1)
@@ -102,6 +117,37 @@ class _TimedSpan:
         )
 
 
+def model_spans(run_id: str, rows: Iterable[ModelRow], parent_id: int, first_seq: int, name: str) -> list[Span]:
+    """MODEL-level spans of ``rows`` in call order, with new ids and ``seq`` counted from ``first_seq``."""
+    return [
+        Span(
+            run_id=run_id,
+            span_id=next(_SPAN_IDS),
+            parent_id=parent_id,
+            name=name,
+            level=TraceLevel.MODEL,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            attributes={"seq": seq, "first_item": first_item, "item_count": item_count},
+        )
+        for seq, (first_item, item_count, start_ns, end_ns) in enumerate(rows, start=first_seq)
+    ]
+
+
+class _ModelStream:
+    """The rows of one phase being streamed: where the drainer stands in them, and what it keeps."""
+
+    __slots__ = ("head", "label", "parent_id", "rows", "seq", "taken")
+
+    def __init__(self, rows: list[ModelRow], parent_id: int, label: str) -> None:
+        self.rows = rows
+        self.parent_id = parent_id
+        self.label = label
+        self.taken = 0  # rows[:taken] are streamed
+        self.seq = 0
+        self.head: list[Span] = []
+
+
 class Tracer:
     """Collects the spans of one run at every level up to ``level`` (``TraceLevel.NO`` records nothing)."""
 
@@ -114,6 +160,10 @@ class Tracer:
         self.epoch_offset_ns = time.time_ns() - time.perf_counter_ns()
         self._spans: deque[Span] = deque()
         self.model_rows: list[ModelRow] = []
+        self.retain_model_spans = 0
+        self.last_reserved_id = 0
+        self._stream: _ModelStream | None = None
+        self._stream_lock = threading.Lock()
 
     # --- levels and ids -------------------------------------------------------------------------------------
 
@@ -121,10 +171,10 @@ class Tracer:
         """Whether spans at ``level`` are recorded: ``0 < level <= self.level``."""
         return 0 < level <= self._threshold
 
-    @staticmethod
-    def new_span_id() -> int:
-        """A process-unique span id (>= 1), allocated without a lock."""
-        return next(_SPAN_IDS)
+    def new_span_id(self) -> int:
+        """A process-unique span id (>= 1), allocated without a lock; remembered as ``last_reserved_id``."""
+        span_id = self.last_reserved_id = next(_SPAN_IDS)
+        return span_id
 
     # --- recording ------------------------------------------------------------------------------------------
 
@@ -186,30 +236,65 @@ class Tracer:
         """Turn the ``model_rows`` appended so far into MODEL-level spans, in call order, and record them.
 
         The rows are removed from ``model_rows`` in place (the list object stays the same, so an ``append``
-        the driver bound earlier keeps working). Attributes: ``seq`` (call order within this batch of rows),
-        ``first_item`` and ``item_count``. Returns the new spans (empty when MODEL is disabled), e.g. to hand
-        ``(span_id, start_ns, end_ns)`` triples to a ``FrameworkProfiler``.
+        the driver bound earlier keeps working). Attributes: ``seq`` (call order within the phase), ``first_item``
+        and ``item_count``. Returns the new spans (empty when MODEL is disabled), e.g. to hand
+        ``(span_id, start_ns, end_ns)`` triples to a ``FrameworkProfiler``. With a stream open (see the module
+        docstring) the streamed rows are skipped and the first ``retain_model_spans`` streamed spans come first.
         """
+        with self._stream_lock:  # first: no take may run while the rows are cut
+            stream, self._stream = self._stream, None
         rows = self.model_rows[:]
         del self.model_rows[: len(rows)]
         if not self.enabled(TraceLevel.MODEL):
             return []
-        run_id = self.run_id
-        spans = [
-            Span(
-                run_id=run_id,
-                span_id=next(_SPAN_IDS),
-                parent_id=parent_id,
-                name=name,
-                level=TraceLevel.MODEL,
-                start_ns=start_ns,
-                end_ns=end_ns,
-                attributes={"seq": seq, "first_item": first_item, "item_count": item_count},
-            )
-            for seq, (first_item, item_count, start_ns, end_ns) in enumerate(rows)
-        ]
+        head: list[Span] = []
+        first_seq = 0
+        if stream is not None:
+            rows = rows[stream.taken :]
+            head, first_seq = stream.head, stream.seq
+            if parent_id and parent_id != stream.parent_id:
+                log.warning("model spans were streamed under span %d, not %d", stream.parent_id, parent_id)
+            parent_id = stream.parent_id or parent_id
+        spans = model_spans(self.run_id, rows, parent_id, first_seq, name)
         self._spans.extend(spans)
-        return spans
+        return head + spans
+
+    # --- streaming (the agent's drainer) --------------------------------------------------------------------
+
+    def open_model_stream(self, rows: list[ModelRow], label: str) -> None:
+        """A LoadGen test starts appending to ``rows``: stream them under the span reserved last (its phase).
+
+        Opened again for the same phase (the driver repeats a test and dropped the rows of the first one), the
+        stream goes on where the remaining rows end; ``seq`` keeps counting, so no record is sent twice.
+        """
+        if not self.enabled(TraceLevel.MODEL):
+            return
+        with self._stream_lock:
+            stream = self._stream
+            if stream is None or stream.parent_id != self.last_reserved_id:
+                self._stream = _ModelStream(rows, self.last_reserved_id, label)
+                return
+            stream.rows, stream.label = rows, label
+            stream.taken = min(stream.taken, len(rows))
+            stream.head.clear()
+
+    def take_model_spans(self, limit: int) -> tuple[str, list[Span]]:
+        """(label, spans) of at most ``limit`` rows appended since the last take; not recorded in the tracer.
+
+        Reads the list's length, then slices up to it: rows appended meanwhile wait for the next take."""
+        with self._stream_lock:
+            stream = self._stream
+            if stream is None:
+                return "", []
+            end = min(len(stream.rows), stream.taken + limit)
+            rows = stream.rows[stream.taken : end]
+            spans = model_spans(self.run_id, rows, stream.parent_id, stream.seq, MODEL_SPAN_NAME)
+            stream.taken = end
+            stream.seq += len(spans)
+            room = self.retain_model_spans - len(stream.head)
+            if room > 0:
+                stream.head.extend(spans[:room])
+            return stream.label, spans
 
     # --- reading --------------------------------------------------------------------------------------------
 

@@ -1,0 +1,161 @@
+"""Streaming a run's MODEL spans and query records to NATS while it runs, so the agent keeps none of them to the end.
+
+Why: a long run made a ``Span`` (and a ``QueryRecord``) per predictor call and published them all after LoadGen
+ended: the agent's memory grew with the run (+1.9 GB at 30 s) and the collector saw nothing of the trace until the
+end. Now a background thread, the ``SpanStreamer``, takes the rows the SUT appended since its last look every
+``interval_s`` (``Tracer.take_model_spans``: a length read and a slice, under a lock the SUT never takes; the SUT
+still only appends a tuple), turns them into spans and records, encodes them into batches with the run's next
+sequence numbers (so their message ids, ``<run>:spans:<n>``, are fixed before they leave) and hands them to the
+``RunPublisher``.
+
+Bound: the publisher's queue holds at most ``max_buffered_bytes`` of encoded messages the streamer put there; when
+NATS is slower than the run (or away, and the publisher has not given up yet), further batches go to a spill file,
+``<run dir>/unpublished/<run>.spill.jsonl``, instead of memory. After the run the file is read back and published
+before ``run_finished``, then removed once the publisher has every line (acknowledged, or kept in
+``<run>.jsonl`` when NATS is given up on). If the agent dies first, ``mlmodelscope runs import`` reads the spill
+file like any spool file; ids are bound to their envelopes, so nothing is stored twice.
+
+The stream is opened per LoadGen test by ``StreamingProgress.start`` (the driver calls it with the mode and the
+rows list when a test begins), under the phase span the runner reserved last (``Tracer.open_model_stream``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mlmodelscope.agent.bus.spool import UnpublishedSpool
+from mlmodelscope.core.evaluation.driver import RunProgress
+from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBatch, decode
+from mlmodelscope.core.tracing.spans import Span
+from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
+
+log = logging.getLogger(__name__)
+
+SPILL_PART = ".spill"
+
+
+class StreamPublisher(Protocol):
+    """What the streamer needs of ``RunPublisher`` (a test injects a slow one)."""
+
+    @property
+    def delivering(self) -> bool: ...
+
+    @property
+    def buffered_bytes(self) -> int: ...
+
+    def encode_batches(self, items: list[Any], make: Any) -> list[tuple[Envelope, bytes]]: ...
+
+    def publish_encoded(self, messages: list[tuple[Envelope, bytes]]) -> int: ...
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    interval_s: float = 0.5
+    batch_rows: int = 2_000  # rows materialised per take (a few hundred kB of messages)
+    max_buffered_bytes: int = 32 * 2**20
+
+
+def query_record(span: Span, mode: str) -> QueryRecord:
+    """The per-query record of one MODEL predict span of a run in ``mode`` (accuracy / performance)."""
+    attributes = span.attributes
+    return QueryRecord.model_validate(
+        {
+            "seq": attributes["seq"],
+            "mode": mode,
+            "first_item": attributes["first_item"],
+            "item_count": attributes["item_count"],
+            "start_ns": span.start_ns,
+            "end_ns": span.end_ns,
+        }
+    )
+
+
+@dataclass
+class StreamingProgress(RunProgress):
+    """The driver's progress, which also opens the tracer's model stream when a LoadGen test starts."""
+
+    tracer: Tracer | None = field(default=None, repr=False)
+
+    def start(self, phase: str, min_duration_s: float, rows: list[Any]) -> None:
+        if self.tracer is not None:
+            model_rows: list[ModelRow] = rows
+            self.tracer.open_model_stream(model_rows, phase)
+        super().start(phase, min_duration_s, rows)
+
+
+class SpanStreamer:
+    """Publishes the MODEL spans and query records of the running test from its own thread; see the module."""
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        publisher: StreamPublisher,
+        spill: UnpublishedSpool,
+        settings: StreamSettings | None = None,
+    ) -> None:
+        self._tracer = tracer
+        self._publisher = publisher
+        self.spill = spill
+        self.settings = settings or StreamSettings()
+        self.spans_sent = 0
+        self.queries_sent = 0
+        self.spilled_messages = 0
+        self.high_water_bytes = 0  # the most encoded bytes the publisher held right after a batch was queued
+        self.high_water_rows = 0  # the most rows one take found waiting
+        self.failure: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="span-streamer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the thread after a last look at the rows (a cancelled run's open test is sent too)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.interval_s):
+            self.drain()
+        self.drain()
+
+    def drain(self) -> None:
+        """Send everything appended so far, a take of at most ``batch_rows`` rows at a time."""
+        try:
+            while True:
+                mode, spans = self._tracer.take_model_spans(self.settings.batch_rows)
+                if not spans:
+                    return
+                self.high_water_rows = max(self.high_water_rows, len(spans))
+                self._send(spans, [query_record(span, mode) for span in spans])
+        except Exception as e:  # a failed publisher or a full disk: the finisher reports it; the run goes on
+            if self.failure is None:
+                log.warning("streaming the run's spans failed: %s", e)
+            self.failure = e
+
+    def _send(self, spans: list[Span], records: list[QueryRecord]) -> None:
+        publisher = self._publisher
+        messages = publisher.encode_batches(spans, lambda chunk: SpanBatch(spans=chunk))
+        messages += publisher.encode_batches(records, lambda chunk: QueryBatch(queries=chunk))
+        size = sum(len(data) for _, data in messages)
+        self.spans_sent += len(spans)
+        self.queries_sent += len(records)
+        if publisher.delivering and publisher.buffered_bytes + size > self.settings.max_buffered_bytes:
+            for _, data in messages:
+                self.spill.add(data)
+            self.spilled_messages += len(messages)
+            return
+        publisher.publish_encoded(messages)
+        self.high_water_bytes = max(self.high_water_bytes, publisher.buffered_bytes)
+
+    def redeliver(self) -> int:
+        """After the run: publish what was spilled (same bytes, same ids); returns how many messages."""
+        count = 0
+        for data in self.spill.read_back():
+            self._publisher.publish_encoded([(decode(data), data)])
+            count += 1
+        return count
