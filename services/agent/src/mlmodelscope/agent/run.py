@@ -32,7 +32,7 @@ from mlmodelscope.agent.bus.connection import nats_token
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.agent.sigterm import SigtermWatcher
-from mlmodelscope.agent.streaming import SPILL_PART, SpanStreamer, StreamingProgress, query_record
+from mlmodelscope.agent.streaming import SPILL_PART, SpanStreamer, StreamingProgress, query_record, stream_settings
 from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings
 from mlmodelscope.core.errors import ManifestError, MLModelScopeError
 from mlmodelscope.core.evaluation.driver import RunProgress
@@ -226,7 +226,8 @@ def run_agent(spec: RunSpec, source: str = "the run spec") -> tuple[int, Evaluat
         if tracer.enabled(TraceLevel.FRAMEWORK):  # the profile window's model spans are attributed after the run
             tracer.retain_model_spans = spec.settings.framework_trace_max_calls
         progress = StreamingProgress(tracer=tracer)
-        streamer = SpanStreamer(tracer, publisher, UnpublishedSpool(spec.spool_dir, spec.run_id, SPILL_PART))
+        spill = UnpublishedSpool(spec.spool_dir, spec.run_id, SPILL_PART)
+        streamer = SpanStreamer(tracer, publisher, spill, stream_settings(os.environ))
     finisher = _Finisher(spec, publisher, tracer, progress, streamer)
     with SigtermWatcher(finisher.cancel):
         if publisher is not None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
+from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBatch, decode
 from mlmodelscope.core.tracing.spans import Span
@@ -35,6 +37,7 @@ from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
 log = logging.getLogger(__name__)
 
 SPILL_PART = ".spill"
+BUFFER_BYTES_ENV = "MLMODELSCOPE_STREAM_BUFFER_BYTES"
 
 
 class StreamPublisher(Protocol):
@@ -56,6 +59,19 @@ class StreamSettings:
     interval_s: float = 0.5
     batch_rows: int = 2_000  # rows materialised per take (a few hundred kB of messages)
     max_buffered_bytes: int = 32 * 2**20
+
+
+def stream_settings(environ: Mapping[str, str]) -> StreamSettings:
+    """The defaults, with the buffer bound from ``MLMODELSCOPE_STREAM_BUFFER_BYTES`` when set (a positive int)."""
+    text = environ.get(BUFFER_BYTES_ENV, "").strip()
+    if not text:
+        return StreamSettings()
+    if not text.isdigit() or int(text) < 1:
+        raise ManifestError(
+            f"{BUFFER_BYTES_ENV}={text!r} is not a positive number of bytes.",
+            hint=f"Unset {BUFFER_BYTES_ENV} (32 MiB) or give it a byte count such as 8388608.",
+        )
+    return StreamSettings(max_buffered_bytes=int(text))
 
 
 def query_record(span: Span, mode: str) -> QueryRecord:

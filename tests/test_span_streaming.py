@@ -1,0 +1,277 @@
+"""The agent streams MODEL spans and query records while a run goes on, from a bounded buffer (issue 16).
+
+In-process: the tracer's takes see every row exactly once while the SUT appends concurrently, in call order, under
+the phase span, with ``seq`` going on across takes, a repeated LoadGen test and the phase's end; a publisher that
+acknowledges nothing makes the streamer spill past its byte bound instead of holding more, and the spill is
+published again with the same ids. Real processes: spans of a running run are on the bus before its
+``run_finished``, counted once each; a NATS outage mid-run is bridged by the spill file, delivered after the run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.js.errors import NotFoundError
+
+from mlmodelscope.agent.bus.spool import UnpublishedSpool
+from mlmodelscope.agent.streaming import (
+    BUFFER_BYTES_ENV,
+    SPILL_PART,
+    SpanStreamer,
+    StreamingProgress,
+    StreamSettings,
+    stream_settings,
+)
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
+from mlmodelscope.core.errors import ManifestError
+from mlmodelscope.core.messages import Envelope, Payload, decode, encode, message_id
+from mlmodelscope.core.tracing.spans import TraceLevel
+from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
+from tests.conftest import ASSETS
+from tests.pipeline_processes import (
+    AgentProcess,
+    ProcessReaper,
+    StreamContents,
+    read_stream,
+    wait_for,
+    write_spec,
+)
+
+
+def _row(n: int) -> ModelRow:
+    return (n, 1, 1_000 + 10 * n, 1_005 + 10 * n)
+
+
+def test_takes_see_every_row_once_in_call_order_while_the_sut_appends() -> None:
+    tracer = Tracer("stream", TraceLevel.MODEL)
+    phase = tracer.new_span_id()
+    tracer.open_model_stream(tracer.model_rows, "performance")
+    append, total = tracer.model_rows.append, 20_000
+
+    def sut() -> None:
+        for n in range(total):
+            append(_row(n))
+
+    thread = threading.Thread(target=sut)
+    thread.start()
+    taken = []
+    while thread.is_alive():
+        label, spans = tracer.take_model_spans(500)
+        assert label == "performance" and len(spans) <= 500
+        taken += spans
+    thread.join()
+    rest = tracer.materialize_model_spans(parent_id=phase)
+    spans = taken + rest
+    assert [s.attributes["first_item"] for s in spans] == list(range(total))
+    assert [s.attributes["seq"] for s in spans] == list(range(total))
+    assert {s.parent_id for s in spans} == {phase}
+    assert len({s.span_id for s in spans}) == total
+    assert tracer.spans == rest  # only what the phase's end made is left to publish after the run
+    assert tracer.take_model_spans(500) == ("", [])  # the stream is closed
+
+
+def test_a_repeated_test_goes_on_counting_and_the_window_keeps_its_first_spans() -> None:
+    tracer = Tracer("stream", TraceLevel.FRAMEWORK)
+    tracer.retain_model_spans = 3
+    phase = tracer.new_span_id()
+    rows = tracer.model_rows
+    tracer.open_model_stream(rows, "performance")
+    rows.extend(_row(n) for n in range(5))
+    _, first = tracer.take_model_spans(100)
+    del rows[:]  # the driver discards the rows of a test it repeats, then starts the test again
+    tracer.open_model_stream(rows, "performance")
+    rows.extend(_row(n) for n in range(10, 14))
+    _, second = tracer.take_model_spans(2)
+    rows.append(_row(14))
+    returned = tracer.materialize_model_spans(parent_id=phase)
+    assert [s.attributes["seq"] for s in first + second] == list(range(7))
+    assert [s.attributes["first_item"] for s in second] == [10, 11]
+    # What the profile window sees: the first calls of the repeated test, then the ones not streamed.
+    assert [s.attributes["first_item"] for s in returned] == [10, 11, 12, 13, 14]
+    assert [s.attributes["seq"] for s in returned] == [5, 6, 7, 8, 9]
+
+
+def test_a_new_phase_opens_a_new_stream_under_its_own_span() -> None:
+    tracer = Tracer("stream", TraceLevel.MODEL)
+    progress = StreamingProgress(tracer=tracer)
+    accuracy = tracer.new_span_id()
+    progress.start("accuracy", 0.0, tracer.model_rows)
+    tracer.model_rows.append(_row(0))
+    assert tracer.take_model_spans(10)[1][0].parent_id == accuracy
+    tracer.materialize_model_spans(parent_id=accuracy)
+    performance = tracer.new_span_id()
+    progress.start("performance", 1.0, tracer.model_rows)
+    tracer.model_rows.append(_row(1))
+    label, spans = tracer.take_model_spans(10)
+    assert (label, spans[0].parent_id, spans[0].attributes["seq"]) == ("performance", performance, 0)
+    assert progress.phase == "performance" and progress.completed_queries == 1
+
+
+def test_streaming_is_off_below_model_level() -> None:
+    tracer = Tracer("stream", TraceLevel.APPLICATION)
+    tracer.open_model_stream(tracer.model_rows, "performance")
+    tracer.model_rows.append(_row(0))
+    assert tracer.take_model_spans(10) == ("", [])
+
+
+class _StuckPublisher:
+    """A publisher whose NATS acknowledges nothing: every queued byte stays buffered."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.delivering = True
+        self.buffered_bytes = 0
+        self.queued: list[tuple[Envelope, bytes]] = []
+        self._sequences: dict[str, int] = {}
+
+    def encode_batches(self, items: list[Any], make: Any) -> list[tuple[Envelope, bytes]]:
+        out = []
+        for i in range(0, len(items), 100):
+            payload: Payload = make(items[i : i + 100])
+            sequence = self._sequences.get(payload.kind, 0)
+            self._sequences[payload.kind] = sequence + 1
+            envelope = Envelope(
+                message_id=message_id(self.run_id, payload.kind, sequence),
+                run_id=self.run_id,
+                sequence=sequence,
+                payload=payload,
+            )
+            out.append((envelope, encode(envelope)))
+        return out
+
+    def publish_encoded(self, messages: list[tuple[Envelope, bytes]]) -> int:
+        self.queued += messages
+        self.buffered_bytes += sum(len(data) for _, data in messages)
+        return len(messages)
+
+
+def test_a_publisher_that_falls_behind_makes_the_streamer_spill_not_grow(tmp_path: Path) -> None:
+    tracer = Tracer("slow", TraceLevel.MODEL)
+    tracer.new_span_id()
+    tracer.open_model_stream(tracer.model_rows, "performance")
+    publisher = _StuckPublisher("slow")
+    spill = UnpublishedSpool(tmp_path / "unpublished", "slow", SPILL_PART)
+    bound = 64 * 1024
+    streamer = SpanStreamer(tracer, publisher, spill, StreamSettings(batch_rows=200, max_buffered_bytes=bound))
+    for n in range(5_000):
+        tracer.model_rows.append(_row(n))
+        if n % 250 == 0:
+            streamer.drain()
+    streamer.drain()
+    assert streamer.high_water_rows <= 200
+    assert publisher.buffered_bytes <= bound and streamer.high_water_bytes <= bound
+    assert streamer.spilled_messages > 0 and spill.path.exists()
+    assert streamer.spans_sent == streamer.queries_sent == 5_000
+    queued_ids = [e.message_id for e, _ in publisher.queued]
+    publisher.queued.clear()
+    assert streamer.redeliver() == streamer.spilled_messages
+    envelopes = [e for e, _ in publisher.queued]
+    ids = queued_ids + [e.message_id for e in envelopes]
+    assert len(ids) == len(set(ids))
+    assert all(decode(d).message_id == e.message_id for e, d in publisher.queued)
+    spill.remove()
+    assert not spill.path.exists()
+
+
+def test_the_buffer_bound_comes_from_the_environment() -> None:
+    assert stream_settings({}).max_buffered_bytes == 32 * 2**20
+    assert stream_settings({BUFFER_BYTES_ENV: "4096"}).max_buffered_bytes == 4096
+    with pytest.raises(ManifestError, match=BUFFER_BYTES_ENV):
+        stream_settings({BUFFER_BYTES_ENV: "lots"})
+
+
+# --- real processes ---------------------------------------------------------------------------------------------
+
+
+def _agent(tmp_path: Path, nats_url: str, reaper: ProcessReaper, run_id: str, **overrides: Any) -> AgentProcess:
+    spec = write_spec(
+        tmp_path / "spec.json",
+        run_id=run_id,
+        nats_url=nats_url,
+        assets=ASSETS,
+        workdir=tmp_path,
+        **overrides,
+    )
+    return AgentProcess.start(spec, tmp_path, reaper, extra_env={BUFFER_BYTES_ENV: str(64 * 1024)})
+
+
+def _stream_or_none(nats_url: str, run_id: str) -> StreamContents | None:
+    """The run's messages so far; None before the agent created the stream."""
+    try:
+        return read_stream(nats_url, run_id)
+    except NotFoundError:
+        return None
+
+
+def _spans_seen(nats_url: str, run_id: str) -> int | None:
+    stream = _stream_or_none(nats_url, run_id)
+    return len(stream.span_ids) or None if stream is not None else None
+
+
+def _assert_complete_and_unique(nats_url: str, run_id: str) -> None:
+    stream = read_stream(nats_url, run_id)
+    assert stream.run_finished is not None and stream.run_finished["status"] == "succeeded"
+    assert len(stream.message_ids) == len(set(stream.message_ids))
+    assert len(stream.span_ids) == len(set(stream.span_ids)) == stream.run_finished["span_count"]
+    assert len(stream.query_keys) == len(set(stream.query_keys)) == stream.run_finished["query_count"]
+    performance = sorted(seq for mode, seq in stream.query_keys if mode == "performance")
+    assert performance == list(range(len(performance))) and performance
+    result = stream.run_finished["result"]
+    assert result["performance"]["queries"] == len(performance)
+
+
+@pytest.mark.slow
+def test_spans_of_a_running_run_are_on_the_bus_before_it_finishes(
+    tmp_path: Path, nats_server: EmbeddedNatsServer, reaper: ProcessReaper
+) -> None:
+    agent = _agent(tmp_path, nats_server.url, reaper, "streamed", settings={"mode": "performance", "min_duration_s": 6})
+
+    def streaming() -> int | None:
+        stream = _stream_or_none(nats_server.url, "streamed")
+        if stream is None:
+            return None
+        if stream.run_finished is not None:
+            pytest.fail("the run finished before any of its spans was seen on the bus")
+        return len(stream.span_ids) or None
+
+    seen = wait_for(streaming, timeout_s=60, what="spans of the running run on the bus", interval_s=0.2)
+    assert seen > 0 and agent.running
+    code = agent.wait(timeout_s=120)
+    assert code == 0, agent.stderr
+    _assert_complete_and_unique(nats_server.url, "streamed")
+
+
+@pytest.mark.slow
+def test_a_nats_outage_mid_run_is_spilled_and_delivered_after_the_run(
+    tmp_path: Path, nats_server: EmbeddedNatsServer, reaper: ProcessReaper
+) -> None:
+    run_dir = tmp_path / "run"
+    agent = _agent(
+        tmp_path,
+        nats_server.url,
+        reaper,
+        "outage",
+        run_dir=str(run_dir),
+        give_up_after_s=60.0,
+        settings={"mode": "performance", "min_duration_s": 8},
+    )
+    wait_for(
+        lambda: _spans_seen(nats_server.url, "outage"),
+        timeout_s=60,
+        what="spans of the running run on the bus",
+        interval_s=0.2,
+    )
+    nats_server.kill()
+    spill_file = run_dir / "unpublished" / f"outage{SPILL_PART}.jsonl"
+    wait_for(lambda: spill_file.exists() or None, timeout_s=30, what="the streamer to spill while NATS is down")
+    assert agent.running
+    time.sleep(1.0)
+    nats_server.start()  # same port, same store: JetStream keeps what it had
+    code = agent.wait(timeout_s=120)
+    assert code == 0, agent.stderr
+    assert not spill_file.exists()  # delivered after the run, then removed
+    _assert_complete_and_unique(nats_server.url, "outage")
