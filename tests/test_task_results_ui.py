@@ -272,6 +272,28 @@ async def test_the_catalog_says_which_models_fit_each_dataset_and_why_the_others
     assert 'data-fits="digits-cnn"' in fitting[: fitting.index("</tr>")]
 
 
+def test_the_launcher_refuses_a_model_that_does_not_fit_the_dataset_before_any_agent_starts(tmp_path: Path) -> None:
+    from mlmodelscope.collector.analysis_models import LaunchRequest
+    from mlmodelscope.collector.catalog import registry_of
+    from mlmodelscope.collector.errors import LaunchError
+    from mlmodelscope.collector.launcher import LocalLauncher
+    from mlmodelscope.collector.settings import CollectorSettings
+
+    assets = web_fixtures.minimal_assets(tmp_path / "assets")
+    shutil.copy(ASSETS / "models" / "transformer-encoder.yaml", assets / "models")
+    settings = CollectorSettings(
+        assets=str(assets), launch_cache_dir=str(tmp_path / "cache"), launch_runs_dir=str(tmp_path / "runs")
+    )
+    request = LaunchRequest(model="transformer-encoder", frameworks=["onnxruntime"], dataset="digits")
+    with pytest.raises(LaunchError) as refused:
+        LocalLauncher(settings).specs(request, registry_of(settings))
+    assert refused.value.message.startswith("model 'transformer-encoder' cannot be evaluated on dataset 'digits': ")
+    assert "is a raw model, but dataset 'digits' (kind npz) serves image_classification." in refused.value.message
+    assert not (tmp_path / "runs").exists()
+    fitting = LaunchRequest(model="digits-cnn", frameworks=["onnxruntime"])
+    assert [spec.dataset for spec in LocalLauncher(settings).specs(fitting, registry_of(settings))] == ["digits"]
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'collector.db'}"

@@ -29,6 +29,7 @@ from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.evaluation.cpu_quota import container_cpus
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
+from mlmodelscope.core.manifests.compatibility import fit
 from mlmodelscope.core.manifests.registry import Registry
 from mlmodelscope.core.messages import run_id_for
 from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
@@ -70,6 +71,7 @@ class LocalLauncher:
     def specs(self, request: LaunchRequest, registry: Registry) -> list[RunSpec]:
         for framework in request.frameworks:
             registry.resolve(request.model, framework)  # unknown names and impossible pairs fail here
+        _check_fit(registry, request)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         evaluation_id = f"{request.model}-{stamp}-{uuid.uuid4().hex[:6]}"
         frameworks = list(dict.fromkeys(request.frameworks))
@@ -177,3 +179,17 @@ class LocalLauncher:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _check_fit(registry: Registry, request: LaunchRequest) -> None:
+    """A model that cannot consume the dataset is refused before any agent starts, with the reasons."""
+    model = registry.model(request.model)
+    name = request.dataset or model.spec.dataset
+    if name is None:
+        return  # the run contract says what is missing
+    verdict = fit(model, registry.dataset(name))
+    if not verdict.ok:
+        raise LaunchError(
+            f"model '{model.name}' cannot be evaluated on dataset '{name}': " + " ".join(verdict.reasons),
+            hint="The catalog page lists the models that fit each dataset.",
+        )
