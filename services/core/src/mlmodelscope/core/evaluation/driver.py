@@ -16,17 +16,21 @@ then counts batches, and throughput in items/s is LoadGen's figure times B.
 
 Hot path. SingleStream, MultiStream and Offline answer synchronously inside LoadGen's ``IssueQuery`` callback
 (no thread hop); Server hands queries to worker threads so LoadGen keeps its arrival schedule. Per query the SUT
-does: look up the input views built when the unit was loaded (or gather), predict, append one record, complete.
+does: look up the input views built when the unit was loaded (or gather), predict, append one record, complete
+(the callbacks are in ``sut``).
+
+Schedule. LoadGen pre-generates every query of a performance test from a hint (expected latency or QPS), so after
+the warm-up a short calibration test through LoadGen measures what a query costs there (``schedule``); the
+performance run's hints come from it, and its schedule's size and memory are estimated (and warned about) first.
 """
 
 from __future__ import annotations
 
 import gc
-import queue
-import threading
+import logging
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,10 +41,21 @@ from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.loadgen_report import DETAIL_LOG, LoadGenReport, parse_report, read_detail_log
 from mlmodelscope.core.evaluation.loadgen_settings import loadgen_test_settings
 from mlmodelscope.core.evaluation.samples import QuerySampleLibrary, SampleLibrary
+from mlmodelscope.core.evaluation.schedule import (
+    LoadGenHints,
+    QueryCost,
+    QueryMeter,
+    ScheduleEstimate,
+    calibration_settings,
+    estimate_schedule,
+    loadgen_hints,
+    needs_calibration,
+    warmup_cost,
+)
 from mlmodelscope.core.evaluation.scoring import Scorer
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.evaluation.sut import QueryRecords, Sut
 from mlmodelscope.core.predictor import Predictor
-from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
 RunMode = Literal["accuracy", "performance"]
@@ -49,6 +64,8 @@ _UNIT_SCENARIOS = ("single-stream", "server")
 _WARMUP_WINDOW = 5
 _WARMUP_MAX_CALLS = 1_000
 _WARMUP_MAX_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +79,7 @@ class RunProgress:
     phase: str = "idle"
     started_monotonic_s: float = 0.0
     min_duration_s: float = 0.0
+    schedule: ScheduleEstimate | None = None  # the performance run's schedule estimate, set before it starts
     _rows: list[Any] = field(default_factory=list)
 
     def start(self, phase: str, min_duration_s: float, rows: list[Any]) -> None:
@@ -76,28 +94,12 @@ class RunProgress:
 
 
 @dataclass(frozen=True)
-class QueryRecords:
-    """Per predictor call: its latency (SUT side, perf_counter_ns) and how many dataset items it processed.
-
-    This is the minimum the result needs, recorded with one append of one object per call; per-query
-    timestamps and sample indices belong to tracing, which records them only when a trace level asks for them.
-    """
-
-    latency_ns: np.ndarray
-    item_count: np.ndarray
-
-    def latencies_ns(self) -> np.ndarray:
-        return self.latency_ns
-
-    def __len__(self) -> int:
-        return len(self.latency_ns)
-
-
-@dataclass(frozen=True)
 class WarmupResult:
     queries: int
     median_latency_ns: int
     min_latency_ns: int
+    cost: QueryCost | None = None  # a query's cost through LoadGen (the calibration test); None: not measured
+    calibration_s: float = 0.0  # wall time of the calibration test, loading its samples included
 
 
 @dataclass
@@ -108,6 +110,7 @@ class RunOutcome:
     records: QueryRecords
     duration_s: float  # the test's wall time, without loading and unloading samples (untimed, as in LoadGen)
     load_s: float = 0.0  # time spent in LoadGen's load/unload callbacks
+    schedule: ScheduleEstimate | None = None  # performance runs: LoadGen's schedule, estimated and as logged
 
 
 class LoadGenDriver:
@@ -138,19 +141,25 @@ class LoadGenDriver:
     # --- warm-up and calibration ---------------------------------------------------------------------------
 
     def warm_up(self) -> WarmupResult:
-        """Untimed predictor calls on a full batch until their latency is steady; it calibrates LoadGen.
+        """Untimed predictor calls on a full batch until their latency is steady, then LoadGen's calibration.
 
         At least ``warmup_queries`` calls, then more until the last few agree within 50% (JIT frameworks such as
         TorchScript's profiling executor are slow for their first calls), bounded by ``_WARMUP_MAX_CALLS`` calls
-        and ``_WARMUP_MAX_S`` seconds. The calibration figures come from that steady tail only.
+        and ``_WARMUP_MAX_S`` seconds; the figures come from that steady tail only. Then, for a performance run
+        whose hint is not pinned, a short LoadGen test measures what a query costs through LoadGen
+        (``_calibrate``): it runs here, before the runner opens a framework profile window, so no profiled call
+        and no traced model row belongs to it.
         """
         count = max(self.settings.warmup_queries, _WARMUP_WINDOW)
         batch = min(self.settings.batch_size, self.library.size)
         self.library.load(range(batch))
         try:
-            return self._warm_up(self.library.contiguous(0, batch), count)
+            warmup = self._warm_up(self.library.contiguous(0, batch), count)
+            if self.settings.runs_performance and needs_calibration(self.settings, warmup.median_latency_ns):
+                warmup = self._calibrate(warmup, batch)
         finally:
             self.library.unload(range(batch))
+        return warmup
 
     def _warm_up(self, inputs: list[np.ndarray], count: int) -> WarmupResult:
         window = _WARMUP_WINDOW
@@ -171,39 +180,76 @@ class LoadGenDriver:
         ordered = sorted(latencies[-window:])
         return WarmupResult(len(latencies), ordered[len(ordered) // 2], ordered[0])
 
-    def _test_settings(self, mode: RunMode, warmup: WarmupResult) -> Any:
-        return loadgen_test_settings(
-            self.settings,
-            accuracy=mode == "accuracy",
-            performance_count=self._performance_count,
-            min_latency_ns=warmup.min_latency_ns,
+    def _calibrate(self, warmup: WarmupResult, batch: int) -> WarmupResult:
+        """A short PerformanceOnly LoadGen test of the run's scenario (its verdict, logs and rows discarded): the
+        wall time per query from the first issue to the last completion, LoadGen's own work included."""
+        started = time.perf_counter()
+        settings = calibration_settings(self.settings)
+        hints = loadgen_hints(settings, warmup_cost(self.settings, warmup.median_latency_ns))
+        meter = QueryMeter()
+        # LoadGen sees one sample (unit scenarios: the unit of the warm-up's batch) or the warm-up's batch of items:
+        # they are loaded already, so the calibration decodes nothing (a hot cache: a slightly low cost, which
+        # errs towards more queries).
+        count = 1 if self._uses_units else batch
+        test = _Test(settings, hints, count, count, "calibration", meter)
+        try:
+            with tempfile.TemporaryDirectory(prefix="mlmodelscope-calibration-") as logs:
+                self._run_once("performance", test, Path(logs))
+        except Exception as e:  # the performance run meets the same failure and reports it in its own words
+            log.warning("the LoadGen calibration test failed (%s); the hints come from the warm-up", e)
+            return warmup
+        cost = meter.cost(self.settings)
+        return replace(warmup, cost=cost, calibration_s=time.perf_counter() - started)
+
+    def _test(self, hints: LoadGenHints) -> _Test:
+        return _Test(self.settings, hints, self._sample_count, self._performance_count, None, None)
+
+    def _announce(self, hints: LoadGenHints) -> ScheduleEstimate:
+        """Estimate the schedule before LoadGen builds it: logged, shown by the progress, a warning if too large."""
+        estimate = estimate_schedule(self.settings, hints)
+        self.progress.schedule = estimate
+        log.info(
+            "LoadGen schedule: %s queries pre-generated (%s needed for min_duration), about %.1f MiB",
+            f"{estimate.generated_queries:,}",
+            f"{estimate.expected_queries:,}",
+            estimate.estimated_bytes / 2**20,
         )
+        if estimate.warning:
+            log.warning("%s", estimate.warning)
+        return estimate
 
     # --- the run ------------------------------------------------------------------------------------------
 
     def run(self, mode: RunMode, warmup: WarmupResult, log_dir: Path) -> RunOutcome:
-        """One LoadGen test; re-run once, recalibrated on its own latencies, if LoadGen ran out of queries.
+        """One LoadGen test; re-run once, recalibrated on its own queries, if LoadGen ran out of queries.
 
-        LoadGen pre-generates queries from the expected latency (or Offline QPS) it is given. When the warm-up
-        over-estimated the latency (a loaded machine, a cold cache), LoadGen runs out before min_duration and
-        the run is INVALID for a reason that says nothing about the model; the latencies measured under LoadGen
-        are the better estimate, so the test is repeated with them (unless the user pinned the hints).
+        LoadGen pre-generates its schedule from the hints (``schedule``), which come from the calibration test
+        (``warm_up``) unless the user pinned them. When the calibration over-estimated the cost (a loaded machine,
+        a cold cache), LoadGen runs out before min_duration and the run is INVALID for a reason that says nothing
+        about the model; the cost measured under LoadGen is the better estimate, so the test is repeated with it.
         """
-        outcome, sut = self._run_once(mode, warmup, log_dir)
-        pinned = self.settings.expected_latency_ms is not None or self.settings.expected_qps is not None
-        if mode == "performance" and not pinned and len(outcome.records) and _ran_out_of_queries(outcome):
+        hints = loadgen_hints(self.settings, warmup.cost or warmup_cost(self.settings, warmup.median_latency_ns))
+        if mode == "accuracy":
+            return self._run_once(mode, self._test(hints), log_dir)[0]
+        estimate = self._announce(hints)
+        outcome, sut = self._run_once(mode, self._test(hints), log_dir)
+        if not hints.pinned and len(outcome.records) and _ran_out_of_queries(outcome):
             sut.discard_rows()
-            latencies = outcome.records.latencies_ns()
-            measured = WarmupResult(len(latencies), int(np.median(latencies)), int(latencies.min()))
-            outcome, _ = self._run_once(mode, measured, log_dir)
+            estimate = self._announce(loadgen_hints(self.settings, _run_cost(outcome, self.settings)))
+            outcome, _ = self._run_once(mode, self._test(estimate.hints), log_dir)
+        generated = read_detail_log(log_dir / DETAIL_LOG).get("generated_query_count")
+        estimate.generated_queries_logged = int(generated) if generated is not None else None
+        outcome.schedule = estimate
         return outcome
 
-    def _run_once(self, mode: RunMode, warmup: WarmupResult, log_dir: Path) -> tuple[RunOutcome, _Sut]:
+    def _run_once(self, mode: RunMode, test: _Test, log_dir: Path) -> tuple[RunOutcome, Sut]:
         log_dir.mkdir(parents=True, exist_ok=True)
         if mode == "accuracy" and self.scorer is None:
             raise EvaluationError("an accuracy run needs a scorer (the driver was built for performance only).")
-        sut = _Sut(self, self.scorer if mode == "accuracy" else None)
-        settings = self._test_settings(mode, warmup)
+        sut = Sut(self, self.scorer if mode == "accuracy" else None, test.meter)
+        settings = loadgen_test_settings(
+            test.settings, accuracy=mode == "accuracy", performance_count=test.performance_count, hints=test.hints
+        )
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(log_dir)
         log_settings.log_output.copy_summary_to_stdout = False
@@ -211,8 +257,9 @@ class LoadGenDriver:
         qsl = self.qsl
         qsl.reset()
         sut_handle = lg.ConstructSUT(sut.issue, sut.flush)
-        qsl_handle = lg.ConstructQSL(self._sample_count, self._performance_count, qsl.load, qsl.unload)
-        self.progress.start(mode, self.settings.min_duration_s if mode == "performance" else 0.0, sut.rows)
+        qsl_handle = lg.ConstructQSL(test.sample_count, test.performance_count, qsl.load, qsl.unload)
+        min_duration_s = test.settings.min_duration_s if mode == "performance" else 0.0
+        self.progress.start(test.phase or mode, min_duration_s, sut.rows)
         started = time.perf_counter()
         # The cyclic GC would pause the hot path to scan the record tuples it allocates; nothing on that path
         # creates reference cycles, so it is off for the duration of the test (as pyperf does for benchmarks).
@@ -230,14 +277,7 @@ class LoadGenDriver:
             qsl.release()
             self.progress.phase = "done"
         duration_s = time.perf_counter() - started - qsl.load_s
-        if qsl.error is not None:
-            raise qsl.error  # a sample that cannot be read or pre-processed: the error names it
-        if sut.failures:
-            failure = sut.failures[0]
-            raise EvaluationError(
-                f"the predictor failed during the {mode} run ({len(sut.failures)} failed calls): {failure}",
-                hint="Check the model's inputs against the manifest, or try a smaller batch size.",
-            ) from failure
+        _raise_failures(mode, qsl.error, sut.failures)
         records = sut.records()
         if mode == "accuracy":
             errors = read_detail_log(log_dir / DETAIL_LOG)["_errors"]
@@ -246,139 +286,41 @@ class LoadGenDriver:
         return RunOutcome(mode, report, report.errors, records, duration_s, qsl.load_s), sut
 
 
+@dataclass(frozen=True)
+class _Test:
+    """One LoadGen test: its settings and hints, the QSL's and the loaded set's sizes in LoadGen samples, and for
+    a calibration test its progress phase and the meter around the SUT (whose rows stay out of the tracer's)."""
+
+    settings: EvaluationSettings
+    hints: LoadGenHints
+    sample_count: int
+    performance_count: int
+    phase: str | None
+    meter: QueryMeter | None
+
+
+def _raise_failures(mode: RunMode, qsl_error: Exception | None, failures: list[Exception]) -> None:
+    if qsl_error is not None:
+        raise qsl_error  # a sample that cannot be read or pre-processed: the error names it
+    if failures:
+        raise EvaluationError(
+            f"the predictor failed during the {mode} run ({len(failures)} failed calls): {failures[0]}",
+            hint="Check the model's inputs against the manifest, or try a smaller batch size.",
+        ) from failures[0]
+
+
+def _run_cost(outcome: RunOutcome, settings: EvaluationSettings) -> QueryCost:
+    """A test's own cost per query, for its re-run: LoadGen's rate with its overhead (SingleStream's QPS), else
+    (MultiStream reports none) the SUT's median call, which leaves LoadGen out and so errs towards more queries."""
+    records, report = outcome.records, outcome.report
+    rate = report.throughput_samples_per_s if report is not None else 0.0
+    if rate > 0:
+        per_query_ns = 1e9 / rate * (settings.batch_size if settings.scenario == "offline" else 1)
+        return QueryCost(source="run", per_query_ns=per_query_ns, samples_per_s=rate, queries=len(records))
+    call_ns = max(float(np.median(records.latencies_ns())), 1_000.0)
+    per_query = warmup_cost(settings, round(call_ns))
+    return per_query.model_copy(update={"source": "run", "queries": len(records)})
+
+
 def _ran_out_of_queries(outcome: RunOutcome) -> bool:
     return any("Ran out of generated queries" in error for error in outcome.errors)
-
-
-class _Sut:
-    """The callbacks LoadGen calls, built as closures over locals so the hot path does no attribute lookups.
-
-    Performance mode times ``predict`` only: LoadGen never looks at responses there (as in MLPerf, where accuracy
-    is scored from the accuracy run). Accuracy mode also hands every batch's outputs to the scorer.
-    Every call appends one row (see ``__init__``); a failing call is remembered and still completed, so LoadGen
-    never waits for an answer that will not come.
-    """
-
-    def __init__(self, driver: LoadGenDriver, accuracy: Scorer | None) -> None:
-        # A row per call: a bare latency (int, ns) on the performance fast path of unit scenarios when MODEL
-        # tracing is off; otherwise (first item, item count, start ns, end ns), which is also what the tracer's
-        # model_rows hold, so with MODEL tracing on the SUT appends straight into them.
-        tracer = driver.tracer
-        tracing = tracer is not None and tracer.enabled(TraceLevel.MODEL)
-        self.full_rows = tracing or accuracy is not None or not driver._uses_units
-        self.rows: list[Any] = tracer.model_rows if tracer is not None and tracing else []
-        self._rows_before = len(self.rows)
-        self._unit_batch = driver.settings.batch_size if driver._uses_units else 0
-        self._queue: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
-        self._workers: list[threading.Thread] = []
-        self.failures: list[Exception] = []
-        scenario = driver.settings.scenario
-        answer = self._answer_units(driver, accuracy) if driver._uses_units else self._answer_batches(driver, accuracy)
-        self._answer = answer
-        self.issue: Callable[[list[Any]], None] = self._queue.put if scenario == "server" else answer
-        self._worker_count = 1 if scenario == "server" else 0
-
-    def flush(self) -> None:
-        """Nothing is held back: every query is answered as soon as it is computed."""
-
-    def discard_rows(self) -> None:
-        """Forget this run's rows (the list may be the tracer's, shared with earlier runs)."""
-        del self.rows[self._rows_before :]
-
-    def records(self) -> QueryRecords:
-        rows = self.rows[self._rows_before :]
-        if not self.full_rows:
-            latency = np.asarray(rows, dtype=np.int64)
-            return QueryRecords(latency, np.full(len(latency), self._unit_batch, dtype=np.int64))
-        table = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
-        return QueryRecords(table[:, 3] - table[:, 2], table[:, 1])
-
-    # Server: LoadGen's issue thread must not block on inference, so queries go to a worker.
-    def start_workers(self) -> None:
-        for n in range(self._worker_count):
-            worker = threading.Thread(target=self._work, name=f"mlmodelscope-sut-{n}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
-
-    def stop_workers(self) -> None:
-        for _ in self._workers:
-            self._queue.put(None)
-        for worker in self._workers:
-            worker.join(timeout=60)
-
-    def _work(self) -> None:
-        answer, get = self._answer, self._queue.get
-        while (query_samples := get()) is not None:
-            answer(query_samples)
-
-    def _answer_units(self, driver: LoadGenDriver, accuracy: Scorer | None) -> Callable[[list[Any]], None]:
-        """SingleStream / Server: each LoadGen sample is one pre-built unit (a batch of consecutive items)."""
-        predict, units, batch = driver.predictor.predict, driver._units, driver.settings.batch_size
-        append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
-        response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
-        if accuracy is None and not self.full_rows:
-
-            def answer_performance(query_samples: list[Any]) -> None:
-                # SingleStream and Server issue exactly one sample per query.
-                sample = query_samples[0]
-                index = sample.index
-                start = clock()
-                try:
-                    predict(units[index])
-                except Exception as e:
-                    failures.append(e)
-                append(clock() - start)
-                complete([response(sample.id, 0, 0)])
-
-            return answer_performance
-        if accuracy is None:
-
-            def answer_performance_traced(query_samples: list[Any]) -> None:
-                sample = query_samples[0]
-                index = sample.index
-                start = clock()
-                try:
-                    predict(units[index])
-                except Exception as e:
-                    failures.append(e)
-                append((index * batch, batch, start, clock()))
-                complete([response(sample.id, 0, 0)])
-
-            return answer_performance_traced
-        record, items_of = accuracy.record, driver.qsl.items_of
-
-        def answer_accuracy(query_samples: list[Any]) -> None:
-            for sample in query_samples:
-                index = sample.index
-                start = clock()
-                try:
-                    record(items_of(index), predict(units[index]))
-                except Exception as e:
-                    failures.append(e)
-                append((index * batch, batch, start, clock()))
-            complete([response(sample.id, 0, 0) for sample in query_samples])
-
-        return answer_accuracy
-
-    def _answer_batches(self, driver: LoadGenDriver, accuracy: Scorer | None) -> Callable[[list[Any]], None]:
-        """MultiStream / Offline: many samples per query, answered in batches of batch_size."""
-        predict, gather, batch = driver.predictor.predict, driver.library.gather, driver.settings.batch_size
-        record = accuracy.record if accuracy is not None else None
-        append, failures, clock = self.rows.append, self.failures, time.perf_counter_ns
-        response, complete = lg.QuerySampleResponse, lg.QuerySamplesComplete
-
-        def answer(query_samples: list[Any]) -> None:
-            for offset in range(0, len(query_samples), batch):
-                chunk = query_samples[offset : offset + batch]
-                indices = [sample.index for sample in chunk]
-                start = clock()
-                try:
-                    outputs = predict(gather(indices))
-                    if record is not None:
-                        record(np.asarray(indices), outputs)
-                except Exception as e:
-                    failures.append(e)
-                append((indices[0], len(indices), start, clock()))
-                complete([response(sample.id, 0, 0) for sample in chunk])
-
-        return answer
