@@ -186,8 +186,8 @@ def test_the_repository_assets_fit_their_default_datasets() -> None:
 def test_models_list_with_a_dataset_marks_the_fitting_and_explains_the_others(tmp_path: Path) -> None:
     run = run_cli("models", "list", "--dataset", "digits", cwd=ASSETS.parent)
     assert run.returncode == 0, run.stderr
-    header = next(line for line in run.stdout.splitlines() if "fits digits" in line)
-    assert header
+    assert run.stdout.startswith("models on dataset 'digits'")
+    assert next(line for line in run.stdout.splitlines() if "name" in line).split("┃")[-2].strip() == "fits"
     rows = {
         line.split("│")[1].strip(): line.split("│")[-2].strip()
         for line in run.stdout.splitlines()

@@ -59,7 +59,10 @@ def list_models(
 
 def _list_fitting_models(registry: Registry, dataset: Dataset) -> None:
     """Every listed model with whether it fits ``dataset``; then the reasons of those that do not."""
-    table = Table(Column("name", no_wrap=True), "task", "framework", "formats", Column(f"fits {dataset.name}"))
+    table = Table(
+        Column("name", no_wrap=True), "task", "framework", "formats", Column("fits", no_wrap=True),
+        title=f"models on dataset '{dataset.name}'", title_justify="left",
+    )  # fmt: skip
     refused: list[tuple[str, list[str]]] = []
     for name in sorted(registry.models):
         model = registry.model(name)
