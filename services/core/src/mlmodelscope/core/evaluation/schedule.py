@@ -43,8 +43,8 @@ vector plus its latency slot; small next to a query, an estimate rather than a m
 MEMORY_WARNING_FRACTION = 0.5
 """Warn when the schedule's estimate exceeds this fraction of the memory available to the process."""
 
-CALIBRATION_MIN_DURATION_S = 0.5
-"""The calibration test's min_duration: long enough for a few thousand queries of a fast model."""
+CALIBRATION_MIN_DURATION_S = 0.3
+"""The calibration test's min_duration: some ten thousand queries of a fast model, 300 of a 1 ms one."""
 
 CALIBRATION_MIN_QUERIES = 16
 CALIBRATION_SKIP_LATENCY_NS = 1_000_000
