@@ -42,6 +42,7 @@ from mlmodelscope.core.evaluation.loadgen_report import DETAIL_LOG, LoadGenRepor
 from mlmodelscope.core.evaluation.loadgen_settings import loadgen_test_settings
 from mlmodelscope.core.evaluation.samples import QuerySampleLibrary, SampleLibrary
 from mlmodelscope.core.evaluation.schedule import (
+    SCHEDULE_FILE,
     LoadGenHints,
     QueryCost,
     QueryMeter,
@@ -239,6 +240,7 @@ class LoadGenDriver:
             outcome, _ = self._run_once(mode, self._test(estimate.hints), log_dir)
         generated = read_detail_log(log_dir / DETAIL_LOG).get("generated_query_count")
         estimate.generated_queries_logged = int(generated) if generated is not None else None
+        (log_dir / SCHEDULE_FILE).write_text(estimate.model_dump_json(indent=2))  # beside LoadGen's own logs
         outcome.schedule = estimate
         return outcome
 

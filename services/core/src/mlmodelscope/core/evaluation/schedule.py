@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Scenario
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SCHEDULE_FILE = "schedule.json"
+"""The performance run's ``ScheduleEstimate``, written beside LoadGen's logs (the result's ``log_dir``)."""
 
 LOADGEN_BYTES_PER_QUERY = 274
 """Bytes per query slot of LoadGen's schedule. The schedule is a ``std::vector<QueryMetadata>`` grown by doubling,
