@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError
 
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.agent.streaming import (
@@ -200,10 +200,10 @@ def _agent(tmp_path: Path, nats_url: str, reaper: ProcessReaper, run_id: str, **
 
 
 def _stream_or_none(nats_url: str, run_id: str) -> StreamContents | None:
-    """The run's messages so far; None before the agent created the stream."""
+    """The run's messages so far; None before the agent published its first one."""
     try:
         return read_stream(nats_url, run_id)
-    except NotFoundError:
+    except APIError:  # no stream yet (404), or no message in it yet (400 on sequence 0)
         return None
 
 
@@ -275,3 +275,13 @@ def test_a_nats_outage_mid_run_is_spilled_and_delivered_after_the_run(
     assert code == 0, agent.stderr
     assert not spill_file.exists()  # delivered after the run, then removed
     _assert_complete_and_unique(nats_server.url, "outage")
+
+
+def test_a_test_whose_rows_are_not_the_tracers_is_not_streamed() -> None:
+    tracer = Tracer("stream", TraceLevel.MODEL)
+    progress = StreamingProgress(tracer=tracer)
+    tracer.new_span_id()
+    calibration: list[ModelRow] = [_row(0)]
+    progress.start("calibration", 1.0, calibration)
+    tracer.open_model_stream(calibration, "performance")
+    assert tracer.take_model_spans(10) == ("", [])

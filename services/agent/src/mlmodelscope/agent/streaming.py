@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SPILL_PART = ".spill"
 BUFFER_BYTES_ENV = "MLMODELSCOPE_STREAM_BUFFER_BYTES"
+_QUERY_MODES = ("accuracy", "performance")  # the LoadGen tests whose calls are query records (not a calibration)
 
 
 class StreamPublisher(Protocol):
@@ -96,7 +97,7 @@ class StreamingProgress(RunProgress):
     tracer: Tracer | None = field(default=None, repr=False)
 
     def start(self, phase: str, min_duration_s: float, rows: list[Any]) -> None:
-        if self.tracer is not None:
+        if self.tracer is not None and phase in _QUERY_MODES:
             model_rows: list[ModelRow] = rows
             self.tracer.open_model_stream(model_rows, phase)
         super().start(phase, min_duration_s, rows)

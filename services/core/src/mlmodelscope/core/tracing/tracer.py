@@ -264,11 +264,13 @@ class Tracer:
     def open_model_stream(self, rows: list[ModelRow], label: str) -> None:
         """A LoadGen test starts appending to ``rows``: stream them under the span reserved last (its phase).
 
+        Only the tracer's own ``model_rows`` are streamed (a profile window's counting list is that then).
+
         Opened again for the same phase (the driver repeats a test and dropped the rows of the first one), the
         stream goes on where the remaining rows end; ``seq`` keeps counting, so no record is sent twice.
         """
-        if not self.enabled(TraceLevel.MODEL):
-            return
+        if not self.enabled(TraceLevel.MODEL) or rows is not self.model_rows:
+            return  # rows of a test that are not the tracer's (the driver's calibration) are not traced
         with self._stream_lock:
             stream = self._stream
             if stream is None or stream.parent_id != self.last_reserved_id:
