@@ -12,12 +12,15 @@ from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunProgress
 from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.schedule import (
+    CALIBRATION_MAX_SAMPLES,
     LOADGEN_BYTES_PER_QUERY,
     MEMORY_WARNING_FRACTION,
     STREAM_HINT_FRACTION,
     QueryCost,
     QueryMeter,
     available_memory,
+    calibration_hints,
+    calibration_settings,
     estimate_schedule,
     generated_queries,
     loadgen_hints,
@@ -144,6 +147,14 @@ def test_unpinned_hints_follow_the_cost() -> None:
     assert slow.expected_latency_ns == 10 * fast.expected_latency_ns
     offline = EvaluationSettings(scenario="offline", mode="performance")
     assert loadgen_hints(offline, _cost(1e6, samples_per_s=1_000.0)).offline_expected_qps == pytest.approx(1_200.0)
+
+
+def test_the_offline_calibration_query_is_capped() -> None:
+    """Offline's one query ends only when answered: a bare call far faster than LoadGen must not make it long."""
+    settings = EvaluationSettings(scenario="offline", mode="performance", batch_size=16)
+    hints = calibration_hints(settings, 10_000)  # 16 samples in 10 us: 1.6 million samples/s on the bare call
+    samples = generated_queries(calibration_settings(settings), hints)[2]
+    assert samples <= CALIBRATION_MAX_SAMPLES
 
 
 def test_the_meter_counts_queries_and_samples() -> None:

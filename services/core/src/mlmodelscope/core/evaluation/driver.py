@@ -47,6 +47,7 @@ from mlmodelscope.core.evaluation.schedule import (
     QueryCost,
     QueryMeter,
     ScheduleEstimate,
+    calibration_hints,
     calibration_settings,
     estimate_schedule,
     loadgen_hints,
@@ -186,7 +187,7 @@ class LoadGenDriver:
         wall time per query from the first issue to the last completion, LoadGen's own work included."""
         started = time.perf_counter()
         settings = calibration_settings(self.settings)
-        hints = loadgen_hints(settings, warmup_cost(self.settings, warmup.median_latency_ns))
+        hints = calibration_hints(self.settings, warmup.median_latency_ns)
         meter = QueryMeter()
         # LoadGen sees one sample (unit scenarios: the unit of the warm-up's batch) or the warm-up's batch of items:
         # they are loaded already, so the calibration decodes nothing (a hot cache: a slightly low cost, which

@@ -49,6 +49,8 @@ CALIBRATION_MIN_DURATION_S = 0.3
 """The calibration test's min_duration: some ten thousand queries of a fast model, 300 of a 1 ms one."""
 
 CALIBRATION_MIN_QUERIES = 16
+CALIBRATION_MAX_SAMPLES = 4_096
+"""Offline's calibration query holds at most this many samples (digits-cnn: 0.1 s at 34,000 samples/s)."""
 CALIBRATION_SKIP_LATENCY_NS = 1_000_000
 """A predictor call this slow (1 ms) makes LoadGen's few microseconds per query negligible (<1%), so the warm-up's
 figure is the cost and the calibration test is skipped."""
@@ -238,6 +240,14 @@ def warmup_cost(settings: EvaluationSettings, median_latency_ns: int) -> QueryCo
     return QueryCost(
         source="warm-up", per_query_ns=call_ns * calls, samples_per_s=settings.batch_size * 1e9 / call_ns, queries=1
     )
+
+
+def calibration_hints(settings: EvaluationSettings, median_latency_ns: int) -> LoadGenHints:
+    """The calibration test's own hints, from the warm-up. Offline's one query ends only when all its samples are
+    answered, and the bare call can be many times faster than a sample through LoadGen, so its size is capped."""
+    hints = loadgen_hints(calibration_settings(settings), warmup_cost(settings, median_latency_ns))
+    capped_qps = CALIBRATION_MAX_SAMPLES / (1.1 * CALIBRATION_MIN_DURATION_S)
+    return hints.model_copy(update={"offline_expected_qps": min(hints.offline_expected_qps, capped_qps)})
 
 
 def calibration_settings(settings: EvaluationSettings) -> EvaluationSettings:
