@@ -146,7 +146,7 @@ def test_unpinned_hints_follow_the_cost() -> None:
     slow, fast = loadgen_hints(settings, _cost(100_000)), loadgen_hints(settings, _cost(10_000))
     assert slow.expected_latency_ns == 10 * fast.expected_latency_ns
     offline = EvaluationSettings(scenario="offline", mode="performance")
-    assert loadgen_hints(offline, _cost(1e6, samples_per_s=1_000.0)).offline_expected_qps == pytest.approx(1_200.0)
+    assert loadgen_hints(offline, _cost(1e6, samples_per_s=1_000.0)).offline_expected_qps == pytest.approx(1_500.0)
 
 
 def test_the_offline_calibration_query_is_capped() -> None:

@@ -326,4 +326,8 @@ def _run_cost(outcome: RunOutcome, settings: EvaluationSettings) -> QueryCost:
 
 
 def _ran_out_of_queries(outcome: RunOutcome) -> bool:
-    return any("Ran out of generated queries" in error for error in outcome.errors)
+    """LoadGen's schedule ended before min_duration: queries (SingleStream, MultiStream) or Offline's one query."""
+    recommendations = outcome.report.recommendations if outcome.report is not None else []
+    return any("Ran out of generated queries" in error for error in outcome.errors) or any(
+        "Increase expected QPS" in advice for advice in recommendations
+    )

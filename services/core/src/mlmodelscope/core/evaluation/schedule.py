@@ -60,9 +60,10 @@ STREAM_HINT_FRACTION = 0.8
 min_duration needs at the hint, so the schedule holds 2 / 0.8 = 2.5 x the queries a run at the measured cost
 issues: a run up to 2.5 x faster than its calibration still does not run out of queries."""
 
-OFFLINE_QPS_FACTOR = 1.2
-"""Offline hint = this x the measured samples/s (LoadGen's Offline ends when its one query is answered, so a low
-QPS hint makes the run shorter than min_duration: INVALID)."""
+OFFLINE_QPS_FACTOR = 1.5
+"""Offline hint = this x the measured samples/s. LoadGen's Offline ends when its one query (1.1 x min_duration x
+the hint's samples) is answered: a hint below the real rate makes the run shorter than min_duration (INVALID, and
+the driver re-runs it), one above makes it longer; at the measured rate it lasts 1.65 x min_duration."""
 
 SERVER_QPS_FRACTION = 0.5
 """Server without --target-qps (accuracy runs only: performance runs must give it): half the measured rate."""
