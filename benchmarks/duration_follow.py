@@ -46,7 +46,7 @@ def evaluate(scratch: Path, name: str, duration_s: float, direct: bool) -> tuple
     output = scratch / name / "result.json"
     command = [str(CLI), "evaluate", "-m", "digits-cnn", "-f", "onnxruntime", "--mode", "performance"]
     command += ["--min-duration", f"{duration_s:g}s", "-o", str(output)] + (["--direct"] if direct else [])
-    _, wall_s, _ = run_measured(command, env=_environment(scratch))
+    _, wall_s, _ = run_measured(command, env=_environment(scratch), cwd=scratch)  # no ./assets beside it
     result = json.loads(output.read_text())
     performance = result["performance"]
     return wall_s, {
@@ -61,7 +61,7 @@ def evaluate(scratch: Path, name: str, duration_s: float, direct: bool) -> tuple
 
 def cli_start_up(scratch: Path) -> float:
     started = time.perf_counter()
-    run_measured([str(CLI), "--help"], env=_environment(scratch))
+    run_measured([str(CLI), "--help"], env=_environment(scratch), cwd=scratch)
     return time.perf_counter() - started
 
 

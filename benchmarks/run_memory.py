@@ -74,10 +74,12 @@ def bare_loadgen(hint_ns: int, duration_s: float, min_query_count: int, log_dir:
     }
 
 
-def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[int, float, str]:
+def run_measured(
+    command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, float, str]:
     """Run ``command`` in a child process: (its peak RSS in bytes, its wall time in s, its stdout)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     assert process.stdout is not None and process.stderr is not None
     stdout = process.stdout.read().decode()
     stderr = process.stderr.read().decode()

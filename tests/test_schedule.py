@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
+from mlmodelscope.core.evaluation import schedule
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunProgress
 from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.schedule import (
@@ -261,3 +264,17 @@ def test_a_calibration_slower_than_the_run_is_caught_by_the_rerun(registry: Regi
     assert outcome.schedule is not None and outcome.schedule.hints.cost is not None
     assert outcome.schedule.hints.cost.source == "run"
     assert outcome.report.requested_settings["single_stream_expected_latency_ns"] < 200_000
+
+
+def test_the_run_logs_the_warning_when_memory_is_short(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(schedule, "available_memory", lambda: (1_000_000, "injected 1 MB"))
+    driver = _driver(registry, expected_latency_ms=0.05)
+    with caplog.at_level(logging.INFO, logger="mlmodelscope.core.evaluation.driver"):
+        outcome = driver.run("performance", driver.warm_up(), tmp_path / "logs")
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "injected 1 MB" in warnings[0] and "--max-queries" in warnings[0]
+    assert outcome.schedule is not None and outcome.schedule.warning == warnings[0]
+    recorded = json.loads((tmp_path / "logs" / schedule.SCHEDULE_FILE).read_text())
+    assert recorded["generated_queries"] == outcome.schedule.generated_queries
