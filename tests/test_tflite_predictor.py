@@ -250,9 +250,34 @@ def test_wrong_inputs_are_a_predictor_error(model: Model) -> None:
         predictor.load(FLOAT32)
         with pytest.raises(PredictorError, match=r"LiteRT rejected the inputs \(float64\[2, 1, 8, 8\]\)"):
             predictor.predict([np.zeros((2, 1, 8, 8), np.float64)])
-        with pytest.raises(PredictorError, match="could not resize"):
+        with pytest.raises(
+            PredictorError, match=r"on inputs shaped \[\[2, 64\]\]: the model's inputs are shaped \[\[-1, 1"
+        ):
             predictor.predict([np.zeros((2, 64), np.float32)])
+        with pytest.raises(PredictorError, match="only allows mutating unknown dimensions"):
+            predictor.predict([np.zeros((2, 1, 9, 9), np.float32)])  # a fixed axis is never resized
         assert predictor.predict([np.zeros((2, 1, 8, 8), np.float32)])[0].shape == (2, 10)  # still usable
+
+
+BLAZEFACE = ASSETS / "artifacts" / "blazeface" / "face_detection_short_range.tflite"
+
+
+@pytest.mark.skipif(not BLAZEFACE.exists(), reason="the BlazeFace artifact (a fixed-batch .tflite) is not in assets")
+def test_a_fixed_batch_model_refuses_other_batch_sizes() -> None:
+    """MediaPipe's BlazeFace takes exactly [1, 128, 128, 3]: a non-strict resize to 4 would "work" and fold the
+    batch into the anchors axis ((1, 3584, 16)); the predictor refuses it and keeps working at batch 1."""
+    spec = load_registry([ASSETS]).model("blazeface").spec
+    x = np.random.default_rng(0).random((4, 128, 128, 3), dtype=np.float32)
+    with _predictor(spec) as predictor:
+        predictor.load(BLAZEFACE)
+        single = [np.asarray(o) for o in predictor.predict([x[:1]])]
+        with pytest.raises(PredictorError, match=r"inputs are shaped \[\[1, 128, 128, 3\]\]") as raised:
+            predictor.predict([x])
+        assert "--batch-size equal to it" in str(raised.value.hint)
+        again = predictor.predict([x[:1]])
+    assert [o.shape for o in single] == [(1, 896, 16), (1, 896, 1)]
+    for before, after in zip(single, again, strict=True):
+        np.testing.assert_array_equal(before, after)
 
 
 # --- the manifest's signature against the model -----------------------------------------------------------------

@@ -132,27 +132,31 @@ class TFLitePredictor(Predictor):
         if self.options.profile_dir is not None:
             log.warning("%s", UNAVAILABLE_REASON)
         self._interpreter = interpreter
-        indices = [int(d["index"]) for d in inputs]
-        self.predict = self._make_predict(interpreter, indices, outputs, path)  # type: ignore[method-assign]
+        self.predict = self._make_predict(interpreter, inputs, outputs, path)  # type: ignore[method-assign]
         # At the model's own shapes (dynamic axes 1): allocates the tensors and XNNPACK's plan before the warm-up.
         self.predict([np.zeros(tuple(d["shape"]), dtype=d["dtype"]) for d in inputs])
 
-    def _make_predict(self, interpreter: Any, inputs: list[int], outputs: list[int], path: Path) -> Any:
+    def _make_predict(self, interpreter: Any, bound: list[dict[str, Any]], outputs: list[int], path: Path) -> Any:
         """The hot path, every name bound here; tensors resized and allocated only when an input shape changes."""
         set_tensor, invoke, get_tensor = interpreter.set_tensor, interpreter.invoke, interpreter.get_tensor
         resize, allocate = interpreter.resize_tensor_input, interpreter.allocate_tensors
+        inputs = [int(d["index"]) for d in bound]
+        signatures = [[int(n) for n in d["shape_signature"]] for d in bound]
         shapes: list[tuple[int, ...]] = [() for _ in inputs]
 
         def reshape(batch: Sequence[np.ndarray]) -> None:
+            # Strict: only the model's dynamic (-1) axes change. Resizing a fixed batch axis can "work" and be wrong
+            # (a graph whose reshapes fold the batch into another axis returns one garbled sample).
             try:
                 for i, (index, x) in enumerate(zip(inputs, batch, strict=True)):
-                    resize(index, x.shape, strict=False)
+                    resize(index, x.shape, strict=True)
                     shapes[i] = x.shape
                 allocate()
             except (ValueError, RuntimeError) as e:
                 shapes[:] = [() for _ in inputs]
                 raise PredictorError(
-                    f"LiteRT could not resize the inputs of {path} to {[list(x.shape) for x in batch]}: {e}",
+                    f"LiteRT could not run {path} on inputs shaped {[list(x.shape) for x in batch]}: the model's "
+                    f"inputs are shaped {signatures} (-1: any size) ({e}).",
                     hint="Give each input the per-sample shape the model takes (spec.inputs[].shape); a model with a "
                     "fixed batch size needs --batch-size equal to it.",
                 ) from e
