@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,13 @@ SIZE_BUCKETS = ((0.40, 10.0, 30.0), (0.40, 30.0, 80.0), (0.20, 90.0, 116.0))  # 
 MIN_COLOUR_DISTANCE = 70.0
 SPLITS = {"train": 1, "test": 2}
 RLE_EVERY = 3  # annotation ids divisible by this store RLE
+
+
+def decode_mask(rle: dict[str, Any]) -> np.ndarray:
+    """(H, W) bool pixels of an RLE (pycocotools 2.0.11's decode warns under numpy 2; the warning is noise)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        return np.asarray(mask_utils.decode(rle), dtype=bool)
 
 
 def _backgrounds() -> list[tuple[str, np.ndarray]]:
@@ -115,7 +123,7 @@ class Scene:
         """(H, W) uint8: 0 background, class index + 1 on each object's pixels."""
         out = np.zeros((IMAGE_H, IMAGE_W), dtype=np.uint8)
         for shape in self.shapes:
-            out[mask_utils.decode(shape.rle).astype(bool)] = shape.category + 1
+            out[decode_mask(shape.rle)] = shape.category + 1
         return out
 
 
@@ -194,7 +202,7 @@ def make_scene(split: str, index: int) -> Scene:
             continue
         polygon = [float(v) for v in vertices.reshape(-1)]
         rle = mask_utils.merge(mask_utils.frPyObjects([polygon], IMAGE_H, IMAGE_W))
-        mask = mask_utils.decode(rle).astype(bool)
+        mask = decode_mask(rle)
         if not mask.any():
             continue
         pixels[mask] = _colour(rng, pixels[mask])

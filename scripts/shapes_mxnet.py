@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import re
 import sys
 import tarfile
 import tempfile
@@ -149,7 +150,9 @@ def export_checkpoint(block: Any, example: np.ndarray, destination: Path, name: 
     if missing:
         raise SystemExit(f"error: exporting {name}: graph arguments {missing} are neither parameters nor the input.")
     symbol_path, params_path = destination / f"{name}-symbol.json", destination / f"{name}-0000.params"
-    symbol.save(str(symbol_path))
+    # gluon names a Constant's initializer after id() of a Python object: drop the number for stable bytes (the
+    # params file holds the value; loading never reads the initializer's name).
+    symbol_path.write_text(re.sub(r'"(Constant_[A-Za-z0-9_]*?)_\d+"', r'"\1"', symbol.tojson()))
     mx.nd.save(str(params_path), dict(sorted(saved.items())))
     return symbol_path, params_path
 

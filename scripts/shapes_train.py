@@ -14,7 +14,8 @@ Detector targets follow CenterNet / TTFNet: per class a Gaussian heat map peakin
 box centre, sigma = 0.54 * side / 6 in cells; every cell with Gaussian weight > 0.05 of an object regresses that
 object's box (centre offset from the cell centre and log size, in cells), weighted by the Gaussian, so neighbouring
 cells predict the same box and class-aware NMS removes the duplicates. Losses: CenterNet's focal loss on the heat,
-L1 and GIoU on the boxes. The segmenter learns per-pixel cross-entropy.
+L1 and GIoU on the boxes. The segmenter learns per-pixel cross-entropy, shapes weighted twice the background.
+Both: AdamW, one-cycle schedule, batch 16.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ PAD_TOP = (INPUT_HW[0] - LETTERBOX_HW[0]) // 2
 PAD_LEFT = (INPUT_HW[1] - LETTERBOX_HW[1]) // 2
 GAUSSIAN_ALPHA = 0.54
 REGRESSION_MIN_WEIGHT = 0.05
+CLASS_WEIGHTS = torch.tensor([1.0, 2.0, 2.0, 2.0])  # segmenter: background is ~85% of the pixels
 
 
 def seed_everything(seed: int = SEED) -> None:
@@ -194,7 +196,7 @@ def _fit(
 
 
 def train_detector(
-    data: DetectorData, epochs: int, log: Callable[[str], None], batch_size: int = 32, learning_rate: float = 4e-3
+    data: DetectorData, epochs: int, log: Callable[[str], None], batch_size: int = 16, learning_rate: float = 4e-3
 ) -> tuple[Detector, float]:
     seed_everything()
     model = Detector(seed=SEED)
@@ -219,14 +221,14 @@ def segmenter_data(scenes: list[Scene]) -> SegmenterData:
 
 
 def train_segmenter(
-    data: SegmenterData, epochs: int, log: Callable[[str], None], batch_size: int = 32, learning_rate: float = 4e-3
+    data: SegmenterData, epochs: int, log: Callable[[str], None], batch_size: int = 16, learning_rate: float = 4e-3
 ) -> tuple[Segmenter, float]:
     seed_everything()
     model = Segmenter(seed=SEED)
     images = data.images
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(to_input(images[idx.numpy()])), data.masks[idx])
+        return F.cross_entropy(model(to_input(images[idx.numpy()])), data.masks[idx], weight=CLASS_WEIGHTS)
 
     return model, _fit(model, len(images), epochs, batch_size, learning_rate, loss_of, log)
 
