@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.setup-stamp
-PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow]' -e services/collector -e services/cli -e operator
+PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow,tflite]' -e services/collector -e services/cli -e operator
 # MXNet 1.9.1 needs numpy < 1.24 (TensorFlow needs numpy 2): its agents run in their own environment, named by
 # assets/frameworks/mxnet.yaml (spec.runtime.python).
 MXNET_VENV := .venv-mxnet
@@ -85,6 +85,7 @@ bench: setup
 
 models: setup
 	$(BIN)/python scripts/build_digits.py
+	$(BIN)/python scripts/digits_tflite.py
 
 constraints: setup
 	{ head -2 constraints.txt; $(PIP) freeze --all --exclude-editable | sed 's/+cpu//'; } > constraints.txt.new && mv constraints.txt.new constraints.txt

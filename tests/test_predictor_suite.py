@@ -51,6 +51,7 @@ ALL_CASES = [
     Case("tensorflow", "keras"),
     Case("tensorflow", "savedmodel"),
     Case("mxnet", "mxnet", runtime="mxnet"),
+    Case("tflite", "tflite"),
 ]
 RUNTIME = os.environ.get(RUNTIME_VARIABLE, "main")
 CASES = [case for case in ALL_CASES if case.runtime == RUNTIME]

@@ -79,7 +79,7 @@ def _with_tensor(spec: ModelSpec, kind: str, **changes: Any) -> ModelSpec:
 
 
 def test_tflite_is_discovered_by_entry_point() -> None:
-    import ai_edge_litert  # type: ignore[import-untyped]
+    import ai_edge_litert
 
     assert "tflite" in available_predictors()
     cls = load_predictor_class("tflite")

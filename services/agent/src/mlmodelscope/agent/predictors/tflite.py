@@ -32,7 +32,7 @@ SERVING_SIGNATURE = "serving_default"
 
 def _import_litert() -> Any:
     try:
-        import ai_edge_litert  # type: ignore[import-untyped]  # no py.typed in the wheel
+        import ai_edge_litert
         from ai_edge_litert import interpreter
     except ImportError as e:
         raise FrameworkUnavailableError(

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools.coco import COCO  # type: ignore[import-untyped]
-from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from mlmodelscope.core.datasets.reader import CocoTruth
 from mlmodelscope.core.errors import EvaluationError

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
+from pycocotools import mask as mask_utils
 
 from mlmodelscope.core.datasets.reader import CocoTruth
 from mlmodelscope.core.errors import EvaluationError
