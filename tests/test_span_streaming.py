@@ -24,11 +24,13 @@ from mlmodelscope.agent.streaming import (
     SpanStreamer,
     StreamingProgress,
     StreamSettings,
+    encode_take,
+    query_record,
     stream_settings,
 )
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.core.errors import ManifestError
-from mlmodelscope.core.messages import Envelope, Payload, decode, encode, message_id
+from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, QueryBatch, SpanBatch, decode
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
 from tests.conftest import ASSETS
@@ -121,42 +123,54 @@ def test_streaming_is_off_below_model_level() -> None:
 class _StuckPublisher:
     """A publisher whose NATS acknowledges nothing: every queued byte stays buffered."""
 
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
+    def __init__(self) -> None:
         self.delivering = True
         self.buffered_bytes = 0
-        self.queued: list[tuple[Envelope, bytes]] = []
+        self.queued: list[tuple[str, str, bytes]] = []
         self._sequences: dict[str, int] = {}
 
-    def encode_batches(self, items: list[Any], make: Any) -> list[tuple[Envelope, bytes]]:
-        out = []
-        for i in range(0, len(items), 100):
-            payload: Payload = make(items[i : i + 100])
-            sequence = self._sequences.get(payload.kind, 0)
-            self._sequences[payload.kind] = sequence + 1
-            envelope = Envelope(
-                message_id=message_id(self.run_id, payload.kind, sequence),
-                run_id=self.run_id,
-                sequence=sequence,
-                payload=payload,
-            )
-            out.append((envelope, encode(envelope)))
-        return out
+    def reserve_sequence(self, kind: str) -> int:
+        sequence = self._sequences.get(kind, 0)
+        self._sequences[kind] = sequence + 1
+        return sequence
 
-    def publish_encoded(self, messages: list[tuple[Envelope, bytes]]) -> int:
+    def publish_raw(self, messages: list[tuple[str, str, bytes]]) -> int:
         self.queued += messages
-        self.buffered_bytes += sum(len(data) for _, data in messages)
+        self.buffered_bytes += sum(len(data) for _, _, data in messages)
         return len(messages)
+
+
+def test_rows_encoded_directly_are_the_envelopes_pydantic_would_make() -> None:
+    run_id = "r" * 128  # the longest run id: the batches must still fit one message
+    tracer = Tracer(run_id, TraceLevel.MODEL)
+    tracer.new_span_id()
+    tracer.open_model_stream(tracer.model_rows, "accuracy")
+    tracer.model_rows.extend((n, 4, 2**62 + n, 2**62 + n + 7) for n in range(2_500))
+    take = tracer.take_model_rows(2_500)
+    assert take is not None
+    publisher = _StuckPublisher()
+    messages = encode_take(run_id, take, publisher, 1_000)
+    envelopes = [decode(data) for _, _, data in messages]
+    assert all(len(data) <= MAX_MESSAGE_BYTES for _, _, data in messages)
+    assert [(e.subject, e.message_id) for e in envelopes] == [(subject, i) for subject, i, _ in messages]
+    kinds = [(e.payload.kind, e.sequence) for e in envelopes]
+    assert kinds == [(kind, n) for kind in ("spans", "queries") for n in range(3)]
+    spans = [span for e in envelopes if isinstance(e.payload, SpanBatch) for span in e.payload.spans]
+    assert spans == take.spans(run_id)
+    records = [q for e in envelopes if isinstance(e.payload, QueryBatch) for q in e.payload.queries]
+    assert records == [query_record(span, "accuracy") for span in spans]
 
 
 def test_a_publisher_that_falls_behind_makes_the_streamer_spill_not_grow(tmp_path: Path) -> None:
     tracer = Tracer("slow", TraceLevel.MODEL)
     tracer.new_span_id()
     tracer.open_model_stream(tracer.model_rows, "performance")
-    publisher = _StuckPublisher("slow")
+    publisher = _StuckPublisher()
     spill = UnpublishedSpool(tmp_path / "unpublished", "slow", SPILL_PART)
     bound = 64 * 1024
-    streamer = SpanStreamer(tracer, publisher, spill, StreamSettings(batch_rows=200, max_buffered_bytes=bound))
+    streamer = SpanStreamer(
+        tracer, publisher, spill, StreamSettings(batch_rows=200, rows_per_message=100, max_buffered_bytes=bound)
+    )
     for n in range(5_000):
         tracer.model_rows.append(_row(n))
         if n % 250 == 0:
@@ -166,13 +180,14 @@ def test_a_publisher_that_falls_behind_makes_the_streamer_spill_not_grow(tmp_pat
     assert publisher.buffered_bytes <= bound and streamer.high_water_bytes <= bound
     assert streamer.spilled_messages > 0 and spill.path.exists()
     assert streamer.spans_sent == streamer.queries_sent == 5_000
-    queued_ids = [e.message_id for e, _ in publisher.queued]
+    queued = list(publisher.queued)
     publisher.queued.clear()
     assert streamer.redeliver() == streamer.spilled_messages
-    envelopes = [e for e, _ in publisher.queued]
-    ids = queued_ids + [e.message_id for e in envelopes]
-    assert len(ids) == len(set(ids))
-    assert all(decode(d).message_id == e.message_id for e, d in publisher.queued)
+    envelopes = [decode(data) for _, _, data in queued + publisher.queued]
+    assert len({e.message_id for e in envelopes}) == len(envelopes)
+    spans = [span.span_id for e in envelopes if isinstance(e.payload, SpanBatch) for span in e.payload.spans]
+    assert len(spans) == len(set(spans)) == 5_000  # the queued part and the spilled part: every row once
+    assert all(decode(data).message_id == msg_id for _, msg_id, data in publisher.queued)
     spill.remove()
     assert not spill.path.exists()
 

@@ -21,6 +21,8 @@ rows list when a test begins), under the phase span the runner reserved last (``
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import threading
 from collections.abc import Mapping
@@ -30,13 +32,14 @@ from typing import Any, Protocol
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.driver import RunProgress
-from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBatch, decode
+from mlmodelscope.core.messages import SUBJECT_PREFIX, QueryRecord, decode, message_id
 from mlmodelscope.core.tracing.spans import Span
-from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
+from mlmodelscope.core.tracing.tracer import MODEL_SPAN_NAME, ModelRow, ModelTake, Tracer
 
 log = logging.getLogger(__name__)
 
 SPILL_PART = ".spill"
+RawMessage = tuple[str, str, bytes]  # subject, message id, envelope JSON
 BUFFER_BYTES_ENV = "MLMODELSCOPE_STREAM_BUFFER_BYTES"
 _QUERY_MODES = ("accuracy", "performance")  # the LoadGen tests whose calls are query records (not a calibration)
 
@@ -50,15 +53,47 @@ class StreamPublisher(Protocol):
     @property
     def buffered_bytes(self) -> int: ...
 
-    def encode_batches(self, items: list[Any], make: Any) -> list[tuple[Envelope, bytes]]: ...
+    def reserve_sequence(self, kind: str) -> int: ...
 
-    def publish_encoded(self, messages: list[tuple[Envelope, bytes]]) -> int: ...
+    def publish_raw(self, messages: list[tuple[str, str, bytes]]) -> int: ...
+
+
+def encode_take(run_id: str, take: ModelTake, publisher: StreamPublisher, per_message: int) -> list[RawMessage]:
+    """Span and query batches of ``take`` as envelope JSON, formatted directly (no pydantic object per row: the
+    drainer shares the GIL with the SUT); the collector validates them like any message (``decode``)."""
+    quoted = json.dumps(run_id)
+    spans, queries = [], []
+    parent, mode = take.parent_id, json.dumps(take.label)
+    for seq, span_id, (first_item, count, start_ns, end_ns) in zip(
+        itertools.count(take.first_seq), take.span_ids, take.rows, strict=False
+    ):
+        attributes = f'{{"seq":{seq},"first_item":{first_item},"item_count":{count}}}'
+        spans.append(
+            f'{{"run_id":{quoted},"span_id":{span_id},"parent_id":{parent},"name":"{MODEL_SPAN_NAME}","level":2,'
+            f'"start_ns":{start_ns},"end_ns":{end_ns},"attributes":{attributes}}}'
+        )
+        queries.append(
+            f'{{"seq":{seq},"mode":{mode},"first_item":{first_item},"item_count":{count},'
+            f'"start_ns":{start_ns},"end_ns":{end_ns}}}'
+        )
+    messages = []
+    for kind, items in (("spans", spans), ("queries", queries)):
+        for i in range(0, len(items), per_message):
+            sequence = publisher.reserve_sequence(kind)
+            msg_id = message_id(run_id, kind, sequence)
+            data = (
+                f'{{"schema_version":1,"message_id":{json.dumps(msg_id)},"run_id":{quoted},"sequence":{sequence},'
+                f'"payload":{{"kind":"{kind}","{kind}":[{",".join(items[i : i + per_message])}]}}}}'
+            ).encode()
+            messages.append((f"{SUBJECT_PREFIX}.{run_id}.{kind}", msg_id, data))
+    return messages
 
 
 @dataclass(frozen=True)
 class StreamSettings:
     interval_s: float = 0.5
-    batch_rows: int = 2_000  # rows materialised per take (a few hundred kB of messages)
+    batch_rows: int = 2_000  # rows taken at a time
+    rows_per_message: int = 1_000  # ~250 kB spans / ~110 kB queries per message, under MAX_MESSAGE_BYTES
     max_buffered_bytes: int = 32 * 2**20
 
 
@@ -143,36 +178,33 @@ class SpanStreamer:
     def drain(self) -> None:
         """Send everything appended so far, a take of at most ``batch_rows`` rows at a time."""
         try:
-            while True:
-                mode, spans = self._tracer.take_model_spans(self.settings.batch_rows)
-                if not spans:
-                    return
-                self.high_water_rows = max(self.high_water_rows, len(spans))
-                self._send(spans, [query_record(span, mode) for span in spans])
+            while (take := self._tracer.take_model_rows(self.settings.batch_rows)) is not None:
+                self.high_water_rows = max(self.high_water_rows, len(take.rows))
+                self._send(take)
         except Exception as e:  # a failed publisher or a full disk: the finisher reports it; the run goes on
             if self.failure is None:
                 log.warning("streaming the run's spans failed: %s", e)
             self.failure = e
 
-    def _send(self, spans: list[Span], records: list[QueryRecord]) -> None:
+    def _send(self, take: ModelTake) -> None:
         publisher = self._publisher
-        messages = publisher.encode_batches(spans, lambda chunk: SpanBatch(spans=chunk))
-        messages += publisher.encode_batches(records, lambda chunk: QueryBatch(queries=chunk))
-        size = sum(len(data) for _, data in messages)
-        self.spans_sent += len(spans)
-        self.queries_sent += len(records)
+        messages = encode_take(self._tracer.run_id, take, publisher, self.settings.rows_per_message)
+        size = sum(len(data) for _, _, data in messages)
+        self.spans_sent += len(take.rows)
+        self.queries_sent += len(take.rows)
         if publisher.delivering and publisher.buffered_bytes + size > self.settings.max_buffered_bytes:
-            for _, data in messages:
+            for _, _, data in messages:
                 self.spill.add(data)
             self.spilled_messages += len(messages)
             return
-        publisher.publish_encoded(messages)
+        publisher.publish_raw(messages)
         self.high_water_bytes = max(self.high_water_bytes, publisher.buffered_bytes)
 
     def redeliver(self) -> int:
         """After the run: publish what was spilled (same bytes, same ids); returns how many messages."""
         count = 0
         for data in self.spill.read_back():
-            self._publisher.publish_encoded([(decode(data), data)])
+            envelope = decode(data)
+            self._publisher.publish_raw([(envelope.subject, envelope.message_id, data)])
             count += 1
         return count

@@ -105,7 +105,7 @@ class RunPublisher:
                 f"{MAX_MESSAGE_BYTES} limit.",
                 hint="Publish spans and queries through publish_spans/publish_queries, which split batches.",
             )
-        self._enqueue(envelope, data)
+        self._enqueue(envelope.subject, envelope.message_id, data)
         return envelope
 
     def publish_spans(self, spans: Sequence[Span]) -> int:
@@ -117,10 +117,20 @@ class RunPublisher:
 
     def publish_encoded(self, messages: Sequence[tuple[Envelope, bytes]]) -> int:
         """Queue envelopes encoded before (``encode_batches``, a spill file read back); returns how many."""
-        for envelope, data in messages:
+        return self.publish_raw([(envelope.subject, envelope.message_id, data) for envelope, data in messages])
+
+    def publish_raw(self, messages: Sequence[tuple[str, str, bytes]]) -> int:
+        """Queue (subject, message id, envelope bytes) encoded elsewhere (the span streamer's fast encoder)."""
+        for subject, msg_id, data in messages:
             self._raise_if_failed_without_spool()
-            self._enqueue(envelope, data)
+            self._enqueue(subject, msg_id, data)
         return len(messages)
+
+    def reserve_sequence(self, kind: str) -> int:
+        """The next sequence number of ``kind`` (so its message id), taken by a message encoded elsewhere."""
+        sequence = self._sequences.get(kind, 0)
+        self._sequences[kind] = sequence + 1
+        return sequence
 
     def encode_batches(self, items: list[Any], make: Callable[[list[Any]], Payload]) -> list[tuple[Envelope, bytes]]:
         """Envelopes of at most ``batch_size`` items, halved until each encodes under the size limit; each takes
@@ -159,7 +169,7 @@ class RunPublisher:
         self._sequences[payload.kind] = envelope.sequence + 1
         return envelope, encode(envelope)
 
-    def _enqueue(self, envelope: Envelope, data: bytes) -> None:
+    def _enqueue(self, subject: str, msg_id: str, data: bytes) -> None:
         """Into the sender's buffer, or into the spool once NATS was given up on; waits while the buffer is full
         and declares NATS unreachable when nothing was taken from it for ``give_up_after_s``."""
         deadline = time.monotonic() + self.settings.give_up_after_s
@@ -169,7 +179,7 @@ class RunPublisher:
                     self._keep(data, self._failure)
                     return
                 try:
-                    self._buffer.put_nowait((envelope.subject, envelope.message_id, data))
+                    self._buffer.put_nowait((subject, msg_id, data))
                     self.buffered_bytes += len(data)
                     return
                 except queue.Full:

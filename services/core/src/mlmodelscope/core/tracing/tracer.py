@@ -46,7 +46,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Final
+from typing import Final, NamedTuple
 
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 
@@ -132,6 +132,33 @@ def model_spans(run_id: str, rows: Iterable[ModelRow], parent_id: int, first_seq
         )
         for seq, (first_item, item_count, start_ns, end_ns) in enumerate(rows, start=first_seq)
     ]
+
+
+class ModelTake(NamedTuple):
+    """Rows the streamer took from a phase: their label (mode), parent span, first ``seq`` and span ids."""
+
+    label: str
+    parent_id: int
+    first_seq: int
+    span_ids: list[int]
+    rows: list[ModelRow]
+
+    def spans(self, run_id: str) -> list[Span]:
+        return [
+            Span(
+                run_id=run_id,
+                span_id=span_id,
+                parent_id=self.parent_id,
+                name=MODEL_SPAN_NAME,
+                level=TraceLevel.MODEL,
+                start_ns=start_ns,
+                end_ns=end_ns,
+                attributes={"seq": seq, "first_item": first_item, "item_count": item_count},
+            )
+            for seq, span_id, (first_item, item_count, start_ns, end_ns) in zip(
+                itertools.count(self.first_seq), self.span_ids, self.rows, strict=False
+            )
+        ]
 
 
 class _ModelStream:
@@ -280,23 +307,30 @@ class Tracer:
             stream.taken = min(stream.taken, len(rows))
             stream.head.clear()
 
-    def take_model_spans(self, limit: int) -> tuple[str, list[Span]]:
-        """(label, spans) of at most ``limit`` rows appended since the last take; not recorded in the tracer.
+    def take_model_rows(self, limit: int) -> ModelTake | None:
+        """At most ``limit`` rows appended since the last take, with their span ids and ``seq`` (None: nothing).
 
-        Reads the list's length, then slices up to it: rows appended meanwhile wait for the next take."""
+        Reads the list's length, then slices up to it: rows appended meanwhile wait for the next take. No
+        ``Span`` is built (the agent encodes rows straight to JSON), except for the retained first spans."""
         with self._stream_lock:
             stream = self._stream
-            if stream is None:
-                return "", []
+            if stream is None or len(stream.rows) <= stream.taken:
+                return None
             end = min(len(stream.rows), stream.taken + limit)
             rows = stream.rows[stream.taken : end]
-            spans = model_spans(self.run_id, rows, stream.parent_id, stream.seq, MODEL_SPAN_NAME)
+            span_ids = [next(_SPAN_IDS) for _ in rows]
+            take = ModelTake(stream.label, stream.parent_id, stream.seq, span_ids, rows)
             stream.taken = end
-            stream.seq += len(spans)
+            stream.seq += len(rows)
             room = self.retain_model_spans - len(stream.head)
             if room > 0:
-                stream.head.extend(spans[:room])
-            return stream.label, spans
+                stream.head.extend(take.spans(self.run_id)[:room])
+            return take
+
+    def take_model_spans(self, limit: int) -> tuple[str, list[Span]]:
+        """``take_model_rows`` as (label, MODEL spans); ("", []) when there is nothing to take."""
+        take = self.take_model_rows(limit)
+        return ("", []) if take is None else (take.label, take.spans(self.run_id))
 
     # --- reading --------------------------------------------------------------------------------------------
 
