@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlmodelscope.core.evaluation.agreement import OutputsFile
 from mlmodelscope.core.evaluation.environment import Environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
+from mlmodelscope.core.evaluation.schedule import ScheduleEstimate
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import LatencyStats
 
@@ -52,6 +53,11 @@ class PerformanceResult(_Frozen):
     effective_settings: dict[str, Any] = Field(description="The settings LoadGen ran with (its 'effective_*').")
     loadgen_requested_settings: dict[str, Any] = Field(description="What we asked LoadGen for ('requested_*').")
     log_dir: str
+    schedule: ScheduleEstimate | None = Field(
+        default=None,
+        description="LoadGen's pre-generated query schedule: its hints, queries and memory, estimated before the "
+        "test and as LoadGen logged it (None in results made before schedules were estimated).",
+    )
 
 
 class DetectionMetrics(_Frozen):
@@ -126,7 +132,10 @@ class LoadTime(_Frozen):
         "pre-processing happen in LoadGen's untimed load callbacks, inside the accuracy and performance runs."
     )
     model_load_s: float = Field(description="Predictor load: the framework's cold start.")
-    warmup_s: float
+    warmup_s: float = Field(description="Warm-up calls, and the calibration test through LoadGen after them.")
+    calibration_s: float = Field(
+        default=0.0, description="Of warmup_s: the short LoadGen test that measures what a query costs there."
+    )
 
 
 FrameworkTraceStatus = Literal["complete", "partial", "failed"]

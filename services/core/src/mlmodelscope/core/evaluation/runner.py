@@ -158,6 +158,7 @@ def run_evaluation(
         dataset_s=dataset_phase.seconds,
         model_load_s=load_phase.seconds,
         warmup_s=runs.warmup_s,
+        calibration_s=runs.calibration_s,
     )
     return _result(registry, request, resolution, dataset, installed_version, tracer, load_time, runs, environment)
 
@@ -193,6 +194,7 @@ def _resolve(registry: Registry, request: EvaluationRequest) -> tuple[Resolution
 @dataclass
 class _Runs:
     warmup_s: float = 0.0
+    calibration_s: float = 0.0
     accuracy: AccuracyResult | None = None
     performance: PerformanceResult | None = None
     framework_trace: FrameworkTrace | None = None
@@ -206,6 +208,7 @@ def _runs(
     with _phase(tracer, "warmup", root_span) as warmup_phase:
         warmup = driver.warm_up()
     runs.warmup_s = warmup_phase.seconds
+    runs.calibration_s = warmup.calibration_s
     if request.settings.runs_accuracy:
         assert scorer is not None
         log_dir = request.output_dir / "loadgen-accuracy"
@@ -353,4 +356,5 @@ def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult
         effective_settings=report.effective_settings,
         loadgen_requested_settings=report.requested_settings,
         log_dir=str(log_dir),
+        schedule=outcome.schedule,
     )
