@@ -63,7 +63,7 @@ def test_takes_see_every_row_once_in_call_order_while_the_sut_appends() -> None:
     taken = []
     while thread.is_alive():
         label, spans = tracer.take_model_spans(500)
-        assert label == "performance" and len(spans) <= 500
+        assert label == ("performance" if spans else "") and len(spans) <= 500
         taken += spans
     thread.join()
     rest = tracer.materialize_model_spans(parent_id=phase)
