@@ -41,7 +41,14 @@ def _workloads(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_registry_and_tag_reach_the_builtin_frameworks_and_the_charts_own_images(helm_home: Path) -> None:
     documents = render(helm_home, *REGISTRY)
     frameworks = by_kind(documents, "Framework")
-    assert {f["metadata"]["name"] for f in frameworks} == {"mxnet", "null", "onnxruntime", "pytorch", "tensorflow", "tflite"}
+    assert {f["metadata"]["name"] for f in frameworks} == {
+        "mxnet",
+        "null",
+        "onnxruntime",
+        "pytorch",
+        "tensorflow",
+        "tflite",
+    }
     for framework in frameworks:
         name = framework["metadata"]["name"]
         for container in framework["spec"]["containers"]:

