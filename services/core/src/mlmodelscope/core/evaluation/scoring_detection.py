@@ -29,7 +29,7 @@ from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.results import AccuracyResult, DetectionMetrics, Verdict
 from mlmodelscope.core.manifests.resources import ModelSpec
 from mlmodelscope.core.processing.detection import DetectionPostprocess, Detections
-from mlmodelscope.core.processing.geometry import Geometry, geometry_of
+from mlmodelscope.core.processing.geometry import ItemGeometries
 
 DETECTIONS_FILE = "detections.json"
 CocoResult = dict[str, Any]
@@ -59,12 +59,11 @@ class DetectionScorer:
 
     def __init__(self, spec: ModelSpec, truth: CocoTruth, labels: Sequence[str] | None) -> None:
         self._post = DetectionPostprocess.from_spec(spec)
-        self._steps = tuple(spec.inputs[0].preprocess)
+        self._geometry = ItemGeometries(spec.inputs[0].preprocess, truth.original_hw)
         self._truth = truth
         del labels  # class names come from the dataset's categories (class k is the k-th category by id)
         self._answered = np.zeros(len(truth.image_ids), dtype=bool)
         self._detections: dict[int, Detections] = {}
-        self._geometries: dict[tuple[int, int], Geometry] = {}
         self._lock = threading.Lock()
 
     @property
@@ -114,15 +113,6 @@ class DetectionScorer:
                     }
                 )
         return results
-
-    def _geometry(self, item: int) -> Geometry:
-        if not 0 <= item < len(self._answered):
-            raise EvaluationError(f"dataset item {item} is out of range (the dataset has {len(self._answered)}).")
-        hw = (int(self._truth.original_hw[item][0]), int(self._truth.original_hw[item][1]))
-        geometry = self._geometries.get(hw)
-        if geometry is None:
-            geometry = self._geometries[hw] = geometry_of(self._steps, hw)
-        return geometry
 
 
 def write_detections(log_dir: Path, results: list[CocoResult]) -> tuple[Path, str]:

@@ -34,7 +34,7 @@ from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.results import AccuracyResult, SegmentationMetrics, Verdict
 from mlmodelscope.core.evaluation.scoring_detection import load_coco
 from mlmodelscope.core.manifests.resources import ModelSpec
-from mlmodelscope.core.processing.geometry import Geometry, geometry_of
+from mlmodelscope.core.processing.geometry import ItemGeometries
 from mlmodelscope.core.processing.segmentation import SegmentationPostprocess
 
 MASKS_FILE = "masks.npz"
@@ -119,14 +119,13 @@ class SegmentationScorer:
     def __init__(self, spec: ModelSpec, truth: CocoTruth, labels: Sequence[str] | None) -> None:
         del labels  # class names come from the dataset's categories (mask class k + 1 is category k)
         self._post = SegmentationPostprocess.from_spec(spec)
-        self._steps = tuple(spec.inputs[0].preprocess)
+        self._geometry = ItemGeometries(spec.inputs[0].preprocess, truth.original_hw)
         self._truth = truth
         self._coco = load_coco(truth.annotations_path)
         self._class_of = {int(c): k + 1 for k, c in enumerate(truth.category_ids)}
         self._classes = len(truth.category_ids) + 1
         self._confusion = np.zeros((self._classes, self._classes + 1), np.int64)
         self._answered = np.zeros(len(truth.image_ids), dtype=bool)
-        self._geometries: dict[tuple[int, int], Geometry] = {}
         self._archive: _MaskArchive | None = None
         self._lock = threading.Lock()
 
@@ -181,15 +180,6 @@ class SegmentationScorer:
         columns = self._classes + 1
         flat = truth[scored].astype(np.int64) * columns + predicted[scored]
         self._confusion += np.bincount(flat, minlength=self._classes * columns).reshape(self._classes, columns)
-
-    def _geometry(self, item: int) -> Geometry:
-        if not 0 <= item < len(self._answered):
-            raise EvaluationError(f"dataset item {item} is out of range (the dataset has {len(self._answered)}).")
-        hw = (int(self._truth.original_hw[item][0]), int(self._truth.original_hw[item][1]))
-        geometry = self._geometries.get(hw)
-        if geometry is None:
-            geometry = self._geometries[hw] = geometry_of(self._steps, hw)
-        return geometry
 
 
 def segmentation_metrics(confusion: np.ndarray, names: Sequence[str], masks_file: str | None) -> SegmentationMetrics:

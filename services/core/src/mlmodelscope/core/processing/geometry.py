@@ -54,6 +54,25 @@ def geometry_of(steps: Sequence[PreprocessStep], original_hw: tuple[int, int]) -
     return geometry
 
 
+class ItemGeometries:
+    """The geometry of each dataset item, computed once per distinct original size (scorers ask per row)."""
+
+    def __init__(self, steps: Sequence[PreprocessStep], original_hw: npt.NDArray[np.integer]) -> None:
+        self._steps = tuple(steps)
+        self._original_hw = original_hw
+        self._by_size: dict[tuple[int, int], Geometry] = {}
+
+    def __call__(self, item: int) -> Geometry:
+        """Item ``item``'s geometry; ProcessingError when the dataset has no such item."""
+        if not 0 <= item < len(self._original_hw):
+            raise ProcessingError(f"dataset item {item} is out of range (the dataset has {len(self._original_hw)}).")
+        hw = (int(self._original_hw[item][0]), int(self._original_hw[item][1]))
+        geometry = self._by_size.get(hw)
+        if geometry is None:
+            geometry = self._by_size[hw] = geometry_of(self._steps, hw)
+        return geometry
+
+
 def _resized(g: Geometry, step: ResizeStep) -> Geometry:
     h, w = g.input_hw
     new_h, new_w = resized_shape(h, w, step.size, step.keep_aspect_ratio, step.fit)
