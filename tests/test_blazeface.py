@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from mlmodelscope.core.artifacts import ArtifactStore
-from mlmodelscope.core.errors import ProcessingError
+from mlmodelscope.core.errors import PredictorError, ProcessingError
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
@@ -159,10 +159,11 @@ def test_blazeface_reaches_the_ap_its_manifest_states(model: Model, tmp_path: Pa
 
 @needs_litert
 def test_a_batch_of_several_images_is_refused_naming_the_fixed_batch_size(tmp_path: Path) -> None:
-    # The graph reshapes to [1, 896 x batch, 16]: a batch of 8 comes back as one row of 7168 mixed-up boxes.
-    with pytest.raises(ProcessingError, match="holds 7168 boxes per image") as raised:
+    # The graph's input is [1, 128, 128, 3]: the predictor resizes only -1 axes, so a batch of 8 is refused
+    # before the graph could return one row of 7168 mixed-up boxes.
+    with pytest.raises(PredictorError, match=r"inputs are shaped \[\[1, 128, 128, 3\]\]") as raised:
         _evaluate(tmp_path, "accuracy", batch_size=8)
-    assert "fixed batch size of 1" in (raised.value.hint or "")
+    assert "fixed batch size needs --batch-size equal to it" in str(raised.value)
 
 
 @needs_litert
