@@ -254,7 +254,8 @@ def test_collector_killed_mid_run_stores_everything_exactly_once(pipeline: Pipel
     assert stored_status(pipeline, run_id) == "running"
     if kill_while == "evaluating":
         assert agent.running, "the agent finished before the collector was killed"
-        assert detail["received_span_count"] == 0
+        # The agent streams its spans as it evaluates, so some may already be stored; the rest arrive after the
+        # restart, and assert_stored_exactly_once checks that none is lost or doubled.
         finish_agent(agent)  # the agent does not need the collector: it only talks to NATS
         pipeline.collector.start()
     else:
