@@ -232,6 +232,10 @@ class RunResult(_Strict):
     p99_ms: float | None = Field(default=None, description="99th percentile query latency.")
     throughput_samples_per_s: float | None = Field(default=None, description="Samples per second LoadGen measured.")
     top1: float | None = Field(default=None, description="Top-1 accuracy (fraction) of the accuracy run.")
+    accuracy_metric: str | None = Field(
+        default=None, description="The accuracy run's primary metric: top1 (classification), mAP (detection), mIoU."
+    )
+    accuracy_value: float | None = Field(default=None, description="That metric's value (fraction).")
     valid: bool | None = Field(default=None, description="LoadGen's verdict (performance, else accuracy run).")
     reason: str = Field(default="", description="Why the verdict is INVALID, when it is.")
     regression: Literal["no baseline", "baseline", "ok", "regressed"] | None = Field(

@@ -543,7 +543,8 @@ def _summary(run: RunStatus) -> str:
     if result is None:
         return "no result"
     verdict = "VALID" if result.valid else "INVALID"
-    return f"{verdict}, p99 {result.p99_ms} ms, {result.throughput_samples_per_s} samples/s, top-1 {result.top1}"
+    accuracy = f"{result.accuracy_metric} {result.accuracy_value}" if result.accuracy_metric else "no accuracy run"
+    return f"{verdict}, p99 {result.p99_ms} ms, {result.throughput_samples_per_s} samples/s, {accuracy}"
 
 
 __all__ = ["API_GROUP", "PLURAL", "Reconciler", "evaluation_path", "jobs_path"]

@@ -1,7 +1,8 @@
 """Run results read from the collector's REST API (``/api/v1/runs/{id}``, ``.../result``, ``.../regression``).
 
-The operator never computes a figure itself: p50/p90/p99 latency, throughput, top-1 and the verdict are copied
-from the EvaluationResult the agent published and the collector stored. A run the collector does not know yet is
+The operator never computes a figure itself: p50/p90/p99 latency, throughput, the accuracy run's primary metric
+(top-1, mAP or mIoU, as ``AccuracyResult.primary`` names it) and the verdict are copied from the EvaluationResult
+the agent published and the collector stored. A run the collector does not know yet is
 ``None`` (ingestion may lag the Job's completion); an unreachable collector is ``CollectorUnavailableError``.
 """
 
@@ -32,6 +33,21 @@ def _ms(value: Any) -> float | None:
     return round(float(value) / _NS_PER_MS, 6) if value is not None else None
 
 
+def primary_metric(accuracy: dict[str, Any]) -> tuple[str, float] | None:
+    """The accuracy document's headline figure, as ``AccuracyResult.primary`` picks it: ('top1', x) for
+    classification, ('mAP', x) for object detection, ('mIoU', x) for semantic segmentation; None if it has none."""
+    detection = accuracy.get("detection") or {}
+    segmentation = accuracy.get("segmentation") or {}
+    for name, value in (
+        ("top1", accuracy.get("top1")),
+        ("mAP", detection.get("map")),
+        ("mIoU", segmentation.get("mean_iou")),
+    ):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return name, float(value)
+    return None
+
+
 def summarize(document: dict[str, Any]) -> RunResult:
     """The status summary of an EvaluationResult document."""
     performance = document.get("performance") or None
@@ -41,12 +57,15 @@ def summarize(document: dict[str, Any]) -> RunResult:
     reason = "; ".join(f"{c.get('name')}: {c.get('reason')}" for c in failed)
     latency = (performance or {}).get("latency") or {}
     throughput = (performance or {}).get("throughput") or {}
+    primary = primary_metric(accuracy or {})
     return RunResult(
         p50_ms=_ms(latency.get("p50_ns")),
         p90_ms=_ms(latency.get("p90_ns")),
         p99_ms=_ms(latency.get("p99_ns")),
         throughput_samples_per_s=throughput.get("samples_per_s"),
         top1=(accuracy or {}).get("top1"),
+        accuracy_metric=primary[0] if primary is not None else None,
+        accuracy_value=primary[1] if primary is not None else None,
         valid=verdict.get("valid"),
         reason=reason[:1000],
     )
