@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
 
+from mlmodelscope.core.evaluation.agreement_tasks import DetectionAgreement, SegmentationAgreement
 from mlmodelscope.core.evaluation.results import AccuracyResult, EvaluationResult, FrameworkTrace, Verdict
-from mlmodelscope.core.evaluation.summary import EvaluationSummary
+from mlmodelscope.core.evaluation.summary import EvaluationSummary, TaskAgreement, framework_label
 
 
 def _ms(ns: float) -> str:
@@ -106,33 +110,87 @@ def result_table(result: EvaluationResult) -> RenderableType:
     return Group(*parts)
 
 
-def _accuracy_column(summary: EvaluationSummary) -> tuple[str, bool]:
+def _accuracy_column(results: Sequence[EvaluationResult]) -> tuple[str, bool]:
     """The comparison's accuracy header (top-1, mAP, mIoU; 'accuracy' when the runs have several) and whether each
     cell names its metric."""
-    metrics = {r.accuracy.primary[0] for r in summary.results if r.accuracy is not None and r.accuracy.primary}
+    metrics = {r.accuracy.primary[0] for r in results if r.accuracy is not None and r.accuracy.primary}
     if len(metrics) > 1:
         return "accuracy", True
     metric = next(iter(metrics), "top1")
     return ("top-1" if metric == "top1" else metric), False
 
 
-def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
-    """The comparison of every run with the reference framework, and one table per batch-size sweep."""
-    agreement = {(a.framework, a.batch_size, a.device): a for a in summary.agreement}
-    accuracy_column, with_name = _accuracy_column(summary)
-    comparison = Table(
+Task = Literal["classification", "object_detection", "semantic_segmentation"]
+_AGREEMENT_COLUMNS: dict[Task, tuple[str, ...]] = {
+    "classification": ("agree", "max|dp|", "KL", "JS"),
+    "object_detection": ("boxes", "matched", "IoU", "max|ds|", "ref-only", "run-only"),
+    "semantic_segmentation": ("pixel agree", "diff px", "images"),
+}
+_AGREEMENT_TITLES: dict[Task, str] = {
+    "classification": "top-1 agreement, max absolute probability difference, mean KL and Jensen-Shannon divergence "
+    "in nats",
+    "object_detection": "boxes: detections of the run; matched: share of both runs' boxes paired (same class, IoU "
+    ">= 0.5); IoU: mean IoU of the pairs; max|ds|: largest score difference of a pair; ref-only / run-only: boxes "
+    "only the reference / only this run found",
+    "semantic_segmentation": "pixel agree: share of the original images' pixels given the same class; diff px: "
+    "pixels given another class; images: images both runs answered",
+}
+
+
+def result_task(result: EvaluationResult) -> Task | None:
+    """The task of a run's answers; None for a run without an accuracy pass."""
+    if result.accuracy is None:
+        return None
+    if result.accuracy.detection is not None:
+        return "object_detection"
+    if result.accuracy.segmentation is not None:
+        return "semantic_segmentation"
+    return "classification"
+
+
+def agreement_cells(measured: TaskAgreement) -> list[str]:
+    """The agreement columns of one run (``_AGREEMENT_COLUMNS`` of its task)."""
+    if isinstance(measured, DetectionAgreement):
+        iou = "-" if measured.mean_matched_iou is None else f"{measured.mean_matched_iou:.6f}"
+        diff = "-" if measured.max_abs_score_diff is None else f"{measured.max_abs_score_diff:.1e}"
+        return [
+            f"{measured.framework_detections:,}",
+            f"{measured.matched_fraction * 100:.2f}%",
+            iou,
+            diff,
+            f"{measured.unmatched_reference:,}",
+            f"{measured.unmatched_framework:,}",
+        ]
+    if isinstance(measured, SegmentationAgreement):
+        return [f"{measured.pixel_agreement * 100:.4f}%", f"{measured.differing_pixels:,}", f"{measured.images:,}"]
+    return [
+        f"{measured.top1_agreement * 100:.1f}%",
+        f"{measured.max_abs_probability_diff:.1e}",
+        f"{measured.mean_kl_divergence:.1e}",
+        f"{measured.mean_js_divergence:.1e}",
+    ]
+
+
+def _comparison(summary: EvaluationSummary, task: Task, results: Sequence[EvaluationResult]) -> Table:
+    """One task's runs against the reference framework: accuracy, latency, throughput and the task's agreement."""
+    measured: dict[tuple[str, int, str], TaskAgreement] = {
+        (a.framework, a.batch_size, a.device): a for a in summary.measured_agreements()
+    }
+    columns = _AGREEMENT_COLUMNS[task]
+    accuracy_column, with_name = _accuracy_column(results)
+    what = "" if task == "classification" else f"{task.replace('_', ' ')} "
+    table = Table(
         Column("framework", min_width=11, overflow="fold"),
-        *(Column(name, no_wrap=True) for name in ("batch", accuracy_column, "p50", "items/s", "agree", "max|dp|")),
-        *(Column(name, no_wrap=True) for name in ("KL", "JS")),
-        title=f"{summary.evaluation_id}: agreement with {summary.reference_framework} (top-1 agreement, max absolute"
-        " probability difference, mean KL and Jensen-Shannon divergence in nats)",
+        *(Column(name, no_wrap=True) for name in ("batch", accuracy_column, "p50", "items/s", *columns)),
+        title=f"{summary.evaluation_id}: {what}agreement with {summary.reference_framework} "
+        f"({_AGREEMENT_TITLES[task]})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
-    for result in summary.results:
-        name = f"{result.framework.name} {result.framework.version}"
+    for result in results:
+        name = framework_label(result)
         batch = result.requested_settings.batch_size
         performance = result.performance
         row = [
@@ -142,20 +200,40 @@ def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
             _ms(performance.latency.p50_ns).replace(" ", "") if performance is not None else "-",
             f"{performance.throughput.samples_per_s:,.0f}" if performance is not None else "-",
         ]
-        measured = agreement.get((name, batch, result.device))
+        found = measured.get((name, batch, result.device))
         if result.framework.name == summary.reference_framework:
-            row += ["ref", "", "", ""]
-        elif measured is None:
-            row += ["-", "-", "-", "-"]
+            row += ["ref", *([""] * (len(columns) - 1))]
+        elif found is None:
+            row += ["-"] * len(columns)
         else:
-            row += [
-                f"{measured.top1_agreement * 100:.1f}%",
-                f"{measured.max_abs_probability_diff:.1e}",
-                f"{measured.mean_kl_divergence:.1e}",
-                f"{measured.mean_js_divergence:.1e}",
-            ]
-        comparison.add_row(*row)
-    tables: list[RenderableType] = [comparison]
+            row += agreement_cells(found)
+        table.add_row(*row)
+    return table
+
+
+def agreement_tables(summary: EvaluationSummary) -> list[RenderableType]:
+    """One comparison table per task of the summary's runs, then why any agreement is missing."""
+    tasks = [result_task(result) for result in summary.results]
+    # A run without an accuracy pass is listed with the evaluation's (first) task; classification if none has one.
+    first: Task = next((task for task in tasks if task is not None), "classification")
+    by_task: dict[Task, list[EvaluationResult]] = {first: []}
+    for result, task in zip(summary.results, tasks, strict=True):
+        by_task.setdefault(task or first, []).append(result)
+    tables: list[RenderableType] = [_comparison(summary, task, results) for task, results in by_task.items()]
+    for missing in summary.agreement_unavailable:
+        tables.append(
+            Text(
+                f"agreement of {missing.framework} (batch {missing.batch_size}, {missing.device}) not measured: "
+                f"{missing.reason}",
+                style="yellow",
+            )
+        )
+    return tables
+
+
+def summary_tables(summary: EvaluationSummary) -> list[RenderableType]:
+    """The comparison of every run with the reference framework, and one table per batch-size sweep."""
+    tables = agreement_tables(summary)
     for sweep in summary.batch_sweeps:
         table = Table(
             "batch",

@@ -9,7 +9,10 @@ boxes and masks, so they get their own measures, computed from the files their a
   boxes, lower for every box only one run found. ``mean_matched_iou`` and ``max_abs_score_diff`` describe the
   matched pairs (floating-point noise gives IoU ~1 and score differences ~1e-6);
 * segmentation (two ``masks.npz``): ``pixel_agreement``, the fraction of pixels of the items both runs answered
-  that got the same class.
+  that got the same class (``differing_pixels`` counts the others).
+
+Both carry the runs' batch size and device, as the classification ``Agreement`` does, so an evaluation's summary
+can say which pair of runs each one compares.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class DetectionAgreement(BaseModel):
 
     reference: str
     framework: str
+    batch_size: int = Field(default=1, ge=1, description="Both runs' batch size.")
+    device: str = "cpu"
     images: int = Field(ge=0, description="Images with a detection in either run.")
     reference_detections: int = Field(ge=0)
     framework_detections: int = Field(ge=0)
@@ -49,6 +54,16 @@ class DetectionAgreement(BaseModel):
     mean_matched_iou: float | None = Field(default=None, description="Mean IoU of the matched pairs (None: none).")
     max_abs_score_diff: float | None = Field(default=None, description="Largest score difference of a matched pair.")
 
+    @property
+    def unmatched_reference(self) -> int:
+        """Reference detections no detection of ``framework`` matches (boxes only the reference found)."""
+        return self.reference_detections - self.matched
+
+    @property
+    def unmatched_framework(self) -> int:
+        """Detections of ``framework`` that match no reference detection (boxes only it found)."""
+        return self.framework_detections - self.matched
+
 
 class SegmentationAgreement(BaseModel):
     """How closely ``framework``'s masks reproduce ``reference``'s, pixel by pixel."""
@@ -57,8 +72,11 @@ class SegmentationAgreement(BaseModel):
 
     reference: str
     framework: str
+    batch_size: int = Field(default=1, ge=1, description="Both runs' batch size.")
+    device: str = "cpu"
     images: int = Field(ge=0, description="Items both runs answered.")
     pixels: int = Field(ge=0, description="Original-image pixels compared.")
+    differing_pixels: int = Field(ge=0, description="Pixels of those given a different class.")
     pixel_agreement: float = Field(ge=0, le=1, description="Fraction of those pixels given the same class.")
 
 
@@ -174,6 +192,7 @@ def compare_masks(
         framework=framework_name,
         images=images,
         pixels=pixels,
+        differing_pixels=pixels - same,
         pixel_agreement=same / pixels if pixels else 1.0,
     )
 
@@ -184,6 +203,31 @@ def _masks_path(run: SegmentationMetrics | str | Path, name: str) -> Path:
             raise EvaluationError(f"the accuracy run of {name} kept no masks file.", hint="Run it again.")
         return Path(run.masks_file)
     return Path(run)
+
+
+def _kept(accuracy: AccuracyResult) -> str:
+    if accuracy.outputs is not None:
+        return "per-sample probabilities (classification)"
+    if accuracy.detection is not None:
+        return "detections (object detection)"
+    if accuracy.segmentation is not None:
+        return "masks (semantic segmentation)"
+    return "no per-sample answers"
+
+
+def incomparable_reason(
+    reference: AccuracyResult, other: AccuracyResult, *, reference_name: str, framework_name: str
+) -> str:
+    """Why ``compare_runs`` found nothing to compare in two accuracy runs (it returned None)."""
+    if _kept(reference) == _kept(other):
+        return (
+            f"neither {reference_name} nor {framework_name} kept per-sample answers (probabilities, detections or "
+            "masks): their agent predates agreement; run the evaluation again."
+        )
+    return (
+        f"{framework_name} kept {_kept(other)} but {reference_name} kept {_kept(reference)}: agreement compares "
+        "runs of the same task; compare runs of the same model."
+    )
 
 
 def compare_runs(
