@@ -222,6 +222,10 @@ def run_agent(spec: RunSpec, source: str = "the run spec") -> tuple[int, Evaluat
         publisher = RunPublisher(spec.run_id, settings, UnpublishedSpool(spec.spool_dir, spec.run_id))
     progress: RunProgress = RunProgress()
     streamer = None
+    if publisher is None:  # nothing publishes the MODEL spans: the driver's pump drops their rows once read
+        tracer.keep_model_spans = False
+        if tracer.enabled(TraceLevel.FRAMEWORK):  # but a profile window's first calls are attributed after the run
+            tracer.retain_model_spans = spec.settings.framework_trace_max_calls
     if publisher is not None and tracer.enabled(TraceLevel.MODEL):
         if tracer.enabled(TraceLevel.FRAMEWORK):  # the profile window's model spans are attributed after the run
             tracer.retain_model_spans = spec.settings.framework_trace_max_calls

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 
 from mlmodelscope.cli.context import CliContext, build_context
 from mlmodelscope.cli.local import BusProgress, DataDir, data_dir, local_collector, wait_for_runs
-from mlmodelscope.cli.prechecks import check_before_start
+from mlmodelscope.cli.prechecks import check_before_start, check_schedule
 from mlmodelscope.cli.render import result_table, summary_tables
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.cli.termination import TerminationSignal, signals_deferred, stopping_on_termination_signals
@@ -231,6 +231,8 @@ OPTION_OF_FIELD: dict[str, _Option] = {
     "min_query_count": _Option("--min-queries", "Give a query count of 1 or more."),
     "max_query_count": _Option("--max-queries", "Give a query count not below --min-queries, or omit it."),
     "target_qps": _Option("--target-qps", "Give the server scenario's arrival rate in queries/s, e.g. 100."),
+    "expected_latency_ms": _Option("--expected-latency-ms", "Give milliseconds above 0, or omit it (measured)."),
+    "expected_qps": _Option("--expected-qps", "Give samples/s above 0, or omit it (measured)."),
     "latency_bound_ms": _Option("--latency-bound-ms", "Give milliseconds above 0, e.g. 50, or omit it (100 ms)."),
     "samples_per_query": _Option("--samples-per-query", "Give a number of samples of 1 or more."),
     "seeds": _Option("--seed", "Give an integer, or omit it for MLPerf's official seeds."),
@@ -316,6 +318,15 @@ def evaluate(
     min_queries: Annotated[int, typer.Option(help="LoadGen minimum query count.")] = 100,
     max_queries: Annotated[int | None, typer.Option(help="LoadGen maximum query count.")] = None,
     target_qps: Annotated[float | None, typer.Option(help="Server: Poisson arrival rate, queries/s.")] = None,
+    expected_latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            help="Single/multi-stream: LoadGen's expected latency hint (default: measured); sizes its schedule."
+        ),
+    ] = None,
+    expected_qps: Annotated[
+        float | None, typer.Option(help="Offline: LoadGen's expected samples/s hint (default: measured).")
+    ] = None,
     latency_bound_ms: Annotated[float | None, typer.Option(help="Server: latency bound (default 100 ms).")] = None,
     samples_per_query: Annotated[int, typer.Option(help="Multi-stream: samples per query.")] = 8,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up predictor calls.")] = 10,
@@ -362,6 +373,8 @@ def evaluate(
             min_query_count=min_queries,
             max_query_count=max_queries,
             target_qps=target_qps,
+            expected_latency_ms=expected_latency_ms,
+            expected_qps=expected_qps,
             latency_bound_ms=latency_bound_ms,
             samples_per_query=samples_per_query,
             seeds=Seeds.from_single(seed) if seed is not None else Seeds(),
@@ -385,6 +398,10 @@ def evaluate(
     context = build_context(options.get("assets", []), options.get("cache_dir"))
     # Unknown names, incompatible pairs, malformed artifact URIs and missing runtimes fail before anything starts.
     check_before_start(context, model, frameworks, dataset, accelerator, with_agents=not direct)
+    # LoadGen pre-generates its whole schedule: say before anything starts when it may not fit in memory.
+    schedule_warning = check_schedule([settings.model_copy(update={"batch_size": size}) for size in batch_sizes])
+    if schedule_warning is not None:
+        literal_console(stderr=True).print(f"warning: {schedule_warning}", soft_wrap=True, markup=False)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if output is None:
         output = Path("results") / f"{model}-{'-'.join(frameworks)}-{settings.scenario}-{stamp}" / "result.json"

@@ -4,6 +4,11 @@ An agent only starts evaluating 6-12 s after the command (services up, interpret
 typo found there costs the user that long and a stack of processes. Everything that needs no download and no
 framework is checked here first, with the core's own rules (the registry's resolution, the artifact store's URI
 parsing), so the messages are the ones the agent would have given, only at once.
+
+One check only warns: LoadGen's schedule (``core.evaluation.schedule``) is pre-generated whole before the first
+query and grows with ``--min-duration``; the agent estimates it after its calibration test, minutes into a run
+that may then be killed for memory. ``check_schedule`` estimates it here for the fastest model LoadGen can drive
+(or at the user's pinned hint), so a run that may not fit is announced before anything starts.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from pathlib import Path
 from mlmodelscope.cli.context import CliContext
 from mlmodelscope.core.artifacts.locations import parse_uri
 from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_manifest
+from mlmodelscope.core.evaluation.schedule import FASTEST_QUERY_NS, available_memory, worst_case_schedule
+from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.compatibility import fit
 from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 
@@ -83,3 +90,24 @@ def check_before_start(
         if with_agents:
             context.registry.agent_interpreter(name, sys.executable)
     _check_dataset(context, context.registry.model(model_name), dataset_name)
+
+
+def check_schedule(settings: Sequence[EvaluationSettings], available: tuple[int, str] | None = None) -> str | None:
+    """A warning when LoadGen's schedule for one of these performance runs may not fit in ``available`` memory
+    (bytes, where the figure comes from; default: this machine's, ``available_memory``), else None."""
+    memory = available if available is not None else available_memory()
+    for each in settings:
+        if not each.runs_performance:
+            continue
+        estimate = worst_case_schedule(each, memory)
+        if estimate.warning is not None:
+            assumed = (
+                "at the hint given"
+                if estimate.hints.pinned
+                else f"for the fastest model LoadGen can drive ({FASTEST_QUERY_NS / 1000:g} us per query)"
+            )
+            return (
+                f"{estimate.warning} Estimated before the run {assumed}; the agent estimates it again once it has "
+                "measured the model."
+            )
+    return None

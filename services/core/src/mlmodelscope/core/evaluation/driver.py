@@ -17,7 +17,8 @@ then counts batches, and throughput in items/s is LoadGen's figure times B.
 Hot path. SingleStream, MultiStream and Offline answer synchronously inside LoadGen's ``IssueQuery`` callback
 (no thread hop); Server hands queries to worker threads so LoadGen keeps its arrival schedule. Per query the SUT
 does: look up the input views built when the unit was loaded (or gather), predict, append one record, complete
-(the callbacks are in ``sut``).
+(the callbacks are in ``sut``); a pump thread moves the records into an exact latency histogram while the test
+runs, so a run keeps no object per query however long it runs.
 
 Schedule. LoadGen pre-generates every query of a performance test from a hint (expected latency or QPS), so after
 the warm-up a short calibration test through LoadGen measures what a query costs there (``schedule``); the
@@ -30,6 +31,7 @@ import gc
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -75,7 +77,8 @@ class RunProgress:
     """Live state of the driver, read by a UI thread.
 
     The SUT never writes to it on the hot path: the count of completed calls is the length of the list the SUT
-    appends its records to anyway (reading ``len`` of a list from another thread is safe under the GIL).
+    appends its records to anyway (reading ``len`` of a list from another thread is safe under the GIL), or, for a
+    LoadGen test whose rows the pump moves out of that list, what ``count_with`` was given (``Sut.completed``).
     """
 
     phase: str = "idle"
@@ -83,16 +86,22 @@ class RunProgress:
     min_duration_s: float = 0.0
     schedule: ScheduleEstimate | None = None  # the performance run's schedule estimate, set before it starts
     _rows: list[Any] = field(default_factory=list)
+    _count: Callable[[], int] | None = None
 
     def start(self, phase: str, min_duration_s: float, rows: list[Any]) -> None:
         self._rows = rows
+        self._count = None
         self.min_duration_s = min_duration_s
         self.started_monotonic_s = time.monotonic()
         self.phase = phase
 
+    def count_with(self, count: Callable[[], int]) -> None:
+        """Count completed calls with ``count`` from now on (until the next ``start``)."""
+        self._count = count
+
     @property
     def completed_queries(self) -> int:
-        return len(self._rows)
+        return self._count() if self._count is not None else len(self._rows)
 
 
 @dataclass(frozen=True)
@@ -263,6 +272,7 @@ class LoadGenDriver:
         qsl_handle = lg.ConstructQSL(test.sample_count, test.performance_count, qsl.load, qsl.unload)
         min_duration_s = test.settings.min_duration_s if mode == "performance" else 0.0
         self.progress.start(test.phase or mode, min_duration_s, sut.rows)
+        self.progress.count_with(sut.completed)
         started = time.perf_counter()
         # The cyclic GC would pause the hot path to scan the record tuples it allocates; nothing on that path
         # creates reference cycles, so it is off for the duration of the test (as pyperf does for benchmarks).
@@ -320,7 +330,7 @@ def _run_cost(outcome: RunOutcome, settings: EvaluationSettings) -> QueryCost:
     if rate > 0:
         per_query_ns = 1e9 / rate * (settings.batch_size if settings.scenario == "offline" else 1)
         return QueryCost(source="run", per_query_ns=per_query_ns, samples_per_s=rate, queries=len(records))
-    call_ns = max(float(np.median(records.latencies_ns())), 1_000.0)
+    call_ns = max(float(records.median_ns()), 1_000.0)
     per_query = warmup_cost(settings, round(call_ns))
     return per_query.model_copy(update={"source": "run", "queries": len(records)})
 

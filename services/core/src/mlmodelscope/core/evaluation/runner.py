@@ -42,7 +42,6 @@ from mlmodelscope.core.evaluation.results import (
 from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_sha256
 from mlmodelscope.core.evaluation.scoring import Scorer, make_scorer
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.evaluation.statistics import latency_stats
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, Resolution, check_version
 from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
@@ -327,7 +326,7 @@ def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult
     records = outcome.records
     if len(records) == 0:
         raise EvaluationError("the performance run completed no query.", hint=f"See the LoadGen logs in {log_dir}.")
-    samples = int(np.sum(records.item_count))
+    samples = records.samples
     batch_per_loadgen_sample = samples / len(records)
     uses_units = report.effective_settings.get("scenario") in ("SingleStream", "Server")
     samples_per_s = report.throughput_samples_per_s * (batch_per_loadgen_sample if uses_units else 1.0)
@@ -343,7 +342,7 @@ def _performance_result(outcome: RunOutcome, log_dir: Path) -> PerformanceResult
             early_stopping=report.early_stopping,
             errors=report.errors,
         ),
-        latency=latency_stats(records.latencies_ns()),
+        latency=records.stats(),
         loadgen_latency_ns=report.latency_ns,
         throughput=Throughput(
             samples_per_s=samples_per_s,

@@ -65,6 +65,13 @@ OFFLINE_QPS_FACTOR = 1.5
 the hint's samples) is answered: a hint below the real rate makes the run shorter than min_duration (INVALID, and
 the driver re-runs it), one above makes it longer; at the measured rate it lasts 1.65 x min_duration."""
 
+FASTEST_QUERY_NS = 8_000
+"""The least a query can cost through LoadGen: what ``worst_case_schedule`` assumes before the model is known.
+A null SUT (answers at once, holds nothing) takes 12.6 us per SingleStream query through LoadGen's Python
+bindings on the 2-vCPU VM the benchmarks ran on (``benchmarks/run_memory.py``: 158,725 queries in 2 s); 8 us
+leaves room for a CPU ~1.5x faster. A model is never faster than this through LoadGen, so a schedule that fits at
+this cost fits for every model."""
+
 SERVER_QPS_FRACTION = 0.5
 """Server without --target-qps (accuracy runs only: performance runs must give it): half the measured rate."""
 
@@ -74,7 +81,8 @@ class QueryCost(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["loadgen", "warm-up", "run"]  # a calibration test / bare predictor calls / a previous test
+    # a calibration test / bare predictor calls / a previous test / the fastest any query can be (before the run)
+    source: Literal["loadgen", "warm-up", "run", "floor"]
     per_query_ns: float  # wall time per LoadGen query (Offline: per predictor call), LoadGen's own work included
     samples_per_s: float  # dataset samples (LoadGen samples) answered per second
     queries: int = 0  # how many queries (Offline: calls) the figures are measured over
@@ -185,6 +193,19 @@ def estimate_schedule(
     return estimate
 
 
+def worst_case_schedule(settings: EvaluationSettings, available: tuple[int, str] | None = None) -> ScheduleEstimate:
+    """The schedule of the fastest possible model (``FASTEST_QUERY_NS`` per query), for a check before the run
+    (the CLI, before it starts anything): the user's pinned hints where given. The driver estimates the real
+    schedule again after its calibration test; this one only errs towards a larger schedule."""
+    cost = QueryCost(
+        source="floor",
+        per_query_ns=FASTEST_QUERY_NS,
+        samples_per_s=settings.batch_size * 1e9 / FASTEST_QUERY_NS,
+        queries=0,
+    )
+    return estimate_schedule(settings, loadgen_hints(settings, cost), available)
+
+
 def schedule_warning(settings: EvaluationSettings, estimate: ScheduleEstimate) -> str:
     """What the warning says: the figures, and the two ways to bound the schedule with what each does."""
     if settings.scenario == "offline":
@@ -198,7 +219,8 @@ def schedule_warning(settings: EvaluationSettings, estimate: ScheduleEstimate) -
         f"{settings.scenario} run at {hint}: about {estimate.estimated_bytes / 2**30:.1f} GiB, more than "
         f"{MEMORY_WARNING_FRACTION:.0%} of the {estimate.available_bytes / 2**30:.1f} GiB available "
         f"({estimate.available_source}); the run may be killed for memory. To bound the schedule, shorten "
-        "--min-duration, or pin a larger hint (expected_latency_ms / expected_qps in the settings): LoadGen then "
+        "--min-duration, or pin a larger hint (--expected-latency-ms, or --expected-qps for offline: "
+        "expected_latency_ms / expected_qps in the settings): LoadGen then "
         "generates fewer queries, and if the model is faster than the hint it runs out of them before "
         "min_duration and the verdict is INVALID. --max-queries and --max-duration stop the run sooner but do not "
         "shrink the schedule (LoadGen generates it whole first), and a run stopped before min_duration is "

@@ -25,8 +25,17 @@ is the span id reserved last by ``new_span_id`` (the runner's phase span around 
 phase ends). ``materialize_model_spans`` at the phase's end then turns only the rows not streamed yet into spans
 (``seq`` continues), closes the stream, and returns the first ``retain_model_spans`` streamed spans of the phase
 followed by the new ones (a framework profile window covers the first calls of a run). The rows themselves stay
-in the list: the driver reads them after the test for its latencies. ``_stream_lock`` orders the drainer and
+in the list until the driver's pump has read them (see below). ``_stream_lock`` orders the drainer, the pump and
 the phase's end; the SUT never takes it.
+
+Constant memory (issue 16): during a LoadGen test the driver's pump calls ``pump_model_rows`` every fraction of a
+second. It returns the rows appended since the pump's last call (the driver keeps only their latencies, compact)
+and releases from the head of ``model_rows`` every row nobody needs any more: with a stream open, those both
+streamed and pumped; with ``keep_model_spans`` off (nothing reads the run's MODEL spans after it: the agent
+without NATS), every pumped row, except that the first ``retain_model_spans`` of a phase are kept as spans for a
+framework profile window. Otherwise (the default, for in-process callers that read every span) nothing is
+released. Row positions are absolute (``_model_base`` rows were released before ``model_rows[0]``), so the
+stream's and the pump's cursors survive a release.
 
 Threads: span ids come from ``itertools.count``, whose ``__next__`` is atomic under the GIL; spans go into a
 ``deque`` (``append``/``popleft`` are atomic), so ``record`` and ``drain`` may run on different threads (the
@@ -188,7 +197,11 @@ class Tracer:
         self._spans: deque[Span] = deque()
         self.model_rows: list[ModelRow] = []
         self.retain_model_spans = 0
+        self.keep_model_spans = True  # False: the pump releases rows once read (only the retained head is kept)
         self.last_reserved_id = 0
+        self._model_base = 0  # rows released from the head of model_rows (row positions are absolute)
+        self._released_head: list[Span] = []  # keep_model_spans off, no stream: the phase's first retained spans
+        self._released_seq = 0  # keep_model_spans off, no stream: the phase's rows released so far
         self._stream: _ModelStream | None = None
         self._stream_lock = threading.Lock()
 
@@ -268,16 +281,18 @@ class Tracer:
         ``(span_id, start_ns, end_ns)`` triples to a ``FrameworkProfiler``. With a stream open (see the module
         docstring) the streamed rows are skipped and the first ``retain_model_spans`` streamed spans come first.
         """
-        with self._stream_lock:  # first: no take may run while the rows are cut
+        with self._stream_lock:  # no take and no pump may run while the rows are cut
             stream, self._stream = self._stream, None
-        rows = self.model_rows[:]
-        del self.model_rows[: len(rows)]
+            rows = self.model_rows[:]
+            del self.model_rows[: len(rows)]
+            base = self._model_base
+            self._model_base += len(rows)
+            head, self._released_head = self._released_head, []
+            first_seq, self._released_seq = self._released_seq, 0
         if not self.enabled(TraceLevel.MODEL):
             return []
-        head: list[Span] = []
-        first_seq = 0
         if stream is not None:
-            rows = rows[stream.taken :]
+            rows = rows[max(0, stream.taken - base) :]
             head, first_seq = stream.head, stream.seq
             if parent_id and parent_id != stream.parent_id:
                 log.warning("model spans were streamed under span %d, not %d", stream.parent_id, parent_id)
@@ -302,9 +317,10 @@ class Tracer:
             stream = self._stream
             if stream is None or stream.parent_id != self.last_reserved_id:
                 self._stream = _ModelStream(rows, self.last_reserved_id, label)
+                self._stream.taken = self._model_base
                 return
             stream.rows, stream.label = rows, label
-            stream.taken = min(stream.taken, len(rows))
+            stream.taken = min(stream.taken, self._model_base + len(rows))
             stream.head.clear()
 
     def take_model_rows(self, limit: int) -> ModelTake | None:
@@ -313,11 +329,11 @@ class Tracer:
         Reads the list's length, then slices up to it: rows appended meanwhile wait for the next take. No
         ``Span`` is built (the agent encodes rows straight to JSON), except for the retained first spans."""
         with self._stream_lock:
-            stream = self._stream
-            if stream is None or len(stream.rows) <= stream.taken:
+            stream, base = self._stream, self._model_base
+            if stream is None or base + len(stream.rows) <= stream.taken:
                 return None
-            end = min(len(stream.rows), stream.taken + limit)
-            rows = stream.rows[stream.taken : end]
+            end = min(base + len(stream.rows), stream.taken + limit)
+            rows = stream.rows[stream.taken - base : end - base]
             span_ids = [next(_SPAN_IDS) for _ in rows]
             take = ModelTake(stream.label, stream.parent_id, stream.seq, span_ids, rows)
             stream.taken = end
@@ -331,6 +347,52 @@ class Tracer:
         """``take_model_rows`` as (label, MODEL spans); ("", []) when there is nothing to take."""
         take = self.take_model_rows(limit)
         return ("", []) if take is None else (take.label, take.spans(self.run_id))
+
+    # --- the driver's pump ---------------------------------------------------------------------------------
+
+    @property
+    def model_row_count(self) -> int:
+        """Rows appended to ``model_rows`` since the tracer was made (released ones included): an absolute position."""
+        return self._model_base + len(self.model_rows)
+
+    def pump_model_rows(self, seen: int) -> list[ModelRow]:
+        """The rows at absolute positions ``seen`` and after (appended since the pump's last call), and release the
+        rows before them that nobody needs any more (see the module docstring). The pump is the only caller that
+        reads ``model_rows`` for the driver; it passes ``seen`` + the length of what it got next time."""
+        with self._stream_lock:
+            rows, base = self.model_rows, self._model_base
+            fresh = rows[max(0, seen - base) :]
+            read = max(seen, base) + len(fresh)
+            stream = self._stream
+            if stream is not None:
+                release = min(read, stream.taken) - base if stream.rows is rows else 0
+            elif not self.keep_model_spans:
+                release = read - base
+                if len(self._released_head) < self.retain_model_spans:
+                    self._retain_released(rows[:release])
+                self._released_seq += release
+            else:
+                release = 0
+            if release > 0:
+                del rows[:release]
+                self._model_base += release
+            return fresh
+
+    def _retain_released(self, rows: list[ModelRow]) -> None:
+        """Rows released without a stream: the phase's first ``retain_model_spans`` become spans, the rest go."""
+        room = self.retain_model_spans - len(self._released_head)
+        self._released_head += model_spans(
+            self.run_id, rows[:room], self.last_reserved_id, self._released_seq, MODEL_SPAN_NAME
+        )
+
+    def truncate_model_rows(self, start: int) -> None:
+        """Forget the rows at absolute positions ``start`` and after that are still held (a repeated LoadGen test
+        drops its first attempt's rows; released ones are gone already). Without a stream the retained first
+        spans go too: the repeated test's first calls are the phase's first calls (as ``open_model_stream`` does)."""
+        with self._stream_lock:
+            del self.model_rows[max(0, start - self._model_base) :]
+            if self._stream is None:
+                self._released_head.clear()
 
     # --- reading --------------------------------------------------------------------------------------------
 
