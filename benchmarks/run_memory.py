@@ -7,16 +7,20 @@ whatever the system under test does. This benchmark separates that from ours: th
 - through bare LoadGen with a null SUT (``bare`` below: answers every query at once, holds nothing), with the
   expected latency our calibration chose (read from our result's LoadGen requested settings), and
 - through our agent (``python -m mlmodelscope.agent --spec run.json``, trace level model, no NATS) on digits-cnn
-  with ONNX Runtime (a ~4-16 us model, so the run has as many queries as a model can have),
+  with ONNX Runtime (a ~4-16 us model, so the run has as many queries as a model can have; ``--framework null``
+  runs the null predictor instead). Without NATS nothing publishes the MODEL spans, so the driver's pump drops
+  each row once its latency is in the 4-byte column (with NATS the rows go once streamed),
 
 for 10, 30 and 60 s (``--durations``), each in its own process; it prints both peak RSS (``os.wait4``'s
-ru_maxrss), their ratio and our excess (ours - LoadGen's). ``--bytes-per-query`` instead measures LoadGen's cost
+ru_maxrss), their ratio and our excess (ours - LoadGen's) as each pair ends, then a table of all of them side by
+side with the acceptance of issue 16: ratio <= 1.25 at every duration, and the longest run's excess within 10% of
+the shortest's (what we keep does not grow with the run). ``--bytes-per-query`` instead measures LoadGen's cost
 of one pre-generated query: bare LoadGen at (hint, 5 s), (hint, 15 s) and (2 x hint, 5 s), the figures behind
 ``mlmodelscope.core.evaluation.schedule.LOADGEN_BYTES_PER_QUERY`` (peak RSS difference per slot of the schedule's
 vector; a least-squares split into per-generated and per-issued bytes is printed too, but the vector's doubling
 makes it a poor model).
 
-Usage: ``python benchmarks/run_memory.py [--durations 10,30,60]`` or ``--bytes-per-query``.
+Usage: ``python benchmarks/run_memory.py [--durations 10,30,60] [--framework null]`` or ``--bytes-per-query``.
 """
 
 from __future__ import annotations
@@ -107,8 +111,8 @@ def bare_in_child(hint_ns: int, duration_s: float, min_query_count: int, scratch
     return rss, figures
 
 
-def agent_in_child(duration_s: float, scratch: Path) -> tuple[int, dict[str, Any]]:
-    """digits-cnn on ONNX Runtime through the agent entry point, trace level model; (peak RSS, result figures)."""
+def agent_in_child(duration_s: float, scratch: Path, framework: str = "onnxruntime") -> tuple[int, dict[str, Any]]:
+    """digits-cnn on ``framework`` through the agent entry point, trace level model; (peak RSS, result figures)."""
     from mlmodelscope.core.manifests import load_registry
     from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
     from mlmodelscope.core.tracing.spans import TraceLevel
@@ -121,12 +125,12 @@ def agent_in_child(duration_s: float, scratch: Path) -> tuple[int, dict[str, Any
         run_id=f"memory-{duration_s:g}",
         evaluation_id=f"memory-{duration_s:g}",
         model="digits-cnn",
-        framework="onnxruntime",
+        framework=framework,
         dataset="digits",
-        resources=ResolvedResources.from_registry(registry, "digits-cnn", "onnxruntime", "digits"),
+        resources=ResolvedResources.from_registry(registry, "digits-cnn", framework, "digits"),
         intra_op_threads=1,
         trace_level=TraceLevel.MODEL,
-        settings={"scenario": "single-stream", "mode": "performance", "min_duration_s": duration_s},  # type: ignore[arg-type]
+        settings={"scenario": "single-stream", "mode": "performance", "min_duration_s": duration_s},
         cache_dir=scratch / "cache",
         output_dir=run / "out",
     )
@@ -152,18 +156,19 @@ def bytes_per_query(hint_ns: int, durations_s: tuple[float, float]) -> None:
         measured = [bare_in_child(hint, duration_s, 1, Path(scratch)) for hint, duration_s in runs]
     for (rss, figures), (hint, duration_s) in zip(measured, runs, strict=True):
         print(f"bare LoadGen, hint {hint} ns, {duration_s:g} s: peak RSS {rss / 2**20:8.1f} MiB {figures}")
-    rss = np.array([m[0] for m in measured], dtype=float)
+    peaks = np.array([m[0] for m in measured], dtype=float)
     counts = np.array([[1.0, m[1]["generated_query_count"], m[1]["query_count"]] for m in measured])
-    base, per_generated, per_issued = np.linalg.solve(counts, rss)
+    base, per_generated, per_issued = np.linalg.solve(counts, peaks)
     print(
         f"bytes per generated query {per_generated:.0f}, per issued query {per_issued:.0f}, base {base / 2**20:.1f} MiB"
     )
 
 
-def compare(durations_s: list[float]) -> None:
+def compare(durations_s: list[float], framework: str = "onnxruntime") -> None:
+    rows: list[tuple[float, int, int, int, int, bool]] = []  # duration, queries, hint, ours, bare, valid
     with tempfile.TemporaryDirectory() as scratch:
         for duration_s in durations_s:
-            ours, result = agent_in_child(duration_s, Path(scratch))
+            ours, result = agent_in_child(duration_s, Path(scratch), framework)
             bare, figures = bare_in_child(result["hint_ns"], duration_s, result["min_query_count"], Path(scratch))
             print(
                 f"{duration_s:>5g} s: ours {ours / 2**20:8.1f} MiB ({result}); bare LoadGen at hint "
@@ -171,6 +176,32 @@ def compare(durations_s: list[float]) -> None:
                 f"our excess {(ours - bare) / 2**20:.1f} MiB",
                 flush=True,
             )
+            rows.append((duration_s, result["queries"], result["hint_ns"], ours, bare, result["valid"]))
+    print(summary_table(rows, framework))
+
+
+def summary_table(rows: list[tuple[float, int, int, int, int, bool]], framework: str) -> str:
+    """The pairs side by side, and whether they meet issue 16's acceptance (ratio <= 1.25, flat excess)."""
+    lines = [
+        f"digits-cnn on {framework}, SingleStream, trace level model (agent without NATS) vs bare LoadGen (null SUT)",
+        f"{'min_duration':>12} {'queries':>10} {'hint ns':>8} {'ours MiB':>9} {'bare MiB':>9} {'ratio':>6} "
+        f"{'excess MiB':>10} {'verdict':>8}",
+    ]
+    for duration_s, queries, hint_ns, ours, bare, valid in rows:
+        lines.append(
+            f"{duration_s:>11g}s {queries:>10,} {hint_ns:>8,} {ours / 2**20:>9.1f} {bare / 2**20:>9.1f} "
+            f"{ours / bare:>6.2f} {(ours - bare) / 2**20:>10.1f} {'VALID' if valid else 'INVALID':>8}"
+        )
+    ratios_ok = all(ours / bare <= 1.25 for _, _, _, ours, bare, _ in rows)
+    lines.append(f"ratio <= 1.25 at every duration: {'yes' if ratios_ok else 'no'}")
+    if len(rows) > 1:
+        first, last = rows[0][3] - rows[0][4], rows[-1][3] - rows[-1][4]
+        growth = (last - first) / first if first > 0 else float("inf")
+        lines.append(
+            f"excess at {rows[-1][0]:g} s vs {rows[0][0]:g} s: {last / 2**20:.1f} vs {first / 2**20:.1f} MiB "
+            f"({growth:+.1%}; within 10%: {'yes' if abs(growth) <= 0.10 else 'no'})"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     bare.add_argument("--min-query-count", type=int, default=1)
     bare.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--durations", default="10,30,60", help="min_duration of each pair of runs, seconds.")
+    parser.add_argument("--framework", default="onnxruntime", help="digits-cnn's framework (onnxruntime, null).")
     parser.add_argument("--bytes-per-query", action="store_true", help="Measure LoadGen's bytes per query.")
     parser.add_argument("--hint-ns", type=int, default=4_312, help="With --bytes-per-query: the expected latency.")
     args = parser.parse_args(argv)
@@ -190,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.bytes_per_query:
         bytes_per_query(args.hint_ns, (5.0, 15.0))
     else:
-        compare([float(d) for d in args.durations.split(",")])
+        compare([float(d) for d in args.durations.split(",")], args.framework)
     return 0
 
 
