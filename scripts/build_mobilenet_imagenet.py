@@ -11,8 +11,9 @@ are not the pinned ones. This script makes those pins, and the small committed f
 
 ``classes`` reads torchvision's ``_IMAGENET_CATEGORIES`` (``torchvision/models/_meta.py``) as text out of a
 torchvision wheel (it is never imported: the CUDA build in the package index does not import next to the CPU torch).
-``pins`` builds the ONNX, TorchScript and Keras artifacts here and the MXNet one in ``.venv-mxnet`` (MXNet's own
-runtime), each twice into fresh folders, fails unless both builds are byte-identical, then writes the digests to
+``pins`` builds the ONNX, TorchScript, Keras and TFLite (float32, and ``mobilenet-v2-imagenet-int8``'s int8)
+artifacts here and the MXNet one in ``.venv-mxnet`` (MXNet's own runtime), each twice into fresh folders, fails
+unless both builds are byte-identical, then writes the digests to
 ``assets/artifacts/mobilenet-v2-imagenet/SHA256SUMS`` (paths relative to the builds' root, ``<format>/<file>``) and
 to ``services/agent/src/mlmodelscope/agent/zoo/pretrained_digests.py``, and the versions used to the README there.
 """
@@ -36,20 +37,34 @@ DIGESTS_MODULE = REPO / "services" / "agent" / "src" / "mlmodelscope" / "agent" 
 MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
 MODEL = "mobilenet-v2-imagenet"
 FORMATS = ("onnx", "torchscript", "keras", "mxnet")
+INT8_MODEL = "mobilenet-v2-imagenet-int8"
+# (model, format) builds to pin: the four formats, then the float32 and int8 TFLite conversions of the keras build
+BUILDS = (*((MODEL, fmt) for fmt in FORMATS), (MODEL, "tflite"), (INT8_MODEL, "tflite"))
 META_MEMBER = "torchvision/models/_meta.py"
-VERSIONS = ("torch", "onnx", ("tensorflow", "tensorflow-cpu"), "keras", "numpy", "Pillow", "scikit-image")
+VERSIONS = (
+    "torch",
+    "onnx",
+    ("tensorflow", "tensorflow-cpu"),
+    "keras",
+    "numpy",
+    "Pillow",
+    "scikit-image",
+    "ai-edge-litert",
+)
 
 _BUILD = """
 import sys
 from pathlib import Path
-from mlmodelscope.agent.zoo import pretrained_keras, pretrained_mxnet, pretrained_torch
-fmt, destination = sys.argv[1], Path(sys.argv[2])
+from mlmodelscope.agent.zoo import pretrained_keras, pretrained_mxnet, pretrained_tflite, pretrained_torch
+fmt, destination, model = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 if fmt == "keras":
-    pretrained_keras.build({model!r}, destination, seed=0, check=False)
+    pretrained_keras.build(model, destination, seed=0, check=False)
 elif fmt == "mxnet":
-    pretrained_mxnet.build({model!r}, destination, seed=0, check=False)
+    pretrained_mxnet.build(model, destination, seed=0, check=False)
+elif fmt == "tflite":
+    pretrained_tflite.build(model, destination, seed=0, check=False)
 else:
-    pretrained_torch.build({model!r}, destination, seed=0, artifact_format=fmt, check=False)
+    pretrained_torch.build(model, destination, seed=0, artifact_format=fmt, check=False)
 """
 
 
@@ -73,11 +88,11 @@ def write_classes(wheel: Path) -> None:
     print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(REPO)}")
 
 
-def _build_once(fmt: str, destination: Path) -> dict[str, str]:
+def _build_once(model: str, fmt: str, destination: Path) -> dict[str, str]:
     python = MXNET_PYTHON if fmt == "mxnet" else Path(sys.executable)
     started = time.perf_counter()
-    subprocess.run([str(python), "-c", _BUILD.format(model=MODEL), fmt, str(destination)], check=True)
-    print(f"built {fmt} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    subprocess.run([str(python), "-c", _BUILD, fmt, str(destination), model], check=True)
+    print(f"built {model} {fmt} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return {
         p.relative_to(destination).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(destination.rglob("*"))
@@ -85,16 +100,16 @@ def _build_once(fmt: str, destination: Path) -> dict[str, str]:
     }
 
 
-def make_pins() -> dict[str, dict[str, str]]:
-    digests: dict[str, dict[str, str]] = {}
+def make_pins() -> dict[str, dict[str, dict[str, str]]]:
+    digests: dict[str, dict[str, dict[str, str]]] = {}
     with tempfile.TemporaryDirectory(prefix="mobilenet-pins-") as scratch:
-        for fmt in FORMATS:
-            first, second = Path(scratch, fmt, "a"), Path(scratch, fmt, "b")
+        for model, fmt in BUILDS:
+            first, second = Path(scratch, model, fmt, "a"), Path(scratch, model, fmt, "b")
             first.mkdir(parents=True)
             second.mkdir(parents=True)
-            digests[fmt] = _build_once(fmt, first)
-            if _build_once(fmt, second) != digests[fmt]:
-                raise SystemExit(f"two builds of {fmt} differ: the build is not deterministic")
+            built = digests.setdefault(model, {})[fmt] = _build_once(model, fmt, first)
+            if _build_once(model, fmt, second) != built:
+                raise SystemExit(f"two builds of {model} {fmt} differ: the build is not deterministic")
     return digests
 
 
@@ -116,21 +131,32 @@ def _versions() -> list[str]:
     return [*lines, f"- mxnet {mxnet.stdout.strip()} (.venv-mxnet)"]
 
 
-def write_pins(digests: dict[str, dict[str, str]]) -> None:
+def write_pins(digests: dict[str, dict[str, dict[str, str]]]) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    lines = sorted(f"{sha}  {fmt}/{name}" for fmt, files in digests.items() for name, sha in files.items())
+    lines = sorted(
+        f"{sha}  {fmt}/{name}"
+        for formats in digests.values()
+        for fmt, files in formats.items()
+        for name, sha in files.items()
+    )
     (ARTIFACTS / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    body = ",\n".join(
-        f'        "{fmt}": {{\n' + "".join(f'            "{n}": "{s}",\n' for n, s in files.items()) + "        }"
-        for fmt, files in digests.items()
+    body = "".join(
+        f'    "{model}": {{\n'
+        + "".join(
+            f'        "{fmt}": {{\n'
+            + "".join(f'            "{n}": "{s}",\n' for n, s in files.items())
+            + "        },\n"
+            for fmt, files in formats.items()
+        )
+        + "    },\n"
+        for model, formats in digests.items()
     )
     DIGESTS_MODULE.write_text(
         '"""The pinned sha256 of every file of the pretrained zoo models\' builds, by model, format and file.\n\n'
         "Generated by `scripts/build_mobilenet_imagenet.py pins` (the same digests as\n"
         "assets/artifacts/<model>/SHA256SUMS); a build whose files differ is refused (pretrained.check_build).\n"
         '"""\n\n'
-        "DIGESTS: dict[str, dict[str, dict[str, str]]] = {\n"
-        f'    "{MODEL}": {{\n{body},\n    }},\n}}\n',
+        f"DIGESTS: dict[str, dict[str, dict[str, str]]] = {{\n{body}}}\n",
         encoding="utf-8",
     )
     readme = (ARTIFACTS / "README.md").read_text(encoding="utf-8") if (ARTIFACTS / "README.md").exists() else ""

@@ -8,7 +8,10 @@ them alike: the model is wrapped in a ``tf.function`` with a fixed input signatu
 predictor resizes it per batch), named after the manifest (``serving_default`` signature: input ``<inputs[0].name>``,
 output ``<outputs[0].name>``), and its variables are tracked by a ``tf.Module`` so the converter freezes them
 (a Keras 3 model is not a trackable object the converter walks: its weights would stay ``READ_VARIABLE`` ops).
-The bytes depend only on the Keras file; convert in a fresh process for byte-stable output.
+The bytes depend only on the Keras file; convert in a fresh process for byte-stable output. The converter itself
+(:func:`converter_for`) lives in the agent's zoo (``mlmodelscope.agent.zoo.pretrained_tflite``), which builds the
+pretrained MobileNetV2's float32 and int8 ``.tflite`` into the artifact cache with it; this script is for
+committed models and by-hand conversions.
 
 Usage::
 
@@ -24,30 +27,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 from pathlib import Path
-from typing import Any
+
+from mlmodelscope.agent.zoo.pretrained_tflite import converter_for
+
+__all__ = ["convert_keras", "converter_for", "keras_artifact_of"]
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "assets"
-
-
-def converter_for(keras_path: Path, input_name: str, output_name: str) -> Any:
-    """A ``tf.lite.TFLiteConverter`` for the one-input, one-output Keras model at ``keras_path``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-
-    model = keras.saving.load_model(keras_path, compile=False)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise SystemExit(f"{keras_path}: {len(model.inputs)} inputs, {len(model.outputs)} outputs; one of each, please")
-    symbolic = model.inputs[0]
-    spec = tf.TensorSpec((None, *symbolic.shape[1:]), tf.as_dtype(symbolic.dtype), name=input_name)
-    serve = tf.function(lambda x: {output_name: model(x, training=False)}, input_signature=[spec])
-    holder = tf.Module()
-    holder.model_variables = [variable.value for variable in model.variables]  # tracked: frozen into constants
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder)
 
 
 def convert_keras(keras_path: Path, input_name: str, output_name: str) -> bytes:
@@ -57,7 +45,7 @@ def convert_keras(keras_path: Path, input_name: str, output_name: str) -> bytes:
 
 def keras_artifact_of(model_name: str, assets: Path, cache_dir: Path) -> tuple[Path, str, str]:
     """(the model's Keras file, built by the zoo if need be; its input name; its output name)."""
-    from mlmodelscope.core.artifacts import ArtifactStore
+    from mlmodelscope.core.artifacts.store import ArtifactStore
     from mlmodelscope.core.artifacts.zoo import fetch_artifact
     from mlmodelscope.core.manifests import load_registry
 

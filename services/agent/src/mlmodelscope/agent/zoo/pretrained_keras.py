@@ -131,6 +131,8 @@ def trained_model(model: str) -> Any:
 def build(model: str, destination: Path, *, seed: int, check: bool = True) -> Path:
     """Write pretrained ``model`` as ``<destination>/<model>.keras`` and check it against the pinned digests."""
     spec = pretrained.pretrained_model(model, seed=seed)
+    if check:
+        pretrained.check_format(spec, "keras")  # before building ~14 MB for nothing
     path = destination / f"{model}.keras"
     keras_models.save_keras_deterministically(trained_model(model), path)
     if check:

@@ -45,6 +45,8 @@ def build(model: str, destination: Path, *, seed: int, artifact_format: str, che
             f"zoo:{model} is built as {', '.join(FILE_SUFFIX)} in PyTorch's runtime, not as {artifact_format}.",
             hint="Use format onnx or torchscript for this zoo model (or keras / mxnet in their runtimes).",
         )
+    if check:
+        pretrained.check_format(spec, artifact_format)
     command = [sys.executable, "-m", __name__, artifact_format, model, str(destination)]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env, check=False)
