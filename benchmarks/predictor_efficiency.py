@@ -172,7 +172,7 @@ def _bare_p50_ns(loop: Loop, batch: int, seconds: float, min_calls: int) -> floa
 def _ours_p50_ns(
     framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path, threads: int, assets: Path
 ) -> tuple[float, float, bool]:
-    from mlmodelscope.core.artifacts import ArtifactStore
+    from mlmodelscope.core.artifacts.store import ArtifactStore
     from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
     from mlmodelscope.core.evaluation.settings import EvaluationSettings
     from mlmodelscope.core.manifests import load_registry
@@ -214,7 +214,7 @@ def worker(
     assets: Path = ASSETS,
 ) -> dict[str, Any]:
     """Runs inside the framework's own interpreter; returns every measurement as JSON-able data."""
-    from mlmodelscope.core.artifacts import ArtifactStore
+    from mlmodelscope.core.artifacts.store import ArtifactStore
     from mlmodelscope.core.artifacts.zoo import fetch_artifact
     from mlmodelscope.core.manifests import load_registry
 

@@ -75,7 +75,8 @@ from mlmodelscope.core.messages import (
     encode,
     message_id,
 )
-from mlmodelscope.core.tracing import Span, TraceLevel, Tracer
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
 
 RUN_ID = "bench-pipeline"
 TARGET_SPANS_PER_S = 100_000

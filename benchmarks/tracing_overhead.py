@@ -33,12 +33,12 @@ from pathlib import Path
 # Imported from the sibling script: ``python benchmarks/tracing_overhead.py`` puts benchmarks/ on sys.path.
 from harness_overhead import IMAGE, THREADS, write_assets
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.tracing import Span, TraceLevel, Tracer
-from mlmodelscope.core.tracing.tracer import MODEL_SPAN_NAME
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from mlmodelscope.core.tracing.tracer import MODEL_SPAN_NAME, Tracer
 
 LEVELS = (TraceLevel.NO, TraceLevel.MODEL, TraceLevel.FRAMEWORK)
 TARGETS = {TraceLevel.MODEL: 1.02, TraceLevel.FRAMEWORK: 1.15}

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mlmodelscope.core.artifacts import sha256_of_file
+from mlmodelscope.core.artifacts.digests import sha256_of_file
 from mlmodelscope.core.manifests.resources import Dataset
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.agreement import agreement, compare_outputs, read_outputs, write_outputs
 from mlmodelscope.core.evaluation.batch_sweep import BatchPoint, batch_sweeps, optimal_batch_size

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings
+from mlmodelscope.core.artifacts.settings import DownloadSettings
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import ArtifactError, ArtifactNotFoundError, StoreUnreachableError
 from tests.pipeline_processes import resolved_resources
 

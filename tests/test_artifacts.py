@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings, safe_extract, sha256_of_file
 from mlmodelscope.core.artifacts import archive as archive_module
-from mlmodelscope.core.artifacts.digests import HashingWriter
+from mlmodelscope.core.artifacts.archive import safe_extract
+from mlmodelscope.core.artifacts.digests import HashingWriter, sha256_of_file
+from mlmodelscope.core.artifacts.settings import DownloadSettings, S3Settings
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import (
     ArtifactError,
     ArtifactNotFoundError,

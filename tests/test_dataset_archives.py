@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from mlmodelscope.core.artifacts import ArtifactStore, S3Settings, sha256_of_file
+from mlmodelscope.core.artifacts.digests import sha256_of_file
+from mlmodelscope.core.artifacts.settings import S3Settings
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.folder import FolderReader
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import ChecksumMismatchError, DatasetError, UnsafeArchiveError

@@ -12,7 +12,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.coco import CocoReader
 from mlmodelscope.core.datasets.facts import dataset_facts
 from mlmodelscope.core.datasets.opening import open_reader

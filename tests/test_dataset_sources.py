@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mlmodelscope.core.artifacts import ArtifactStore, sha256_of_file
+from mlmodelscope.core.artifacts.digests import sha256_of_file
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.facts import dataset_facts, undecodable_items, verify_decodable
 from mlmodelscope.core.datasets.folder import FolderReader
 from mlmodelscope.core.datasets.opening import open_reader

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.errors import EvaluationError, PredictorError
 from mlmodelscope.core.evaluation.driver import LoadGenDriver

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.processing import Preprocessor, PreprocessStep
+from mlmodelscope.core.processing.preprocess import Preprocessor
+from mlmodelscope.core.processing.steps import PreprocessStep
 from tests.conftest import ASSETS
 
 pytestmark = pytest.mark.slow

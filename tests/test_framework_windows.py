@@ -28,7 +28,7 @@ from mlmodelscope.agent.profilers.onnxruntime import (
     profile_spans,
     read_profile,
 )
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow
 from mlmodelscope.core.evaluation.results import EvaluationResult, FrameworkTrace
@@ -386,7 +386,7 @@ def test_a_window_needs_at_least_one_call() -> None:
 _MXNET_WINDOW = """
 import json, sys
 from pathlib import Path
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry

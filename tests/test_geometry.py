@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from mlmodelscope.core.errors import ProcessingError
-from mlmodelscope.core.processing import Preprocessor, PreprocessStep
 from mlmodelscope.core.processing.geometry import (
     Geometry,
     geometry_of,
@@ -21,6 +20,8 @@ from mlmodelscope.core.processing.geometry import (
     to_original_mask,
 )
 from mlmodelscope.core.processing.image import pad_image, resize_image, resized_shape
+from mlmodelscope.core.processing.preprocess import Preprocessor
+from mlmodelscope.core.processing.steps import PreprocessStep
 
 
 def _steps(*items: dict[str, Any]) -> list[PreprocessStep]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.digests import sha256_of_file
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import IncompatibleFrameworkError, ManifestError, UnknownResourceError
 from mlmodelscope.core.manifests import load_registry

@@ -21,7 +21,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
 from mlmodelscope.core.errors import ArtifactError, ModelLoadError
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation

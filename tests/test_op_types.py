@@ -17,9 +17,10 @@ import pytest
 
 from mlmodelscope.core.analysis.layers import breakdown, groups_of
 from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBatch, message_id
-from mlmodelscope.core.tracing import Span, TraceLevel, Tracer
 from mlmodelscope.core.tracing.framework import framework_span
 from mlmodelscope.core.tracing.op_types import CANONICAL_OP_TYPES, TABLES, OpType, canonical_op
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
 from tests import collector_fixtures as fixtures
 from tests.conftest import ASSETS, REPO
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class

@@ -19,22 +19,10 @@ from PIL import Image
 from pydantic import ValidationError
 
 from mlmodelscope.core.errors import ProcessingError
-from mlmodelscope.core.processing import (
-    Classification,
-    NormalizeStep,
-    Postprocessor,
-    PostprocessStep,
-    Preprocessor,
-    PreprocessStep,
-    ResizeStep,
-    load_labels,
-    resize_image,
-    resized_shape,
-    softmax,
-    to_dtype,
-    to_layout,
-    top_k_indices,
-)
+from mlmodelscope.core.processing.image import resize_image, resized_shape, to_dtype, to_layout
+from mlmodelscope.core.processing.postprocess import Classification, Postprocessor, load_labels, softmax, top_k_indices
+from mlmodelscope.core.processing.preprocess import Preprocessor
+from mlmodelscope.core.processing.steps import NormalizeStep, PostprocessStep, PreprocessStep, ResizeStep
 
 IMAGES = Path(sklearn.datasets.__file__).parent / "images"
 PHOTOS = ["china.jpg", "flower.jpg"]

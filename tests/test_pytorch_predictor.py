@@ -13,21 +13,16 @@ import pytest
 import yaml
 
 from mlmodelscope.agent.profilers.pytorch import PREDICT_EVENT, PyTorchProfiler, TorchEvent, TorchProfile, profile_spans
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DeviceUnavailableError, EvaluationError, ModelLoadError
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, available_predictors, load_predictor_class
-from mlmodelscope.core.tracing import (
-    FrameworkProfiler,
-    Span,
-    TraceLevel,
-    Tracer,
-    model_span_times,
-    to_chrome_trace,
-    validate_chrome_trace,
-)
+from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_trace
+from mlmodelscope.core.tracing.framework import FrameworkProfiler, model_span_times
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
 from tests.conftest import ASSETS
 from tests.digits_exports import torch_export_digits
 

@@ -22,7 +22,8 @@ from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.resources import ModelInput, ModelSpec
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
-from mlmodelscope.core.processing import Preprocessor, PreprocessStep
+from mlmodelscope.core.processing.preprocess import Preprocessor
+from mlmodelscope.core.processing.steps import PreprocessStep
 
 SIDE = 12
 QUICK = {"min_duration_s": 0.05, "min_query_count": 16, "warmup_queries": 1}

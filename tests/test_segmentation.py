@@ -24,8 +24,9 @@ from mlmodelscope.core.evaluation.scoring_segmentation import (
     segmentation_metrics,
 )
 from mlmodelscope.core.manifests.resources import ModelSpec
-from mlmodelscope.core.processing import Preprocessor, PreprocessStep
+from mlmodelscope.core.processing.preprocess import Preprocessor
 from mlmodelscope.core.processing.segmentation import SegmentationPostprocess
+from mlmodelscope.core.processing.steps import PreprocessStep
 
 VERDICT = Verdict(valid=True, result="VALID", constraints=[], recommendations=[], early_stopping=[])
 

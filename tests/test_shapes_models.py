@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.evaluation.agreement_tasks import DetectionAgreement, SegmentationAgreement, compare_runs
 from mlmodelscope.core.evaluation.results import AccuracyResult

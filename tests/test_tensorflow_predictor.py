@@ -26,14 +26,15 @@ import yaml
 
 from mlmodelscope.agent.profilers.tensorflow import TfCall, TfEvent, TfProfile, profile_spans
 from mlmodelscope.agent.zoo.keras_models import NUMPY_COPY_WARNING
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DeviceUnavailableError, EvaluationError, ModelLoadError, PredictorError
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.manifests.resources import ModelSpec
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, available_predictors, load_predictor_class
-from mlmodelscope.core.tracing import Span, TraceLevel, Tracer
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from mlmodelscope.core.tracing.tracer import Tracer
 from tests.conftest import ASSETS, REPO
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the first TensorFlow import, as the predictor does

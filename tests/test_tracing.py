@@ -17,20 +17,11 @@ import pytest
 
 from mlmodelscope.agent.profilers.onnxruntime import OnnxRuntimeProfiler, profile_spans, read_profile
 from mlmodelscope.core.errors import EvaluationError
-from mlmodelscope.core.tracing import (
-    DISABLED_SPAN,
-    FrameworkProfiler,
-    HardwareSampler,
-    Span,
-    TraceLevel,
-    Tracer,
-    clip_into,
-    model_span_times,
-    shift_into,
-    to_chrome_trace,
-    validate_chrome_trace,
-    write_chrome_trace,
-)
+from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_trace, write_chrome_trace
+from mlmodelscope.core.tracing.framework import FrameworkProfiler, clip_into, model_span_times, shift_into
+from mlmodelscope.core.tracing.hardware import HardwareSampler
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from mlmodelscope.core.tracing.tracer import DISABLED_SPAN, Tracer
 from tests.conftest import ASSETS
 
 ONNX = ASSETS / "artifacts" / "digits" / "digits_cnn.onnx"

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mlmodelscope.core.artifacts import ArtifactStore, sha256_of_file
+from mlmodelscope.core.artifacts.digests import sha256_of_file
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import (
     BUILD_RECORD,
     FetchedArtifact,

@@ -33,7 +33,8 @@ from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, Ru
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.agent.sigterm import SigtermWatcher
 from mlmodelscope.agent.streaming import SPILL_PART, SpanStreamer, StreamingProgress, query_record, stream_settings
-from mlmodelscope.core.artifacts import ArtifactStore, DownloadSettings, S3Settings
+from mlmodelscope.core.artifacts.settings import DownloadSettings, S3Settings
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import ManifestError, MLModelScopeError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.environment import architecture

@@ -1,5 +1,5 @@
-"""The REST API: the app factory, one router per resource, response models and dependencies."""
+"""The REST API: the app factory (``app.create_app``), one router per resource, response models and dependencies.
 
-from mlmodelscope.collector.api.app import create_app
-
-__all__ = ["create_app"]
+Nothing is re-exported here: importing a light submodule (``docs``, ``openapi_document``) must not build the
+FastAPI app's import graph.
+"""

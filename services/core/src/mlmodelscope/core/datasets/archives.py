@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.digests import normalize_sha256
 from mlmodelscope.core.artifacts.locations import LocalFile, parse_uri
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DatasetError, naming_the_manifest
 from mlmodelscope.core.manifests.resources import ARCHIVE_URI_SUFFIXES, Dataset, is_archive_uri
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mlmodelscope.core.artifacts import ArtifactStore, sha256_of_file
+from mlmodelscope.core.artifacts.digests import sha256_of_file
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.archives import dataset_root, fingerprint, listing_sha256, named, read_item, top_level
 from mlmodelscope.core.datasets.reader import CocoTruth, ItemName
 from mlmodelscope.core.errors import DatasetError

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.archives import (
     IMAGE_SUFFIXES,
     DatasetRoot,

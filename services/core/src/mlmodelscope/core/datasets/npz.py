@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlmodelscope.core.artifacts import ArtifactStore
 from mlmodelscope.core.artifacts.digests import normalize_sha256
 from mlmodelscope.core.artifacts.locations import LocalFile, parse_uri
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.archives import fingerprint
 from mlmodelscope.core.datasets.folder import class_names_of
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.coco import open_coco
 from mlmodelscope.core.datasets.folder import open_folder
 from mlmodelscope.core.datasets.npz import open_npz

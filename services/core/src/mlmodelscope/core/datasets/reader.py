@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mlmodelscope.core.processing import Sample
+from mlmodelscope.core.processing.preprocess import Sample
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlmodelscope.core.artifacts import ArtifactStore
+from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.datasets.reader import ClassLabels, DatasetReader
@@ -45,7 +45,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, Resolution, check_version
 from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
-from mlmodelscope.core.processing import load_labels
+from mlmodelscope.core.processing.postprocess import load_labels
 from mlmodelscope.core.tracing.hardware import HardwareSampler
 from mlmodelscope.core.tracing.spans import AttributeValue, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer

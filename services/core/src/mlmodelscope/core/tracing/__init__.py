@@ -1,30 +1,6 @@
-"""Across-stack tracing: spans at MLModelScope's trace levels, recorded cheaply and exported as one timeline."""
+"""Across-stack tracing: spans at MLModelScope's trace levels, recorded cheaply and exported as one timeline.
 
-from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_trace, write_chrome_trace
-from mlmodelscope.core.tracing.framework import (
-    FrameworkProfiler,
-    ModelSpanTimes,
-    clip_into,
-    model_span_times,
-    shift_into,
-)
-from mlmodelscope.core.tracing.hardware import HardwareSampler
-from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from mlmodelscope.core.tracing.tracer import DISABLED_SPAN, ModelRow, Tracer
-
-__all__ = [
-    "DISABLED_SPAN",
-    "FrameworkProfiler",
-    "HardwareSampler",
-    "ModelRow",
-    "ModelSpanTimes",
-    "Span",
-    "TraceLevel",
-    "Tracer",
-    "clip_into",
-    "model_span_times",
-    "shift_into",
-    "to_chrome_trace",
-    "validate_chrome_trace",
-    "write_chrome_trace",
-]
+Import from the submodules (``spans``, ``tracer``, ``chrome``, ``framework``, ``hardware``): this package re-exports
+nothing, so that a module needing only ``spans.TraceLevel`` (the bus messages, the run contract) does not load
+``psutil`` through ``hardware`` (tests/test_import_hygiene.py holds the line).
+"""
