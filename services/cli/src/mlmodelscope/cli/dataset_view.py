@@ -8,15 +8,18 @@ numbers the evaluation itself sees: the same items, the same classes, the same d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from mlmodelscope.cli.context import CliContext
 from mlmodelscope.cli.terminal import literal_console
-from mlmodelscope.core.datasets.reader import DatasetFacts
 from mlmodelscope.core.manifests.compatibility import served_tasks
 from mlmodelscope.core.manifests.resources import Dataset
+
+if TYPE_CHECKING:  # the readers import numpy: only ``datasets show`` reads data, not every ``models list``
+    from mlmodelscope.core.datasets.reader import DatasetFacts
 
 _MOST_CLASSES = 50
 

@@ -10,20 +10,71 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from pydantic import ValidationError
+from typer._click import Command
 from typer._click.exceptions import ClickException, UsageError
 
-from mlmodelscope.cli import agent, catalog, collector, evaluate, operator, report, runs, validate
-from mlmodelscope.cli.sandbox.command import sandbox_app
+from mlmodelscope.cli.lazy import LazyCommand, LazyGroup
 from mlmodelscope.cli.terminal import labelled, literal_console
 from mlmodelscope.cli.usage import usage_error_text
 from mlmodelscope.core.errors import MLModelScopeError
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 EXIT_ERROR = 1
 PROG_NAME = "mlmodelscope"
+
+# Every subcommand, in the order ``--help`` lists them, imported only when it runs (``lazy.py``): the help shown
+# here must equal the command's own first help paragraph (tests/test_import_hygiene.py compares them).
+COMMANDS = (
+    LazyCommand(
+        "evaluate",
+        "mlmodelscope.cli.evaluate:evaluate",
+        "Evaluate MODEL on FRAMEWORK(s): accuracy and/or performance under an MLPerf LoadGen scenario.",
+    ),
+    LazyCommand(
+        "report",
+        "mlmodelscope.cli.report:report",
+        "Write a report over runs: latency/throughput, layer top-N, op types, optimal batch size, comparisons.",
+    ),
+    LazyCommand(
+        "validate",
+        "mlmodelscope.cli.validate:validate",
+        "Check resource files against the pydantic models and the CRD schemas; start nothing.",
+    ),
+    LazyCommand("models", "mlmodelscope.cli.catalog:models_app", "Models in the registry."),
+    LazyCommand("frameworks", "mlmodelscope.cli.catalog:frameworks_app", "Frameworks in the registry."),
+    LazyCommand("datasets", "mlmodelscope.cli.catalog:datasets_app", "Datasets in the registry."),
+    LazyCommand("agent", "mlmodelscope.cli.agent:agent_app", "Run one evaluation as an agent that publishes to NATS."),
+    LazyCommand(
+        "collector",
+        "mlmodelscope.cli.collector:collector_app",
+        "The collector: NATS -> database, REST API, Prometheus metrics.",
+    ),
+    LazyCommand(
+        "operator",
+        "mlmodelscope.cli.operator:operator_app",
+        "The Kubernetes operator: Evaluation resources become predictor Jobs.",
+    ),
+    LazyCommand("runs", "mlmodelscope.cli.runs:runs_app", "Past evaluations stored by the collector."),
+    LazyCommand(
+        "sandbox",
+        "mlmodelscope.cli.sandbox.command:sandbox_app",
+        "A local cluster sandbox: KMock as the API server, the operator, NATS, the collector and a kubelet stand-in "
+        "running each Job as a local process.",
+    ),
+    LazyCommand("trace", "mlmodelscope.cli.runs:trace_app", "Traces of runs."),
+)
+
+
+class RootGroup(LazyGroup):
+    """The ``mlmodelscope`` group: ``COMMANDS``, each imported when it runs."""
+
+    lazy_commands = COMMANDS
+
 
 app = typer.Typer(
     name="mlmodelscope",
@@ -31,19 +82,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=RootGroup,
 )
-app.add_typer(catalog.models_app, name="models")
-app.add_typer(catalog.frameworks_app, name="frameworks")
-app.add_typer(catalog.datasets_app, name="datasets")
-app.add_typer(agent.agent_app, name="agent")
-app.add_typer(collector.collector_app, name="collector")
-app.add_typer(operator.operator_app, name="operator")
-app.add_typer(runs.runs_app, name="runs")
-app.add_typer(sandbox_app, name="sandbox")
-app.add_typer(runs.trace_app, name="trace")
-app.command("evaluate")(evaluate.evaluate)
-app.command("report")(report.report)
-app.command("validate")(validate.validate)
 
 
 @app.callback()
@@ -71,6 +111,18 @@ def _settings_problem(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class _NoSettingsError(Exception):
+    """Stands for pydantic's ``ValidationError`` while pydantic is not imported: none can have been raised then."""
+
+
+def _settings_error() -> type[Exception]:
+    """pydantic's ``ValidationError``, without importing pydantic for every command (``--help`` needs none of it).
+
+    An ``except`` clause evaluates its class when an exception reaches it, so this runs only on the error path."""
+    pydantic = sys.modules.get("pydantic")
+    return _NoSettingsError if pydantic is None else cast("type[Exception]", pydantic.ValidationError)
+
+
 def main(argv: list[str] | None = None) -> int:
     console = literal_console(stderr=True)
     args = sys.argv[1:] if argv is None else argv
@@ -81,20 +133,33 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             console.print(labelled("how to fix:", e.hint, style="bold"), soft_wrap=True)
         return EXIT_ERROR
-    except ValidationError as e:
-        message = f"invalid evaluation settings: {_settings_problem(e)}."
+    except _settings_error() as e:
+        message = f"invalid evaluation settings: {_settings_problem(cast('ValidationError', e))}."
         console.print(labelled("error:", message, style="bold red"), soft_wrap=True)
         return EXIT_ERROR
     except typer.Abort:
         console.print("aborted")
         return EXIT_ERROR
     except UsageError as e:
-        sys.stderr.write(usage_error_text(e, root=typer.main.get_command(app), prog_name=PROG_NAME, argv=args))
+        sys.stderr.write(usage_error_text(e, root=_loaded_root(e), prog_name=PROG_NAME, argv=args))
         return int(e.exit_code)
     except ClickException as e:
         console.print(labelled("error:", e.format_message(), style="bold red"), soft_wrap=True)
         return int(e.exit_code)
     return outcome if isinstance(outcome, int) else 0
+
+
+def _loaded_root(error: UsageError) -> Command:
+    """The command tree with every lazy command imported, also in ``error``'s contexts: suggestions search it all."""
+    ctx = error.ctx
+    while ctx is not None:
+        if isinstance(ctx.command, LazyGroup):
+            ctx.command.load_all()
+        ctx = ctx.parent
+    root = typer.main.get_command(app)
+    if isinstance(root, LazyGroup):
+        root.load_all()
+    return root
 
 
 if __name__ == "__main__":
