@@ -183,10 +183,12 @@ def profile_spans(
         model_spans = model_spans[: len(runs) - first_call]
     calls = [CallRecord(run.ts * 1000, (run.ts + run.dur) * 1000, RUN_EVENT, {"kind": "session"}) for run in runs]
     clock = profiling_start_ns - tracer.epoch_offset_ns if profiling_start_ns else ClockRule.CENTRED
+    # Only nodes of the paired runs can get spans: the warm-up and accuracy runs' nodes are not even named.
+    lo_us, hi_us = (runs[first_call].ts, runs[-1].ts + runs[-1].dur) if len(runs) > first_call else (1, 0)
     return align_profile(
         tracer,
         calls,
-        (_node_record(node) for node in profile.nodes),
+        (_node_record(node) for node in profile.nodes if lo_us <= node.ts <= hi_us),
         model_spans,
         source=ProfileSource(
             FRAMEWORK,
