@@ -1,50 +1,13 @@
 """ONNX Runtime's own profiler as FRAMEWORK-level spans: one span per operator (node) run inside each query.
 
-ORT profiles when ``SessionOptions.enable_profiling`` is set *before* the session is created, keeps every event
-in memory and writes them as one JSON array when ``InferenceSession.end_profiling()`` is called (which also
-ends profiling for the rest of that session). The events used here (studied on ORT 1.32)::
-
-    {"cat": "Session", "name": "model_run", "ph": "X", "ts": 20391, "dur": 388, "args": {}}
-    {"cat": "Node", "name": "/1/Relu_output_0_nchwc_kernel_time", "ph": "X", "ts": 20421, "dur": 211,
-     "args": {"op_name": "Conv", "provider": "CPUExecutionProvider", "node_index": "10",
-              "input_type_shape": [{"float": [4, 1, 8, 8]}, ...], "output_type_shape": [{"float": [4, 16, 8, 8]}]}}
-
-``ts``/``dur`` are integer microseconds since ``session.get_profiling_start_time_ns()`` (wall-clock ns: ORT's
-``high_resolution_clock`` is the system clock on Linux). There is one ``model_run`` per ``session.run`` and one
-``Node`` event per kernel executed (after graph optimisation: a fused Conv+Relu is one ``Conv`` node named after
-the Relu's output); ``SequentialExecutor::Execute`` and session set-up events are ignored.
-
-Alignment onto the tracer's clock (``perf_counter_ns``), per query:
-
-1. the ``model_run`` events that ran between ``start()`` and ``stop()`` (wall clock) are taken in order;
-   the k-th belongs to the k-th call of the profiled window (the driver calls the predictor sequentially), so
-   to model span ``k - first_call``. Warm-up runs before ``start()`` are skipped. ``stop()`` ends ORT's
-   profiling (``end_profiling``): the runner's window calls it right after its N-th call, so a run of any
-   length yields a profile of at most N runs. A different count is an error (the pairing would be wrong),
-   except when ORT hit its event limit (``ORT_MAX_EVENTS``, warm-up and accuracy runs included): the runs it
-   kept are the first ones, they get their spans, and ``incomplete_reason`` says why the others have none.
-2. the run's start is estimated as ORT's wall-clock time minus the tracer's ``epoch_offset_ns``; the run is
-   then moved (never stretched), only as far as needed, to lie inside its model span — the model span measures
-   the whole ``predict`` call, which contains ORT's run plus Python-side input/output handling
-   (``framework.shift_into``). Measured on the digits model, the estimate puts the run ~10-20 µs after the
-   span's start and, µs truncation and clock-mapping error included, up to ~3 µs past its end, which the shift
-   corrects. A run longer than its span (µs rounding) is scaled down to the span.
-3. each node keeps its offset from its run's start (and its duration), and is finally clipped to the model span
-   (``framework.clip_into``). Each node belongs to the ``model_run`` whose interval contains its start.
-
-Spans produced (FRAMEWORK level, parent = the model span): ``model_run`` itself (kind "session") and every node
-(named by ORT's op type, e.g. "Conv"; attributes op_type (canonical, "Conv2D": ``core.tracing.op_types``),
-framework_op ("Conv"), node, node_index, provider, input_shapes, output_shapes, kind "node").
-
-Cost: profiling is on from the session's creation until ``stop()`` (the end of the profiled window; ORT
-cannot pause and resume), so at FRAMEWORK level the latency of warm-up, accuracy and window calls includes
-ORT's per-node profiling overhead (a few µs per node); ORT keeps at most 1,000,000 events in memory.
+ORT writes its profile as one JSON array of trace events; this module reads the ``model_run`` (one per
+``session.run``) and ``Node`` events into plain records, picks the runs of the profiled window and leaves their
+pairing with the model spans and the clock alignment to ``core.tracing.alignment.align_profile``. What ORT
+records, in which clock, and its event limit: docs/tracing.md, section "ONNX Runtime".
 """
 
 from __future__ import annotations
 
-import bisect
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,8 +16,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlmodelscope.core.errors import EvaluationError
-from mlmodelscope.core.tracing.framework import ModelSpanTimes, framework_span, shift_into
-from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
+from mlmodelscope.core.tracing.alignment import CallRecord, ClockRule, EventRecord, ProfileSource, align_profile
+from mlmodelscope.core.tracing.framework import ModelSpanTimes, read_trace_events
+from mlmodelscope.core.tracing.spans import AttributeValue, Span
 from mlmodelscope.core.tracing.tracer import Tracer
 
 RUN_EVENT = "model_run"
@@ -90,28 +54,10 @@ class OrtProfile(BaseModel):
 
 def read_profile(path: Path) -> OrtProfile:
     """Parse ORT's profile JSON; EvaluationError saying what is wrong where when it is not one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise EvaluationError(f"cannot read the ONNX Runtime profile {path}: {e}", hint=_PROFILE_HINT) from e
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as e:
-        reason = "it is empty" if not text.strip() else f"it is not JSON ({e})"
-        raise EvaluationError(f"the ONNX Runtime profile {path} cannot be used: {reason}.", hint=_PROFILE_HINT) from e
-    events = document.get("traceEvents") if isinstance(document, dict) else document
-    if not isinstance(events, list):
-        raise EvaluationError(
-            f"the ONNX Runtime profile {path} is not a list of trace events (got {type(document).__name__}).",
-            hint=_PROFILE_HINT,
-        )
+    events = read_trace_events(path, "the ONNX Runtime profile", _PROFILE_HINT)
     runs: list[OrtEvent] = []
     nodes: list[OrtEvent] = []
     for index, raw in enumerate(events):
-        if not isinstance(raw, dict):
-            raise EvaluationError(
-                f"event {index} of the ONNX Runtime profile {path} is not a JSON object.", hint=_PROFILE_HINT
-            )
         cat, name = raw.get("cat"), raw.get("name")
         if not ((cat == "Session" and name == RUN_EVENT) or cat == "Node"):
             continue
@@ -223,69 +169,37 @@ def profile_spans(
     source: str = "the ONNX Runtime profile",
     first_call: int = 0,
 ) -> list[Span]:
-    """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (see the module docstring for the alignment).
+    """FRAMEWORK-level spans of ``profile`` under ``model_spans`` (``core.tracing.alignment.align_profile``).
 
     ``profiling_start_ns`` is ``session.get_profiling_start_time_ns()`` (wall clock, 0 if unknown: each run is
     then centred in its model span and the window is not applied); the window (wall ns, from ``start``/``stop``)
     selects the runs that belong to the model spans; ``model_spans[0]`` is the window's run ``first_call``.
     """
-    if not tracer.enabled(TraceLevel.FRAMEWORK):
-        return []
     runs = _runs_in_window(profile, profiling_start_ns, window_start_ns, window_end_ns)
-    expected = first_call + len(model_spans)
-    if len(runs) < expected and profile.event_count >= ORT_MAX_EVENTS:
+    if len(runs) < first_call + len(model_spans) and profile.event_count >= ORT_MAX_EVENTS:
         # ORT stops recording after a million events: the runs it kept are the window's first ones, in order.
         if len(runs) <= first_call:
             return []
         model_spans = model_spans[: len(runs) - first_call]
-        expected = first_call + len(model_spans)
-        runs = runs[:expected]
-    if len(runs) != expected:
-        raise EvaluationError(
-            f"{source} has {len(runs)} session runs in the traced window but {len(model_spans)} model spans were "
-            f"recorded{_after(first_call)}, so operators cannot be attributed to queries.",
+    calls = [CallRecord(run.ts * 1000, (run.ts + run.dur) * 1000, RUN_EVENT, {"kind": "session"}) for run in runs]
+    clock = profiling_start_ns - tracer.epoch_offset_ns if profiling_start_ns else ClockRule.CENTRED
+    # Only nodes of the paired runs can get spans: the warm-up and accuracy runs' nodes are not even named.
+    lo_us, hi_us = (runs[first_call].ts, runs[-1].ts + runs[-1].dur) if len(runs) > first_call else (1, 0)
+    return align_profile(
+        tracer,
+        calls,
+        (_node_record(node) for node in profile.nodes if lo_us <= node.ts <= hi_us),
+        model_spans,
+        source=ProfileSource(
+            FRAMEWORK,
+            source,
+            "session runs in the traced window",
             hint="Profile one session per run, call start() after the warm-up and stop() right after the run, "
             "and do not call the session from elsewhere meanwhile.",
-        )
-    runs = runs[first_call:]
-    run_starts = [run.ts for run in runs]
-    nodes_by_run: list[list[OrtEvent]] = [[] for _ in runs]
-    for node in profile.nodes:
-        k = bisect.bisect_right(run_starts, node.ts) - 1
-        if k >= 0 and node.ts <= runs[k].ts + runs[k].dur:
-            nodes_by_run[k].append(node)
-
-    out: list[Span] = []
-    for run, nodes, (parent_id, parent_start_ns, parent_end_ns) in zip(runs, nodes_by_run, model_spans, strict=True):
-        parent_ns = max(parent_end_ns - parent_start_ns, 0)
-        run_ns = run.dur * 1000
-        scale = parent_ns / run_ns if run_ns > parent_ns else 1.0
-        run_ns = round(run_ns * scale)
-        if profiling_start_ns:
-            estimate_ns = profiling_start_ns + run.ts * 1000 - tracer.epoch_offset_ns
-        else:
-            estimate_ns = parent_start_ns + (parent_ns - run_ns) // 2
-        run_start_ns = shift_into(estimate_ns, run_ns, parent_start_ns, parent_end_ns)
-
-        parent = (parent_id, parent_start_ns, parent_end_ns)
-        run_attributes: dict[str, AttributeValue] = {"kind": "session"}
-        out.append(
-            framework_span(
-                tracer, parent, run_start_ns, run_start_ns + run_ns, RUN_EVENT, run_attributes, framework=FRAMEWORK
-            )
-        )
-        for node in nodes:
-            start_ns = run_start_ns + round((node.ts - run.ts) * 1000 * scale)
-            end_ns = start_ns + round(node.dur * 1000 * scale)
-            op, attributes = _node_naming(node)
-            out.append(
-                framework_span(tracer, parent, start_ns, end_ns, op[:256], attributes, framework=FRAMEWORK, op=op)
-            )
-    return out
-
-
-def _after(first_call: int) -> str:
-    return f" after {first_call} profiled calls whose model spans were discarded" if first_call else ""
+        ),
+        clock=clock,
+        first_call=first_call,
+    )
 
 
 def _runs_in_window(
@@ -305,8 +219,8 @@ def _runs_in_window(
     ]
 
 
-def _node_naming(node: OrtEvent) -> tuple[str, dict[str, AttributeValue]]:
-    """(ORT's op type of the node, e.g. "Conv"; the node's attributes but the op names ``framework_span`` adds)."""
+def _node_record(node: OrtEvent) -> EventRecord:
+    """The node named by ORT's op type (e.g. "Conv"), with its attributes but the op names ``framework_span`` adds."""
     args = node.args
     node_name = node.name.removesuffix(_KERNEL_SUFFIX)
     op = str(args.get("op_name") or node_name)
@@ -319,7 +233,7 @@ def _node_naming(node: OrtEvent) -> tuple[str, dict[str, AttributeValue]]:
     }
     if str(args.get("node_index", "")).isdigit():
         attributes["node_index"] = int(args["node_index"])
-    return op, attributes
+    return EventRecord(node.ts * 1000, (node.ts + node.dur) * 1000, op, attributes, op=op)
 
 
 def _shapes(value: Any) -> str:

@@ -23,14 +23,18 @@ call of the window; ``model_spans[j]`` is call ``first_call + j`` (calls before 
 their model spans are gone: the driver repeated a LoadGen run and discarded its rows). Every returned span has
 its model span as ``parent_id`` and lies inside it on the tracer's ``perf_counter_ns`` clock. ``shift_into``
 and ``clip_into`` below are the two steps that guarantee the second half, whatever the framework's own clock
-says.
+says; ``alignment.align_profile`` is the one alignment every adapter uses, and ``read_trace_events`` reads the
+Chrome-trace JSON that several frameworks write.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
+from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.tracing.op_types import canonical_op
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
@@ -125,3 +129,34 @@ def framework_span(
         end_ns=end_ns,
         attributes=attributes,
     )
+
+
+def read_trace_events(path: Path, profile: str, hint: str, *, continuation: bool = False) -> list[dict[str, Any]]:
+    """The events of a Chrome-trace JSON file (a list of events, or an object with ``traceEvents``).
+
+    ``profile`` names it in errors ("the MXNet profile"); each problem is an ``EvaluationError`` with ``hint``.
+    ``continuation``: the file may instead continue an earlier dump (``,`` + events + ``]}``), as MXNet's
+    later dumps do.
+    """
+    try:
+        body = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise EvaluationError(f"cannot read {profile} {path}: {e}", hint=hint) from e
+    if continuation and body.startswith(","):
+        body = '{"traceEvents": [' + body[1:]
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as e:
+        reason = "it is empty" if not body else f"it is not JSON ({e})"
+        raise EvaluationError(f"{profile} {path} cannot be used: {reason}.", hint=hint) from e
+    events = document.get("traceEvents") if isinstance(document, dict) else document
+    if not isinstance(events, list):
+        raise EvaluationError(
+            f"{profile} {path} is not a list of trace events, and has no list of trace events under 'traceEvents' "
+            f"(got {type(document).__name__}).",
+            hint=hint,
+        )
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            raise EvaluationError(f"event {index} of {profile} {path} is not a JSON object.", hint=hint)
+    return events
