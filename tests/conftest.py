@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -104,3 +104,16 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
         yield server
     finally:
         server.kill()
+
+
+def repeated_test_spans(result: dict[str, Any]) -> int:
+    """MODEL spans of a first LoadGen test that ran out of queries and was repeated, streamed before the repeat:
+    they stay in the trace, before the repeated test's spans (0 when the test was not repeated)."""
+    schedule = result["performance"].get("schedule") or {}
+    return int(schedule.get("discarded_streamed_spans", 0))
+
+
+def measured_model_spans(model_spans: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The exported MODEL spans of the performance test the result measured, in time order."""
+    ordered = sorted(model_spans, key=lambda s: s["ts"])
+    return ordered[repeated_test_spans(result) :]

@@ -198,3 +198,6 @@ def test_a_run_that_ran_out_of_queries_is_recalibrated_and_repeated(registry: Re
     outcome = driver.run("performance", warmup, tmp_path / "logs")
     assert outcome.report is not None and outcome.report.valid, outcome.report
     assert outcome.report.requested_settings["single_stream_expected_latency_ns"] < 1_000_000
+    # The first test is recorded as discarded: its queries; nothing of it was streamed (no tracer here).
+    assert outcome.schedule is not None
+    assert outcome.schedule.discarded_test_queries > 0 and outcome.schedule.discarded_streamed_spans == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, measured_model_spans, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_framework_trace_nests_onnxruntime_nodes_under_every_query(tmp_path: Pat
     children = defaultdict(list)
     for span in spans:
         children[span["args"]["parent_id"]].append(span)
-    model_spans = sorted((s for s in spans if s["name"] == "predict"), key=lambda s: s["ts"])
+    model_spans = measured_model_spans([s for s in spans if s["name"] == "predict"], result)
     assert len(model_spans) == result["performance"]["queries"]
     trace = result["framework_trace"]
     assert trace["status"] == "complete", trace

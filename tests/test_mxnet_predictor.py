@@ -27,7 +27,7 @@ from mlmodelscope.agent.profilers.mxnet import MXNetEvent, MXNetProfile, profile
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
-from tests.conftest import ASSETS, REPO, run_cli
+from tests.conftest import ASSETS, REPO, measured_model_spans, run_cli
 
 MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
 DIGITS = ASSETS / "artifacts" / "digits"
@@ -715,7 +715,7 @@ def test_cli_framework_trace_nests_mxnet_operators_under_every_query(
     children: dict[int, list[dict[str, Any]]] = {}
     for span in spans:
         children.setdefault(span["args"]["parent_id"], []).append(span)
-    model_spans = sorted((s for s in spans if s["name"] == "predict"), key=lambda s: s["ts"])
+    model_spans = measured_model_spans([s for s in spans if s["name"] == "predict"], result)
     assert len(model_spans) == result["performance"]["queries"]
     trace = result["framework_trace"]
     assert trace["status"] == "complete", trace

@@ -33,7 +33,7 @@ from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, QueryBatch, SpanBatch, decode
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
-from tests.conftest import ASSETS
+from tests.conftest import ASSETS, repeated_test_spans
 from tests.pipeline_processes import (
     AgentProcess,
     ProcessReaper,
@@ -95,6 +95,23 @@ def test_a_repeated_test_goes_on_counting_and_the_window_keeps_its_first_spans()
     # What the profile window sees: the first calls of the repeated test, then the ones not streamed.
     assert [s.attributes["first_item"] for s in returned] == [10, 11, 12, 13, 14]
     assert [s.attributes["seq"] for s in returned] == [5, 6, 7, 8, 9]
+
+
+def test_truncating_a_repeated_test_counts_the_spans_it_had_streamed_already() -> None:
+    """What the driver records as ``discarded_streamed_spans``: rows of the first test taken before the repeat."""
+    tracer = Tracer("stream", TraceLevel.MODEL)
+    tracer.new_span_id()
+    rows = tracer.model_rows
+    start = tracer.model_row_count
+    tracer.open_model_stream(rows, "performance")
+    rows.extend(_row(n) for n in range(10, 17))
+    tracer.take_model_spans(3)
+    tracer.take_model_spans(1)
+    assert tracer.truncate_model_rows(start) == 4  # 4 published of the 7; the 3 others are dropped
+    assert rows == []
+    unstreamed = Tracer("plain", TraceLevel.MODEL)
+    unstreamed.model_rows.extend(_row(n) for n in range(3))
+    assert unstreamed.truncate_model_rows(0) == 0 and unstreamed.model_rows == []
 
 
 def test_a_new_phase_opens_a_new_stream_under_its_own_span() -> None:
@@ -236,7 +253,8 @@ def _assert_complete_and_unique(nats_url: str, run_id: str) -> None:
     performance = sorted(seq for mode, seq in stream.query_keys if mode == "performance")
     assert performance == list(range(len(performance))) and performance
     result = stream.run_finished["result"]
-    assert result["performance"]["queries"] == len(performance)
+    # A first LoadGen test that ran out of queries and was repeated keeps what it had streamed (seq goes on).
+    assert result["performance"]["queries"] + repeated_test_spans(result) == len(performance)
 
 
 @pytest.mark.slow

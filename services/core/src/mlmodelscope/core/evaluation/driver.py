@@ -245,8 +245,9 @@ class LoadGenDriver:
         estimate = self._announce(hints)
         outcome, sut = self._run_once(mode, self._test(hints), log_dir)
         if not hints.pinned and len(outcome.records) and _ran_out_of_queries(outcome):
-            sut.discard_rows()
+            discarded_queries, streamed = len(outcome.records), sut.discard_rows()
             estimate = self._announce(loadgen_hints(self.settings, _run_cost(outcome, self.settings)))
+            estimate.discarded_test_queries, estimate.discarded_streamed_spans = discarded_queries, streamed
             outcome, _ = self._run_once(mode, self._test(estimate.hints), log_dir)
         generated = read_detail_log(log_dir / DETAIL_LOG).get("generated_query_count")
         estimate.generated_queries_logged = int(generated) if generated is not None else None

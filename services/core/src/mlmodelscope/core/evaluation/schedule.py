@@ -115,6 +115,11 @@ class ScheduleEstimate(BaseModel):
     available_source: str
     warning: str | None = None
     generated_queries_logged: int | None = None  # LoadGen's own count (its detail log), after the test
+    # A first test that ran out of queries and was repeated with a recalibrated hint: its queries, and how many of
+    # its MODEL spans had been streamed already (they stay in the trace, under the same phase span, all before the
+    # repeated test's first query; the result's figures are the repeated test's alone).
+    discarded_test_queries: int = 0
+    discarded_streamed_spans: int = 0
 
 
 def is_pinned(settings: EvaluationSettings) -> bool:

@@ -150,13 +150,16 @@ class Sut:
     def flush(self) -> None:
         """Nothing is held back: every query is answered as soon as it is computed."""
 
-    def discard_rows(self) -> None:
-        """Forget this run's rows still held (the list may be the tracer's, shared with earlier runs)."""
+    def discard_rows(self) -> int:
+        """Forget this run's rows still held (the list may be the tracer's, shared with earlier runs); returns how
+        many of them were streamed already (published MODEL spans that stay in the trace)."""
+        streamed = 0
         if self._tracer is not None:
-            self._tracer.truncate_model_rows(self._start)
+            streamed = self._tracer.truncate_model_rows(self._start)
         else:
             del self.rows[:]
         self.latencies = LatencyHistogram()
+        return streamed
 
     def pump(self) -> None:
         """Move the rows appended since the last pump into ``latencies`` (and out of the list, where nothing else

@@ -385,14 +385,20 @@ class Tracer:
             self.run_id, rows[:room], self.last_reserved_id, self._released_seq, MODEL_SPAN_NAME
         )
 
-    def truncate_model_rows(self, start: int) -> None:
+    def truncate_model_rows(self, start: int) -> int:
         """Forget the rows at absolute positions ``start`` and after that are still held (a repeated LoadGen test
         drops its first attempt's rows; released ones are gone already). Without a stream the retained first
-        spans go too: the repeated test's first calls are the phase's first calls (as ``open_model_stream`` does)."""
+        spans go too: the repeated test's first calls are the phase's first calls (as ``open_model_stream`` does).
+
+        Returns how many of those rows the stream had already taken: they were published as MODEL spans and stay
+        in the run's trace (under the same phase span, before the repeated test starts)."""
         with self._stream_lock:
             del self.model_rows[max(0, start - self._model_base) :]
-            if self._stream is None:
+            stream = self._stream
+            if stream is None:
                 self._released_head.clear()
+                return 0
+            return max(0, stream.taken - start) if stream.rows is self.model_rows else 0
 
     # --- reading --------------------------------------------------------------------------------------------
 
