@@ -7,6 +7,7 @@ the restarted collector (same database, same durable consumer) stores it, so the
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from tests.evaluate_process import EvaluateProcess
+from tests.pipeline_processes import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +32,22 @@ def evaluation(tmp_path: Path) -> Iterator[EvaluateProcess]:
         process.reap()
 
 
+def _wait_for_the_collector_to_listen(evaluation: EvaluateProcess) -> None:
+    """The collector starts beside the agent (its start-up overlaps the agent's): wait until it serves HTTP."""
+
+    def listening() -> bool:
+        for collector in evaluation.children("collector"):
+            with contextlib.suppress(psutil.Error):
+                if any(c.status == psutil.CONN_LISTEN for c in collector.net_connections(kind="tcp")):
+                    return True
+        return False
+
+    wait_for(listening, timeout_s=120, what="the collector to listen", interval_s=0.2)
+
+
 def _kill_the_collector_mid_run(evaluation: EvaluateProcess) -> list[psutil.Process]:
     agent = evaluation.wait_for_agent()
+    _wait_for_the_collector_to_listen(evaluation)
     started = evaluation.tree()
     (collector,) = evaluation.children("collector")
     collector.kill()
@@ -57,6 +73,7 @@ def test_a_collector_killed_mid_run_is_restarted_and_the_evaluation_completes(ev
 def test_a_collector_that_cannot_restart_ends_the_command_with_one_paragraph(evaluation: EvaluateProcess) -> None:
     agent = evaluation.wait_for_agent()
     database = evaluation.data_dir / "collector.db"
+    _wait_for_the_collector_to_listen(evaluation)
     database.rename(database.with_suffix(".moved"))
     database.mkdir()  # no collector can open its database any more
     started = _kill_the_collector_mid_run(evaluation)

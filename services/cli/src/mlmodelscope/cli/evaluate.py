@@ -155,7 +155,10 @@ def _evaluate_locally(
     collector; results come back from the collector."""
     results: list[EvaluationResult] = []
     failures: dict[str, str] = {}
-    with local_collector(data, with_nats=True) as (collector, server):
+    # The agents need only NATS: their start-up (framework imports, model load) overlaps the collector's. A
+    # collector that dies while starting is restarted like one that dies later (ensure_running); reading the
+    # results waits for it to be ready (CollectorProcess.get).
+    with local_collector(data, with_nats=True, wait_ready=False) as (collector, server):
         assert server is not None
         agents: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         bus = BusProgress()

@@ -63,7 +63,8 @@ def data_dir(environ: Mapping[str, str]) -> DataDir:
 
 
 class CollectorProcess:
-    """``python -m mlmodelscope.collector.main`` on a free port; ``start`` returns once ``/readyz`` says ready.
+    """``python -m mlmodelscope.collector.main`` on a free port; ``start`` returns once ``/readyz`` says ready
+    (``launch`` + ``wait_ready`` split it, so that the caller's own start-up can overlap the collector's).
 
     The collector holds no state of its own (runs are in the database, messages not yet stored wait in JetStream),
     so a collector that dies during an evaluation is restarted on the same database, at most ``max_restarts``
@@ -92,6 +93,7 @@ class CollectorProcess:
         }
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
+        self._ready = False
         self.max_restarts = max_restarts
         self.restarts = 0
 
@@ -104,7 +106,14 @@ class CollectorProcess:
         return self._process.pid if self._process is not None else None
 
     def start(self, timeout_s: float = 30.0) -> None:
+        """Launch the collector and return once it is ready."""
+        self.launch()
+        self.wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Start the collector's process without waiting for it (``wait_ready`` does; ``get`` waits by itself)."""
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._ready = False
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "mlmodelscope.collector.main"],
@@ -113,6 +122,13 @@ class CollectorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Return once the launched collector answers ``/readyz``; EvaluationError if it exits or stays unready."""
+        if self._ready:
+            return
+        if self._process is None:
+            raise EvaluationError("the collector was not launched.", hint="Call CollectorProcess.launch() first.")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -122,6 +138,7 @@ class CollectorProcess:
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    self._ready = True
                     return
             time.sleep(_POLL_S)
         self.stop()
@@ -161,6 +178,12 @@ class CollectorProcess:
         while True:
             self.ensure_running()
             try:
+                self.wait_ready()
+            except EvaluationError:
+                if self._process is not None and self._process.poll() is not None:
+                    continue  # it died while starting: ensure_running restarts it, or says why it cannot
+                raise
+            try:
                 return httpx.get(f"{self.url}{path}", timeout=timeout_s)
             except httpx.TransportError as e:
                 if self._process is not None:
@@ -181,8 +204,13 @@ class CollectorProcess:
 
 
 @contextlib.contextmanager
-def local_collector(data: DataDir, *, with_nats: bool) -> Iterator[tuple[CollectorProcess, EmbeddedNatsServer | None]]:
+def local_collector(
+    data: DataDir, *, with_nats: bool, wait_ready: bool = True
+) -> Iterator[tuple[CollectorProcess, EmbeddedNatsServer | None]]:
     """NATS (optional) and the collector on the local data folder, stopped on exit whatever happens.
+
+    ``wait_ready=False`` yields as soon as the collector's process is launched, so that its start-up overlaps the
+    caller's (the agents only need NATS); the caller then calls ``collector.wait_ready()`` (``get`` also waits).
 
     NATS requires a token generated for this command; while it runs the token is in this process's environment
     (``MLMODELSCOPE_NATS_TOKEN``), so the agents it starts inherit it, and no command line shows it."""
@@ -195,7 +223,10 @@ def local_collector(data: DataDir, *, with_nats: bool) -> Iterator[tuple[Collect
             os.environ[NATS_TOKEN_ENV] = server.token
         token = server.token if server is not None else None
         collector = CollectorProcess(data.database_url, nats_url, data.root / "collector.log", nats_token=token)
-        collector.start()
+        if wait_ready:
+            collector.start()
+        else:
+            collector.launch()
         yield collector, server
     finally:
         if collector is not None:
