@@ -24,7 +24,6 @@ from mlmodelscope.core.artifacts.digests import HashingWriter, normalize_sha256
 from mlmodelscope.core.artifacts.http_source import download_http
 from mlmodelscope.core.artifacts.local_source import copy_local
 from mlmodelscope.core.artifacts.locations import HttpObject, LocalFile, Location, S3Object, parse_uri
-from mlmodelscope.core.artifacts.s3_source import download_s3
 from mlmodelscope.core.artifacts.settings import DownloadSettings, S3Settings
 from mlmodelscope.core.errors import ArtifactError, ChecksumMismatchError
 
@@ -174,6 +173,8 @@ class ArtifactStore:
         elif isinstance(location, HttpObject):
             download_http(location, sink, settings=self._downloads)
         elif isinstance(location, S3Object):
+            from mlmodelscope.core.artifacts.s3_source import download_s3  # the minio SDK only for s3:// URIs
+
             download_s3(location, sink, settings=self._s3, read_timeout_s=self._downloads.read_timeout_s)
         else:  # pragma: no cover - Location is a closed union
             raise AssertionError(location)
