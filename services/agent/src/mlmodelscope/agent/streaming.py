@@ -21,6 +21,7 @@ rows list when a test begins), under the phase span the runner reserved last (``
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Mapping
@@ -65,9 +66,10 @@ def encode_take(run_id: str, take: ModelTake, publisher: StreamPublisher, per_me
     ``Span`` per row: the drainer shares the GIL with the SUT), the take's phase named as their query parent, so
     the collector derives the query records from the spans; it validates them like any message (``decode``)."""
     count = len(take.rows)
-    rows = np.array(take.rows, dtype=np.int64).reshape(count, 4)  # first_item, item_count, start_ns, end_ns
+    flat = np.fromiter(itertools.chain.from_iterable(take.rows), np.int64, 4 * count)  # 5x np.array of tuples
+    rows = flat.reshape(count, 4)  # first_item, item_count, start_ns, end_ns
     columns = SpanColumns.uniform(
-        span_id=np.array(take.span_ids, dtype=np.int64),
+        span_id=np.fromiter(take.span_ids, np.int64, count),
         parent_id=np.full(count, take.parent_id, dtype=np.int64),
         start_ns=np.ascontiguousarray(rows[:, 2]),
         end_ns=np.ascontiguousarray(rows[:, 3]),

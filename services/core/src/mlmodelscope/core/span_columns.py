@@ -13,9 +13,11 @@ Blob layout (``encode_columns``), zlib-compressed as a whole: a little-endian ui
 (JSON: ``v``, ``count``, ``names``, ``attributes``, ``ints`` = [[key, masked], ...]), then the arrays in a fixed
 order: span_id and start_ns as deltas from the previous value (a run's ids and times grow: small deltas
 compress), parent_id, duration (end - start), level, name index, attribute index, then per integer key its
-delta-coded values and, when masked, its uint8 mask. Integer arithmetic wraps in int64 both ways, so any value
-round-trips exactly. ``decode_columns`` refuses (``ValueError`` saying what) a blob whose sizes, indices, levels,
-names or intervals are not those of valid spans: the collector's storability check.
+delta-coded values and, when masked, its uint8 mask. Each int64 column is written in the narrowest of 1, 2, 4 or
+8 bytes that holds it (header ``widths``): a third of the bytes to compress for MODEL spans. Integer arithmetic
+wraps in int64 both ways, so any value round-trips exactly. ``decode_columns`` refuses (``ValueError`` saying
+what) a blob whose sizes, indices, levels, names or intervals are not those of valid spans: the collector's
+storability check.
 """
 
 from __future__ import annotations
@@ -86,18 +88,17 @@ class SpanColumns:
             values = np.fromiter((int(s.attributes.get(key, 0)) for s in spans), np.int64, count)
             ints[key] = IntAttribute(values, None if present.all() else present)
         texts: dict[str, int] = {}
+        by_items: dict[tuple[tuple[str, type, AttributeValue], ...], int] = {}  # type in the key: 1 is not True
         skip = set(int_columns)
-        attribute_index = np.fromiter(
-            (
-                texts.setdefault(
-                    json.dumps({k: v for k, v in s.attributes.items() if k not in skip}, separators=(",", ":")),
-                    len(texts),
-                )
-                for s in spans
-            ),
-            np.int32,
-            count,
-        )
+        indices = []
+        for span in spans:
+            items = tuple((k, type(v), v) for k, v in span.attributes.items() if k not in skip)
+            index = by_items.get(items)
+            if index is None:
+                text = json.dumps({k: v for k, _t, v in items}, separators=(",", ":"))
+                index = by_items[items] = texts.setdefault(text, len(texts))
+            indices.append(index)
+        attribute_index = np.array(indices, dtype=np.int32)
         return cls(
             span_id=np.fromiter((s.span_id for s in spans), np.int64, count),
             parent_id=np.fromiter((s.parent_id for s in spans), np.int64, count),
@@ -278,22 +279,41 @@ def encode_columns(columns: SpanColumns) -> bytes:
         "attributes": list(columns.attribute_texts),
         "ints": [[key, column.present is not None] for key, column in columns.ints.items()],
     }
+    wide: list[NDArray[Any]] = [  # int64 columns, each written in the narrowest width that holds its values
+        _delta(columns.span_id.astype(np.int64, copy=False)),
+        _delta(columns.start_ns.astype(np.int64, copy=False)),
+        columns.parent_id.astype(np.int64, copy=False),
+        (columns.end_ns - columns.start_ns).astype(np.int64, copy=False),
+    ]
+    wide += [_delta(column.values.astype(np.int64, copy=False)) for column in columns.ints.values()]
+    narrowed = [_narrowest(array) for array in wide]
+    header["widths"] = [array.dtype.itemsize for array in narrowed]
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
     arrays: list[NDArray[Any]] = [
-        _delta(columns.span_id.astype("<i8", copy=False)),
-        _delta(columns.start_ns.astype("<i8", copy=False)),
-        columns.parent_id.astype("<i8", copy=False),
-        (columns.end_ns - columns.start_ns).astype("<i8", copy=False),
+        *narrowed[:4],
         columns.level.astype(np.int8, copy=False),
         columns.name_index.astype("<i4", copy=False),
         columns.attribute_index.astype("<i4", copy=False),
     ]
-    for column in columns.ints.values():
-        arrays.append(_delta(column.values.astype("<i8", copy=False)))
+    for column, values in zip(columns.ints.values(), narrowed[4:], strict=True):
+        arrays.append(values)
         if column.present is not None:
             arrays.append(column.present.astype(np.uint8))
     body = b"".join([_HEADER.pack(len(header_bytes)), header_bytes, *(a.tobytes() for a in arrays)])
     return zlib.compress(body, COMPRESSION_LEVEL)
+
+
+def _narrowest(values: Int64Array) -> NDArray[Any]:
+    """``values`` as little-endian int8/16/32/64, the narrowest that holds them (deltas are mostly small: less to
+    compress and decompress)."""
+    if not len(values):
+        return values.astype("<i8")
+    low, high = int(values.min()), int(values.max())
+    for dtype in ("<i1", "<i2", "<i4"):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return values.astype(dtype)
+    return values.astype("<i8", copy=False)
 
 
 def decode_columns(blob: bytes, *, check: bool = True) -> SpanColumns:
@@ -309,7 +329,7 @@ def decode_columns(blob: bytes, *, check: bool = True) -> SpanColumns:
     try:
         header = json.loads(body[_HEADER.size : _HEADER.size + header_size])
         version, count = header["v"], header["count"]
-        names, texts, int_specs = header["names"], header["attributes"], header["ints"]
+        names, texts, int_specs, widths = header["names"], header["attributes"], header["ints"], header["widths"]
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"span columns have no valid header: {e}") from e
     if version != FORMAT_VERSION:
@@ -318,6 +338,9 @@ def decode_columns(blob: bytes, *, check: bool = True) -> SpanColumns:
         raise ValueError(f"span columns' count {count!r} is not a number of spans")
     if not _strings(names) or not _strings(texts) or not isinstance(int_specs, list):
         raise ValueError("span columns' header tables are not lists of strings")
+    if not isinstance(widths, list) or len(widths) != 4 + len(int_specs) or not set(widths) <= {1, 2, 4, 8}:
+        raise ValueError(f"span columns' widths {widths!r} are not one of 1, 2, 4, 8 bytes per integer column")
+    wide = iter(f"<i{width}" for width in widths)
     offset = _HEADER.size + header_size
 
     def take(dtype: str) -> NDArray[Any]:
@@ -329,10 +352,10 @@ def decode_columns(blob: bytes, *, check: bool = True) -> SpanColumns:
         offset += size
         return array
 
-    span_id = np.cumsum(take("<i8"), dtype=np.int64)
-    start_ns = np.cumsum(take("<i8"), dtype=np.int64)
-    parent_id = take("<i8").astype(np.int64)
-    end_ns = start_ns + take("<i8")
+    span_id = np.cumsum(take(next(wide)), dtype=np.int64)
+    start_ns = np.cumsum(take(next(wide)), dtype=np.int64)
+    parent_id = take(next(wide)).astype(np.int64)
+    end_ns = start_ns + take(next(wide)).astype(np.int64)
     level = take("i1").astype(np.int8)
     name_index = take("<i4").astype(np.int32)
     attribute_index = take("<i4").astype(np.int32)
@@ -340,7 +363,7 @@ def decode_columns(blob: bytes, *, check: bool = True) -> SpanColumns:
     for spec in int_specs:
         if not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], bool)):
             raise ValueError(f"span columns' integer attribute {spec!r} is not [key, masked]")
-        values = np.cumsum(take("<i8"), dtype=np.int64)
+        values = np.cumsum(take(next(wide)), dtype=np.int64)
         present = take("u1").astype(np.bool_) if spec[1] else None
         ints[spec[0]] = IntAttribute(values, present)
     if offset != len(body):
