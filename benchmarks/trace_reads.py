@@ -9,7 +9,8 @@ temporary SQLite file (``--legacy`` stores the same spans row-wise, as older age
 Then, against the collector run as a deployment runs it (``python -m mlmodelscope.collector.main``, uvicorn, its
 own process, HTTP on 127.0.0.1), times the run page (``/ui/runs/{id}``; the first round decodes the run, later
 ones reuse the decoded columns), the compare page of the two runs (``/ui/compare``) and the full trace export
-(``/api/v1/runs/{id}/trace``, streamed, every byte read), each the median of ``--rounds``, and the collector's RSS
+(``/api/v1/runs/{id}/trace``, streamed, every byte read), each the median of ``--rounds``, once ``mlmodelscope
+trace export`` (download, parse, validate, write; its old 30 s timeout as the bound), and the collector's RSS
 growth while the exports run (its VmRSS sampled every 5 ms, peak minus the value before). The export is checked:
 valid JSON with one complete event per span.
 
@@ -50,7 +51,7 @@ from mlmodelscope.core.messages import (
 from mlmodelscope.core.span_columns import IntAttribute, SpanColumns
 from mlmodelscope.core.tracing.spans import TraceLevel
 
-TARGETS_S = {"run page": 1.0, "compare": 2.0, "export": 5.0}
+TARGETS_S = {"run page": 1.0, "compare": 2.0, "export": 5.0, "cli export": 30.0}
 MAX_RSS_GROWTH_MB = 300.0
 WINDOW_CALLS = 1_000
 OPERATORS = 10
@@ -274,6 +275,10 @@ def measure(
             del document
             if events != spans:
                 raise AssertionError(f"the export holds {events} complete events, not the run's {spans} spans")
+            # The CLI's export: streamed to a file, then parsed and validated (what a user runs).
+            command = [sys.executable, "-m", "mlmodelscope.cli.main", "trace", "export", run_ids[0]]
+            command += ["--collector-url", url, "-o", str(folder / "trace.json")]
+            figures["cli export"] = timed(1, lambda: subprocess.run(command, check=True, capture_output=True))
     finally:
         process.terminate()
         process.wait(timeout=30)
