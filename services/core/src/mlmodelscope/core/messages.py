@@ -5,7 +5,8 @@ sequence) and is sent as the ``Nats-Msg-Id`` header, so JetStream drops a re-pub
 de-duplication window and the collector drops any later redelivery by the same id. Payloads are batched so each
 message stays well under NATS's 1 MiB default ``max_payload`` (``MAX_MESSAGE_BYTES`` leaves headroom).
 
-Spans travel as ``span_columns`` (``SpanColumnBatch``: compressed numpy columns, ``core.span_columns``), whose
+Spans travel as ``span_columns`` (``SpanColumnBatch``: compressed numpy columns, built and read by
+``core.span_columns``, which this module does not import: it needs pydantic only), whose
 MODEL spans are also the run's query records; ``spans`` and ``queries`` (a JSON object per row) are what older
 agents sent and stay valid. Subjects: ``mlmodelscope.runs.<run_id>.<kind>`` in the stream ``MLMODELSCOPE``
 (``mlmodelscope.runs.>``).
@@ -13,16 +14,13 @@ agents sent and stay valid. Subjects: ``mlmodelscope.runs.<run_id>.<kind>`` in t
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from mlmodelscope.core.span_columns import SpanColumns, encode_columns
 from mlmodelscope.core.tracing.spans import Span
 
 SCHEMA_VERSION = 1
@@ -160,15 +158,9 @@ def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json().encode()
 
 
-def span_columns_payload(columns: SpanColumns, query_parents: Sequence[tuple[int, QueryMode]] = ()) -> str:
-    """The JSON text of a ``span_columns`` payload (formatted directly: its only large field is base64)."""
-    blob = base64.b64encode(encode_columns(columns)).decode("ascii")
-    parents = json.dumps([list(pair) for pair in query_parents])
-    return f'{{"kind":"span_columns","span_count":{len(columns)},"query_parents":{parents},"columns":"{blob}"}}'
-
-
 def envelope_json(run_id: str, kind: str, sequence: int, payload_json: str) -> bytes:
-    """Envelope bytes around a payload formatted elsewhere (``span_columns_payload``); ``decode`` validates them."""
+    """Envelope bytes around a payload formatted elsewhere (``span_columns.span_columns_payload``); ``decode``
+    validates them."""
     msg_id = json.dumps(message_id(run_id, kind, sequence))
     return (
         f'{{"schema_version":{SCHEMA_VERSION},"message_id":{msg_id},"run_id":{json.dumps(run_id)},'

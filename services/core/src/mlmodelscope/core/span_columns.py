@@ -22,6 +22,7 @@ storability check.
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import zlib
@@ -413,3 +414,11 @@ def _check(columns: SpanColumns) -> None:
             isinstance(v, str | int | float | bool) and not isinstance(v, dict | list) for v in value.values()
         ):
             raise ValueError(f"span columns' attributes {text[:80]!r} are not an object of scalars")
+
+
+def span_columns_payload(columns: SpanColumns, query_parents: Sequence[tuple[int, str]] = ()) -> str:
+    """The JSON text of a ``span_columns`` payload (``messages.SpanColumnBatch``), formatted directly: its only
+    large field is the base64 of the blob; ``messages.envelope_json`` wraps it."""
+    blob = base64.b64encode(encode_columns(columns)).decode("ascii")
+    parents = json.dumps([list(pair) for pair in query_parents])
+    return f'{{"kind":"span_columns","span_count":{len(columns)},"query_parents":{parents},"columns":"{blob}"}}'

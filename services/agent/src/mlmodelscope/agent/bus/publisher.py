@@ -43,9 +43,8 @@ from mlmodelscope.core.messages import (
     encode,
     envelope_json,
     message_id,
-    span_columns_payload,
 )
-from mlmodelscope.core.span_columns import SpanColumns
+from mlmodelscope.core.span_columns import SpanColumns, span_columns_payload
 from mlmodelscope.core.tracing.spans import Span
 
 _MAX_BACKOFF_S = 1.0
