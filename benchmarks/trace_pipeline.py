@@ -4,7 +4,9 @@ Side by side, in one process run (the machine is shared and noisy, so only ratio
 on a fresh embedded ``nats-server -js`` per measurement (JetStream file storage in a temporary folder):
 
   ours  N MODEL ``predict`` spans of one run (built by ``Tracer.materialize_model_spans``, as the agent does),
-        published with ``RunPublisher.publish_spans`` after a ``RunStarted``, consumed by the real collector
+        published as the span streamer publishes a LoadGen test's calls: their rows (first_item, item_count,
+        start, end) encoded by ``streaming.encode_take`` into columnar ``span_columns`` messages and queued with
+        ``RunPublisher.publish_raw``, after a ``RunStarted``; consumed by the real collector
         (``open_runtime`` + ``JetStreamConsumer``, default settings) into a temporary SQLite file;
   bare  the same encoded message bytes, subjects and ``Nats-Msg-Id`` headers, published with nats-py's JetStream
         ``publish`` (awaiting each ack, as our publisher does) and consumed by a bare pull subscriber (same
@@ -13,17 +15,16 @@ on a fresh embedded ``nats-server -js`` per measurement (JetStream file storage 
 Each consumer runs in its own process, as the collector does in a deployment; the publisher runs here. Time is
 measured from the first publish to the moment the last span is committed (ours: the collector's
 ``spans_ingested`` counter, which advances after each commit, watched every 5 ms) or acked (bare); the consumer
-process's CPU time over the same interval is printed too. Afterwards ours is checked lossless: the spans table
-holds exactly the N spans, each with its published content, no duplicate, nothing rejected.
+process's CPU time over the same interval is printed too. Afterwards ours is checked lossless: the span_batches
+rows decode to exactly the N spans, each with its published content, no duplicate, nothing rejected.
 
 Then a stage breakdown on a subset of the same spans, one thread, messages handled one at a time: the
 publisher's encode (here, beside all the run's spans, as in the agent), and in a fresh process (a collector-sized
-heap) the collector's decode (pydantic), its storability check and its ingest transaction (SQLAlchemy + SQLite),
-next to floors measured on the same messages (``json.loads``; row tuples; ``json.dumps`` and
-``pydantic_core.to_json`` of the attributes; a bare ``sqlite3`` ``executemany`` on the collector's schema and
-pragmas), to show where the collector's time per span goes.
+heap) the collector's decode (pydantic), its storability check (base64 + zlib + the span rules on arrays) and its
+ingest transaction (SQLAlchemy + SQLite, one row per message), next to floors measured on the same messages
+(``json.loads``; base64 + zlib of the columns), to show where the collector's time per span goes.
 
-Target: ours >= 100,000 spans/s on a 2-core machine. Exit code 1 when a check fails or the target is missed.
+Target: ours >= 500,000 spans/s, median of the rounds. Exit code 1 when a check fails or the target is missed.
 Usage: ``python benchmarks/trace_pipeline.py [--spans N] [--rounds R]``.
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import gc
 import json
@@ -41,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,11 +52,11 @@ from pathlib import Path
 from typing import Any
 
 import nats
-import pydantic_core
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from mlmodelscope.agent.bus.publisher import PublisherSettings, RunPublisher
+from mlmodelscope.agent.bus.publisher import SPANS_PER_COLUMN_MESSAGE, PublisherSettings, RunPublisher, column_messages
+from mlmodelscope.agent.streaming import encode_take
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.collector.consumer import JetStreamConsumer
 from mlmodelscope.collector.metrics import CollectorMetrics
@@ -68,18 +71,16 @@ from mlmodelscope.core.messages import (
     MSG_ID_HEADER,
     STREAM_NAME,
     STREAM_SUBJECTS,
-    Envelope,
+    QueryMode,
     RunStarted,
-    SpanBatch,
     decode,
-    encode,
-    message_id,
 )
+from mlmodelscope.core.span_columns import SpanColumns, decode_columns
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from mlmodelscope.core.tracing.tracer import Tracer
+from mlmodelscope.core.tracing.tracer import ModelTake, Tracer
 
 RUN_ID = "bench-pipeline"
-TARGET_SPANS_PER_S = 100_000
+TARGET_SPANS_PER_S = 500_000
 WATCH_S = 0.005  # how often the collector process looks at its committed-spans counter
 POLL_S = 0.002
 DEFAULTS = CollectorSettings()  # the bare side copies the collector's consumer settings from here
@@ -103,25 +104,20 @@ def make_spans(count: int, seed: int = 0) -> list[Span]:
     return tracer.materialize_model_spans(parent_id=run_span_id)
 
 
-def span_envelopes(spans: list[Span], batch_size: int) -> list[Envelope]:
-    """The envelopes ``RunPublisher.publish_spans`` sends for these spans (first ``spans`` message: sequence 0)."""
-    return [
-        Envelope(
-            message_id=message_id(RUN_ID, "spans", sequence),
-            run_id=RUN_ID,
-            sequence=sequence,
-            payload=SpanBatch(spans=spans[start : start + batch_size]),
-        )
-        for sequence, start in enumerate(range(0, len(spans), batch_size))
-    ]
-
-
-def encoded(envelopes: list[Envelope]) -> list[Message]:
-    messages = [(e.subject, e.message_id, encode(e)) for e in envelopes]
+def span_messages(spans: list[Span], batch_size: int) -> list[Message]:
+    """The ``span_columns`` messages the agent sends for these spans (first one: sequence 0)."""
+    sequences = iter(range(len(spans) + 1))
+    messages = column_messages(
+        RUN_ID, SpanColumns.from_spans(spans), query_parents(spans), lambda _kind: next(sequences), batch_size
+    )
     too_large = [len(data) for _, _, data in messages if len(data) > MAX_MESSAGE_BYTES]
     if too_large:
         raise SystemExit(f"batches over the {MAX_MESSAGE_BYTES}-byte limit ({too_large}): lower --batch-size")
     return messages
+
+
+def query_parents(spans: list[Span]) -> list[tuple[int, QueryMode]]:
+    return [(spans[0].parent_id, "performance")] if spans else []
 
 
 def run_started() -> RunStarted:
@@ -283,8 +279,15 @@ class ConsumerProcess:
             self.process.join()
 
 
+def model_take(spans: list[Span]) -> ModelTake:
+    """The streamer's take of these spans' rows (what the SUT appended), built before the clock starts."""
+    rows = [(int(s.attributes["first_item"]), int(s.attributes["item_count"]), s.start_ns, s.end_ns) for s in spans]
+    return ModelTake("performance", spans[0].parent_id, 0, [s.span_id for s in spans], rows)
+
+
 def measure_ours(folder: Path, spans: list[Span], messages: int, batch_size: int, timeout_s: float) -> Measurement:
     db_path = folder / "collector.db"
+    take = model_take(spans)
     with (
         EmbeddedNatsServer(folder / "nats") as server,
         ConsumerProcess(collector_process, f"sqlite:///{db_path}", server.url, len(spans)) as consumer,
@@ -297,7 +300,7 @@ def measure_ours(folder: Path, spans: list[Span], messages: int, batch_size: int
             wait_until(lambda: publisher.sent >= 1, 30, "the RunStarted ack")
             wait_until(lambda: _run_stored(db_path), 30, "the RunStarted to be stored", poll_s=0.01)
             start = time.monotonic()
-            sent = publisher.publish_spans(spans)
+            sent = publisher.publish_raw(encode_take(RUN_ID, take, publisher, batch_size))
             encoded_s = time.monotonic() - start
             wait_until(lambda: publisher.sent >= 1 + sent, timeout_s, "JetStream's acks")
             published_s = time.monotonic() - start
@@ -346,27 +349,26 @@ def check_lossless(db_path: Path, spans: list[Span], span_messages: int) -> str:
     """'' when the database holds exactly these spans, each once and as published; else what is wrong."""
     problems = []
     with contextlib.closing(_read_only(db_path)) as connection:
-        rows = connection.execute(
-            "SELECT run_id, span_id, parent_id, name, level, start_ns, end_ns, attributes FROM spans"
-        ).fetchall()
+        blobs = [row[0] for row in connection.execute("SELECT columns FROM span_batches WHERE run_id = ?", (RUN_ID,))]
+        row_spans = connection.execute("SELECT COUNT(*) FROM spans").fetchone()[0]
         messages = connection.execute("SELECT kind, COUNT(*) FROM ingested_messages GROUP BY kind").fetchall()
         rejected = connection.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
         duplicate = connection.execute(
             "SELECT COALESCE(SUM(value), 0) FROM counters WHERE name = ?", (DUPLICATE_COUNTER,)
         ).fetchone()[0]
-    expected = {
-        s.span_id: (s.run_id, s.parent_id, s.name, int(s.level), s.start_ns, s.end_ns, dict(s.attributes))
-        for s in spans
-    }
-    stored = {row[1]: (row[0], *row[2:7], json.loads(row[7])) for row in rows}
-    if len(rows) != len(spans) or len(stored) != len(spans):
-        problems.append(f"{len(rows)} span rows ({len(stored)} distinct ids) for {len(spans)} spans")
+    stored_spans = [span for blob in blobs for span in decode_columns(bytes(blob)).spans(RUN_ID)]
+    expected = {s.span_id: s.model_dump() for s in spans}
+    stored = {s.span_id: s.model_dump() for s in stored_spans}
+    if len(stored_spans) != len(spans) or len(stored) != len(spans) or row_spans:
+        problems.append(
+            f"{len(stored_spans)} spans stored ({len(stored)} distinct ids, {row_spans} row-wise) for {len(spans)}"
+        )
     missing = expected.keys() - stored.keys()
     differing = sum(1 for span_id, values in stored.items() if expected.get(span_id) != values)
     if missing or differing:
-        problems.append(f"{len(missing)} spans missing, {differing} rows differ from what was published")
-    if dict(messages) != {"run_started": 1, "spans": span_messages}:
-        problems.append(f"ingested messages {dict(messages)}, expected 1 run_started and {span_messages} spans")
+        problems.append(f"{len(missing)} spans missing, {differing} stored spans differ from what was published")
+    if dict(messages) != {"run_started": 1, "span_columns": span_messages}:
+        problems.append(f"ingested messages {dict(messages)}, expected 1 run_started and {span_messages} span_columns")
     if rejected or duplicate:
         problems.append(f"{rejected} messages rejected, {duplicate} duplicates counted")
     return "; ".join(problems)
@@ -375,30 +377,22 @@ def check_lossless(db_path: Path, spans: list[Span], span_messages: int) -> str:
 # --- the stage breakdown --------------------------------------------------------------------------------------
 
 STAGES = {
-    "encode": "agent: SpanBatch + Envelope + model_dump_json (publish_spans)",
-    "decode": "collector: Envelope validate_json (pydantic)",
-    "check": "collector: check_storable (decode_message; ingest runs it again)",
-    "ingest": "collector: Ingestor.ingest, one transaction (SQLAlchemy + SQLite)",
+    "encode": "agent: streaming.encode_take of the rows (numpy columns + base64 envelope)",
+    "decode": "collector: Envelope validate_json (pydantic, one base64 string)",
+    "check": "collector: check_storable (base64 + zlib + span rules on arrays)",
+    "ingest": "collector: Ingestor.ingest, one transaction, one row (SQLAlchemy + SQLite)",
     "json.loads": "floor: json.loads of the same bytes",
-    "tuples": "floor: row tuples of the decoded spans, attributes aside",
-    "json.dumps": "floor: json.dumps(attributes), per span",
-    "to_json": "floor: pydantic_core.to_json(attributes), per span",
-    "sqlite3": "floor: bare sqlite3 executemany, same schema + ON CONFLICT, one txn",
+    "unpack": "floor: base64 + zlib.decompress of the columns",
 }
 COLLECTOR_STAGES = ("decode", "check", "ingest")
 
 
 def encode_seconds(spans: list[Span], batch_size: int) -> float:
-    """The agent's side, here (its heap holds the whole run's spans, as this one does): what publish_spans does."""
+    """The agent's side, here (its heap holds the whole run's spans, as this one does): the streamer's encode."""
+    take = model_take(spans)
+    publisher = RunPublisher(RUN_ID, PublisherSettings("nats://unused"))  # only its sequence numbers are used
     start = time.perf_counter()
-    for sequence, first in enumerate(range(0, len(spans), batch_size)):
-        envelope = Envelope(
-            message_id=message_id(RUN_ID, "spans", sequence),
-            run_id=RUN_ID,
-            sequence=sequence,
-            payload=SpanBatch(spans=spans[first : first + batch_size]),
-        )
-        encode(envelope)
+    encode_take(RUN_ID, take, publisher, batch_size)
     return time.perf_counter() - start
 
 
@@ -412,8 +406,7 @@ def collector_stages(folder: str, messages: list[bytes]) -> dict[str, float]:
     database = Database(f"sqlite:///{Path(folder) / 'stages.db'}")
     migrate(database)
     ingestor = Ingestor(database, CollectorMetrics())
-    floor = _sqlite_floor_connection(Path(folder) / "floor.db")
-    clock, dumps, to_json = time.perf_counter, json.dumps, pydantic_core.to_json
+    clock = time.perf_counter
     try:
         for data in messages:
             t0 = clock()
@@ -421,44 +414,17 @@ def collector_stages(folder: str, messages: list[bytes]) -> dict[str, float]:
             t1 = clock()
             check_storable(envelope)
             t2 = clock()
-            ingestor.ingest(envelope)
+            ingestor.ingest(envelope, checked=True)
             t3 = clock()
-            json.loads(data)
+            document = json.loads(data)
             t4 = clock()
-            spans = envelope.payload.spans  # type: ignore[union-attr]
-            rows = [(RUN_ID, s.span_id, s.parent_id, s.name, int(s.level), s.start_ns, s.end_ns) for s in spans]
+            zlib.decompress(base64.b64decode(document["payload"]["columns"]))
             t5 = clock()
-            attributes = [dumps(s.attributes) for s in spans]
-            t6 = clock()
-            [to_json(s.attributes) for s in spans]
-            t7 = clock()
-            floor.execute("BEGIN IMMEDIATE")
-            floor.executemany(
-                "INSERT INTO spans (run_id, span_id, parent_id, name, level, start_ns, end_ns, attributes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, span_id) DO NOTHING",
-                [(*row, text) for row, text in zip(rows, attributes, strict=True)],
-            )
-            floor.execute("COMMIT")
-            t8 = clock()
-            for stage, seconds in zip(
-                times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7), strict=True
-            ):
+            for stage, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
                 times[stage] += seconds
     finally:
-        floor.close()
         database.dispose()
     return times
-
-
-def _sqlite_floor_connection(path: Path) -> sqlite3.Connection:
-    """A bare sqlite3 connection to a database of the collector's schema, with the collector's pragmas."""
-    database = Database(f"sqlite:///{path}")
-    migrate(database)
-    database.dispose()
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
 
 
 def stage_breakdown(folder: Path, spans: list[Span], messages: list[Message]) -> dict[str, float]:
@@ -476,14 +442,9 @@ def print_stages(per_span: dict[str, float], count: int) -> None:
     for stage, label in STAGES.items():
         seconds = per_span[stage]
         share = f"  {seconds / collector:4.0%} of the collector" if stage in COLLECTOR_STAGES else ""
-        print(f"  {label:<70} {seconds * 1e6:6.2f} us  {1 / seconds:>10,.0f}/s{share}")
-    bare_insert = per_span["decode"] + per_span["check"] + per_span["tuples"] + per_span["sqlite3"]
-    for what, seconds in (
-        ("collector today (decode + check + ingest, = ingest_bytes)", collector),
-        ("decode + check + row tuples + json.dumps + bare sqlite3 insert", bare_insert + per_span["json.dumps"]),
-        ("the same with pydantic_core.to_json for the attributes", bare_insert + per_span["to_json"]),
-    ):
-        print(f"  {what:<70} {seconds * 1e6:6.2f} us  {1 / seconds:>10,.0f}/s")
+        print(f"  {label:<74} {seconds * 1e6:6.3f} us  {1 / seconds:>12,.0f}/s{share}")
+    label = "collector (decode + check + ingest, = ingest_bytes)"
+    print(f"  {label:<74} {collector * 1e6:6.3f} us  {1 / collector:>12,.0f}/s")
 
 
 # --- main -----------------------------------------------------------------------------------------------------
@@ -491,16 +452,16 @@ def print_stages(per_span: dict[str, float], count: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spans", type=int, default=200_000, help="Spans per measurement.")
+    parser.add_argument("--spans", type=int, default=1_000_000, help="Spans per measurement.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; the median ratio is reported.")
     parser.add_argument(
-        "--batch-size", type=int, default=PublisherSettings("").batch_size, help="Spans per message (publisher's)."
+        "--batch-size", type=int, default=SPANS_PER_COLUMN_MESSAGE, help="Spans per message (the agent's)."
     )
     parser.add_argument("--stage-spans", type=int, default=40_000, help="Spans in the stage breakdown (0: skip).")
     args = parser.parse_args(argv)
 
     spans = make_spans(args.spans)
-    messages = encoded(span_envelopes(spans, args.batch_size))
+    messages = span_messages(spans, args.batch_size)
     sizes = [len(data) for _, _, data in messages]
     print(
         f"{len(spans)} spans of one run in {len(messages)} messages of {args.batch_size} spans "
@@ -537,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         stages: dict[str, float] = {}
         if args.stage_spans:
             subset = spans[: args.stage_spans]
-            stages = stage_breakdown(Path(scratch), subset, encoded(span_envelopes(subset, args.batch_size)))
+            stages = stage_breakdown(Path(scratch), subset, span_messages(subset, args.batch_size))
 
     ours_rates = [len(spans) / m.total_s for m in ours]
     bare_rates = [len(spans) / m.total_s for m in bare]
@@ -545,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     lossless = all(not m.lossless for m in ours)
     median_ours = statistics.median(ours_rates)
     print(f"\n{len(spans)} spans, {args.rounds} rounds, spans/s from first publish to last commit (ours) / ack (bare)")
-    print("  ours (RunPublisher -> collector -> SQLite) per round: " + " ".join(f"{r:,.0f}" for r in ours_rates))
+    print(
+        "  ours (RunPublisher, span_columns -> collector -> SQLite) per round: "
+        + " ".join(f"{r:,.0f}" for r in ours_rates)
+    )
     print(
         "  bare (nats-py publish -> pull subscriber, ack only) per round: " + " ".join(f"{r:,.0f}" for r in bare_rates)
     )
@@ -554,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{'met' if median_ours >= TARGET_SPANS_PER_S else 'MISSED'}"
     )
     print(f"ratio ours/bare median {statistics.median(ratios):.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
-    print(f"lossless (exactly {len(spans)} rows as published, no duplicate, nothing rejected), every round: {lossless}")
+    print(
+        f"lossless (exactly {len(spans)} spans as published, no duplicate, nothing rejected), every round: {lossless}"
+    )
     if stages:
         print_stages(stages, min(args.stage_spans, len(spans)))
     return 0 if lossless and median_ours >= TARGET_SPANS_PER_S else 1

@@ -27,9 +27,11 @@ import nats
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlmodelscope.cli.nats_server import free_port
+from mlmodelscope.collector.storage import span_store
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME
+from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME, SpanColumnBatch
 from mlmodelscope.core.run_contract import ResolvedResources
+from mlmodelscope.core.span_columns import SpanColumns, decode_columns
 
 CLI = Path(sys.executable).parent / "mlmodelscope"
 DURABLE_NAME = "mlmodelscope-collector"
@@ -289,6 +291,7 @@ def read_stream(nats_url: str, run_id: str, *, timeout_s: float = 30.0) -> Strea
             js = client.jetstream()
             info = await js.stream_info(STREAM_NAME)
             contents = StreamContents([], Counter(), [], [], 0, [], None)
+            column_parts, parents = [], {}
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 message = await js.get_msg(STREAM_NAME, seq)
                 envelope = json.loads(message.data)
@@ -299,6 +302,11 @@ def read_stream(nats_url: str, run_id: str, *, timeout_s: float = 30.0) -> Strea
                 contents.kinds[payload["kind"]] += 1
                 if payload["kind"] == "spans":
                     contents.span_ids.extend(int(span["span_id"]) for span in payload["spans"])
+                elif payload["kind"] == "span_columns":
+                    columns = span_store.decode_payload(SpanColumnBatch.model_validate(payload))[1]
+                    contents.span_ids.extend(columns.span_id.tolist())
+                    column_parts.append(columns)
+                    parents.update((int(parent), mode) for parent, mode in payload["query_parents"])
                 elif payload["kind"] == "queries":
                     for query in payload["queries"]:
                         contents.query_keys.append((query["mode"], int(query["seq"])))
@@ -307,6 +315,11 @@ def read_stream(nats_url: str, run_id: str, *, timeout_s: float = 30.0) -> Strea
                             contents.performance_latencies_ns.append(int(query["end_ns"]) - int(query["start_ns"]))
                 elif payload["kind"] == "run_finished":
                     contents.run_finished = payload
+            for query in span_store.query_columns(SpanColumns.concat(column_parts), parents).rows():
+                contents.query_keys.append((query["mode"], int(query["seq"])))
+                contents.query_items += int(query["item_count"])
+                if query["mode"] == "performance":
+                    contents.performance_latencies_ns.append(int(query["end_ns"]) - int(query["start_ns"]))
             return contents
         finally:
             await client.close()
@@ -371,3 +384,31 @@ def open_database(path: Path) -> Iterator[sqlite3.Connection]:
 
 def scalar(connection: sqlite3.Connection, sql: str, *parameters: Any) -> Any:
     return connection.execute(sql, parameters).fetchone()[0]
+
+
+def stored_span_ids(connection: sqlite3.Connection, run_id: str) -> list[int]:
+    """Every stored span id of the run, row-wise and columnar (a span stored twice appears twice)."""
+    ids = [row[0] for row in connection.execute("SELECT span_id FROM spans WHERE run_id = ?", (run_id,))]
+    return ids + _stored_columns(connection, run_id)[0].span_id.tolist()
+
+
+def stored_queries(connection: sqlite3.Connection, run_id: str) -> list[tuple[str, int, int, int]]:
+    """(mode, seq, item_count, latency_ns) of every stored query record of the run: the row-wise ones and those
+    the columnar MODEL spans are (a record stored twice appears twice)."""
+    rows = connection.execute(
+        "SELECT mode, seq, item_count, end_ns - start_ns FROM queries WHERE run_id = ?", (run_id,)
+    ).fetchall()
+    columns, parents = _stored_columns(connection, run_id)
+    for query in span_store.query_columns(columns, parents).rows():
+        rows.append((query["mode"], query["seq"], query["item_count"], query["end_ns"] - query["start_ns"]))
+    return [tuple(row) for row in rows]
+
+
+def _stored_columns(connection: sqlite3.Connection, run_id: str) -> tuple[SpanColumns, dict[int, str]]:
+    parts, parents = [], {}
+    for blob, pairs in connection.execute(
+        "SELECT columns, query_parents FROM span_batches WHERE run_id = ? ORDER BY sequence", (run_id,)
+    ):
+        parts.append(decode_columns(bytes(blob)))
+        parents.update((int(parent), mode) for parent, mode in json.loads(pairs))
+    return SpanColumns.concat(parts), parents

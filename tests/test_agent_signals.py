@@ -21,6 +21,7 @@ from tests.pipeline_processes import (
     open_database,
     read_stream,
     scalar,
+    stored_span_ids,
     wait_for,
     write_spec,
 )
@@ -92,7 +93,7 @@ def test_sigterm_mid_performance_run_publishes_the_run_cancelled_and_exits(
         assert trace is not None and any(e.get("name") == "accuracy_run" for e in trace["traceEvents"])
         with open_database(collector.db_path) as db:
             assert scalar(db, "SELECT status FROM runs WHERE run_id = 'sigterm'") == "cancelled"
-            spans = scalar(db, "SELECT COUNT(*) FROM spans WHERE run_id = 'sigterm'")
+            spans = len(stored_span_ids(db, "sigterm"))
             assert spans == stream.run_finished["span_count"]
     finally:
         nats.kill()

@@ -29,6 +29,8 @@ from tests.pipeline_processes import (
     open_database,
     read_stream,
     scalar,
+    stored_queries,
+    stored_span_ids,
     stream_last_seq,
     wait_for,
     write_spec,
@@ -131,9 +133,9 @@ def test_an_agent_whose_nats_dies_for_good_keeps_the_run_and_import_stores_it_ex
             "SELECT status, expected_span_count, expected_query_count FROM runs WHERE run_id = 'spooled'"
         ).fetchone()
         assert (status, spans, queries) == ("succeeded", finished.span_count, finished.query_count)
-        assert scalar(db, "SELECT COUNT(*) FROM spans WHERE run_id = 'spooled'") == finished.span_count
-        assert scalar(db, "SELECT COUNT(DISTINCT span_id) FROM spans WHERE run_id = 'spooled'") == finished.span_count
-        assert scalar(db, "SELECT COUNT(*) FROM queries WHERE run_id = 'spooled'") == finished.query_count
+        span_ids = stored_span_ids(db, "spooled")
+        assert len(span_ids) == len(set(span_ids)) == finished.span_count
+        assert len(stored_queries(db, "spooled")) == finished.query_count
         stored_ids = [row[0] for row in db.execute("SELECT message_id FROM ingested_messages")]
         assert len(stored_ids) == len(set(stored_ids))
         assert {e.message_id for e in kept} <= set(stored_ids)

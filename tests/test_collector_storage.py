@@ -71,14 +71,14 @@ def count(connection: Connection, table_name: str) -> int:
 def test_empty_database_is_migrated_and_a_second_start_is_a_no_op(database_url: str) -> None:
     db = Database(database_url)
     try:
-        assert migrate(db) == [1, 2, 3]
+        assert migrate(db) == [1, 2, 3, 4]
         with db.read() as connection:
             assert TABLES | {"schema_version"} <= set(inspect(connection).get_table_names())
-            assert current_version(connection) == 3
+            assert current_version(connection) == 4
         assert migrate(db) == []
         with db.read() as connection:
             versions = connection.execute(text("SELECT version FROM schema_version ORDER BY version")).scalars().all()
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
     finally:
         db.dispose()
 
@@ -92,9 +92,9 @@ def test_migrations_apply_only_the_missing_versions_in_order(database_url: str) 
 
     db = Database(database_url)
     try:
-        assert migrate(db, MIGRATIONS) == [1, 2, 3]
-        later = (*MIGRATIONS, Migration(4, "notes", add_notes))
-        assert migrate(db, later) == [4]
+        assert migrate(db, MIGRATIONS) == [1, 2, 3, 4]
+        later = (*MIGRATIONS, Migration(5, "notes", add_notes))
+        assert migrate(db, later) == [5]
         assert migrate(db, later) == []
         assert applied == ["v4"]
         # The database is now newer than the code that only knows version 1: refused, not guessed at.
@@ -112,7 +112,7 @@ def test_a_failing_migration_leaves_nothing_behind(database_url: str) -> None:
     db = Database(database_url)
     try:
         with pytest.raises(MigrationError, match="boom") as caught:
-            migrate(db, (*MIGRATIONS, Migration(4, "broken", broken)))
+            migrate(db, (*MIGRATIONS, Migration(5, "broken", broken)))
         assert isinstance(caught.value.__cause__, RuntimeError)
         with db.read() as connection:
             names = set(inspect(connection).get_table_names())
@@ -548,7 +548,7 @@ def test_the_dead_letter_migration_keeps_the_rejected_messages(database_url: str
                 ),
                 {"at": datetime(2026, 1, 1, tzinfo=UTC)},
             )
-        assert migrate(db) == [2, 3]
+        assert migrate(db) == [2, 3, 4]
         with db.read() as connection:
             assert "rejected_messages" not in inspect(connection).get_table_names()
             row = connection.execute(select(schema.dead_letters)).one()
@@ -623,7 +623,7 @@ def test_the_accuracy_metric_migration_fills_in_the_top1_of_older_runs(database_
                     ),
                     {"run_id": run_id, "top1": top1, "at": at},
                 )
-        assert migrate(db) == [3]
+        assert migrate(db) == [3, 4]
         with db.read() as connection:
             rows = connection.execute(
                 select(schema.runs.c.run_id, schema.runs.c.accuracy_metric, schema.runs.c.accuracy_value).order_by(

@@ -37,6 +37,8 @@ from tests.pipeline_processes import (
     open_database,
     read_stream,
     scalar,
+    stored_queries,
+    stored_span_ids,
     stream_last_seq,
     wait_for,
     write_spec,
@@ -150,27 +152,18 @@ def assert_stored_exactly_once(pipeline: Pipeline, run_id: str, detail: dict[str
         assert scalar(db, "SELECT COUNT(*) FROM runs") == 1
 
         # Spans: exactly the published ones, each once.
-        span_rows = scalar(db, "SELECT COUNT(*) FROM spans WHERE run_id = ?", run_id)
-        assert span_rows == span_count
-        assert scalar(db, "SELECT COUNT(DISTINCT span_id) FROM spans WHERE run_id = ?", run_id) == span_rows
-        stored_span_ids = {row[0] for row in db.execute("SELECT span_id FROM spans WHERE run_id = ?", (run_id,))}
-        assert stored_span_ids == set(stream.span_ids)
+        span_ids = stored_span_ids(db, run_id)
+        assert len(span_ids) == len(set(span_ids)) == span_count
+        span_rows = len(span_ids)
+        assert set(span_ids) == set(stream.span_ids)
 
-        # Query records: exactly the published ones, each once.
-        query_rows = scalar(db, "SELECT COUNT(*) FROM queries WHERE run_id = ?", run_id)
-        assert query_rows == query_count
-        distinct_queries = "SELECT COUNT(*) FROM (SELECT DISTINCT mode, seq FROM queries WHERE run_id = ?)"
-        assert scalar(db, distinct_queries, run_id) == query_rows
-        stored_keys = set(db.execute("SELECT mode, seq FROM queries WHERE run_id = ?", (run_id,)).fetchall())
-        assert stored_keys == set(stream.query_keys)
-        items = scalar(db, "SELECT SUM(item_count) FROM queries WHERE run_id = ?", run_id)
+        # Query records: exactly the published ones, each once (derived from the columnar MODEL spans).
+        queries = stored_queries(db, run_id)
+        assert len(queries) == len({(mode, seq) for mode, seq, _, _ in queries}) == query_count
+        assert {(mode, seq) for mode, seq, _, _ in queries} == set(stream.query_keys)
+        items = sum(count for _, _, count, _ in queries)
         assert items == stream.query_items
-        latencies = [
-            row[0]
-            for row in db.execute(
-                "SELECT end_ns - start_ns FROM queries WHERE run_id = ? AND mode = 'performance'", (run_id,)
-            )
-        ]
+        latencies = [latency for mode, _, _, latency in queries if mode == "performance"]
         assert sorted(latencies) == sorted(stream.performance_latencies_ns)
 
         # Messages: every published message id ingested once, nothing dead-lettered.
@@ -272,7 +265,7 @@ def test_nats_restarted_mid_run_loses_nothing(pipeline: Pipeline, restart_while:
     (publishing progress) or while it publishes its spans: the agent retries, the collector reconnects."""
     run_id = f"nats-{restart_while}"
     url = pipeline.nats.url
-    spans_subject = f"mlmodelscope.runs.{run_id}.spans"
+    spans_subject = f"mlmodelscope.runs.{run_id}.span_columns"
     progress_subject = f"mlmodelscope.runs.{run_id}.progress"
     agent = pipeline.start_agent(run_id)
 

@@ -29,9 +29,10 @@ from mlmodelscope.agent.streaming import (
     stream_settings,
 )
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
+from mlmodelscope.collector.storage.span_store import decode_payload, query_columns
 from mlmodelscope.core.errors import ManifestError
-from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, QueryBatch, SpanBatch, decode
-from mlmodelscope.core.tracing.spans import TraceLevel
+from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, Envelope, SpanColumnBatch, decode
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
 from tests.conftest import ASSETS, repeated_test_spans
 from tests.pipeline_processes import (
@@ -171,11 +172,21 @@ def test_rows_encoded_directly_are_the_envelopes_pydantic_would_make() -> None:
     assert all(len(data) <= MAX_MESSAGE_BYTES for _, _, data in messages)
     assert [(e.subject, e.message_id) for e in envelopes] == [(subject, i) for subject, i, _ in messages]
     kinds = [(e.payload.kind, e.sequence) for e in envelopes]
-    assert kinds == [(kind, n) for kind in ("spans", "queries") for n in range(3)]
-    spans = [span for e in envelopes if isinstance(e.payload, SpanBatch) for span in e.payload.spans]
+    assert kinds == [("span_columns", n) for n in range(3)]  # the query records travel as the spans themselves
+    spans = [span for e in envelopes for span in _column_spans(e)]
     assert spans == take.spans(run_id)
-    records = [q for e in envelopes if isinstance(e.payload, QueryBatch) for q in e.payload.queries]
-    assert records == [query_record(span, "accuracy") for span in spans]
+    records = []
+    for envelope in envelopes:
+        assert isinstance(envelope.payload, SpanColumnBatch)
+        assert envelope.payload.query_parents == [(take.parent_id, "accuracy")]
+        parents = dict(envelope.payload.query_parents)
+        records += query_columns(decode_payload(envelope.payload)[1], parents).rows()
+    assert records == [query_record(span, "accuracy").model_dump() for span in spans]
+
+
+def _column_spans(envelope: Envelope) -> list[Span]:
+    assert isinstance(envelope.payload, SpanColumnBatch)
+    return list(decode_payload(envelope.payload)[1].spans(envelope.run_id))
 
 
 def test_a_publisher_that_falls_behind_makes_the_streamer_spill_not_grow(tmp_path: Path) -> None:
@@ -184,7 +195,7 @@ def test_a_publisher_that_falls_behind_makes_the_streamer_spill_not_grow(tmp_pat
     tracer.open_model_stream(tracer.model_rows, "performance")
     publisher = _StuckPublisher()
     spill = UnpublishedSpool(tmp_path / "unpublished", "slow", SPILL_PART)
-    bound = 64 * 1024
+    bound = 8 * 1024  # columnar messages are small (~10 bytes a span): a few batches fill it
     streamer = SpanStreamer(
         tracer, publisher, spill, StreamSettings(batch_rows=200, rows_per_message=100, max_buffered_bytes=bound)
     )
@@ -202,7 +213,7 @@ def test_a_publisher_that_falls_behind_makes_the_streamer_spill_not_grow(tmp_pat
     assert streamer.redeliver() == streamer.spilled_messages
     envelopes = [decode(data) for _, _, data in queued + publisher.queued]
     assert len({e.message_id for e in envelopes}) == len(envelopes)
-    spans = [span.span_id for e in envelopes if isinstance(e.payload, SpanBatch) for span in e.payload.spans]
+    spans = [span.span_id for e in envelopes for span in _column_spans(e)]
     assert len(spans) == len(set(spans)) == 5_000  # the queued part and the spilled part: every row once
     assert all(decode(data).message_id == msg_id for _, msg_id, data in publisher.queued)
     spill.remove()

@@ -40,7 +40,7 @@ from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.environment import architecture
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
-from mlmodelscope.core.messages import Progress, QueryRecord, RunFinished, RunStarted
+from mlmodelscope.core.messages import Progress, QueryMode, QueryRecord, RunFinished, RunStarted
 from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import MODEL_SPAN_NAME, Tracer
@@ -49,7 +49,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNDELIVERED = 2
 EXIT_CANCELLED = 128 + 15  # as a shell reports a process ended by SIGTERM
-_RUN_PHASES = {"accuracy_run": "accuracy", "performance_run": "performance"}
+_RUN_PHASES: dict[str, QueryMode] = {"accuracy_run": "accuracy", "performance_run": "performance"}
 
 
 def read_run_spec(path: Path) -> RunSpec:
@@ -98,6 +98,11 @@ def query_records(spans: list[Span]) -> list[QueryRecord]:
         for span in spans
         if span.name == MODEL_SPAN_NAME and span.level == TraceLevel.MODEL and span.parent_id in modes
     ]
+
+
+def query_parents(spans: list[Span]) -> list[tuple[int, QueryMode]]:
+    """(phase span id, mode) of the run phases among ``spans``: their MODEL spans are the query records."""
+    return [(s.span_id, _RUN_PHASES[s.name]) for s in spans if s.name in _RUN_PHASES]
 
 
 class _ProgressReporter:
@@ -179,8 +184,7 @@ class _Finisher:
         try:
             if streamer is not None:
                 streamer.redeliver()
-            self._publisher.publish_spans(spans)
-            self._publisher.publish_queries(records)
+            self._publisher.publish_span_columns(spans, query_parents(spans))
             self._publisher.publish(
                 RunFinished(
                     status=status,

@@ -4,9 +4,9 @@ Why: a long run made a ``Span`` (and a ``QueryRecord``) per predictor call and p
 ended: the agent's memory grew with the run (+1.9 GB at 30 s) and the collector saw nothing of the trace until the
 end. Now a background thread, the ``SpanStreamer``, takes the rows the SUT appended since its last look every
 ``interval_s`` (``Tracer.take_model_spans``: a length read and a slice, under a lock the SUT never takes; the SUT
-still only appends a tuple), turns them into spans and records, encodes them into batches with the run's next
-sequence numbers (so their message ids, ``<run>:spans:<n>``, are fixed before they leave) and hands them to the
-``RunPublisher``.
+still only appends a tuple), turns them into numpy columns (``span_columns`` messages: the spans are the query
+records too, see ``core.span_columns``), encodes them with the run's next sequence numbers (so their message ids,
+``<run>:span_columns:<n>``, are fixed before they leave) and hands them to the ``RunPublisher``.
 
 Bound: the publisher's queue holds at most ``max_buffered_bytes`` of encoded messages the streamer put there; when
 NATS is slower than the run (or away, and the publisher has not given up yet), further batches go to a spill file,
@@ -22,18 +22,21 @@ rows list when a test begins), under the phase span the runner reserved last (``
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+import numpy as np
+
+from mlmodelscope.agent.bus.publisher import SPANS_PER_COLUMN_MESSAGE, column_messages
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.driver import RunProgress
-from mlmodelscope.core.messages import SUBJECT_PREFIX, QueryRecord, decode, message_id
-from mlmodelscope.core.tracing.spans import Span
+from mlmodelscope.core.messages import QueryMode, QueryRecord, decode
+from mlmodelscope.core.span_columns import SpanColumns
+from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import MODEL_SPAN_NAME, ModelRow, ModelTake, Tracer
 
 log = logging.getLogger(__name__)
@@ -59,41 +62,36 @@ class StreamPublisher(Protocol):
 
 
 def encode_take(run_id: str, take: ModelTake, publisher: StreamPublisher, per_message: int) -> list[RawMessage]:
-    """Span and query batches of ``take`` as envelope JSON, formatted directly (no pydantic object per row: the
-    drainer shares the GIL with the SUT); the collector validates them like any message (``decode``)."""
-    quoted = json.dumps(run_id)
-    spans, queries = [], []
-    parent, mode = take.parent_id, json.dumps(take.label)
-    for seq, span_id, (first_item, count, start_ns, end_ns) in zip(
-        itertools.count(take.first_seq), take.span_ids, take.rows, strict=False
-    ):
-        attributes = f'{{"seq":{seq},"first_item":{first_item},"item_count":{count}}}'
-        spans.append(
-            f'{{"run_id":{quoted},"span_id":{span_id},"parent_id":{parent},"name":"{MODEL_SPAN_NAME}","level":2,'
-            f'"start_ns":{start_ns},"end_ns":{end_ns},"attributes":{attributes}}}'
-        )
-        queries.append(
-            f'{{"seq":{seq},"mode":{mode},"first_item":{first_item},"item_count":{count},'
-            f'"start_ns":{start_ns},"end_ns":{end_ns}}}'
-        )
-    messages = []
-    for kind, items in (("spans", spans), ("queries", queries)):
-        for i in range(0, len(items), per_message):
-            sequence = publisher.reserve_sequence(kind)
-            msg_id = message_id(run_id, kind, sequence)
-            data = (
-                f'{{"schema_version":1,"message_id":{json.dumps(msg_id)},"run_id":{quoted},"sequence":{sequence},'
-                f'"payload":{{"kind":"{kind}","{kind}":[{",".join(items[i : i + per_message])}]}}}}'
-            ).encode()
-            messages.append((f"{SUBJECT_PREFIX}.{run_id}.{kind}", msg_id, data))
-    return messages
+    """The take's MODEL spans as columnar ``span_columns`` messages: numpy arrays straight from the rows (no
+    ``Span`` per row: the drainer shares the GIL with the SUT), the take's phase named as their query parent, so
+    the collector derives the query records from the spans; it validates them like any message (``decode``)."""
+    count = len(take.rows)
+    flat = np.fromiter(itertools.chain.from_iterable(take.rows), np.int64, 4 * count)  # 5x np.array of tuples
+    rows = flat.reshape(count, 4)  # first_item, item_count, start_ns, end_ns
+    columns = SpanColumns.uniform(
+        span_id=np.fromiter(take.span_ids, np.int64, count),
+        parent_id=np.full(count, take.parent_id, dtype=np.int64),
+        start_ns=np.ascontiguousarray(rows[:, 2]),
+        end_ns=np.ascontiguousarray(rows[:, 3]),
+        level=TraceLevel.MODEL,
+        name=MODEL_SPAN_NAME,
+        ints={
+            "seq": np.arange(take.first_seq, take.first_seq + count, dtype=np.int64),
+            "first_item": np.ascontiguousarray(rows[:, 0]),
+            "item_count": np.ascontiguousarray(rows[:, 1]),
+        },
+    )
+    parents: list[tuple[int, QueryMode]] = []
+    if take.label in _QUERY_MODES:
+        parents.append((take.parent_id, cast(QueryMode, take.label)))
+    return column_messages(run_id, columns, parents, publisher.reserve_sequence, per_message)
 
 
 @dataclass(frozen=True)
 class StreamSettings:
     interval_s: float = 0.5
-    batch_rows: int = 2_000  # rows taken at a time
-    rows_per_message: int = 1_000  # ~250 kB spans / ~110 kB queries per message, under MAX_MESSAGE_BYTES
+    batch_rows: int = 16_384  # rows taken at a time
+    rows_per_message: int = SPANS_PER_COLUMN_MESSAGE  # ~100-200 kB of base64 columns per message
     max_buffered_bytes: int = 32 * 2**20
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import httpx
 import typer
 from rich.table import Table
 
 from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, fetch_json, local_collector
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.collector_paths import run_api_path
+from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
 
 runs_app = typer.Typer(help="Past evaluations stored by the collector.", no_args_is_help=True)
@@ -87,13 +89,40 @@ def export_trace(
     collector_url: CollectorUrl = None,
 ) -> None:
     """Write a run's timeline (all levels) as Chrome-trace JSON, loadable in Perfetto or chrome://tracing."""
-    with _collector(collector_url) as url:
-        document: dict[str, Any] = fetch_json(url, run_api_path(run_id, "trace"))
-    validate_chrome_trace(document)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document), encoding="utf-8")
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with _collector(collector_url) as url:
+            _download(url, run_api_path(run_id, "trace"), partial)  # streamed: a 1M-span trace is ~200 MB
+        with partial.open("rb") as handle:
+            document: dict[str, Any] = json.load(handle)
+        validate_chrome_trace(document)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
     events = sum(1 for event in document["traceEvents"] if event.get("ph") == "X")
     literal_console().print(f"wrote {events:,} spans of run {run_id} to {output}")
+
+
+def _download(collector_url: str, path: str, destination: Path) -> None:
+    """GET ``path`` into ``destination`` as it streams (no read timeout: the collector writes as it goes)."""
+    timeout = httpx.Timeout(30.0, read=None)
+    try:
+        with httpx.stream("GET", f"{collector_url}{path}", timeout=timeout) as response:
+            if response.status_code == 404:
+                raise MLModelScopeError(
+                    f"{path}: not found in the collector at {collector_url}.", hint="See `runs list`."
+                )
+            if response.status_code != 200:
+                body = response.read().decode("utf-8", errors="replace")
+                raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {body[:300]}")
+            with destination.open("wb") as handle:
+                for chunk in response.iter_raw():
+                    handle.write(chunk)
+    except httpx.HTTPError as e:
+        raise MLModelScopeError(
+            f"cannot read {path} from the collector at {collector_url}: {e}.", hint="Check --collector-url."
+        ) from e
 
 
 @runs_app.command("import")

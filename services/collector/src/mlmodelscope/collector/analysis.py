@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from mlmodelscope.collector.analysis_models import (
     CandidateComparison,
@@ -21,8 +22,7 @@ from mlmodelscope.collector.analysis_models import (
 )
 from mlmodelscope.collector.errors import UnknownRunError
 from mlmodelscope.collector.storage import baselines as baseline_store
-from mlmodelscope.collector.storage import reads, schema
-from mlmodelscope.collector.storage.aggregates import joined_halves, sum_halves
+from mlmodelscope.collector.storage import reads, schema, span_store
 from mlmodelscope.collector.storage.finite_json import describe_replaced, finite_json
 from mlmodelscope.collector.task_metrics import TaskComparison, task_comparisons
 from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
@@ -54,49 +54,65 @@ def compared_run(row: dict[str, Any]) -> ComparedRun:
 
 
 def sample_of(connection: Connection, run_id: str) -> QuerySample:
-    rows = reads.list_queries(connection, run_id, "performance")
-    if not rows:
+    queries = span_store.run_queries(connection, run_id, "performance")
+    if not len(queries):
         raise AnalysisError(
             f"run '{run_id}' has no performance-mode query records to analyse",
             hint="Analyse a run evaluated in performance (or both) mode at trace level model or above.",
         )
-    return QuerySample.from_records([dict(row) for row in rows])
+    return QuerySample.from_intervals(queries.start_ns, queries.end_ns, queries.item_count)
 
 
-def _span(row: Any) -> Span:
-    return Span(
-        run_id=row.run_id,
-        span_id=row.span_id,
-        parent_id=row.parent_id,
-        name=row.name,
-        level=TraceLevel(row.level),
-        start_ns=row.start_ns,
-        end_ns=row.end_ns,
-        attributes=row.attributes,
-    )
+_LAYER_KEYS = ("node", "op_type", "kind", "depth", "framework", "framework_op")
 
 
 def layer_groups(connection: Connection, run_id: str) -> list[LayerGroup]:
-    """FRAMEWORK-level operator spans aggregated by the database (a run may have millions of them)."""
-    spans = schema.spans
-    attributes = spans.c.attributes
-    keys = ("node", "op_type", "kind", "depth", "framework", "framework_op")
-    node, op_type, kind, depth, framework, framework_op = (attributes[key].as_string() for key in keys)
-    columns = (spans.c.name, node, op_type, kind, depth, framework, framework_op)
-    rows = connection.execute(
-        select(*columns, func.count(), *sum_halves(spans.c.end_ns - spans.c.start_ns))  # no overflow
-        .where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.FRAMEWORK))
-        .group_by(*columns)
-    )
+    """FRAMEWORK-level operator spans aggregated with numpy (a run may have millions of them): grouped by name,
+    attribute text and the integer attributes among the layer keys, each group's attributes read once."""
+    columns = span_store.run_columns(connection, run_id, levels=[TraceLevel.FRAMEWORK])
+    if not len(columns):
+        return []
+    int_keys = [key for key in _LAYER_KEYS if key in columns.ints]
+    keys = [columns.name_index.astype(np.int64), columns.attribute_index.astype(np.int64)]
+    for key in int_keys:
+        values, present = columns.int_attribute(key) or (np.zeros(0, np.int64), np.zeros(0, np.bool_))
+        keys += [values, present.astype(np.int64)]
+    stacked = np.stack(keys, axis=1)
+    groups, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    durations = (columns.end_ns - columns.start_ns)[order]
+    boundaries = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+    # Exact sums of durations up to 2**63 each: 32-bit halves summed apart (no int64 overflow), joined in Python.
+    high = np.add.reduceat(durations >> 32, boundaries).tolist()
+    low = np.add.reduceat(durations & 0xFFFFFFFF, boundaries).tolist()
+    sums = [(h << 32) + lo for h, lo in zip(high, low, strict=True)]
+    calls = np.diff(np.r_[boundaries, len(durations)])
+    tables = columns.attribute_dicts()
     totals: dict[tuple[str, str], list[int]] = {}
-    for name, node_name, op, span_kind, span_depth, span_framework, raw_op, calls, high_ns, low_ns in rows:
-        if not counts_in_breakdown(op, span_kind, span_depth):
+    for group, group_calls, group_ns in zip(groups.tolist(), calls.tolist(), sums, strict=True):
+        name = columns.names[group[0]]
+        attributes: dict[str, Any] = dict(tables[group[1]])
+        for i, key in enumerate(int_keys):
+            if group[3 + 2 * i]:
+                attributes[key] = group[2 + 2 * i]
+        node, op, kind, depth, framework, framework_op = (_text_or_none(attributes.get(key)) for key in _LAYER_KEYS)
+        if not counts_in_breakdown(op, kind, depth):
             continue
-        key = (str(node_name or name), canonical_op_type(str(op), span_framework, raw_op))
-        entry = totals.setdefault(key, [0, 0])
-        entry[0] += int(calls)
-        entry[1] += joined_halves(high_ns, low_ns)
+        layer = (str(node or name), canonical_op_type(str(op), framework, framework_op))
+        entry = totals.setdefault(layer, [0, 0])
+        entry[0] += int(group_calls)
+        entry[1] += int(group_ns)
     return [LayerGroup(name, op, calls, ns) for (name, op), (calls, ns) in totals.items()]
+
+
+def _text_or_none(value: Any) -> str | None:
+    """An attribute as the old JSON-path read gave it: text, or None when absent (booleans as JSON spells them)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def run_analysis(connection: Connection, run_id: str, *, top: int, settings: BootstrapSettings) -> RunAnalysis:
@@ -107,39 +123,33 @@ def run_analysis(connection: Connection, run_id: str, *, top: int, settings: Boo
 
 def timeline_spans(connection: Connection, run_id: str, queries: int) -> tuple[int, list[Span]]:
     """(all spans of the run, the spans a timeline needs): phases, the first ``queries`` model spans of the
-    performance run (else of any run phase) and their descendants, read without loading the whole trace."""
-    spans = schema.spans
-    total = int(connection.execute(select(func.count()).where(spans.c.run_id == run_id)).scalar_one())
-    phases = [
-        _span(row)
-        for row in connection.execute(
-            select(spans).where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.APPLICATION))
-        )
+    performance run (else of any run phase) and their descendants, selected with numpy from the run's columns;
+    only those few become ``Span`` objects."""
+    columns = span_store.run_columns(connection, run_id)
+    total = len(columns)
+    phases = np.flatnonzero(columns.level == int(TraceLevel.APPLICATION))
+    phase_names = [columns.names[i] for i in columns.name_index[phases].tolist()]
+    phase_ids = columns.span_id[phases].tolist()
+    run_spans = [i for i, n in zip(phase_ids, phase_names, strict=True) if n == "performance_run"] or [
+        i for i, n in zip(phase_ids, phase_names, strict=True) if n.endswith("_run")
     ]
-    run_spans = [s.span_id for s in phases if s.name == "performance_run"] or [
-        s.span_id for s in phases if s.name.endswith("_run")
-    ]
-    statement = select(spans).where(spans.c.run_id == run_id, spans.c.level == int(TraceLevel.MODEL))
+    model = columns.level == int(TraceLevel.MODEL)
     if run_spans:
-        statement = statement.where(spans.c.parent_id.in_(run_spans))
-    chosen = [_span(row) for row in connection.execute(statement.order_by(spans.c.start_ns).limit(queries))]
-    found = {s.span_id: s for s in phases + chosen}
-    parents = [s.span_id for s in chosen]
+        model &= np.isin(columns.parent_id, np.array(run_spans, dtype=np.int64))
+    candidates = np.flatnonzero(model)
+    chosen = candidates[np.argsort(columns.start_ns[candidates], kind="stable")[:queries]]
+    found = np.zeros(total, np.bool_)
+    found[phases] = True
+    found[chosen] = True
+    parents = columns.span_id[chosen]
     for _depth in range(TIMELINE_DESCENDANT_LEVELS):
-        if not parents:
+        if not len(parents):
             break
         # A span already found (a parent link looping back) is not read again: every round reads new spans only.
-        children = [
-            span
-            for span in map(
-                _span,
-                connection.execute(select(spans).where(spans.c.run_id == run_id, spans.c.parent_id.in_(parents))),
-            )
-            if span.span_id not in found
-        ]
-        found.update((s.span_id, s) for s in children)
-        parents = [s.span_id for s in children]
-    return total, list(found.values())
+        children = np.isin(columns.parent_id, parents) & ~found
+        found |= children
+        parents = columns.span_id[children]
+    return total, list(columns.select(np.flatnonzero(found)).spans(run_id))
 
 
 def run_timeline(connection: Connection, run_id: str, *, queries: int) -> Timeline:

@@ -76,6 +76,12 @@ class LatencyHistogram:
         self.counts[bucket_index(latency_ns)] += 1
         self.sum_ns += latency_ns
 
+    def merge(self, counts_and_sum: list[int]) -> None:
+        """Add a stored histogram: its bucket counts, then its sum in ns."""
+        *counts, sum_ns = counts_and_sum
+        self.counts = [a + int(b) for a, b in zip(self.counts, counts, strict=True)]
+        self.sum_ns += int(sum_ns)
+
     @property
     def count(self) -> int:
         return sum(self.counts)
@@ -124,6 +130,8 @@ class MetricEffects:
     labels: RunLabels | None = None
     items: int = 0
     latencies_ns: list[int] = field(default_factory=list)
+    # Histograms of columnar batches ([count per bucket..., sum_ns], ``span_store.latency_histogram``; None: empty)
+    latency_histograms: list[list[int] | None] = field(default_factory=list)
     accuracy_top1: LatestValue | None = None
     accuracy: LatestValue | None = None
     throughput: LatestValue | None = None
@@ -165,6 +173,9 @@ class CollectorMetrics(Collector):
                 histogram = state.latency.setdefault(labels, LatencyHistogram())
                 for latency_ns in effects.latencies_ns:
                     histogram.observe(latency_ns)
+            for counts in effects.latency_histograms:
+                if counts is not None:
+                    state.latency.setdefault(labels, LatencyHistogram()).merge(counts)
             if effects.accuracy_top1 is not None and _newer(state.accuracy_top1.get(labels), effects.accuracy_top1):
                 state.accuracy_top1[labels] = effects.accuracy_top1
             if effects.accuracy is not None and _newer(state.accuracy.get(labels), effects.accuracy):

@@ -5,11 +5,16 @@ sequence) and is sent as the ``Nats-Msg-Id`` header, so JetStream drops a re-pub
 de-duplication window and the collector drops any later redelivery by the same id. Payloads are batched so each
 message stays well under NATS's 1 MiB default ``max_payload`` (``MAX_MESSAGE_BYTES`` leaves headroom).
 
-Subjects: ``mlmodelscope.runs.<run_id>.<kind>`` in the stream ``MLMODELSCOPE`` (``mlmodelscope.runs.>``).
+Spans travel as ``span_columns`` (``SpanColumnBatch``: compressed numpy columns, built and read by
+``core.span_columns``, which this module does not import: it needs pydantic only), whose
+MODEL spans are also the run's query records; ``spans`` and ``queries`` (a JSON object per row) are what older
+agents sent and stay valid. Subjects: ``mlmodelscope.runs.<run_id>.<kind>`` in the stream ``MLMODELSCOPE``
+(``mlmodelscope.runs.>``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -66,6 +71,25 @@ class SpanBatch(_Frozen):
     spans: list[Span] = Field(min_length=1)
 
 
+QueryMode = Literal["accuracy", "performance"]
+MAX_COLUMN_SPANS = 65_536
+
+
+class SpanColumnBatch(_Frozen):
+    """Spans as compressed columns (``mlmodelscope.core.span_columns``): the agent's format since the columnar
+    storage; ``SpanBatch`` stays readable for older agents and spool files.
+
+    The MODEL ``predict`` spans whose parent is one of ``query_parents`` are the run's query records in that mode
+    (``seq``, ``first_item``, ``item_count`` attributes plus the span's interval): no separate query message."""
+
+    kind: Literal["span_columns"] = "span_columns"
+    span_count: int = Field(ge=1, le=MAX_COLUMN_SPANS)
+    query_parents: list[tuple[int, QueryMode]] = Field(
+        default_factory=list, max_length=64, description="(phase span id, mode) pairs."
+    )
+    columns: str = Field(min_length=1, description="Base64 of the zlib-compressed column blob.")
+
+
 class QueryRecord(_Frozen):
     """One predictor call as the SUT saw it."""
 
@@ -106,7 +130,7 @@ class RunFinished(_Frozen):
 
 
 Payload = Annotated[
-    RunStarted | SpanBatch | QueryBatch | Progress | RunFinished,
+    RunStarted | SpanBatch | SpanColumnBatch | QueryBatch | Progress | RunFinished,
     Field(discriminator="kind"),
 ]
 
@@ -132,6 +156,16 @@ def message_id(run_id: str, kind: str, sequence: int) -> str:
 
 def encode(envelope: Envelope) -> bytes:
     return envelope.model_dump_json().encode()
+
+
+def envelope_json(run_id: str, kind: str, sequence: int, payload_json: str) -> bytes:
+    """Envelope bytes around a payload formatted elsewhere (``span_columns.span_columns_payload``); ``decode``
+    validates them."""
+    msg_id = json.dumps(message_id(run_id, kind, sequence))
+    return (
+        f'{{"schema_version":{SCHEMA_VERSION},"message_id":{msg_id},"run_id":{json.dumps(run_id)},'
+        f'"sequence":{sequence},"payload":{payload_json}}}'
+    ).encode()
 
 
 def decode(data: bytes) -> Envelope:

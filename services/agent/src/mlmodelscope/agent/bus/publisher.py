@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats
+import numpy as np
 
 from mlmodelscope.agent.bus.connection import connect_options, quiet_nats_logging
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
@@ -32,22 +33,56 @@ from mlmodelscope.core.jetstream import NATS_TOKEN_ENV, ensure_stream
 from mlmodelscope.core.messages import (
     MAX_MESSAGE_BYTES,
     MSG_ID_HEADER,
+    SUBJECT_PREFIX,
     Envelope,
     Payload,
     QueryBatch,
+    QueryMode,
     QueryRecord,
     SpanBatch,
     encode,
+    envelope_json,
     message_id,
 )
+from mlmodelscope.core.span_columns import SpanColumns, span_columns_payload
 from mlmodelscope.core.tracing.spans import Span
 
 _MAX_BACKOFF_S = 1.0
+COLUMN_KIND = "span_columns"
+SPANS_PER_COLUMN_MESSAGE = 8_192  # ~10-40 bytes a span compressed: well under MAX_MESSAGE_BYTES, halved if not
 _BUFFER_POLL_S = 0.1  # the sender's blocking read of the buffer wakes up this often (so the process can exit)
 
 
 class PublishError(MLModelScopeError):
     """Messages of a run could not be delivered to NATS."""
+
+
+def column_messages(
+    run_id: str,
+    columns: SpanColumns,
+    query_parents: Sequence[tuple[int, QueryMode]],
+    reserve_sequence: Callable[[str], int],
+    per_message: int = SPANS_PER_COLUMN_MESSAGE,
+) -> list[tuple[str, str, bytes]]:
+    """(subject, message id, envelope bytes) of ``span_columns`` messages of at most ``per_message`` spans, halved
+    until each fits ``MAX_MESSAGE_BYTES``; each takes the next ``span_columns`` sequence number (its dedup key)."""
+    subject = f"{SUBJECT_PREFIX}.{run_id}.{COLUMN_KIND}"
+    pending = [(i, min(i + per_message, len(columns))) for i in range(0, len(columns), per_message)]
+    messages = []
+    while pending:
+        start, stop = pending.pop(0)
+        payload = span_columns_payload(columns.select(np.arange(start, stop)), query_parents)
+        if len(payload) + 512 > MAX_MESSAGE_BYTES:
+            if stop - start == 1:
+                raise PublishError(f"one span of run {run_id} encodes to {len(payload)} bytes, over the limit.")
+            middle = (start + stop) // 2
+            pending[:0] = [(start, middle), (middle, stop)]
+            continue
+        sequence = reserve_sequence(COLUMN_KIND)
+        messages.append(
+            (subject, message_id(run_id, COLUMN_KIND, sequence), envelope_json(run_id, COLUMN_KIND, sequence, payload))
+        )
+    return messages
 
 
 @dataclass(frozen=True)
@@ -111,6 +146,15 @@ class RunPublisher:
     def publish_spans(self, spans: Sequence[Span]) -> int:
         """Publish in batches that each fit one message; returns the number of messages."""
         return self.publish_encoded(self.encode_batches(list(spans), lambda chunk: SpanBatch(spans=chunk)))
+
+    def publish_span_columns(self, spans: Sequence[Span], query_parents: Sequence[tuple[int, QueryMode]] = ()) -> int:
+        """Publish ``spans`` as columnar ``span_columns`` messages (the MODEL spans under ``query_parents`` are the
+        query records: no query message is needed); returns the number of messages."""
+        if not spans:
+            return 0
+        self._raise_if_failed_without_spool()
+        columns = SpanColumns.from_spans(spans)
+        return self.publish_raw(column_messages(self.run_id, columns, query_parents, self.reserve_sequence))
 
     def publish_queries(self, records: Sequence[QueryRecord]) -> int:
         return self.publish_encoded(self.encode_batches(list(records), lambda chunk: QueryBatch(queries=chunk)))

@@ -56,7 +56,11 @@ def labels_of(values: Sequence[Any]) -> RunLabels:
 
 def load_snapshot(connection: Connection) -> MetricsSnapshot:
     snapshot = MetricsSnapshot()
+    batches = schema.span_batches
     snapshot.spans_ingested = int(connection.execute(select(func.count()).select_from(schema.spans)).scalar_one())
+    snapshot.spans_ingested += int(
+        connection.execute(select(func.coalesce(func.sum(batches.c.span_count), 0))).scalar_one()
+    )
     for kind, count in connection.execute(
         select(schema.ingested_messages.c.kind, func.count()).group_by(schema.ingested_messages.c.kind)
     ):
@@ -94,6 +98,16 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
         histogram = snapshot.latency.setdefault(labels_of(label_values), LatencyHistogram())
         histogram.counts[int(index)] += int(count)
         histogram.sum_ns += joined_halves(sum_high, sum_low)
+
+    for *label_values, query_items, histogram in connection.execute(
+        select(*LABEL_COLUMNS, batches.c.query_items, batches.c.latency_histogram)
+        .join_from(batches, _runs, batches.c.run_id == _runs.c.run_id)
+        .where(labelled)
+    ):
+        labels = labels_of(label_values)
+        snapshot.inferences[labels] = snapshot.inferences.get(labels, 0) + int(query_items)
+        if histogram is not None:
+            snapshot.latency.setdefault(labels, LatencyHistogram()).merge(histogram)
 
     figures = (_runs.c.accuracy_top1, _runs.c.accuracy_metric, _runs.c.accuracy_value, _runs.c.throughput_samples_per_s)
     for *label_values, finished_at, top1, metric, value, throughput in connection.execute(

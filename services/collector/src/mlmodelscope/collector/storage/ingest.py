@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mlmodelscope.collector.errors import CollectorError, RejectedMessageError, RejectReason
 from mlmodelscope.collector.metrics import CollectorMetrics, LatestValue, MetricEffects, RunLabels
-from mlmodelscope.collector.storage import schema
+from mlmodelscope.collector.storage import schema, span_store
 from mlmodelscope.collector.storage.aggregates import DUPLICATE_COUNTER, LABEL_COLUMNS, labels_of
 from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.result_figures import number, primary_accuracy
@@ -45,6 +45,7 @@ from mlmodelscope.core.messages import (
     RunFinished,
     RunStarted,
     SpanBatch,
+    SpanColumnBatch,
     decode,
     message_id,
 )
@@ -104,6 +105,8 @@ def check_storable(envelope: Envelope) -> None:
                     reason="invalid",
                 )
             _check_interval(f"span {span.span_id}", span.start_ns, span.end_ns)
+    elif isinstance(payload, SpanColumnBatch):
+        span_store.decode_payload(payload)
     elif isinstance(payload, QueryBatch):
         for query in payload.queries:
             _check_interval(f"query {query.mode}/{query.seq}", query.start_ns, query.end_ns)
@@ -294,6 +297,9 @@ def _ingest(connection: Connection, envelope: Envelope) -> tuple[IngestOutcome, 
         case SpanBatch():
             _ensure_run(connection, run_id)
             _spans(connection, run_id, payload, effects)
+        case SpanColumnBatch():
+            effects.labels = _ensure_run(connection, run_id)
+            _span_columns(connection, run_id, envelope.sequence, payload, effects)
         case QueryBatch():
             effects.labels = _ensure_run(connection, run_id)
             _queries(connection, run_id, payload, effects)
@@ -381,6 +387,12 @@ def _run_started(connection: Connection, run_id: str, payload: RunStarted, effec
         effects.items += int(item_count)
         if mode == "performance":
             effects.latencies_ns.append(int(end_ns) - int(start_ns))
+    batches = schema.span_batches
+    for query_items, histogram in connection.execute(
+        select(batches.c.query_items, batches.c.latency_histogram).where(batches.c.run_id == run_id)
+    ):
+        effects.items += int(query_items)
+        effects.latency_histograms.append(histogram)
     finished_at, top1, throughput, metric, value = updated
     if finished_at is not None:
         if top1 is not None:
@@ -420,6 +432,25 @@ _SPAN_INSERT = {
     "postgresql": f"INSERT INTO spans ({_SPAN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, CAST(%s AS JSON)) "
     "ON CONFLICT (run_id, span_id) DO NOTHING",
 }
+
+
+def _span_columns(
+    connection: Connection, run_id: str, sequence: int, payload: SpanColumnBatch, effects: MetricEffects
+) -> None:
+    """One row for the whole batch (its compressed columns as they came); the same spans stored before under
+    another sequence (same content hash) add nothing."""
+    figures = span_store.batch_row(run_id, sequence, payload)
+    batches = schema.span_batches
+    inserted = connection.execute(
+        _insert(connection, batches).values(**figures.values).on_conflict_do_nothing().returning(batches.c.sequence)
+    ).first()
+    if inserted is None:
+        return
+    effects.spans_inserted = int(figures.values["span_count"])
+    if effects.labels is None:
+        return  # counted when the run's labels arrive
+    effects.items += figures.query_items
+    effects.latency_histograms.append(figures.values["latency_histogram"])
 
 
 def _queries(connection: Connection, run_id: str, payload: QueryBatch, effects: MetricEffects) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, RowMapping, func, select
 
-from mlmodelscope.collector.storage import schema
-from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from mlmodelscope.collector.storage import schema, span_store
+from mlmodelscope.core.tracing.spans import Span
 
 _runs = schema.runs
 
@@ -64,9 +64,10 @@ def get_run(connection: Connection, run_id: str) -> dict[str, Any] | None:
         select(func.count()).select_from(schema.queries).where(schema.queries.c.run_id == run_id)
     ).scalar_one()
     progress = connection.execute(select(schema.progress).where(schema.progress.c.run_id == run_id)).first()
+    batch_spans, batch_queries = span_store.batch_counts(connection, run_id)
     detail: dict[str, Any] = dict(row._mapping)
-    detail["received_span_count"] = int(span_count)
-    detail["received_query_count"] = int(query_count)
+    detail["received_span_count"] = int(span_count) + batch_spans
+    detail["received_query_count"] = int(query_count) + batch_queries
     detail["progress"] = None if progress is None else dict(progress._mapping)
     return detail
 
@@ -80,37 +81,17 @@ def run_exists(connection: Connection, run_id: str) -> bool:
     return connection.execute(select(_runs.c.run_id).where(_runs.c.run_id == run_id)).first() is not None
 
 
-def list_queries(connection: Connection, run_id: str, mode: str | None) -> Sequence[RowMapping]:
-    queries = schema.queries
-    statement = select(
-        queries.c.mode,
-        queries.c.seq,
-        queries.c.first_item,
-        queries.c.item_count,
-        queries.c.start_ns,
-        queries.c.end_ns,
-    ).where(queries.c.run_id == run_id)
-    if mode is not None:
-        statement = statement.where(queries.c.mode == mode)
-    return connection.execute(statement.order_by(queries.c.mode, queries.c.seq)).mappings().all()
+def list_queries(connection: Connection, run_id: str, mode: str | None) -> list[dict[str, Any]]:
+    """The run's query records (columnar and row-wise), ordered by (mode, seq)."""
+    return span_store.run_queries(connection, run_id, mode).rows()
 
 
 def list_spans(connection: Connection, run_id: str) -> list[Span]:
-    spans = schema.spans
-    rows = connection.execute(select(spans).where(spans.c.run_id == run_id).order_by(spans.c.start_ns, spans.c.span_id))
-    return [
-        Span(
-            run_id=row.run_id,
-            span_id=row.span_id,
-            parent_id=row.parent_id,
-            name=row.name,
-            level=TraceLevel(row.level),
-            start_ns=row.start_ns,
-            end_ns=row.end_ns,
-            attributes=row.attributes,
-        )
-        for row in rows
-    ]
+    """Every span of the run as ``Span`` objects, by (start_ns, span_id): for small runs and tests; the trace
+    export streams from columns instead (``trace_export``)."""
+    columns = span_store.run_columns(connection, run_id)
+    order = np.lexsort((columns.span_id, columns.start_ns))
+    return list(columns.select(order).spans(run_id))
 
 
 def list_evaluations(connection: Connection, *, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:

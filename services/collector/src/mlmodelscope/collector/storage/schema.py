@@ -16,6 +16,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -68,6 +69,25 @@ spans = Table(
     Column("start_ns", BigInteger, nullable=False),
     Column("end_ns", BigInteger, nullable=False),
     Column("attributes", JSON, nullable=False),
+)
+
+# Columnar spans (schema version 4): one row per span_columns message, its compressed columns in ``columns``
+# (``mlmodelscope.core.span_columns``); the query records are the MODEL spans under ``query_parents``.
+span_batches = Table(
+    "span_batches",
+    metadata,
+    Column("run_id", String(128), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("span_count", Integer, nullable=False),
+    Column("query_count", Integer, nullable=False),
+    Column("query_items", BigInteger, nullable=False),
+    Column("latency_histogram", JSON, nullable=True),  # [counts per LATENCY_BUCKETS_NS bucket..., sum_ns]
+    Column("min_start_ns", BigInteger, nullable=False),
+    Column("max_end_ns", BigInteger, nullable=False),
+    Column("level_mask", Integer, nullable=False),  # bit L set: the batch holds spans of level L
+    Column("query_parents", JSON, nullable=False),  # [[phase span id, mode], ...]
+    Column("content_sha256", String(64), nullable=False),
+    Column("columns", LargeBinary, nullable=False),
 )
 
 queries = Table(
@@ -133,5 +153,6 @@ counters = Table(
 )
 
 Index("ix_runs_labels", runs.c.model, runs.c.framework, runs.c.scenario)
+Index("ux_span_batches_content", span_batches.c.run_id, span_batches.c.content_sha256, unique=True)
 Index("ix_ingested_messages_run", ingested_messages.c.run_id)
 Index("ux_dead_letters_delivery", dead_letters.c.stream_sequence, dead_letters.c.payload_sha256, unique=True)

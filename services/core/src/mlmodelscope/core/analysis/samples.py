@@ -34,13 +34,13 @@ class QuerySample:
     def from_intervals(
         cls, start_ns: Iterable[int], end_ns: Iterable[int], items: Iterable[int] | None = None
     ) -> QuerySample:
-        starts = np.fromiter(start_ns, dtype=np.int64)
-        ends = np.fromiter(end_ns, dtype=np.int64)
+        starts = _int64_array(start_ns)
+        ends = _int64_array(end_ns)
         if len(starts) != len(ends):
             raise NotEnoughDataError(f"{len(starts)} start times but {len(ends)} end times")
         if len(starts) == 0:
             raise NotEnoughDataError("the run has no performance-mode query records", hint=_HINT)
-        counts = np.ones(len(starts), dtype=np.int64) if items is None else np.fromiter(items, dtype=np.int64)
+        counts = np.ones(len(starts), dtype=np.int64) if items is None else _int64_array(items)
         order = np.argsort(ends, kind="stable")
         ends_sorted = ends[order]
         gaps = np.diff(ends_sorted, prepend=ends_sorted[0] - (ends[order[0]] - starts[order[0]]))
@@ -72,3 +72,10 @@ class QuerySample:
 
 
 _HINT = "Compare runs that ran in performance (or both) mode at trace level model or above."
+
+
+def _int64_array(values: Iterable[int]) -> NDArray[np.int64]:
+    """An int64 array of ``values``: an array as it is (the collector's columns), any other iterable read once."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.int64, copy=False)
+    return np.fromiter(values, dtype=np.int64)

@@ -7,7 +7,7 @@ import io
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from mlmodelscope.collector.api.dependencies import RunIdPath, RuntimeDep
 from mlmodelscope.collector.api.models import (
@@ -19,9 +19,10 @@ from mlmodelscope.collector.api.models import (
     RunListQuery,
     RunSummary,
 )
-from mlmodelscope.collector.storage import reads
+from mlmodelscope.collector.storage import reads, span_store
 from mlmodelscope.collector.storage.finite_json import describe_replaced, finite_json
-from mlmodelscope.core.tracing.chrome import to_chrome_trace
+from mlmodelscope.collector.trace_export import chrome_trace
+from mlmodelscope.core.tracing.spans import TraceLevel
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -142,17 +143,35 @@ def get_queries(
     )
 
 
-@router.get("/{run_id}/trace", response_model=dict[str, Any], responses=_NOT_FOUND)
-def get_trace(runtime: RuntimeDep, run_id: RunIdPath) -> JSONResponse:
-    """The run's spans as a Chrome trace (open it in Perfetto or chrome://tracing)."""
+@router.get(
+    "/{run_id}/trace",
+    response_model=dict[str, Any],
+    responses={200: {"content": {"application/json": {}}}, **_NOT_FOUND},
+)
+def get_trace(
+    runtime: RuntimeDep,
+    run_id: RunIdPath,
+    level: Annotated[
+        str | None, Query(description="Deepest trace level to include (model, framework, ...); default all.")
+    ] = None,
+    from_ns: Annotated[
+        int | None, Query(ge=0, description="Only spans ending at or after this agent monotonic ns.")
+    ] = None,
+    to_ns: Annotated[int | None, Query(ge=0, description="Only spans starting at or before this ns.")] = None,
+) -> StreamingResponse:
+    """The run's spans as a Chrome trace (open it in Perfetto or chrome://tracing), streamed as it is written;
+    ``level`` and ``from_ns``/``to_ns`` cut a large run down to the part to look at."""
+    try:
+        deepest = None if level is None else TraceLevel.parse(level)
+    except ValueError as e:
+        raise HTTPException(status_code=422, detail=str(e)) from e
+    levels = None if deepest is None else [lvl for lvl in TraceLevel if TraceLevel.NO < lvl <= deepest]
     with runtime.database.read() as connection:
         row = reads.get_run(connection, run_id)
         if row is None:
             raise _no_run(run_id)
-        spans = reads.list_spans(connection, run_id)
+        columns = span_store.run_columns(connection, run_id, levels=levels, start_ns=from_ns, end_ns=to_ns)
     process_name = " ".join(part for part in (row["model"], row["framework"]) if part) or "run"
-    document, replaced = finite_json(
-        to_chrome_trace(spans, epoch_offset_ns=row["epoch_offset_ns"] or 0, process_name=process_name)
-    )
-    headers = {NON_FINITE_HEADER: describe_replaced(replaced)} if replaced else None
-    return JSONResponse(content=document, headers=headers)
+    export = chrome_trace(columns, run_id, epoch_offset_ns=row["epoch_offset_ns"] or 0, process_name=process_name)
+    headers = {NON_FINITE_HEADER: describe_replaced(export.replaced)} if export.replaced else None
+    return StreamingResponse(export.chunks, media_type="application/json", headers=headers)

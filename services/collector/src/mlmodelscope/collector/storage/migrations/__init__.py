@@ -27,6 +27,7 @@ from mlmodelscope.collector.storage.migrations import (
     v0001_initial,
     v0002_dead_letters,
     v0003_accuracy_metric,
+    v0004_span_batches,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "runs.accuracy_metric, runs.accuracy_value (every task's primary figure)", v0003_accuracy_metric.apply
     ),
+    Migration(4, "span_batches (columnar spans, one row per message)", v0004_span_batches.apply),
 )
 
 # A second, independent track for the analysis tables (baselines, regression checks) with its own version table,
