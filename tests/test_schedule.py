@@ -18,6 +18,7 @@ from mlmodelscope.core.evaluation.schedule import (
     CALIBRATION_MAX_SAMPLES,
     LOADGEN_BYTES_PER_QUERY,
     MEMORY_WARNING_FRACTION,
+    PROFILED_COST_FRACTION,
     STREAM_HINT_FRACTION,
     QueryCost,
     QueryMeter,
@@ -150,6 +151,22 @@ def test_unpinned_hints_follow_the_cost() -> None:
     assert slow.expected_latency_ns == 10 * fast.expected_latency_ns
     offline = EvaluationSettings(scenario="offline", mode="performance")
     assert loadgen_hints(offline, _cost(1e6, samples_per_s=1_000.0)).offline_expected_qps == pytest.approx(1_500.0)
+
+
+def test_a_profiled_run_takes_a_calibrated_cost_at_a_fraction_but_a_measured_run_cost_as_it_is() -> None:
+    """At FRAMEWORK level the calibration may have measured profiled calls (ORT profiles from session creation):
+    the schedule is sized for queries PROFILED_COST_FRACTION as long; a cost from a previous test is exact."""
+    settings = EvaluationSettings(mode="performance")
+    calibrated = _cost(100_000)
+    plain, profiled = loadgen_hints(settings, calibrated), loadgen_hints(settings, calibrated, profiled=True)
+    assert profiled.expected_latency_ns == round(plain.expected_latency_ns * PROFILED_COST_FRACTION)
+    run_cost = QueryCost(source="run", per_query_ns=100_000.0, samples_per_s=10_000.0, queries=500)
+    assert loadgen_hints(settings, run_cost, profiled=True).expected_latency_ns == plain.expected_latency_ns
+    offline = EvaluationSettings(scenario="offline", mode="performance")
+    offline_cost = _cost(1e6, samples_per_s=1_000.0)
+    assert loadgen_hints(offline, offline_cost, profiled=True).offline_expected_qps == pytest.approx(6_000.0)
+    pinned = EvaluationSettings(mode="performance", expected_latency_ms=0.5)
+    assert loadgen_hints(pinned, calibrated, profiled=True).expected_latency_ns == 500_000
 
 
 def test_the_offline_calibration_query_is_capped() -> None:

@@ -60,6 +60,7 @@ from mlmodelscope.core.evaluation.scoring import Scorer
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.sut import QueryRecords, Sut
 from mlmodelscope.core.predictor import Predictor
+from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
 RunMode = Literal["accuracy", "performance"]
@@ -239,7 +240,9 @@ class LoadGenDriver:
         a cold cache), LoadGen runs out before min_duration and the run is INVALID for a reason that says nothing
         about the model; the cost measured under LoadGen is the better estimate, so the test is repeated with it.
         """
-        hints = loadgen_hints(self.settings, warmup.cost or warmup_cost(self.settings, warmup.median_latency_ns))
+        profiled = self.tracer is not None and self.tracer.enabled(TraceLevel.FRAMEWORK)
+        cost = warmup.cost or warmup_cost(self.settings, warmup.median_latency_ns)
+        hints = loadgen_hints(self.settings, cost, profiled=profiled)
         if mode == "accuracy":
             return self._run_once(mode, self._test(hints), log_dir)[0]
         estimate = self._announce(hints)
