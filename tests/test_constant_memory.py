@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mlmodelscope.cli.main import main
-from mlmodelscope.cli.prechecks import check_schedule
+from mlmodelscope.cli.prechecks import check_schedule, fitting_query_ns
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.evaluation.driver import LoadGenDriver
 from mlmodelscope.core.evaluation.samples import SampleLibrary
@@ -214,6 +214,14 @@ def test_the_check_before_the_run_assumes_the_fastest_model_or_the_pinned_hint()
     assert warning is not None
     for words in ("a tiny test figure", "--max-queries", "--expected-latency-ms", "--min-duration", "fastest model"):
         assert words in warning
+    # Unpinned, the warning names the speed below which the schedule would not fit: with 1 GiB, a model that
+    # slow fits and one twice as fast does not.
+    gib = (2**30, "one GiB")
+    warning = check_schedule([_fast_long_run()], gib)
+    assert warning is not None and warning.startswith("if the model answers a query in less than about ")
+    threshold_ns = fitting_query_ns(_fast_long_run(), gib)
+    assert worst_case_schedule(_fast_long_run(), gib, per_query_ns=threshold_ns).warning is None
+    assert worst_case_schedule(_fast_long_run(), gib, per_query_ns=threshold_ns / 2).warning is not None
 
 
 def test_evaluate_warns_before_anything_starts(
@@ -233,6 +241,7 @@ def test_evaluate_warns_before_anything_starts(
     )
     stderr = " ".join(capsys.readouterr().err.split())
     assert code == 1, stderr
-    assert stderr.startswith("warning: LoadGen will pre-generate"), stderr
+    assert stderr.startswith("warning: if the model answers a query in less than about"), stderr
+    assert "LoadGen will pre-generate" in stderr, stderr
     assert "a tiny test figure" in stderr and "--max-queries" in stderr and "--expected-latency-ms" in stderr
     assert stderr.index("warning:") < stderr.index("error: --direct evaluates one framework")

@@ -94,20 +94,38 @@ def check_before_start(
 
 def check_schedule(settings: Sequence[EvaluationSettings], available: tuple[int, str] | None = None) -> str | None:
     """A warning when LoadGen's schedule for one of these performance runs may not fit in ``available`` memory
-    (bytes, where the figure comes from; default: this machine's, ``available_memory``), else None."""
+    (bytes, where the figure comes from; default: this machine's, ``available_memory``), else None.
+
+    Before the run the model's speed is unknown: unless the hint is pinned the warning says how fast a model must
+    be for the schedule not to fit (the agent checks again with the measured cost, before LoadGen starts)."""
     memory = available if available is not None else available_memory()
     for each in settings:
         if not each.runs_performance:
             continue
         estimate = worst_case_schedule(each, memory)
-        if estimate.warning is not None:
-            assumed = (
-                "at the hint given"
-                if estimate.hints.pinned
-                else f"for the fastest model LoadGen can drive ({FASTEST_QUERY_NS / 1000:g} us per query)"
-            )
-            return (
-                f"{estimate.warning} Estimated before the run {assumed}; the agent estimates it again once it has "
-                "measured the model."
-            )
+        if estimate.warning is None:
+            continue
+        if estimate.hints.pinned:
+            return f"{estimate.warning} Estimated before the run at the hint given."
+        fits_from_ns = fitting_query_ns(each, memory)
+        return (
+            f"if the model answers a query in less than about {_duration(fits_from_ns)} through LoadGen, its "
+            f"pre-generated schedule may not fit in memory. For the fastest model LoadGen can drive "
+            f"({FASTEST_QUERY_NS / 1000:g} us per query): {estimate.warning} The agent estimates the schedule again "
+            "once it has measured the model, before LoadGen starts."
+        )
     return None
+
+
+def fitting_query_ns(settings: EvaluationSettings, memory: tuple[int, str]) -> float:
+    """The least cost per query (ns, to a factor of 2) at which the run's schedule raises no warning."""
+    per_query_ns = float(FASTEST_QUERY_NS)
+    for _ in range(48):  # 8 us x 2^48: far beyond any run
+        if worst_case_schedule(settings, memory, per_query_ns=per_query_ns).warning is None:
+            break
+        per_query_ns *= 2
+    return per_query_ns
+
+
+def _duration(ns: float) -> str:
+    return f"{ns / 1e6:,.1f} ms" if ns >= 1e6 else f"{ns / 1e3:,.0f} us"

@@ -208,14 +208,16 @@ def estimate_schedule(
     return estimate
 
 
-def worst_case_schedule(settings: EvaluationSettings, available: tuple[int, str] | None = None) -> ScheduleEstimate:
-    """The schedule of the fastest possible model (``FASTEST_QUERY_NS`` per query), for a check before the run
-    (the CLI, before it starts anything): the user's pinned hints where given. The driver estimates the real
-    schedule again after its calibration test; this one only errs towards a larger schedule."""
+def worst_case_schedule(
+    settings: EvaluationSettings, available: tuple[int, str] | None = None, *, per_query_ns: float = FASTEST_QUERY_NS
+) -> ScheduleEstimate:
+    """The schedule of the fastest possible model (``FASTEST_QUERY_NS`` per query, or ``per_query_ns``), for a
+    check before the run (the CLI, before it starts anything): the user's pinned hints where given. The driver
+    estimates the real schedule again after its calibration test; this one only errs towards a larger schedule."""
     cost = QueryCost(
         source="floor",
-        per_query_ns=FASTEST_QUERY_NS,
-        samples_per_s=settings.batch_size * 1e9 / FASTEST_QUERY_NS,
+        per_query_ns=per_query_ns,
+        samples_per_s=settings.batch_size * 1e9 / per_query_ns,
         queries=0,
     )
     return estimate_schedule(settings, loadgen_hints(settings, cost), available)
