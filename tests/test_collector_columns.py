@@ -309,3 +309,22 @@ async def test_the_trace_endpoint_filters_by_level_and_time(collector: RunningAp
     names = sorted(event["name"] for event in cut["traceEvents"] if event["ph"] == "X")
     assert names == ["evaluation", "performance_run", "predict"]
     assert (await client.get(f"/api/v1/runs/{RUN}/trace", params={"level": "deep"})).status_code == 422
+
+
+def test_a_run_read_while_it_ingests_keeps_one_decoded_copy(database: Database, ingestor: Ingestor) -> None:
+    """Each new batch names a new state of the run; the cache replaces the run's earlier state instead of keeping
+    one copy per poll of a live run page."""
+    span_store.clear_cache()
+    spans = traced_run(queries=30)
+    envelopes = envelopes_of(spans, per_message=8)
+    assert len(envelopes) >= 3
+    ingest_all(ingestor, [run_started(RUN), envelopes[0]])
+    seen = []
+    for envelope in envelopes[1:]:
+        ingest_all(ingestor, [envelope])
+        with database.read() as connection:
+            seen.append(len(reads.list_spans(connection, RUN)))
+        assert [key[1] for key in span_store._cache] == [RUN]
+    assert seen == sorted(set(seen))  # every read saw the run grow
+    with database.read() as connection:
+        assert reads.list_spans(connection, RUN) == _sorted(spans)

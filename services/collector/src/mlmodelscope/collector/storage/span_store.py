@@ -201,7 +201,8 @@ def query_parents(connection: Connection, run_id: str) -> dict[int, str]:
 # Decoded columns of whole runs, most recent last, within CACHE_SPANS spans in all (~70 bytes a span). A run's
 # batch rows are only ever inserted, never changed or removed, so (database, run, row count, highest sequence,
 # lowest and highest content hash) names one set of rows: a page, its timeline and a compare or export after it
-# decode a run once, and a batch that arrives later makes a new key.
+# decode a run once, and a batch that arrives later makes a new key (replacing the run's earlier one: a page
+# polled while a run ingests keeps one copy of it, not one per state).
 CACHE_SPANS = 2_500_000
 _cache: OrderedDict[tuple[str, str, int, int, str, str], SpanColumns] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -231,6 +232,8 @@ def _batch_columns(connection: Connection, run_id: str) -> SpanColumns | None:
     columns = SpanColumns.concat([decode_columns(bytes(blob), check=False) for blob in blobs])  # checked at ingest
     if len(columns) <= CACHE_SPANS:
         with _cache_lock:
+            for stale in [k for k in _cache if k[:2] == key[:2]]:  # an earlier state of a run still ingesting
+                del _cache[stale]
             _cache[key] = columns
             while sum(len(c) for c in _cache.values()) > CACHE_SPANS:
                 _cache.popitem(last=False)
