@@ -15,39 +15,29 @@ from __future__ import annotations
 import logging
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlmodelscope.agent.predictors.base import (
+    FrameworkPackage,
+    FrameworkPredictor,
+    PredictFn,
+    count_mismatch,
+    zeros_like_inputs,
+)
 from mlmodelscope.agent.profilers.pytorch import PREDICT_EVENT, PyTorchProfiler
-from mlmodelscope.core.errors import DeviceUnavailableError, FrameworkUnavailableError, ModelLoadError, PredictorError
-from mlmodelscope.core.manifests.resources import ModelSpec
-from mlmodelscope.core.predictor import Predictor
-from mlmodelscope.core.tracing.framework import FrameworkProfiler
+from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError, PredictorError
 
 log = logging.getLogger(__name__)
 
 TORCHSCRIPT = "torchscript"
 TORCH_EXPORT = "torch_export"
 _TORCHSCRIPT_PROFILING_RUNS = 3
-
-
-def zeros_like_inputs(model: ModelSpec, batch_size: int) -> list[np.ndarray]:
-    """Arrays shaped like the model's declared inputs for one batch (dynamic axes become 1)."""
-    return [np.zeros((batch_size, *(max(d, 1) for d in spec.shape)), dtype=spec.dtype) for spec in model.inputs]
-
-
-def _import_torch() -> Any:
-    try:
-        import torch
-    except ImportError as e:
-        raise FrameworkUnavailableError(
-            "PyTorch is not installed in this runtime.",
-            hint="`pip install 'mlmodelscope-agent[pytorch]'` (a CUDA build of torch for --device gpu).",
-        ) from e
-    return torch
+TORCH = FrameworkPackage("PyTorch", "torch", "pytorch", "(a CUDA build of torch for --device gpu)")
+__all__ = ["TORCH", "PyTorchPredictor", "artifact_format", "zeros_like_inputs"]
 
 
 def artifact_format(path: Path) -> str:
@@ -71,19 +61,19 @@ def artifact_format(path: Path) -> str:
     )
 
 
-class PyTorchPredictor(Predictor):
+class PyTorchPredictor(FrameworkPredictor):
     name = "pytorch"
+    package = TORCH
 
     _module: Any = None
     _format: str = ""
-    _profiler: PyTorchProfiler | None = None
 
     @classmethod
     def library_version(cls) -> str:
-        return str(_import_torch().__version__).split("+", 1)[0]
+        return super().library_version().split("+", 1)[0]
 
     def load(self, artifact_path: Path) -> None:
-        torch = _import_torch()
+        torch = TORCH.load()
         device = self._device(torch)
         self._set_threads(torch)
         self._format = artifact_format(artifact_path)
@@ -106,17 +96,10 @@ class PyTorchPredictor(Predictor):
         self._module = module
         self._profiler = PyTorchProfiler(cuda=device.type == "cuda") if self.options.profile_dir is not None else None
         predict = self._make_predict(torch, module, device)
-        if self._profiler is not None:
-            predict = _marking_calls(torch, predict)
-        self.predict = predict  # type: ignore[method-assign, assignment]
+        self.bind_predict(predict if self._profiler is None else _marking_calls(torch, predict))
         if self._format == TORCHSCRIPT:
-            # TorchScript's profiling executor records shapes on the first calls and optimises the graph after
-            # them; doing that here keeps it out of the timed warm-up (LoadGen sizes its run from those latencies).
-            for _ in range(_TORCHSCRIPT_PROFILING_RUNS):
-                self.predict(zeros_like_inputs(self.model, 1))
-
-    def framework_profiler(self) -> FrameworkProfiler | None:
-        return self._profiler
+            # TorchScript's profiling executor records shapes on the first calls and optimises the graph after them.
+            self.warm_up(_TORCHSCRIPT_PROFILING_RUNS)
 
     def _device(self, torch: Any) -> Any:
         device = self.options.device
@@ -130,7 +113,7 @@ class PyTorchPredictor(Predictor):
                     "or use --device cpu.",
                 )
             return torch.device("cuda", self.options.device_index)
-        raise DeviceUnavailableError(f"PyTorch has no backend for device '{device}'.", hint="Use --device cpu or gpu.")
+        raise self.no_backend()
 
     def _set_threads(self, torch: Any) -> None:
         if self.options.intra_op_threads is not None:
@@ -145,9 +128,7 @@ class PyTorchPredictor(Predictor):
                     "torch inter-op threads stay %d (asked for %d): %s", torch.get_num_interop_threads(), wanted, e
                 )
 
-    def _make_predict(
-        self, torch: Any, module: Any, device: Any
-    ) -> Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]:
+    def _make_predict(self, torch: Any, module: Any, device: Any) -> PredictFn:
         """The hot path, with every name bound here: one closure per device."""
         inference_mode = torch.inference_mode
         from_numpy = torch.from_numpy
@@ -158,15 +139,14 @@ class PyTorchPredictor(Predictor):
             return from_numpy(x) if x.flags.writeable else copy_to_tensor(x)
 
         tensor_type = torch.Tensor
-        declared = len(self.model.outputs)
+        declared = self.model.outputs
         on_cpu = device.type == "cpu"
 
         def to_numpy(result: Any) -> list[np.ndarray]:
             tensors = [result] if isinstance(result, tensor_type) else list(result)
-            if len(tensors) != declared:
-                raise PredictorError(
-                    f"the PyTorch model returned {len(tensors)} outputs, but the manifest declares {declared}.",
-                    hint="Fix spec.outputs in the Model manifest.",
+            if len(tensors) != len(declared):
+                raise count_mismatch(
+                    "the PyTorch model", "output", len(tensors), declared, verb="returned", error=PredictorError
                 )
             return [t.numpy() if on_cpu else t.cpu().numpy() for t in tensors]
 
@@ -184,19 +164,13 @@ class PyTorchPredictor(Predictor):
 
         return predict
 
-    def predict(self, inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-        raise RuntimeError("PyTorchPredictor.predict called before load()")
-
     def close(self) -> None:
+        super().close()
         self._module = None
         self._profiler = None
-        if "predict" in self.__dict__:
-            del self.__dict__["predict"]
 
 
-def _marking_calls(
-    torch: Any, predict: Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
-) -> Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]:
+def _marking_calls(torch: Any, predict: PredictFn) -> PredictFn:
     """``predict`` inside ``record_function(PREDICT_EVENT)``, so the profiler pairs its calls with model spans."""
     record_function = torch.profiler.record_function
 
