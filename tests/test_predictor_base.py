@@ -202,6 +202,24 @@ def test_a_real_predictor_reports_the_exact_signature_error(model: Model) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "artifact"),
+    [("onnxruntime", "digits_cnn.onnx"), ("pytorch", "digits_cnn.torchscript.pt"), ("tflite", "digits_cnn.tflite")],
+)
+def test_read_only_inputs_give_the_same_outputs_without_a_warning(model: Model, name: str, artifact: str) -> None:
+    """Samples may arrive read-only (np.frombuffer of cached bytes): no warning (an error here), no other answer."""
+    if name not in available_predictors():
+        pytest.skip(f"the {name} predictor is not registered in this runtime")
+    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    read_only = np.frombuffer(x.tobytes(), dtype=np.float32).reshape(x.shape)
+    assert not read_only.flags.writeable
+    with load_predictor_class(name)(model.spec, PredictorOptions(intra_op_threads=1)) as predictor:
+        predictor.load(ASSETS / "artifacts" / "digits" / artifact)
+        expected = [np.array(y) for y in predictor.predict([x])]
+        got = predictor.predict([read_only])
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
+
+
 # --- warm-up and the bound hot path -----------------------------------------------------------------------------
 
 
