@@ -91,7 +91,9 @@ def test_every_predictor_names_its_own_extra_when_its_framework_is_missing(
     cls = load_predictor_class(name)
     assert issubclass(cls, FrameworkPredictor)
     assert cls.package.extra in AGENT_EXTRAS  # the hint names an extra that exists
-    monkeypatch.setitem(sys.modules, cls.package.module.split(".")[0], None)  # as if not installed
+    top = cls.package.module.split(".")[0]
+    for module in [top, *(m for m in sys.modules if m.startswith(f"{top}."))]:  # as if not installed
+        monkeypatch.setitem(sys.modules, module, None)
     calls = [cls.library_version]
     if name != "mxnet":  # MXNet looks for its checkpoint files before it imports MXNet
         calls.append(lambda: cls(model.spec, PredictorOptions()).load(ONNX))
