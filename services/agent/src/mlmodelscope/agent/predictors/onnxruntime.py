@@ -9,26 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, match_names
 from mlmodelscope.agent.profilers.onnxruntime import OnnxRuntimeProfiler
-from mlmodelscope.core.errors import DeviceUnavailableError, FrameworkUnavailableError, ModelLoadError
-from mlmodelscope.core.predictor import Predictor
-from mlmodelscope.core.tracing.framework import FrameworkProfiler
+from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError
 
 _PROVIDERS_BY_DEVICE = {
     "cpu": ["CPUExecutionProvider"],
     "gpu": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
 }
 
-
-def _import_onnxruntime() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as e:
-        raise FrameworkUnavailableError(
-            "ONNX Runtime is not installed in this runtime.",
-            hint="`pip install 'mlmodelscope-agent[onnxruntime]'` (or onnxruntime-gpu for CUDA).",
-        ) from e
-    return onnxruntime
+ONNXRUNTIME = FrameworkPackage("ONNX Runtime", "onnxruntime", "onnxruntime", "(or onnxruntime-gpu for CUDA)")
 
 
 # ORT's words for an external data file that is not where the model says (onnxruntime/core/framework/
@@ -73,21 +63,14 @@ def _load_error(model_path: Path, error: Exception) -> ModelLoadError:
     )
 
 
-class OnnxRuntimePredictor(Predictor):
+class OnnxRuntimePredictor(FrameworkPredictor):
     name = "onnxruntime"
+    package = ONNXRUNTIME
 
     _session: Any
-    _run: Any
-    _output_names: list[str]
-    _input_names: list[str]
-    _profiler: OnnxRuntimeProfiler | None = None
-
-    @classmethod
-    def library_version(cls) -> str:
-        return str(_import_onnxruntime().__version__)
 
     def load(self, artifact_path: Path) -> None:
-        ort = _import_onnxruntime()
+        ort = ONNXRUNTIME.load()
         providers = self._providers(ort)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -95,37 +78,27 @@ class OnnxRuntimePredictor(Predictor):
             options.intra_op_num_threads = self.options.intra_op_threads
         if self.options.inter_op_threads is not None:
             options.inter_op_num_threads = self.options.inter_op_threads
-        self._profiler = None
-        if self.options.profile_dir is not None:
-            self._profiler = OnnxRuntimeProfiler(self.options.profile_dir)
-            self._profiler.configure(options)
+        profiler = OnnxRuntimeProfiler(self.options.profile_dir) if self.options.profile_dir is not None else None
+        if profiler is not None:
+            profiler.configure(options)
+        self._profiler = profiler
         model_path = _model_file(artifact_path)
         try:
             self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
         except Exception as e:  # ORT raises its own pybind exception types for any bad model file
             raise _load_error(model_path, e) from e
-        graph_inputs = [i.name for i in self._session.get_inputs()]
-        declared = [i.name for i in self.model.inputs]
-        missing = [n for n in declared if n not in graph_inputs]
-        if missing:
-            raise ModelLoadError(
-                f"the ONNX graph has inputs {graph_inputs}, but the manifest declares {declared}.",
-                hint="Fix spec.inputs[].name in the Model manifest.",
-            )
-        graph_outputs = [o.name for o in self._session.get_outputs()]
-        self._output_names = [o.name for o in self.model.outputs]
-        if any(n not in graph_outputs for n in self._output_names):
-            raise ModelLoadError(
-                f"the ONNX graph has outputs {graph_outputs}, but the manifest declares {self._output_names}.",
-                hint="Fix spec.outputs[].name in the Model manifest.",
-            )
-        self._input_names = declared
-        self._run = self._session.run
-        if self._profiler is not None:
-            self._profiler.attach(self._session)
+        graph = f"the ONNX graph {model_path}"
+        match_names(graph, "input", [i.name for i in self._session.get_inputs()], self.model.inputs)
+        match_names(graph, "output", [o.name for o in self._session.get_outputs()], self.model.outputs)
+        if profiler is not None:
+            profiler.attach(self._session)
+        run, output_names = self._session.run, [o.name for o in self.model.outputs]
+        input_names = [i.name for i in self.model.inputs]
 
-    def framework_profiler(self) -> FrameworkProfiler | None:
-        return self._profiler
+        def predict(inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+            return run(output_names, dict(zip(input_names, inputs, strict=True)))  # type: ignore[no-any-return]
+
+        self.bind_predict(predict)
 
     def _providers(self, ort: Any) -> list[str]:
         device = self.options.device
@@ -143,9 +116,6 @@ class OnnxRuntimePredictor(Predictor):
             usable.append("CPUExecutionProvider")  # ORT's fallback for ops the GPU providers do not cover
         return usable
 
-    def predict(self, inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-        return self._run(self._output_names, dict(zip(self._input_names, inputs, strict=True)))  # type: ignore[no-any-return]
-
     def close(self) -> None:
+        super().close()
         self._session = None
-        self._run = None

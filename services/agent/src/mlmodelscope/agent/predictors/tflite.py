@@ -20,26 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, Kind, check_tensor, match_names
 from mlmodelscope.agent.profilers.tflite import UNAVAILABLE_REASON
-from mlmodelscope.core.errors import DeviceUnavailableError, FrameworkUnavailableError, ModelLoadError, PredictorError
+from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError, PredictorError
 from mlmodelscope.core.manifests.resources import TensorSpec
-from mlmodelscope.core.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
 SERVING_SIGNATURE = "serving_default"
-
-
-def _import_litert() -> Any:
-    try:
-        import ai_edge_litert
-        from ai_edge_litert import interpreter
-    except ImportError as e:
-        raise FrameworkUnavailableError(
-            "LiteRT (ai-edge-litert) is not installed in this runtime.",
-            hint="`pip install 'mlmodelscope-agent[tflite]'`.",
-        ) from e
-    return ai_edge_litert, interpreter
+LITERT = FrameworkPackage("LiteRT (ai-edge-litert)", "ai_edge_litert", "tflite")
 
 
 def _model_file(artifact_path: Path) -> Path:
@@ -55,7 +44,7 @@ def _model_file(artifact_path: Path) -> Path:
     )
 
 
-def _tensors_by_name(interpreter: Any, kind: str) -> dict[str, dict[str, Any]]:
+def _tensors_by_name(interpreter: Any, kind: Kind) -> dict[str, dict[str, Any]]:
     """The model's ``kind`` ("input"/"output") tensor details under their signature names and tensor names."""
     details = interpreter.get_input_details() if kind == "input" else interpreter.get_output_details()
     by_name = {str(d["name"]): d for d in details}
@@ -71,46 +60,23 @@ def _tensors_by_name(interpreter: Any, kind: str) -> dict[str, dict[str, Any]]:
     return by_name
 
 
-def _bind(interpreter: Any, declared: Sequence[TensorSpec], kind: str, path: Path) -> list[dict[str, Any]]:
+def _bind(interpreter: Any, declared: Sequence[TensorSpec], kind: Kind, path: Path) -> list[dict[str, Any]]:
     """The tensor details of each declared tensor; ModelLoadError when a name, shape or dtype does not fit."""
     tensors = _tensors_by_name(interpreter, kind)
-    bound = []
-    for spec in declared:
-        found = tensors.get(spec.name)
-        if found is None:
-            raise ModelLoadError(
-                f"the TFLite model {path} has no {kind} named '{spec.name}' (its {kind}s: {sorted(tensors)}).",
-                hint=f"Fix spec.{kind}s[].name in the Model manifest (a signature name or a tensor name).",
-            )
-        dtype = np.dtype(found["dtype"]).name
-        if dtype != spec.dtype:
-            raise ModelLoadError(
-                f"the TFLite model {path} has {kind} '{spec.name}' as {dtype}, but the manifest declares {spec.dtype}.",
-                hint=f"Fix spec.{kind}s[].dtype in the Model manifest (or use the model variant with a "
-                f"{spec.dtype} interface).",
-            )
-        sample = [int(d) for d in found["shape_signature"][1:]]
-        fits = len(sample) == len(spec.shape) and all(
-            m == -1 or d in (-1, m) for d, m in zip(sample, spec.shape, strict=True)
-        )
-        if not fits:
-            raise ModelLoadError(
-                f"the TFLite model {path} has {kind} '{spec.name}' shaped {sample} per sample (shape signature "
-                f"{[int(d) for d in found['shape_signature']]}), but the manifest declares {spec.shape}.",
-                hint=f"Fix spec.{kind}s[].shape in the Model manifest (one sample, without the batch axis).",
-            )
-        bound.append(found)
+    names = sorted(tensors)
+    model = f"the TFLite model {path}"
+    hint = " (a signature name or a tensor name)"
+    bound = [tensors[names[i]] for i in match_names(model, kind, names, declared, hint=hint)]
+    for found, spec in zip(bound, declared, strict=True):
+        check_tensor(model, kind, spec.name, np.dtype(found["dtype"]).name, found["shape_signature"], spec)
     return bound
 
 
-class TFLitePredictor(Predictor):
+class TFLitePredictor(FrameworkPredictor):
     name = "tflite"
+    package = LITERT
 
     _interpreter: Any = None
-
-    @classmethod
-    def library_version(cls) -> str:
-        return str(_import_litert()[0].__version__)
 
     def load(self, artifact_path: Path) -> None:
         if self.options.device != "cpu":
@@ -118,7 +84,7 @@ class TFLitePredictor(Predictor):
                 f"the tflite predictor runs LiteRT's CPU kernels (XNNPACK) only, not device '{self.options.device}'.",
                 hint="Use --device cpu (LiteRT's GPU and NPU accelerators are not supported by this predictor).",
             )
-        _, litert = _import_litert()
+        litert = LITERT.load("ai_edge_litert.interpreter")
         path = _model_file(artifact_path)
         try:
             interpreter = litert.Interpreter(model_path=str(path), num_threads=self.options.intra_op_threads)
@@ -132,9 +98,9 @@ class TFLitePredictor(Predictor):
         if self.options.profile_dir is not None:
             log.warning("%s", UNAVAILABLE_REASON)
         self._interpreter = interpreter
-        self.predict = self._make_predict(interpreter, inputs, outputs, path)  # type: ignore[method-assign]
+        self.bind_predict(self._make_predict(interpreter, inputs, outputs, path))
         # At the model's own shapes (dynamic axes 1): allocates the tensors and XNNPACK's plan before the warm-up.
-        self.predict([np.zeros(tuple(d["shape"]), dtype=d["dtype"]) for d in inputs])
+        self.warm_up(1, [np.zeros(tuple(d["shape"]), dtype=d["dtype"]) for d in inputs])
 
     def _make_predict(self, interpreter: Any, bound: list[dict[str, Any]], outputs: list[int], path: Path) -> Any:
         """The hot path, every name bound here; tensors resized and allocated only when an input shape changes."""
@@ -197,10 +163,6 @@ class TFLitePredictor(Predictor):
 
         return predict
 
-    def predict(self, inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-        raise RuntimeError("TFLitePredictor.predict called before load()")
-
     def close(self) -> None:
+        super().close()
         self._interpreter = None
-        if "predict" in self.__dict__:
-            del self.__dict__["predict"]
