@@ -1,8 +1,10 @@
 """Model, Framework and Dataset documents as pydantic models that are valid Kubernetes custom resources.
 
 One YAML file serves both worlds: locally it is read from ``assets/``; in a cluster ``kubectl apply -f`` registers
-it. These classes are the single source of truth: the CRDs and JSON Schemas are generated from them. Unknown fields
-are errors everywhere (``extra="forbid"``), so a typo never silently changes what is evaluated.
+it. These classes are the single source of truth: ``make generate`` (``scripts/generate.py``) derives the CRDs in
+``crds/`` and the editors' JSON Schemas in ``assets/schemas/`` from them, and ``tests/test_generated_files.py`` fails
+when a committed copy is stale. Unknown fields are errors everywhere (``extra="forbid"``), so a typo never silently
+changes what is evaluated.
 """
 
 from __future__ import annotations
