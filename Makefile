@@ -11,7 +11,7 @@ PACKAGES := -e services/core -e 'services/agent[onnxruntime,pytorch,tensorflow,t
 MXNET_VENV := .venv-mxnet
 MXNET_STAMP := $(MXNET_VENV)/.setup-stamp
 
-.PHONY: setup browser tools containers images images-test demo test lint format bench constraints models clean
+.PHONY: setup browser tools containers images images-test demo test lint format generate bench constraints models clean
 
 setup: $(STAMP) $(MXNET_STAMP)
 
@@ -44,6 +44,11 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Every file derived from code: the CRDs (crds/), the chart's copies of them and of the built-in assets, the Grafana
+# dashboards and the editors' JSON Schemas (assets/schemas/). tests/test_generated_files.py fails when one is stale.
+generate: setup
+	$(BIN)/python scripts/generate.py
 
 # The web UI and report tests drive Debian's Chromium (never a downloaded browser); without it they skip, saying so.
 browser:
