@@ -3,8 +3,9 @@
 Why this exists: dashboards written by hand drift (copied selectors, a label renamed in one panel only); here each
 panel is one PromQL expression over the collector's metrics (``mlmodelscope.collector.metrics``), with one
 selector for the dashboard variables, and the JSON is written deterministically. ``--check`` fails when the
-committed files differ (``tests/test_dashboards.py`` runs it, and runs every expression against a real
-Prometheus). Grafana itself is not run here; the JSON follows its dashboard schema (schemaVersion 39).
+committed files differ (``make generate`` writes them, ``tests/test_generated_files.py`` checks them, and
+``tests/test_dashboards.py`` runs every expression against a real Prometheus). Grafana itself is not run here;
+the JSON follows its dashboard schema (schemaVersion 39).
 """
 
 from __future__ import annotations
