@@ -191,25 +191,7 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
     """Every run of the Evaluation in matrix order; UnsatisfiableError naming every problem otherwise."""
     _check_size(spec, settings)
     problems: list[str] = []
-    problems.extend(catalog.unknown("Model", n) for n in spec.models if n not in catalog.models)
-    problems.extend(catalog.unknown("Framework", n) for n in spec.frameworks if n not in catalog.frameworks)
-    if spec.dataset is not None and spec.dataset not in catalog.datasets:
-        problems.append(catalog.unknown("Dataset", spec.dataset))
-    settings_by_batch: dict[int, EvaluationSettings] = {}
-    for batch_size in spec.batch_sizes:
-        try:
-            settings_by_batch[batch_size] = spec.run_settings(batch_size)
-        except ValidationError as e:
-            reasons = "; ".join(str(p["msg"]).removeprefix("Value error, ") for p in e.errors())
-            problems.append(f"settings: {reasons}")
-            break
-    selectors: list[dict[str, str]] = []
-    for target in spec.targets:
-        selector = node_selector(target)
-        if isinstance(selector, str):
-            problems.append(selector)
-        else:
-            selectors.append(selector)
+    settings_by_batch, selectors = _spec_checks(spec, catalog, problems)
     if problems:
         raise UnsatisfiableError("; ".join(dict.fromkeys(problems)) + ".")
 
@@ -230,28 +212,15 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
                 problems.append(pair)
                 continue
             for target, selector in zip(spec.targets, selectors, strict=True):
-                if target.accelerator not in framework.resource.spec.accelerators:
-                    problems.append(
-                        f"Framework '{framework_name}' does not support accelerator "
-                        f"{target.accelerator} (spec.accelerators: {', '.join(framework.resource.spec.accelerators)})"
-                    )
+                placed = _placement(framework_name, framework.resource, target, spec, settings)
+                if isinstance(placed, str):
+                    problems.append(placed)
                     continue
-                image = _image(framework.resource, target.arch, target.accelerator)
-                if image is None:
-                    problems.append(_image_problem(framework.resource, target.arch, target.accelerator))
-                    continue
-                device_resource = _device_resource(framework.resource, target.accelerator, settings)
-                sized = pod_resources(target, spec, device_resource, settings)
-                if isinstance(sized, str):
-                    problems.append(sized)
-                    continue
-                requests, limits = sized
                 resources = ResolvedResources(
                     model=resolve(model),
                     framework=resolve(framework),
                     dataset=resolve(dataset) if dataset is not None else None,
                 )
-                checksums = resources.checksums()
                 for batch_size in spec.batch_sizes:
                     if dataset is not None and batch_size > dataset.resource.spec.size:
                         problems.append(
@@ -259,52 +228,137 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
                             f"Dataset '{dataset.resource.name}'"
                         )
                         continue
-                    for repetition in range(target.repeats):
-                        key = f"{model_name}/{framework_name}/{target.arch}-{target.accelerator}/b{batch_size}"
-                        if target.repeats > 1:
-                            key += f"/r{repetition}"
-                        run_settings_ = settings_by_batch[batch_size]
-                        digest = _digest(
-                            key,
-                            image,
-                            dataset_name,
-                            checksums,
-                            run_settings_.model_dump(mode="json"),
-                            spec.trace_level,
-                            spec.threads,
-                            target.model_dump(mode="json"),
-                            requests,
-                            limits,
-                            spec.timeout_s,
-                            spec.retries,
-                            spec.queue_name,
-                        )
-                        runs.append(
-                            PlannedRun(
-                                key=key,
-                                model=model_name,
-                                framework=framework_name,
-                                dataset=dataset_name or "",
-                                arch=target.arch,
-                                accelerator=target.accelerator,
-                                batch_size=batch_size,
-                                repetition=repetition,
-                                image=image,
-                                device_resource=device_resource,
-                                settings=run_settings_,
-                                job_name=_job_name(name, digest),
-                                run_id=f"{name[:80]}-{uid.replace('-', '')[:12]}-{digest}",
-                                resources=resources,
-                                spec_sha256=checksums,
-                                target=target,
-                                requests=requests,
-                                limits=limits,
-                                node_selector=selector,
-                            )
-                        )
+                    cell = _Cell(model_name, framework_name, dataset_name or "", target, selector, batch_size)
+                    runs.extend(
+                        _planned_run(name, uid, spec, cell, placed, resources, settings_by_batch[batch_size], r)
+                        for r in range(target.repeats)
+                    )
     if problems:
         raise UnsatisfiableError("; ".join(dict.fromkeys(problems)) + ".")
     return runs
+
+
+def _spec_checks(
+    spec: EvaluationSpec, catalog: Catalog, problems: list[str]
+) -> tuple[dict[int, EvaluationSettings], list[dict[str, str]]]:
+    """The checks of the spec alone (names, settings, targets), appending to ``problems``: the settings per batch
+    size and the node selector per target."""
+    problems.extend(catalog.unknown("Model", n) for n in spec.models if n not in catalog.models)
+    problems.extend(catalog.unknown("Framework", n) for n in spec.frameworks if n not in catalog.frameworks)
+    if spec.dataset is not None and spec.dataset not in catalog.datasets:
+        problems.append(catalog.unknown("Dataset", spec.dataset))
+    settings_by_batch: dict[int, EvaluationSettings] = {}
+    for batch_size in spec.batch_sizes:
+        try:
+            settings_by_batch[batch_size] = spec.run_settings(batch_size)
+        except ValidationError as e:
+            reasons = "; ".join(str(p["msg"]).removeprefix("Value error, ") for p in e.errors())
+            problems.append(f"settings: {reasons}")
+            break
+    selectors: list[dict[str, str]] = []
+    for target in spec.targets:
+        selector = node_selector(target)
+        if isinstance(selector, str):
+            problems.append(selector)
+        else:
+            selectors.append(selector)
+    return settings_by_batch, selectors
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a framework's runs for one target go: its image, device resource and pod sizes."""
+
+    image: str
+    device_resource: str | None
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One model x framework x target x batch size of the matrix (its repetitions share it)."""
+
+    model: str
+    framework: str
+    dataset: str
+    target: Target
+    selector: dict[str, str]
+    batch_size: int
+
+
+def _placement(
+    framework_name: str, framework: Framework, target: Target, spec: EvaluationSpec, settings: OperatorSettings
+) -> _Placement | str:
+    """The image, device resource and pod sizes of ``framework`` on ``target``, or the problem that prevents it."""
+    if target.accelerator not in framework.spec.accelerators:
+        return (
+            f"Framework '{framework_name}' does not support accelerator "
+            f"{target.accelerator} (spec.accelerators: {', '.join(framework.spec.accelerators)})"
+        )
+    image = _image(framework, target.arch, target.accelerator)
+    if image is None:
+        return _image_problem(framework, target.arch, target.accelerator)
+    device_resource = _device_resource(framework, target.accelerator, settings)
+    sized = pod_resources(target, spec, device_resource, settings)
+    if isinstance(sized, str):
+        return sized
+    requests, limits = sized
+    return _Placement(image, device_resource, requests, limits)
+
+
+def _planned_run(
+    name: str,
+    uid: str,
+    spec: EvaluationSpec,
+    cell: _Cell,
+    placed: _Placement,
+    resources: ResolvedResources,
+    run_settings: EvaluationSettings,
+    repetition: int,
+) -> PlannedRun:
+    """One run of the matrix: its key, the digest of everything that defines it, its Job name and run id."""
+    target = cell.target
+    key = f"{cell.model}/{cell.framework}/{target.arch}-{target.accelerator}/b{cell.batch_size}"
+    if target.repeats > 1:
+        key += f"/r{repetition}"
+    checksums = resources.checksums()
+    digest = _digest(
+        key,
+        placed.image,
+        cell.dataset or None,
+        checksums,
+        run_settings.model_dump(mode="json"),
+        spec.trace_level,
+        spec.threads,
+        target.model_dump(mode="json"),
+        placed.requests,
+        placed.limits,
+        spec.timeout_s,
+        spec.retries,
+        spec.queue_name,
+    )
+    return PlannedRun(
+        key=key,
+        model=cell.model,
+        framework=cell.framework,
+        dataset=cell.dataset,
+        arch=target.arch,
+        accelerator=target.accelerator,
+        batch_size=cell.batch_size,
+        repetition=repetition,
+        image=placed.image,
+        device_resource=placed.device_resource,
+        settings=run_settings,
+        job_name=_job_name(name, digest),
+        run_id=f"{name[:80]}-{uid.replace('-', '')[:12]}-{digest}",
+        resources=resources,
+        spec_sha256=checksums,
+        target=target,
+        requests=placed.requests,
+        limits=placed.limits,
+        node_selector=cell.selector,
+    )
 
 
 __all__ = ["Catalog", "PlannedRun", "count_runs", "node_selector", "plan", "pod_resources"]
