@@ -131,18 +131,6 @@ def test_misnumbered_migrations_are_refused(sqlite_url: str) -> None:
         db.dispose()
 
 
-def test_schema_module_matches_what_the_migrations_build(database: Database) -> None:
-    with database.read() as connection:
-        inspector = inspect(connection)
-        for table in schema.metadata.sorted_tables:
-            migrated = {c["name"]: c for c in inspector.get_columns(table.name)}
-            assert set(migrated) == {c.name for c in table.columns}, table.name
-            for column in table.columns:
-                assert migrated[column.name]["nullable"] == column.nullable, f"{table.name}.{column.name}"
-            primary_key = inspector.get_pk_constraint(table.name)["constrained_columns"]
-            assert primary_key == [c.name for c in table.primary_key.columns], table.name
-
-
 def test_unsupported_or_in_memory_urls_are_clear_errors() -> None:
     from mlmodelscope.collector.errors import CollectorError
 
