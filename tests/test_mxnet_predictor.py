@@ -359,10 +359,14 @@ for s in spans:
         children[s.parent_id].append(s)
 framework = [s for kids in children.values() for s in kids]
 # The declared window (framework_trace_max_calls): its calls, in call order, have operator spans; later ones none.
+# After a LoadGen test that ran out of queries and was repeated (a loaded machine), the trace is partial by design
+# (the profiler cannot restart) and says why; the profiled calls are then the repeated test's first ones.
 trace = result.framework_trace
-assert trace is not None and trace.status == "complete", trace
-window = model[: trace.window_calls]
-assert trace.profiled_calls == len(window) > 0, trace
+schedule = result.performance.schedule
+repeated = schedule is not None and schedule.discarded_test_queries > 0
+assert trace is not None and (trace.status == "complete" or (repeated and "repeated" in (trace.reason or ""))), trace
+window = model[: trace.profiled_calls]
+assert len(window) > 0 and (repeated or trace.profiled_calls == trace.window_calls), trace
 assert set(children) == {m.span_id for m in window}, "operator spans only under the window's model spans"
 ops_per_query = []
 op_types = set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import subprocess
@@ -100,9 +101,13 @@ def test_a_publisher_without_the_token_is_refused_at_once(nats_server: EmbeddedN
     settings = PublisherSettings(nats_server.url, give_up_after_s=600, connect_timeout_s=1)
     refused = RunPublisher("no-token", settings)
     refused.start()
-    refused.publish(Progress(phase="x", completed_queries=0, elapsed_s=0.0))
-    with pytest.raises(PublishError) as raised:
-        refused.close(timeout_s=60)  # well before give_up_after_s: refused credentials are not retried
+    try:
+        with pytest.raises(PublishError) as raised:  # at the next publish, or at close if that came first
+            refused.publish(Progress(phase="x", completed_queries=0, elapsed_s=0.0))
+            refused.close(timeout_s=60)  # well before give_up_after_s: refused credentials are not retried
+    finally:
+        with contextlib.suppress(PublishError):
+            refused.close(timeout_s=10)  # stops its thread when publish raised first
     assert "refused the agent's credentials" in raised.value.message and NATS_TOKEN_ENV in str(raised.value)
     assert stream_last_seq(nats_server.url) == 0  # unauthenticated: cannot even read
 

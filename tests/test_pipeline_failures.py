@@ -282,7 +282,6 @@ def test_nats_restarted_mid_run_loses_nothing(pipeline: Pipeline, restart_while:
             what="the agent's first span batch",
         )
     before = stream_last_seq(url, strict=True)
-    spans_before = stream_last_seq(url, subject=spans_subject, strict=True)
     pipeline.nats.stop()
     assert agent.running, "the agent finished before NATS was stopped"
     time.sleep(NATS_DOWN_S)
@@ -291,8 +290,8 @@ def test_nats_restarted_mid_run_loses_nothing(pipeline: Pipeline, restart_while:
     finish_agent(agent)
     # The restart really was in the middle: the agent published more after it.
     assert stream_last_seq(url, strict=True) > before
-    if restart_while == "evaluating":
-        assert spans_before == 0
+    # (While evaluating, the streamer may already have published span batches: streaming goes on across the
+    # restart, and assert_stored_exactly_once checks none is lost or doubled.)
     detail = wait_until_settled(pipeline, run_id)
     assert pipeline.collector.process is not None and pipeline.collector.process.poll() is None
     assert pipeline.collector.starts == 1  # the collector rode out the restart by itself

@@ -23,8 +23,8 @@ from pydantic.config import JsonValue
 
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Mode, Scenario, Seeds
 from mlmodelscope.core.manifests.resources import Accelerator, Architecture, ObjectMeta, ResourceName
+from mlmodelscope.core.tracing.spans import TraceLevelName
 
-TraceLevelName = Literal["no", "application", "model", "framework", "library", "system", "hardware", "full"]
 Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
 RunState = Literal["Pending", "Running", "Succeeded", "Failed"]
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -10,10 +10,13 @@ collector (inside ``mlmodelscope.core.messages``), so it changes only with a sch
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 AttributeValue = str | int | float | bool
+TraceLevelName = Literal["no", "application", "model", "framework", "library", "system", "hardware", "full"]
+"""The trace levels as users write them (CLI options, the Evaluation CR, API query parameters)."""
 
 
 class TraceLevel(IntEnum):

@@ -22,7 +22,7 @@ from mlmodelscope.collector.api.models import (
 from mlmodelscope.collector.storage import reads, span_store
 from mlmodelscope.collector.storage.finite_json import describe_replaced, finite_json
 from mlmodelscope.collector.trace_export import chrome_trace
-from mlmodelscope.core.tracing.spans import TraceLevel
+from mlmodelscope.core.tracing.spans import TraceLevel, TraceLevelName
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
@@ -152,7 +152,7 @@ def get_trace(
     runtime: RuntimeDep,
     run_id: RunIdPath,
     level: Annotated[
-        str | None, Query(description="Deepest trace level to include (model, framework, ...); default all.")
+        TraceLevelName | None, Query(description="Deepest trace level to include (model, framework, ...); default all.")
     ] = None,
     from_ns: Annotated[
         int | None, Query(ge=0, description="Only spans ending at or after this agent monotonic ns.")
@@ -161,10 +161,7 @@ def get_trace(
 ) -> StreamingResponse:
     """The run's spans as a Chrome trace (open it in Perfetto or chrome://tracing), streamed as it is written;
     ``level`` and ``from_ns``/``to_ns`` cut a large run down to the part to look at."""
-    try:
-        deepest = None if level is None else TraceLevel.parse(level)
-    except ValueError as e:
-        raise HTTPException(status_code=422, detail=str(e)) from e
+    deepest = None if level is None else TraceLevel.parse(level)  # a name the query's schema admits
     levels = None if deepest is None else [lvl for lvl in TraceLevel if TraceLevel.NO < lvl <= deepest]
     with runtime.database.read() as connection:
         row = reads.get_run(connection, run_id)
