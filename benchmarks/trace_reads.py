@@ -9,12 +9,13 @@ temporary SQLite file (``--legacy`` stores the same spans row-wise, as older age
 Then, against the collector run as a deployment runs it (``python -m mlmodelscope.collector.main``, uvicorn, its
 own process, HTTP on 127.0.0.1), times the run page (``/ui/runs/{id}``; the first round decodes the run, later
 ones reuse the decoded columns), the compare page of the two runs (``/ui/compare``) and the full trace export
-(``/api/v1/runs/{id}/trace``, streamed, every byte read), each the median of ``--rounds``, once ``mlmodelscope
-trace export`` (download, parse, validate, write; its old 30 s timeout as the bound), and the collector's RSS
-growth while the exports run (its VmRSS sampled every 5 ms, peak minus the value before). The export is checked:
-valid JSON with one complete event per span.
+(``/api/v1/runs/{id}/trace``, streamed, every byte read) as Chrome JSON and as Perfetto protobuf
+(``format=perfetto``), each the median of ``--rounds``, once ``mlmodelscope trace export`` in each format
+(download, parse or walk, validate, write; its old 30 s timeout as the bound), and the collector's RSS growth
+while the exports run (its VmRSS sampled every 5 ms, peak minus the value before). The export is checked: valid
+JSON with one complete event per span; the sizes of both files are printed.
 
-Targets: run page <= 1 s, compare <= 2 s, export <= 5 s with RSS growth <= 300 MB. Exit code 1 when a check
+Targets: run page <= 1 s, compare <= 2 s, each export <= 5 s with RSS growth <= 300 MB. Exit code 1 when a check
 fails or a target is missed. Usage: ``python benchmarks/trace_reads.py [--spans N] [--rounds R] [--legacy]``.
 """
 
@@ -51,7 +52,14 @@ from mlmodelscope.core.messages import (
 from mlmodelscope.core.span_columns import IntAttribute, SpanColumns
 from mlmodelscope.core.tracing.spans import TraceLevel
 
-TARGETS_S = {"run page": 1.0, "compare": 2.0, "export": 5.0, "cli export": 30.0}
+TARGETS_S = {
+    "run page": 1.0,
+    "compare": 2.0,
+    "export": 5.0,
+    "perfetto export": 5.0,
+    "cli export": 30.0,
+    "cli perfetto export": 30.0,
+}
 MAX_RSS_GROWTH_MB = 300.0
 WINDOW_CALLS = 1_000
 OPERATORS = 10
@@ -259,16 +267,19 @@ def measure(
                 response = client.get("/ui/compare", params=[("run", run_ids[0]), ("run", run_ids[1])])
                 assert response.status_code == 200, response.text[:500]
 
-            def export() -> None:
-                with client.stream("GET", f"/api/v1/runs/{run_ids[0]}/trace") as response:
+            sizes: dict[str, int] = {}
+
+            def export(params: dict[str, str]) -> None:
+                with client.stream("GET", f"/api/v1/runs/{run_ids[0]}/trace", params=params) as response:
                     assert response.status_code == 200
-                    for _chunk in response.iter_raw():
-                        pass
+                    sizes[params.get("format", "chrome")] = sum(len(chunk) for chunk in response.iter_raw())
 
             figures["run page"] = timed(rounds, page)
             figures["compare"] = timed(rounds, compare)
             with RssPeak(process.pid) as rss:
-                figures["export"] = timed(rounds, export)
+                figures["export"] = timed(rounds, lambda: export({}))
+                figures["perfetto export"] = timed(rounds, lambda: export({"format": "perfetto"}))
+            print(f"  trace sizes: chrome {sizes['chrome'] / 1e6:.0f} MB, perfetto {sizes['perfetto'] / 1e6:.0f} MB")
             with client.stream("GET", f"/api/v1/runs/{run_ids[0]}/trace") as response:
                 document = json.loads(response.read())
             events = sum(1 for event in document["traceEvents"] if event["ph"] == "X")
@@ -279,6 +290,8 @@ def measure(
             command = [sys.executable, "-m", "mlmodelscope.cli.main", "trace", "export", run_ids[0]]
             command += ["--collector-url", url, "-o", str(folder / "trace.json")]
             figures["cli export"] = timed(1, lambda: subprocess.run(command, check=True, capture_output=True))
+            command[-1] = str(folder / "trace.pftrace")
+            figures["cli perfetto export"] = timed(1, lambda: subprocess.run(command, check=True, capture_output=True))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -311,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 met = median <= TARGETS_S[name]
                 ok &= met or storage != "columnar"
                 rounds = ", ".join(f"{t:.3f}" for t in times)
-                print(f"  {name:8s} median {median:7.3f} s (rounds {rounds}; target <= {TARGETS_S[name]:g} s)")
+                print(f"  {name:19s} median {median:7.3f} s (rounds {rounds}; target <= {TARGETS_S[name]:g} s)")
             met = growth_mb <= MAX_RSS_GROWTH_MB
             ok &= met or storage != "columnar"
             print(f"  export: collector RSS growth {growth_mb:.0f} MB (target <= {MAX_RSS_GROWTH_MB:g} MB)")

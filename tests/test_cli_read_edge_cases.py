@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import edge_case_fixtures as edges
+from tests import perfetto_protos
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -57,6 +58,18 @@ def test_run_ids_are_encoded_into_the_url(collector_url: str, tmp_path: Path) ->
     )
     assert report.returncode != 0 and "Traceback" not in report.stderr
     assert not (tmp_path / "r.md").exists()
+
+
+def test_a_trace_exports_as_perfetto_protobuf_by_its_suffix(collector_url: str, tmp_path: Path) -> None:
+    output = tmp_path / "cycle.pftrace"
+    run = run_cli("trace", "export", edges.CYCLE_RUN, "--collector-url", collector_url, "-o", str(output), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "wrote 7 spans" in run.stdout and "(perfetto)" in run.stdout
+    _, found = perfetto_protos.slices(perfetto_protos.decode(output.read_bytes()))
+    assert len(found) == 7
+    wrong = ("trace", "export", edges.CYCLE_RUN, "--collector-url", collector_url, "-o", str(output), "--format", "x")
+    refused = run_cli(*wrong, cwd=tmp_path)
+    assert refused.returncode == 2 and "choose chrome, perfetto or auto" in refused.stderr
 
 
 def test_run_filters_are_encoded_into_the_query(collector_url: str, tmp_path: Path) -> None:

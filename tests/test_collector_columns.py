@@ -28,6 +28,7 @@ from mlmodelscope.core.span_columns import SpanColumns, decode_columns, encode_c
 from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_trace
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from tests import collector_fixtures as fixtures
+from tests import perfetto_protos
 from tests.collector_fixtures import LABELS, RunningApp, run_started, running_app, settings_for
 
 database_url = fixtures.database_url
@@ -309,6 +310,21 @@ async def test_the_trace_endpoint_filters_by_level_and_time(collector: RunningAp
     names = sorted(event["name"] for event in cut["traceEvents"] if event["ph"] == "X")
     assert names == ["evaluation", "performance_run", "predict"]
     assert (await client.get(f"/api/v1/runs/{RUN}/trace", params={"level": "deep"})).status_code == 422
+
+
+@pytest.mark.anyio
+async def test_the_trace_endpoint_writes_perfetto_protobuf_with_the_same_filters(collector: RunningApp) -> None:
+    client = collector.client
+    response = await client.get(f"/api/v1/runs/{RUN}/trace", params={"format": "perfetto"})
+    assert response.headers["content-type"] == "application/x-protobuf"
+    _, found = perfetto_protos.slices(perfetto_protos.decode(response.content))
+    chrome = (await client.get(f"/api/v1/runs/{RUN}/trace")).json()
+    complete = [event for event in chrome["traceEvents"] if event["ph"] == "X"]
+    assert sorted(r["args"]["span_id"] for r in found) == sorted(e["args"]["span_id"] for e in complete)
+    model = await client.get(f"/api/v1/runs/{RUN}/trace", params={"format": "perfetto", "level": "model"})
+    _, found = perfetto_protos.slices(perfetto_protos.decode(model.content))
+    assert {record["category"] for record in found} == {"application", "model"}
+    assert (await client.get(f"/api/v1/runs/{RUN}/trace", params={"format": "svg"})).status_code == 422
 
 
 def test_a_run_read_while_it_ingests_keeps_one_decoded_copy(database: Database, ingestor: Ingestor) -> None:

@@ -82,26 +82,59 @@ def accuracy_cell(run: dict[str, Any]) -> str:
     return "-" if value is None else f"{metric} {value:.4f}"
 
 
+PERFETTO_SUFFIXES = (".pftrace", ".perfetto-trace", ".pb")
+
+
 @trace_app.command("export")
 def export_trace(
     run_id: Annotated[str, typer.Argument(help="Run id (see `mlmodelscope runs list`).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Chrome-trace / Perfetto JSON file to write.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write: Chrome-trace JSON, or Perfetto protobuf (.pftrace).")
+    ],
+    trace_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="chrome (JSON), perfetto (protobuf: smaller, nanoseconds) or auto: perfetto for a .pftrace, "
+            ".perfetto-trace or .pb output, chrome otherwise.",
+        ),
+    ] = "auto",
     collector_url: CollectorUrl = None,
 ) -> None:
-    """Write a run's timeline (all levels) as Chrome-trace JSON, loadable in Perfetto or chrome://tracing."""
+    """Write a run's timeline (all levels) as Chrome-trace JSON or Perfetto's protobuf trace, for ui.perfetto.dev
+    (both) or chrome://tracing (JSON)."""
+    chosen = _trace_format(trace_format, output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     try:
         with _collector(collector_url) as url:
-            _download(url, run_api_path(run_id, "trace"), partial)  # streamed: a 1M-span trace is ~200 MB
-        with partial.open("rb") as handle:
-            document: dict[str, Any] = json.load(handle)
-        validate_chrome_trace(document)
+            path = run_api_path(run_id, "trace") + ("?format=perfetto" if chosen == "perfetto" else "")
+            _download(url, path, partial)  # streamed: a 1M-span trace is ~200 MB of JSON
+        spans = _check_trace(partial, chosen)
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
-    events = sum(1 for event in document["traceEvents"] if event.get("ph") == "X")
-    literal_console().print(f"wrote {events:,} spans of run {run_id} to {output}")
+    literal_console().print(f"wrote {spans:,} spans of run {run_id} to {output} ({chosen})")
+
+
+def _trace_format(requested: str, output: Path) -> str:
+    if requested == "auto":
+        return "perfetto" if output.suffix.lower() in PERFETTO_SUFFIXES else "chrome"
+    if requested not in ("chrome", "perfetto"):
+        raise typer.BadParameter(f"'{requested}': choose chrome, perfetto or auto.", param_hint="--format")
+    return requested
+
+
+def _check_trace(path: Path, trace_format: str) -> int:
+    """The number of spans in the downloaded trace, once it is known to be whole."""
+    if trace_format == "perfetto":
+        from mlmodelscope.cli.perfetto_file import count_slices
+
+        return count_slices(path.read_bytes())
+    with path.open("rb") as handle:
+        document: dict[str, Any] = json.load(handle)
+    validate_chrome_trace(document)
+    return sum(1 for event in document["traceEvents"] if event.get("ph") == "X")
 
 
 def _download(collector_url: str, path: str, destination: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from mlmodelscope.collector.storage.finite_json import finite_json
 from mlmodelscope.core.span_columns import SpanColumns
@@ -55,23 +56,41 @@ def chrome_trace(columns: SpanColumns, run_id: str, *, epoch_offset_ns: int, pro
 
 
 def _lanes(columns: SpanColumns, order: np.ndarray, epoch_offset_ns: int) -> tuple[np.ndarray, set[tuple[int, int]]]:
-    """The tid of each span (in ``order``) and the (level, lane) pairs used: ``chrome._place`` per level. A level
-    whose spans each start after every earlier one ended (sequential queries) is all lane 0 without the loop."""
-    tids = columns.level[order].astype(np.int64)
+    """The tid of each span (in ``order``) and the (level, lane) pairs used, placed on the µs times written."""
     ts_us, end_us = _times_us(columns, order, epoch_offset_ns)
+    return place_lanes(columns.level[order], ts_us, end_us)
+
+
+def place_lanes(
+    levels: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[NDArray[np.int64], set[tuple[int, int]]]:
+    """The tid of each span (given in sorted order) and the (level, lane) pairs used: ``chrome._place`` per level.
+    A level whose spans each start after every earlier one ended (sequential queries) is all lane 0 without the
+    loop."""
+    tids = levels.astype(np.int64)
     used: set[tuple[int, int]] = set()
     for level in np.unique(tids).tolist():
         rows = np.flatnonzero(tids == level)
-        starts, ends = ts_us[rows], end_us[rows]
-        if len(rows) < 2 or (starts[1:] >= np.maximum.accumulate(ends[:-1])).all():
+        level_starts, level_ends = starts[rows], ends[rows]
+        if len(rows) < 2 or (level_starts[1:] >= np.maximum.accumulate(level_ends[:-1])).all():
             used.add((level, 0))
             continue
         stacks: list[list[float]] = []
-        lanes = [place(stacks, ts, end) for ts, end in zip(starts.tolist(), ends.tolist(), strict=True)]
+        lanes = [place(stacks, ts, end) for ts, end in zip(level_starts.tolist(), level_ends.tolist(), strict=True)]
         used.update((level, lane) for lane in set(lanes))
         lane_array = np.array(lanes, np.int64)
         tids[rows] = np.where(lane_array == 0, level, level * EXTRA_LANE_TID_FACTOR + lane_array)
     return tids, used
+
+
+def lane_names(lanes_used: set[tuple[int, int]]) -> list[tuple[int, str, int]]:
+    """(tid, name, sort index) of each lane used, in sort order: ``MODEL``, ``MODEL #2``, ``FRAMEWORK``..."""
+    named = []
+    for level, lane in sorted(lanes_used):
+        tid = level if lane == 0 else level * EXTRA_LANE_TID_FACTOR + lane
+        name = TraceLevel(level).name if lane == 0 else f"{TraceLevel(level).name} #{lane + 1}"
+        named.append((tid, name, level * EXTRA_LANE_TID_FACTOR + lane))
+    return named
 
 
 def _times_us(columns: SpanColumns, rows: np.ndarray, epoch_offset_ns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +128,9 @@ def _time_fields(
     return [ts_us.tolist(), (end_us - ts_us).tolist()], '"ts":%r,"dur":%r'
 
 
+_PID = 1
+
+
 def _chunks(
     columns: SpanColumns,
     order: np.ndarray,
@@ -119,19 +141,7 @@ def _chunks(
     epoch_offset_ns: int,
     process_name: str,
 ) -> Iterator[bytes]:
-    pid = 1
-    head = [
-        {"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": f"{process_name} {run_id}"}},
-        {"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0, "args": {"sort_index": pid}},
-    ]
-    for level, lane in sorted(lanes_used):
-        tid = level if lane == 0 else level * EXTRA_LANE_TID_FACTOR + lane
-        name = TraceLevel(level).name if lane == 0 else f"{TraceLevel(level).name} #{lane + 1}"
-        head.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}})
-        args = {"sort_index": level * EXTRA_LANE_TID_FACTOR + lane}
-        head.append({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": args})
-    yield ('{"traceEvents":[' + ",".join(json.dumps(event, separators=(",", ":")) for event in head)).encode()
-
+    yield _head(lanes_used, f"{process_name} {run_id}")
     names = np.array([json.dumps(name) for name in columns.names] or [""], dtype=object)
     categories = np.array([json.dumps(TraceLevel(level).name.lower()) for level in range(len(TraceLevel))], object)
     prefixes = np.array([text + "," if text else "" for text in rendered] or [""], dtype=object)
@@ -140,53 +150,73 @@ def _chunks(
     ]
     for begin in range(0, len(order), CHUNK_SPANS):
         rows = order[begin : begin + CHUNK_SPANS]
-        count = len(rows)
         ts_us, end_us = _times_us(columns, rows, epoch_offset_ns)
         times, time_format = _time_fields(columns.start_ns[rows], ts_us, end_us, epoch_offset_ns)
         common = [
             names[columns.name_index[rows]],
             categories[columns.level[rows]],
             *times,
-            tids[begin : begin + count].tolist(),
+            tids[begin : begin + len(rows)].tolist(),
             prefixes[columns.attribute_index[rows]],
         ]
         ids = [columns.span_id[rows].tolist(), columns.parent_id[rows].tolist()]
-        # Rows grouped by which integer attributes they have: one %-template per group, formatted in C.
-        pattern = np.zeros(count, np.int64)
-        for bit, (_key, _values, present) in enumerate(int_columns):
-            pattern |= (np.ones(count, np.bool_) if present is None else present[rows]).astype(np.int64) << bit
-        events: list[str] = [""] * count
-        for shape in np.unique(pattern).tolist():
-            members = np.flatnonzero(pattern == shape)
-            chosen = [(key, values) for bit, (key, values, _p) in enumerate(int_columns) if shape >> bit & 1]
-            template = (
-                '{"name":%s,"cat":%s,"ph":"X",'
-                + time_format
-                + ',"pid":'
-                + str(pid)
-                + ',"tid":%d,"args":{%s'
-                + "".join(f"{key}:%d," for key, _values in chosen)
-                + '"span_id":%d,"parent_id":%d}}'
-            )
-            picked = members.tolist()
-            parts = [
-                common[0][members].tolist(),
-                common[1][members].tolist(),
-                *([column[i] for i in picked] for column in common[2:-2]),
-                [common[-2][i] for i in picked],
-                common[-1][members].tolist(),
-                *(values[rows][members].tolist() for _key, values in chosen),
-                *([column[i] for i in picked] for column in ids),
-            ]
-            for i, text in zip(
-                members.tolist(), (template % values for values in zip(*parts, strict=True)), strict=True
-            ):
-                events[i] = text
-        yield ("," + ",".join(events)).encode()
+        yield ("," + ",".join(_events(rows, common, ids, int_columns, time_format))).encode()
     metadata = {
         "generator": "mlmodelscope",
         "clock": "wall clock: perf_counter_ns + epoch_offset_ns, in microseconds",
         "epoch_offset_ns": epoch_offset_ns,
-        "runs": {run_id: pid},
+        "runs": {run_id: _PID},
     }
     yield ('],"displayTimeUnit":"ns","metadata":' + json.dumps(metadata, separators=(",", ":")) + "}").encode()
+
+
+def _head(lanes_used: set[tuple[int, int]], process_label: str) -> bytes:
+    """The document's start: the process's and each lane's metadata events."""
+    head: list[dict[str, Any]] = [
+        {"name": "process_name", "ph": "M", "pid": _PID, "tid": 0, "args": {"name": process_label}},
+        {"name": "process_sort_index", "ph": "M", "pid": _PID, "tid": 0, "args": {"sort_index": _PID}},
+    ]
+    for tid, name, sort_index in lane_names(lanes_used):
+        head.append({"name": "thread_name", "ph": "M", "pid": _PID, "tid": tid, "args": {"name": name}})
+        args = {"sort_index": sort_index}
+        head.append({"name": "thread_sort_index", "ph": "M", "pid": _PID, "tid": tid, "args": args})
+    return ('{"traceEvents":[' + ",".join(json.dumps(event, separators=(",", ":")) for event in head)).encode()
+
+
+def _events(
+    rows: np.ndarray,
+    common: list[Any],
+    ids: list[list[int]],
+    int_columns: list[tuple[str, np.ndarray, np.ndarray | None]],
+    time_format: str,
+) -> list[str]:
+    """One chunk's complete events, in ``rows`` order. Rows are grouped by which integer attributes they have:
+    one %-template per group, formatted in C."""
+    count = len(rows)
+    pattern = np.zeros(count, np.int64)
+    for bit, (_key, _values, present) in enumerate(int_columns):
+        pattern |= (np.ones(count, np.bool_) if present is None else present[rows]).astype(np.int64) << bit
+    events: list[str] = [""] * count
+    for shape in np.unique(pattern).tolist():
+        members = np.flatnonzero(pattern == shape)
+        chosen = [(key, values) for bit, (key, values, _p) in enumerate(int_columns) if shape >> bit & 1]
+        template = (
+            '{"name":%s,"cat":%s,"ph":"X",'
+            + time_format
+            + f',"pid":{_PID},"tid":%d,"args":{{%s'
+            + "".join(f"{key}:%d," for key, _values in chosen)
+            + '"span_id":%d,"parent_id":%d}}'
+        )
+        picked = members.tolist()
+        parts = [
+            common[0][members].tolist(),
+            common[1][members].tolist(),
+            *([column[i] for i in picked] for column in common[2:-2]),
+            [common[-2][i] for i in picked],
+            common[-1][members].tolist(),
+            *(values[rows][members].tolist() for _key, values in chosen),
+            *([column[i] for i in picked] for column in ids),
+        ]
+        for i, text in zip(picked, (template % values for values in zip(*parts, strict=True)), strict=True):
+            events[i] = text
+    return events

@@ -1,4 +1,5 @@
-"""``/api/v1/runs``: list and filter runs, one run, its result, its per-query latencies and its Chrome trace."""
+"""``/api/v1/runs``: list and filter runs, one run, its result, its per-query latencies and its trace (Chrome JSON
+or Perfetto's protobuf)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from mlmodelscope.collector import perfetto_export
 from mlmodelscope.collector.api.dependencies import RunIdPath, RuntimeDep
 from mlmodelscope.collector.api.models import (
     QueryList,
@@ -146,7 +148,7 @@ def get_queries(
 @router.get(
     "/{run_id}/trace",
     response_model=dict[str, Any],
-    responses={200: {"content": {"application/json": {}}}, **_NOT_FOUND},
+    responses={200: {"content": {"application/json": {}, perfetto_export.MEDIA_TYPE: {}}}, **_NOT_FOUND},
 )
 def get_trace(
     runtime: RuntimeDep,
@@ -158,9 +160,14 @@ def get_trace(
         int | None, Query(ge=0, description="Only spans ending at or after this agent monotonic ns.")
     ] = None,
     to_ns: Annotated[int | None, Query(ge=0, description="Only spans starting at or before this ns.")] = None,
+    trace_format: Annotated[
+        Literal["chrome", "perfetto"],
+        Query(alias="format", description="chrome: Chrome-trace JSON; perfetto: Perfetto's native protobuf trace."),
+    ] = "chrome",
 ) -> StreamingResponse:
-    """The run's spans as a Chrome trace (open it in Perfetto or chrome://tracing), streamed as it is written;
-    ``level`` and ``from_ns``/``to_ns`` cut a large run down to the part to look at."""
+    """The run's spans as a Chrome trace (open it in Perfetto or chrome://tracing) or as Perfetto's own protobuf
+    trace (smaller, nanoseconds; ``format=perfetto``), streamed as it is written; ``level`` and
+    ``from_ns``/``to_ns`` cut a large run down to the part to look at."""
     deepest = None if level is None else TraceLevel.parse(level)  # a name the query's schema admits
     levels = None if deepest is None else [lvl for lvl in TraceLevel if TraceLevel.NO < lvl <= deepest]
     with runtime.database.read() as connection:
@@ -169,6 +176,12 @@ def get_trace(
             raise _no_run(run_id)
         columns = span_store.run_columns(connection, run_id, levels=levels, start_ns=from_ns, end_ns=to_ns)
     process_name = " ".join(part for part in (row["model"], row["framework"]) if part) or "run"
-    export = chrome_trace(columns, run_id, epoch_offset_ns=row["epoch_offset_ns"] or 0, process_name=process_name)
+    epoch_offset_ns = row["epoch_offset_ns"] or 0
+    if trace_format == "perfetto":
+        export = perfetto_export.perfetto_trace(
+            columns, run_id, epoch_offset_ns=epoch_offset_ns, process_name=process_name
+        )
+        return StreamingResponse(export.chunks, media_type=perfetto_export.MEDIA_TYPE)
+    export = chrome_trace(columns, run_id, epoch_offset_ns=epoch_offset_ns, process_name=process_name)
     headers = {NON_FINITE_HEADER: describe_replaced(export.replaced)} if export.replaced else None
     return StreamingResponse(export.chunks, media_type="application/json", headers=headers)
