@@ -3,6 +3,7 @@ the database is down, and no duplicates across a collector restart."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from pathlib import Path
@@ -291,3 +292,22 @@ def _consumer_idle(server: NatsServer):  # type: ignore[no-untyped-def]
             await client.close()
 
     return check
+
+
+async def test_stopping_an_idle_consumer_does_not_wait_for_its_fetch(nats_server: NatsServer, sqlite_url: str) -> None:
+    """A fetch waiting 10 minutes for messages is cut short by stop (it held nothing: nothing is lost); a message
+    published afterwards is stored by the next collector."""
+    settings = settings_for(sqlite_url, nats_url=nats_server.url, fetch_timeout_s=600.0)
+    async with running_app(settings) as running:
+        await eventually(lambda: _ready(running), what="the consumer to connect")
+        consumer = running.runtime.consumer
+        assert consumer is not None
+        await asyncio.wait_for(consumer.stop(), timeout=60.0)  # not the fetch's 600 s (nor its 602 s of grace)
+    await publish(nats_server, full_run("run-after", spans=2, queries=3))
+    async with running_app(settings_for(sqlite_url, nats_url=nats_server.url)) as restarted:
+
+        async def stored() -> bool:
+            response = await restarted.client.get("/api/v1/runs/run-after")
+            return response.status_code == 200 and response.json()["status"] == "succeeded"
+
+        await eventually(stored, what="the run published after the stop")

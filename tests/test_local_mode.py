@@ -112,3 +112,21 @@ def test_batch_size_sweep_reports_throughput_per_batch_and_the_optimal_batch(tmp
     assert sweep["optimal_batch_size"] == (1 if gain < 0.05 else 4)
     assert sweep["saturated"] == (gain < 0.05)
     assert summary["agreement"] == []  # one framework: nothing to compare
+
+
+def test_the_local_collector_ingests_at_a_lower_priority_once_started(tmp_path: Path) -> None:
+    """Every thread of a started local collector has COLLECTOR_NICENESS: the agents beside it come first."""
+    import psutil
+
+    from mlmodelscope.cli.local import COLLECTOR_NICENESS, CollectorProcess
+    from mlmodelscope.cli.nats_server import EmbeddedNatsServer
+
+    with EmbeddedNatsServer(tmp_path / "nats") as server:
+        collector = CollectorProcess(f"sqlite:///{tmp_path / 'c.db'}", server.url, tmp_path / "c.log")
+        collector.start()  # ready: its lifespan (which lowers the priority) has run
+        try:
+            assert collector.pid is not None
+            threads = psutil.Process(collector.pid).threads()
+            assert {psutil.Process(thread.id).nice() for thread in threads} == {COLLECTOR_NICENESS}
+        finally:
+            collector.stop()

@@ -35,6 +35,7 @@ from mlmodelscope.core.messages import SUBJECT_PREFIX, decode
 DATA_ENV = "MLMODELSCOPE_DATA_DIR"
 COLLECTOR_URL_ENV = "MLMODELSCOPE_COLLECTOR_URL"
 _POLL_S = 0.1
+COLLECTOR_NICENESS = 10
 _DYING_WAIT_S = 2.0
 
 
@@ -66,6 +67,10 @@ class CollectorProcess:
     """``python -m mlmodelscope.collector.main`` on a free port; ``start`` returns once ``/readyz`` says ready
     (``launch`` + ``wait_ready`` split it, so that the caller's own start-up can overlap the collector's).
 
+    Once started, it ingests at a lower CPU priority (``COLLECTOR_NICENESS``) than the agents: on a machine with
+    few cores it stores spans in the gaps instead of taking time from the model being measured, and catches up
+    once the agents are done; nothing waits on it during a run (agents publish to JetStream).
+
     The collector holds no state of its own (runs are in the database, messages not yet stored wait in JetStream),
     so a collector that dies during an evaluation is restarted on the same database, at most ``max_restarts``
     times: ``ensure_running`` does it, and ``get`` does it before asking again.
@@ -90,6 +95,7 @@ class CollectorProcess:
             "MLMODELSCOPE_COLLECTOR_LOG_LEVEL": "warning",
             "MLMODELSCOPE_COLLECTOR_LAG_REFRESH_S": "0.5",
             "MLMODELSCOPE_COLLECTOR_NAK_DELAY_S": "0.5",
+            "MLMODELSCOPE_COLLECTOR_INGEST_NICENESS": str(COLLECTOR_NICENESS),
         }
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None

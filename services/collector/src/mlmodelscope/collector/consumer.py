@@ -98,8 +98,9 @@ class JetStreamConsumer:
             self._task = asyncio.create_task(self._run(), name="mlmodelscope-collector-consumer")
 
     async def stop(self) -> None:
-        """Let the current fetch and batch finish, then end; cancel at once when not subscribed (e.g. while
-        waiting for a server). Cancelling is always safe: an unacked message is redelivered and de-duplicated."""
+        """Let the batch being stored finish, then end (a fetch still waiting for messages ends at once); cancel
+        at once when not subscribed (e.g. while waiting for a server). Cancelling is always safe: an unacked
+        message is redelivered and de-duplicated."""
         self._stopping.set()
         task, self._task = self._task, None
         if task is None:
@@ -164,16 +165,34 @@ class JetStreamConsumer:
                 if time.monotonic() >= next_lag_refresh:
                     await self._refresh_lag(subscription)
                     next_lag_refresh = time.monotonic() + settings.lag_refresh_s
-                try:
-                    messages = await subscription.fetch(settings.fetch_batch_size, timeout=settings.fetch_timeout_s)
-                except TimeoutError:  # nats' TimeoutError, and asyncio's that nats-py sometimes raises instead
-                    continue
-                await self._handle(messages)
+                messages = await self._fetch_unless_stopping(subscription)
+                if messages:
+                    await self._handle(messages)
         finally:
             self._subscribed = False
             self._client = None
             with contextlib.suppress(Exception):
                 await client.close()
+
+    async def _fetch_unless_stopping(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The next batch (empty when none came within the fetch timeout, or when ``stop`` was called while
+        waiting: a fetch cut short acks nothing, so whatever it had received is redelivered to the next collector
+        and de-duplicated; a batch already fetched is always stored and acked before the loop ends)."""
+        settings = self._settings
+        fetch = asyncio.ensure_future(subscription.fetch(settings.fetch_batch_size, timeout=settings.fetch_timeout_s))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not fetch.done():
+                fetch.cancel()
+        try:
+            return list(await fetch)
+        except (TimeoutError, asyncio.CancelledError):  # nats' TimeoutError, or asyncio's that nats-py may raise
+            if fetch.cancelled() and not self._stopping.is_set():
+                raise  # this task itself is being cancelled
+            return []
 
     async def _refresh_lag(self, subscription: JetStreamContext.PullSubscription) -> None:
         if self._metrics is None:

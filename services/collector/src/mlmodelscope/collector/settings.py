@@ -43,6 +43,13 @@ class CollectorSettings(BaseModel):
     duplicate_window_s: float = Field(default=120.0, gt=0, description="JetStream de-duplication window.")
     lag_refresh_s: float = Field(default=5.0, gt=0, description="How often consumer lag is read from the server.")
     reconnect_delay_s: float = Field(default=2.0, gt=0)
+    ingest_niceness: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="Nice value the collector takes once started (local mode: 10, so the agents it records beside "
+        "it on the same cores come first); 0: unchanged.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token every mutating request must carry; unset: mutations are refused."

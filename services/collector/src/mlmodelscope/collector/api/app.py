@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,6 +59,18 @@ from mlmodelscope.core.errors import ManifestError, MLModelScopeError, RegistryE
 log = logging.getLogger(__name__)
 
 
+def lower_priority(niceness: int) -> None:
+    """Take the nice value ``niceness`` (the process's threads too: Linux's nice is per thread, and the ones
+    started so far, the storing threads among them, are raised one by one); a no-op for 0, off POSIX, or when
+    the OS refuses."""
+    if niceness <= 0:
+        return
+    tasks = Path("/proc/self/task")
+    with contextlib.suppress(AttributeError, OSError):
+        for thread in [int(task.name) for task in tasks.iterdir()] if tasks.is_dir() else [os.getpid()]:
+            os.setpriority(os.PRIO_PROCESS, thread, niceness)
+
+
 def create_app(settings: CollectorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +80,7 @@ def create_app(settings: CollectorSettings) -> FastAPI:
             runtime.consumer = JetStreamConsumer(settings, runtime.ingestor, runtime.metrics)
             await runtime.consumer.start()
         app.state.runtime = runtime
+        lower_priority(settings.ingest_niceness)
         monitor = asyncio.create_task(_monitor_regressions(runtime, settings.regression_check_interval_s))
         try:
             yield
