@@ -28,7 +28,7 @@ from mlmodelscope.core.messages import Envelope, RunFinished, message_id
 from mlmodelscope.operator import planning
 from mlmodelscope.operator.errors import CollectorUnavailableError
 from mlmodelscope.operator.planning import PlannedRun
-from mlmodelscope.operator.results import CollectedRun, CollectorClient
+from mlmodelscope.operator.results import CollectedRun, RunResultReader
 from mlmodelscope.operator.settings import OperatorSettings
 from mlmodelscope.operator.status import run_status
 from tests.collector_fixtures import full_run, run_started
@@ -96,7 +96,7 @@ def _job(condition: str) -> dict[str, object]:
 
 def test_the_operator_reads_a_cancelled_run_and_marks_it_failed_as_cancelled(collector: CollectorProcess) -> None:
     async def read() -> tuple[CollectedRun | None, CollectedRun | None]:
-        client = CollectorClient(collector.url, timeout_s=10.0)
+        client = RunResultReader(collector.url, timeout_s=10.0)
         try:
             return await client.run("stopped"), await client.run("done")
         finally:
@@ -144,7 +144,7 @@ def test_clients_never_read_another_run_through_a_hostile_id(collector: Collecto
     hostile = f"done{suffix}"
 
     async def read() -> CollectedRun | CollectorUnavailableError | None:
-        client = CollectorClient(collector.url, timeout_s=10.0)
+        client = RunResultReader(collector.url, timeout_s=10.0)
         try:
             return await client.run(hostile)
         except CollectorUnavailableError as e:

@@ -21,7 +21,7 @@ from mlmodelscope.operator import jobs
 from mlmodelscope.operator.handlers import register
 from mlmodelscope.operator.kube import KubeClient, connection_info
 from mlmodelscope.operator.reconcile import Reconciler
-from mlmodelscope.operator.results import CollectorClient
+from mlmodelscope.operator.results import RunResultReader
 from mlmodelscope.operator.settings import OperatorSettings
 
 logger = logging.getLogger("mlmodelscope.operator")
@@ -52,7 +52,7 @@ async def run_operator(
     benchmarks: its recorded latencies)."""
     configured = kopf_settings(settings)
     kube = KubeClient(connection_info(settings, configured, logger), timeout_s=settings.api_timeout_s)
-    collector = CollectorClient(settings.collector_url, timeout_s=settings.collector_timeout_s)
+    collector = RunResultReader(settings.collector_url, timeout_s=settings.collector_timeout_s)
     reconciler = Reconciler(kube, collector, settings)
     if reconciler_ready is not None:
         reconciler_ready.set_result(reconciler)

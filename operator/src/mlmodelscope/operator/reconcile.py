@@ -34,7 +34,7 @@ from mlmodelscope.operator.errors import (
 )
 from mlmodelscope.operator.evaluation import EvaluationSpec, EvaluationStatus, RunStatus
 from mlmodelscope.operator.kube import JsonObject, KubeClient
-from mlmodelscope.operator.results import CollectedRun, CollectorClient
+from mlmodelscope.operator.results import CollectedRun, RunResultReader
 from mlmodelscope.operator.settings import OperatorSettings
 
 PLURAL = "evaluations"
@@ -93,7 +93,7 @@ class Reconciler:
     """Reconciles Evaluations through the API (``kube``) and the collector. Records, per pass, its latency (from
     the trigger, including the wait for a pass of the same Evaluation) and its own duration."""
 
-    def __init__(self, kube: KubeClient, collector: CollectorClient, settings: OperatorSettings) -> None:
+    def __init__(self, kube: KubeClient, collector: RunResultReader, settings: OperatorSettings) -> None:
         self.kube = kube
         self.collector = collector
         self.settings = settings

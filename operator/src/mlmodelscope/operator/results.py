@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
+from mlmodelscope.core.collector_client import NOT_FOUND, AsyncCollectorClient, CollectorError
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.operator.errors import CollectorUnavailableError
 from mlmodelscope.operator.evaluation import RunResult
@@ -80,36 +79,37 @@ def with_regression(result: RunResult, regression: dict[str, Any]) -> RunResult:
     return result.model_copy(update={"regression": state, "regression_reason": "; ".join(map(str, reasons))[:1000]})
 
 
-class CollectorClient:
+class RunResultReader:
+    """The collector's view of the operator's runs, through the core's ``AsyncCollectorClient``; any failure to
+    read is ``CollectorUnavailableError`` (transient: the next reconcile reads again)."""
+
     def __init__(self, base_url: str, *, timeout_s: float) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self._client = AsyncCollectorClient(base_url, timeout_s=timeout_s)
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-    async def _get(self, path: str) -> dict[str, Any] | None:
-        try:
-            response = await self._client.get(path)
-        except httpx.HTTPError as e:
-            raise CollectorUnavailableError(f"the collector did not answer GET {path}: {e!r}") from e
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise CollectorUnavailableError(f"the collector answered GET {path} with HTTP {response.status_code}")
-        document: dict[str, Any] = response.json()
-        return document
+        await self._client.close()
 
     async def run(self, run_id: str) -> CollectedRun | None:
         """The run as the collector stored it; None when it has not heard of it."""
-        detail = await self._get(run_api_path(run_id))
+        try:
+            return await self._read(run_id)
+        except CollectorError as e:
+            raise CollectorUnavailableError(e.message) from e
+
+    async def _read(self, run_id: str) -> CollectedRun | None:
+        detail = await self._client.run(run_id)
         if detail is None:
             return None
         status = str(detail.get("status", "pending"))
         result = None
         if status == "succeeded" and detail.get("complete") is not False:
-            document = await self._get(run_api_path(run_id, "result"))
+            document = await self._client.result(run_id)
             result = summarize(document) if document is not None else None
-            regression = await self._get(run_api_path(run_id, "regression")) if result is not None else None
+            regression = (
+                await self._client.get_json(run_api_path(run_id, "regression"), missing=NOT_FOUND)
+                if result is not None
+                else None
+            )
             if result is not None and regression is not None:
                 result = with_regression(result, regression)
         return CollectedRun(status=status, error=str(detail.get("error") or ""), result=result)

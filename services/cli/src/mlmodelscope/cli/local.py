@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -27,8 +26,9 @@ import nats
 
 from mlmodelscope.agent.bus.connection import connect_options, generate_token, nats_token, quiet_nats_logging
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port, terminate
+from mlmodelscope.core.collector_client import interpret
 from mlmodelscope.core.collector_paths import run_api_path
-from mlmodelscope.core.errors import EvaluationError, MLModelScopeError
+from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 from mlmodelscope.core.messages import SUBJECT_PREFIX, decode
 
@@ -203,10 +203,8 @@ class CollectorProcess:
                 # it died: the next ensure_running restarts it, or says why it cannot
 
     def get_json(self, path: str) -> Any:
-        response = self.get(path)
-        if response.status_code != 200:
-            raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {response.text[:300]}")
-        return json.loads(response.text)
+        """The document at ``path`` (``collector_client.interpret``: a 404 is a CollectorAnswerError)."""
+        return interpret(self.get(path), path)
 
 
 @contextlib.contextmanager
@@ -327,17 +325,3 @@ def wait_for_runs(
         f"the collector {waited} run(s) {missing} within {limit_s:g} s.",
         hint="See collector.log and the agents' logs in the data folder.",
     )
-
-
-def fetch_json(collector_url: str, path: str) -> Any:
-    try:
-        response = httpx.get(f"{collector_url}{path}", timeout=30.0)
-    except httpx.HTTPError as e:
-        raise MLModelScopeError(
-            f"cannot reach the collector at {collector_url}: {e}.", hint="Check --collector-url."
-        ) from e
-    if response.status_code == 404:
-        raise MLModelScopeError(f"{path}: not found in the collector at {collector_url}.", hint="See `runs list`.")
-    if response.status_code != 200:
-        raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {response.text[:300]}")
-    return json.loads(response.text)

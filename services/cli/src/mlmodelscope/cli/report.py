@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-import httpx
 import typer
 from pydantic import ValidationError
 
@@ -38,6 +37,7 @@ from mlmodelscope.core.analysis.report import (
 )
 from mlmodelscope.core.analysis.run import RunAnalysis
 from mlmodelscope.core.analysis.tables import RunInfo
+from mlmodelscope.core.collector_client import CollectorClient
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.evaluation.results import EvaluationResult
@@ -56,24 +56,7 @@ def _collector(url: str | None) -> Iterator[str]:
         yield collector.url
 
 
-def _get(client: httpx.Client, path: str, *, optional: bool = False) -> Any:
-    """GET a JSON document; None for a 404/422 when ``optional``, MLModelScopeError for anything unexpected."""
-    try:
-        response = client.get(path)
-    except httpx.HTTPError as e:
-        raise MLModelScopeError(
-            f"cannot reach the collector at {client.base_url}: {e}.", hint="Check --collector-url."
-        ) from e
-    if response.status_code == 200:
-        return response.json()
-    if optional and response.status_code in (404, 422):
-        return None
-    detail = response.text[:300]
-    with contextlib.suppress(ValueError, KeyError, TypeError):
-        detail = response.json()["detail"]
-    if response.status_code == 404:
-        raise MLModelScopeError(f"{path}: {detail}.", hint="See `mlmodelscope runs list` for run ids.")
-    raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {detail}")
+_OPTIONAL = frozenset({404, 422})  # no such document for this run: the report shows the rest
 
 
 def _result_of(run_id: str, document: Any) -> EvaluationResult | None:
@@ -96,12 +79,12 @@ def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
     """Fetch everything the report needs from the collector and build it."""
     runs: list[RunInfo] = []
     comparisons: list[RunComparison] = []
-    with httpx.Client(base_url=collector_url, timeout=_TIMEOUT_S) as client:
+    with CollectorClient(collector_url, timeout_s=_TIMEOUT_S) as client:
         for run_id in run_ids:
             run_path = run_api_path(run_id)  # an id is a path segment, whatever it holds
-            detail = _get(client, run_path)
-            result = _get(client, f"{run_path}/result", optional=True)
-            analysis = _get(client, f"{run_path}/analysis?top={top}", optional=True)
+            detail = client.get_json(run_path)
+            result = client.get_json(f"{run_path}/result", missing=_OPTIONAL)
+            analysis = client.get_json(f"{run_path}/analysis?top={top}", missing=_OPTIONAL)
             runs.append(
                 RunInfo(
                     run_id=run_id,
@@ -118,7 +101,7 @@ def collect(collector_url: str, run_ids: list[str], top: int) -> Report:
             )
         analysed = [run.run_id for run in runs if run.analysis is not None]
         if len(analysed) > 1:
-            view = _get(client, "/api/v1/compare?" + urlencode([("run", r) for r in analysed]))
+            view = client.get_json("/api/v1/compare?" + urlencode([("run", r) for r in analysed]))
             for candidate in view["candidates"]:
                 comparisons.append(
                     RunComparison(

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import httpx
 import typer
 from rich.table import Table
 
-from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, fetch_json, local_collector
+from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, local_collector
 from mlmodelscope.cli.terminal import literal_console
+from mlmodelscope.core.collector_client import CollectorClient, runs_path
 from mlmodelscope.core.collector_paths import run_api_path
-from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
 
 runs_app = typer.Typer(help="Past evaluations stored by the collector.", no_args_is_help=True)
@@ -52,9 +51,9 @@ def list_runs(
 ) -> None:
     """List runs, newest first."""
     filters = {"limit": limit, "model": model, "framework": framework}
-    query = "?" + urlencode({name: value for name, value in filters.items() if value})
-    with _collector(collector_url) as url:
-        page: dict[str, Any] = fetch_json(url, f"/api/v1/runs{query}")
+    query = urlencode({name: value for name, value in filters.items() if value})
+    with _collector(collector_url) as url, CollectorClient(url) as client:
+        page: dict[str, Any] = client.get_json(runs_path(query))
     table = Table("run", "status", "model", "framework", "scenario", "batch", "accuracy", "samples/s", "started")
     for run in page["items"]:
         throughput = f"{run['throughput_samples_per_s']:,.1f}" if run.get("throughput_samples_per_s") else "-"
@@ -109,7 +108,8 @@ def export_trace(
     try:
         with _collector(collector_url) as url:
             path = run_api_path(run_id, "trace") + ("?format=perfetto" if chosen == "perfetto" else "")
-            _download(url, path, partial)  # streamed: a 1M-span trace is ~200 MB of JSON
+            with CollectorClient(url) as client:
+                client.download(path, partial)  # streamed: a 1M-span trace is ~200 MB of JSON
         spans = _check_trace(partial, chosen)
         partial.replace(output)
     finally:
@@ -135,27 +135,6 @@ def _check_trace(path: Path, trace_format: str) -> int:
         document: dict[str, Any] = json.load(handle)
     validate_chrome_trace(document)
     return sum(1 for event in document["traceEvents"] if event.get("ph") == "X")
-
-
-def _download(collector_url: str, path: str, destination: Path) -> None:
-    """GET ``path`` into ``destination`` as it streams (no read timeout: the collector writes as it goes)."""
-    timeout = httpx.Timeout(30.0, read=None)
-    try:
-        with httpx.stream("GET", f"{collector_url}{path}", timeout=timeout) as response:
-            if response.status_code == 404:
-                raise MLModelScopeError(
-                    f"{path}: not found in the collector at {collector_url}.", hint="See `runs list`."
-                )
-            if response.status_code != 200:
-                body = response.read().decode("utf-8", errors="replace")
-                raise MLModelScopeError(f"{path}: the collector answered {response.status_code}: {body[:300]}")
-            with destination.open("wb") as handle:
-                for chunk in response.iter_raw():
-                    handle.write(chunk)
-    except httpx.HTTPError as e:
-        raise MLModelScopeError(
-            f"cannot read {path} from the collector at {collector_url}: {e}.", hint="Check --collector-url."
-        ) from e
 
 
 @runs_app.command("import")
