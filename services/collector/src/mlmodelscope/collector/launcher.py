@@ -2,19 +2,19 @@
 
 Each run spec is the core's run contract (``mlmodelscope.core.run_contract.RunSpec``, the one the CLI and the
 operator write), carrying the Model, Framework and Dataset as the configured asset folders hold them when the
-launch is requested (so an agent evaluates exactly those, and reads no asset folder), and each run is started
-exactly as local mode starts it: ``<python> -m mlmodelscope.agent --spec <runs>/<run id>/spec.json``, with the
-Framework resource's ``spec.runtime.python`` when it names one. Agents publish to the collector's own NATS URL, so a
-launched run reaches the database like any other. Runs of one evaluation start in order, one per framework at a
-time (a batch sweep runs its batch sizes in turn, as ``evaluate`` does). Agents still running when the collector
-stops are terminated. Configuration: ``assets``, ``launch_cache_dir``, ``launch_runs_dir``, ``launch_python``.
+launch is requested (so an agent evaluates exactly those, and reads no asset folder), and each run is started by
+the same ``core.run_supervisor.RunSupervisor`` as local mode's (``<python> -m mlmodelscope.agent --spec
+<runs>/<run id>/spec.json``, with the Framework resource's ``spec.runtime.python`` when it names one). Agents
+publish to the collector's own NATS URL, so a launched run reaches the database like any other. Runs of one
+evaluation start in order, one per framework at a time (a batch sweep runs its batch sizes in turn, as
+``evaluate`` does). Agents still running when the collector stops are terminated. Configuration: ``assets``,
+``launch_cache_dir``, ``launch_runs_dir``, ``launch_python``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -33,6 +33,7 @@ from mlmodelscope.core.manifests.compatibility import fit
 from mlmodelscope.core.manifests.registry import Registry
 from mlmodelscope.core.messages import run_id_for
 from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
+from mlmodelscope.core.run_supervisor import RunSupervisor
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class LocalLauncher:
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self._supervisors: list[RunSupervisor] = []
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
 
@@ -107,53 +108,37 @@ class LocalLauncher:
         ]
 
     def launch(self, request: LaunchRequest) -> LaunchResponse:
-        """Validate, write the specs and start the agents in the background; returns at once."""
+        """Validate and start the agents in the background; returns at once."""
         self.check_configured()
         try:
             registry = registry_of(self.settings)
             specs = self.specs(request, registry)
-            commands = [(spec, self._command(spec, registry)) for spec in specs]
+            default_python = self.settings.launch_python or sys.executable
+            pythons = {spec.run_id: registry.agent_interpreter(spec.framework, default_python) for spec in specs}
         except LaunchError:
             raise
         except MLModelScopeError as e:
             raise LaunchError(e.message, hint=e.hint) from e
-        parallel = len(set(request.frameworks))
+        supervisor = RunSupervisor(
+            specs,
+            Path(self.settings.launch_runs_dir),
+            lambda spec: pythons[spec.run_id],
+            parallel=len(set(request.frameworks)),
+            environment=self._agent_environment(),
+        )
         thread = threading.Thread(
-            target=self._run_all, args=(commands, parallel), name=f"launch-{specs[0].evaluation_id}", daemon=True
+            target=self._run_all, args=(supervisor,), name=f"launch-{specs[0].evaluation_id}", daemon=True
         )
         with self._lock:
+            self._supervisors.append(supervisor)
             self._threads.append(thread)
         thread.start()
         return LaunchResponse(evaluation_id=specs[0].evaluation_id, run_ids=[spec.run_id for spec in specs])
 
-    def _command(self, spec: RunSpec, registry: Registry) -> list[str]:
-        run_dir = Path(self.settings.launch_runs_dir) / spec.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = run_dir / "spec.json"
-        spec_path.write_text(spec.model_dump_json(indent=2), encoding="utf-8")
-        python = registry.agent_interpreter(spec.framework, self.settings.launch_python or sys.executable)
-        return [python, "-m", "mlmodelscope.agent", "--spec", str(spec_path)]
-
-    def _run_all(self, commands: list[tuple[RunSpec, list[str]]], parallel: int) -> None:
-        pending = list(commands)
-        running: list[subprocess.Popen[bytes]] = []
-        while (pending or running) and not self._closed.is_set():
-            running = [p for p in running if p.poll() is None]
-            while pending and len(running) < parallel:
-                spec, command = pending.pop(0)
-                log_path = Path(self.settings.launch_runs_dir) / spec.run_id / "agent.log"
-                with log_path.open("wb") as agent_log:
-                    process = subprocess.Popen(
-                        command,
-                        stdin=subprocess.DEVNULL,
-                        stdout=agent_log,
-                        stderr=subprocess.STDOUT,
-                        env=self._agent_environment(),
-                    )
-                log.info("launched run %s (pid %d)", spec.run_id, process.pid)
-                with self._lock:
-                    self._processes.append(process)
-                running.append(process)
+    def _run_all(self, supervisor: RunSupervisor) -> None:
+        while not supervisor.done() and not self._closed.is_set():
+            for run_id in supervisor.start_pending():
+                log.info("launched run %s (pid %d)", run_id, supervisor.processes[run_id].pid)
             self._closed.wait(_POLL_S)
 
     def _agent_environment(self) -> dict[str, str]:
@@ -167,18 +152,11 @@ class LocalLauncher:
         """Stop launching, terminate agents still running and reap them."""
         self._closed.set()
         with self._lock:
-            threads, processes = list(self._threads), list(self._processes)
+            threads, supervisors = list(self._threads), list(self._supervisors)
         for thread in threads:
             thread.join(timeout=5)
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=_TERMINATE_WAIT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for supervisor in supervisors:
+            supervisor.stop(_TERMINATE_WAIT_S)
 
 
 def _check_fit(registry: Registry, request: LaunchRequest) -> None:
