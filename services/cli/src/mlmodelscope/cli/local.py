@@ -243,6 +243,18 @@ def local_collector(
                 os.environ[NATS_TOKEN_ENV] = previous_token
 
 
+@contextlib.contextmanager
+def collector_to_ask(url: str | None) -> Iterator[str]:
+    """The collector a read command asks: ``url``, else ``MLMODELSCOPE_COLLECTOR_URL``, else one started on the
+    local data folder for the duration of the command (no NATS: it only reads)."""
+    chosen = url or os.environ.get(COLLECTOR_URL_ENV)
+    if chosen:
+        yield chosen.rstrip("/")
+        return
+    with local_collector(data_dir(os.environ), with_nats=False) as (collector, _):
+        yield collector.url
+
+
 @dataclass
 class BusProgress:
     """Latest progress of each run, as read from the bus by a background thread."""

@@ -11,9 +11,6 @@ table) and ``out.<table>.csv`` for the others.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,7 +19,7 @@ from urllib.parse import urlencode
 import typer
 from pydantic import ValidationError
 
-from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, local_collector
+from mlmodelscope.cli.local import collector_to_ask
 from mlmodelscope.cli.report_tasks import markdown_section, with_html_section, with_task_tables
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.analysis.compare import Comparison
@@ -44,16 +41,6 @@ from mlmodelscope.core.evaluation.results import EvaluationResult
 
 ReportFormat = Literal["html", "md", "csv", "json"]
 _TIMEOUT_S = 120.0
-
-
-@contextlib.contextmanager
-def _collector(url: str | None) -> Iterator[str]:
-    chosen = url or os.environ.get(COLLECTOR_URL_ENV)
-    if chosen:
-        yield chosen.rstrip("/")
-        return
-    with local_collector(data_dir(os.environ), with_nats=False) as (collector, _):
-        yield collector.url
 
 
 _OPTIONAL = frozenset({404, 422})  # no such document for this run: the report shows the rest
@@ -155,7 +142,7 @@ def report(
 ) -> None:
     """Write a report over runs: latency/throughput, layer top-N, op types, optimal batch size, comparisons."""
     chosen = _format_of(output, output_format)
-    with _collector(collector_url) as url:
+    with collector_to_ask(collector_url) as url:
         built = collect(url, list(dict.fromkeys(run_ids)), top)
     for path in write(built, output, chosen):
         literal_console().print(f"wrote {path}")

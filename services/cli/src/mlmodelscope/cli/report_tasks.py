@@ -18,11 +18,10 @@ the reason instead of figures.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from html import escape
 from typing import Literal
 
 from mlmodelscope.collector.task_metrics import TaskComparison, comparison_charts, run_label, task_comparisons
-from mlmodelscope.core.analysis.report import Report
+from mlmodelscope.core.analysis.report import Report, html_table
 from mlmodelscope.core.analysis.tables import Cell, RunInfo, Table
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.evaluation.agreement import Agreement
@@ -190,28 +189,9 @@ def markdown_section(report: Report) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
-def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{escape(column)}</th>" for column in table.columns)
-    rows = []
-    for row in table.rows:
-        cells = []
-        for column, cell in zip(table.columns, row, strict=True):
-            kind = ' class="num"' if isinstance(cell, float) else ""
-            raw = "" if cell is None else escape(str(cell))
-            cells.append(
-                f'<td{kind} data-column="{escape(column)}" data-value="{raw}">{escape(_cell(cell, column))}</td>'
-            )
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f'<h2>{escape(table.title)}</h2>\n<table data-table="{escape(table.name)}"><tr>{head}</tr>\n'
-        + "\n".join(rows)
-        + "</table>"
-    )
-
-
 def html_section(report: Report) -> str:
     """The task tables and, for detection, the precision-recall curves of every run (inline SVG)."""
-    parts = [_html_table(table) for table in task_tables(report.runs)]
+    parts = [html_table(table, lambda column, cell: _cell(cell, column)) for table in task_tables(report.runs)]
     results: dict[str, EvaluationResult] = {run.run_id: run.result for run in report.runs if run.result is not None}
     for comparison in comparisons_of(report.runs):
         chart = comparison_charts(comparison, results)

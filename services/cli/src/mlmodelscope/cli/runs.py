@@ -7,10 +7,8 @@ mode recorded stays readable after the evaluation ended.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -18,7 +16,7 @@ from urllib.parse import urlencode
 import typer
 from rich.table import Table
 
-from mlmodelscope.cli.local import COLLECTOR_URL_ENV, data_dir, local_collector
+from mlmodelscope.cli.local import collector_to_ask, data_dir
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.collector_client import CollectorClient, runs_path
 from mlmodelscope.core.collector_paths import run_api_path
@@ -32,16 +30,6 @@ CollectorUrl = Annotated[
 ]
 
 
-@contextlib.contextmanager
-def _collector(url: str | None) -> Iterator[str]:
-    chosen = url or os.environ.get(COLLECTOR_URL_ENV)
-    if chosen:
-        yield chosen.rstrip("/")
-        return
-    with local_collector(data_dir(os.environ), with_nats=False) as (collector, _):
-        yield collector.url
-
-
 @runs_app.command("list")
 def list_runs(
     collector_url: CollectorUrl = None,
@@ -52,7 +40,7 @@ def list_runs(
     """List runs, newest first."""
     filters = {"limit": limit, "model": model, "framework": framework}
     query = urlencode({name: value for name, value in filters.items() if value})
-    with _collector(collector_url) as url, CollectorClient(url) as client:
+    with collector_to_ask(collector_url) as url, CollectorClient(url) as client:
         page: dict[str, Any] = client.get_json(runs_path(query))
     table = Table("run", "status", "model", "framework", "scenario", "batch", "accuracy", "samples/s", "started")
     for run in page["items"]:
@@ -106,7 +94,7 @@ def export_trace(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     try:
-        with _collector(collector_url) as url:
+        with collector_to_ask(collector_url) as url:
             path = run_api_path(run_id, "trace") + ("?format=perfetto" if chosen == "perfetto" else "")
             with CollectorClient(url) as client:
                 client.download(path, partial)  # streamed: a 1M-span trace is ~200 MB of JSON

@@ -26,17 +26,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlmodelscope.agent.zoo.architecture import (
+    ATTENTION_HEADS,
+    EMBEDDING_SIZE,
+    ENCODER_LAYERS,
+    FEEDFORWARD_SIZE,
+    IMAGE_CLASSES,
+    IMAGE_SIZE,
+    SEQUENCE_LENGTH,
+    TEXT_CLASSES,
+    VOCABULARY_SIZE,
+)
 from mlmodelscope.core.errors import FrameworkUnavailableError, ModelLoadError
 
-IMAGE_SIZE = 224
-IMAGE_CLASSES = 1000
-SEQUENCE_LENGTH = 128
-VOCABULARY_SIZE = 8192
-EMBEDDING_DIM = 256
-ENCODER_LAYERS = 4
-ATTENTION_HEADS = 4
-FEEDFORWARD_DIM = 1024
-TEXT_CLASSES = 2
 BATCH_NORM_EPSILON = 1e-5  # torch's default, so the architectures match layer for layer
 LAYER_NORM_EPSILON = 1e-5
 # Keras 3.15 turns variables into arrays with np.array(variable), which numpy 2 answers with this
@@ -133,13 +135,13 @@ def transformer_encoder(keras: Any) -> Any:
     """Token + learned position embedding, 4 post-norm encoder layers (torch's default), mean pool, Dense(2)."""
     layers = keras.layers
     tokens = keras.Input(shape=(SEQUENCE_LENGTH,), dtype="int64", name="tokens")
-    x = layers.Embedding(VOCABULARY_SIZE, EMBEDDING_DIM, name="token_embedding")(tokens)
+    x = layers.Embedding(VOCABULARY_SIZE, EMBEDDING_SIZE, name="token_embedding")(tokens)
     # A learned (128, 256) position embedding from built-in layers only: an element-wise scale (initialised to
     # one) whose bias spans the sequence and feature axes. A custom layer would make the file unloadable
     # without its Python class.
     x = layers.EinsumDense(
         "btd,d->btd",
-        output_shape=(SEQUENCE_LENGTH, EMBEDDING_DIM),
+        output_shape=(SEQUENCE_LENGTH, EMBEDDING_SIZE),
         bias_axes="td",
         kernel_initializer="ones",
         bias_initializer=keras.initializers.RandomNormal(stddev=0.02),
@@ -147,12 +149,12 @@ def transformer_encoder(keras: Any) -> Any:
     )(x)
     for n in range(ENCODER_LAYERS):
         attention = layers.MultiHeadAttention(
-            num_heads=ATTENTION_HEADS, key_dim=EMBEDDING_DIM // ATTENTION_HEADS, name=f"encoder{n}_attention"
+            num_heads=ATTENTION_HEADS, key_dim=EMBEDDING_SIZE // ATTENTION_HEADS, name=f"encoder{n}_attention"
         )(x, x)
         x = layers.Add(name=f"encoder{n}_attention_residual")([x, attention])
         x = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder{n}_norm1")(x)
-        hidden = layers.Dense(FEEDFORWARD_DIM, activation="relu", name=f"encoder{n}_ffn1")(x)
-        hidden = layers.Dense(EMBEDDING_DIM, name=f"encoder{n}_ffn2")(hidden)
+        hidden = layers.Dense(FEEDFORWARD_SIZE, activation="relu", name=f"encoder{n}_ffn1")(x)
+        hidden = layers.Dense(EMBEDDING_SIZE, name=f"encoder{n}_ffn2")(hidden)
         x = layers.Add(name=f"encoder{n}_ffn_residual")([x, hidden])
         x = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=f"encoder{n}_norm2")(x)
     x = layers.GlobalAveragePooling1D(name="mean_pool")(x)

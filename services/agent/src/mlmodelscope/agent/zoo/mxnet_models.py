@@ -32,17 +32,19 @@ from typing import Any
 
 import numpy as np
 
+from mlmodelscope.agent.zoo.architecture import (
+    ATTENTION_HEADS,
+    EMBEDDING_SIZE,
+    ENCODER_LAYERS,
+    FEEDFORWARD_SIZE,
+    IMAGE_CLASSES,
+    IMAGE_SHAPE,
+    SEQUENCE_LENGTH,
+    TEXT_CLASSES,
+    VOCABULARY_SIZE,
+)
 from mlmodelscope.core.errors import FrameworkUnavailableError, ModelLoadError
 
-IMAGE_CLASSES = 1000
-IMAGE_SHAPE = (3, 224, 224)
-VOCABULARY_SIZE = 8192
-SEQUENCE_LENGTH = 128
-EMBEDDING_SIZE = 256
-ATTENTION_HEADS = 4
-FEEDFORWARD_SIZE = 1024
-ENCODER_LAYERS = 4
-TEXT_CLASSES = 2
 EPOCH = 0
 
 VISION_MODELS = {"resnet18": "resnet18_v1", "resnet50": "resnet50_v1", "mobilenet-v2": "mobilenet_v2_1_0"}

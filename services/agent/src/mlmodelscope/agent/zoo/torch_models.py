@@ -32,17 +32,19 @@ import torch
 from torch import nn
 
 from mlmodelscope.agent.zoo import pretrained, pretrained_torch
+from mlmodelscope.agent.zoo.architecture import (
+    ATTENTION_HEADS,
+    EMBEDDING_SIZE,
+    ENCODER_LAYERS,
+    FEEDFORWARD_SIZE,
+    IMAGE_CLASSES,
+    IMAGE_SHAPE,
+    SEQUENCE_LENGTH,
+    TEXT_CLASSES,
+    VOCABULARY_SIZE,
+)
 from mlmodelscope.core.errors import ModelLoadError
 
-IMAGE_CLASSES = 1000
-IMAGE_SHAPE = (3, 224, 224)
-VOCABULARY_SIZE = 8192
-SEQUENCE_LENGTH = 128
-EMBEDDING_SIZE = 256
-ATTENTION_HEADS = 4
-FEEDFORWARD_SIZE = 1024
-ENCODER_LAYERS = 4
-TEXT_CLASSES = 2
 OUTPUT_NAME = "logits"
 ONNX_OPSET = 17
 MAX_EXPORT_BATCH = 4096

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from mlmodelscope.collector.storage.reads import RunFilters
 from mlmodelscope.collector.storage.timeutil import utc
 
 RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -44,6 +45,16 @@ class RunListQuery(BaseModel):
     evaluation_id: FilterText | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+    def filters(self) -> RunFilters:
+        """The storage's filters of this query (the API's list and the web UI's runs page read the same)."""
+        return RunFilters(
+            model=self.model,
+            framework=self.framework,
+            scenario=self.scenario,
+            status=self.status,
+            evaluation_id=self.evaluation_id,
+        )
 
 
 class PageQuery(BaseModel):

@@ -13,16 +13,7 @@ def run_charts(analysis: RunAnalysis | None, sweeps: list[BatchSweep], timeline:
     charts: dict[str, str] = {}
     if analysis is not None:
         charts["histogram"] = svg.histogram_chart(analysis.histogram)
-        charts["cdf"] = svg.line_chart(
-            [svg.Series("CDF", [(p.latency_ns, p.fraction) for p in analysis.cdf])],
-            title="Latency CDF",
-            x_label="latency per query (log scale)",
-            y_label="share of queries",
-            x_format="ns",
-            y_format="%",
-            log_x=True,
-            kind="cdf",
-        )
+        charts["cdf"] = svg.latency_cdf_chart([("CDF", analysis.cdf)])
         layers = analysis.layers
         charts["layers"] = svg.bar_chart(
             [layer.name for layer in layers.top_layers],
@@ -53,16 +44,7 @@ def run_charts(analysis: RunAnalysis | None, sweeps: list[BatchSweep], timeline:
 
 def compare_charts(view: CompareView, analyses: dict[str, RunAnalysis]) -> dict[str, str]:
     runs = [view.baseline.run_id, *(c.candidate.run_id for c in view.candidates)]
-    cdf = svg.line_chart(
-        [svg.Series(run_id, [(p.latency_ns, p.fraction) for p in analyses[run_id].cdf]) for run_id in runs],
-        title="Latency CDF",
-        x_label="latency per query (log scale)",
-        y_label="share of queries",
-        x_format="ns",
-        y_format="%",
-        log_x=True,
-        kind="cdf",
-    )
+    cdf = svg.latency_cdf_chart([(run_id, analyses[run_id].cdf) for run_id in runs])
     p99 = [float(analyses[run_id].latency.p99_ns) for run_id in runs]
     bars = svg.bar_chart(runs, p99, title="p99 latency")
     return {"cdf": cdf, "bars": bars}

@@ -133,15 +133,8 @@ def runs_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
         query = RunListQuery.model_validate(params)
     except ValidationError as e:
         return _error(request, 422, f"invalid filter: {_problems(e)}")
-    filters = reads.RunFilters(
-        model=query.model,
-        framework=query.framework,
-        scenario=query.scenario,
-        status=query.status,
-        evaluation_id=query.evaluation_id,
-    )
     with runtime.database.read() as connection:
-        total, rows = reads.list_runs(connection, filters, limit=query.limit, offset=query.offset)
+        total, rows = reads.list_runs(connection, query.filters(), limit=query.limit, offset=query.offset)
         evaluation_total, groups = reads.list_evaluations(connection, limit=20, offset=0)
     runs = {"rows": [RunSummary.model_validate(dict(row)) for row in rows], "total": total}
     evaluations = {"rows": [EvaluationSummary.model_validate(g) for g in groups], "total": evaluation_total}

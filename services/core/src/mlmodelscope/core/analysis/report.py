@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from html import escape
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from mlmodelscope.core.analysis import svg
 from mlmodelscope.core.analysis.compare import Comparison
 from mlmodelscope.core.analysis.tables import (
+    Cell,
     RunInfo,
     Table,
     batch_table,
@@ -120,7 +121,9 @@ th { background: #eef2f6; } td.num { text-align: right; }
 """
 
 
-def _html_table(table: Table) -> str:
+def html_table(table: Table, cell_text: Callable[[str, Cell], str] = format_cell) -> str:
+    """A table as HTML: numbers right-aligned, each cell's raw value in ``data-value`` beside its text
+    (``cell_text(column, value)``, ``format_cell`` by default), for the report's tests and readers' scripts."""
     head = "".join(f"<th>{escape(column)}</th>" for column in table.columns)
     body = []
     for row in table.rows:
@@ -129,7 +132,7 @@ def _html_table(table: Table) -> str:
             kind = ' class="num"' if isinstance(cell, int | float) and not isinstance(cell, bool) else ""
             raw = "" if cell is None else escape(str(cell))
             cells.append(
-                f'<td{kind} data-column="{escape(column)}" data-value="{raw}">{escape(format_cell(column, cell))}</td>'
+                f'<td{kind} data-column="{escape(column)}" data-value="{raw}">{escape(cell_text(column, cell))}</td>'
             )
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
@@ -145,16 +148,7 @@ def _run_charts(run: RunInfo) -> list[str]:
         return []
     charts = [
         svg.histogram_chart(analysis.histogram, title=f"Latency distribution: {run.run_id}"),
-        svg.line_chart(
-            [svg.Series(run.run_id, [(p.latency_ns, p.fraction) for p in analysis.cdf])],
-            title=f"Latency CDF: {run.run_id}",
-            x_label="latency per query (log scale)",
-            y_label="share of queries",
-            x_format="ns",
-            y_format="%",
-            log_x=True,
-            kind="cdf",
-        ),
+        svg.latency_cdf_chart([(run.run_id, analysis.cdf)], title=f"Latency CDF: {run.run_id}"),
     ]
     layers = analysis.layers
     if layers.layer_spans:
@@ -184,7 +178,7 @@ def to_html(report: Report) -> str:
         f"<p>Generated {escape(report.generated_at.isoformat())} from {escape(report.source)}.</p>",
     ]
     for table in report.tables:
-        parts.append(_html_table(table))
+        parts.append(html_table(table))
     for run in report.runs:
         charts = _run_charts(run)
         if charts:

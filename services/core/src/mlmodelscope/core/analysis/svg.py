@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from mlmodelscope.core.analysis.distribution import Histogram
+from mlmodelscope.core.analysis.distribution import CdfPoint, Histogram
 from mlmodelscope.core.analysis.timeline import TimelineView
 
 WIDTH = 640
@@ -188,6 +188,20 @@ def line_chart(
             parts.append(f'<text x="{WIDTH - 165}" y="{ly + 9}" font-size="10">{escape(line.name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def latency_cdf_chart(curves: Sequence[tuple[str, Sequence[CdfPoint]]], *, title: str = "Latency CDF") -> str:
+    """The latency CDF of each named run on a log axis (the run page, the compare page and the report)."""
+    return line_chart(
+        [Series(name, [(p.latency_ns, p.fraction) for p in points]) for name, points in curves],
+        title=title,
+        x_label="latency per query (log scale)",
+        y_label="share of queries",
+        x_format="ns",
+        y_format="%",
+        log_x=True,
+        kind="cdf",
+    )
 
 
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str, value_format: str = "ns") -> str:

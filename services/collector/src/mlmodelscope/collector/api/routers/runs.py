@@ -39,15 +39,8 @@ def _no_run(run_id: str) -> HTTPException:
 
 @router.get("", response_model=RunList)
 def list_runs(runtime: RuntimeDep, query: Annotated[RunListQuery, Query()]) -> RunList:
-    filters = reads.RunFilters(
-        model=query.model,
-        framework=query.framework,
-        scenario=query.scenario,
-        status=query.status,
-        evaluation_id=query.evaluation_id,
-    )
     with runtime.database.read() as connection:
-        total, rows = reads.list_runs(connection, filters, limit=query.limit, offset=query.offset)
+        total, rows = reads.list_runs(connection, query.filters(), limit=query.limit, offset=query.offset)
     return RunList(
         items=[RunSummary.model_validate(dict(row)) for row in rows],
         total=total,
