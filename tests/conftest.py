@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,13 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.paths import ASSETS, CLI
+
 if TYPE_CHECKING:
     from mlmodelscope.cli.nats_server import EmbeddedNatsServer
-    from tests.pipeline_processes import ProcessReaper
-
-REPO = Path(__file__).resolve().parent.parent
-ASSETS = REPO / "assets"
-CLI = Path(sys.executable).parent / "mlmodelscope"
+    from tests.support.pipeline_processes import ProcessReaper
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,7 +81,7 @@ def run_cli(
 @pytest.fixture
 def reaper() -> Iterator[ProcessReaper]:
     """Every child process a test starts through it is killed at the end, whatever the test did."""
-    from tests.pipeline_processes import ProcessReaper
+    from tests.support.pipeline_processes import ProcessReaper
 
     reaper = ProcessReaper()
     try:

@@ -1,0 +1,210 @@
+"""The environment the browser and report tests share: real evaluations in a local data folder, a collector
+serving them with the web UI (NATS, launcher and token configured), and headless Chromium driven by Playwright.
+
+Built once per test session on first use (``shared_environment()``) and torn down at exit, because the real
+evaluations take tens of seconds: ``test_web_*.py`` and ``test_report*.py`` both read it. The evaluations use a
+minimal copy of the committed digits assets (digits-cnn, onnxruntime, the digits dataset), so manifests being
+edited elsewhere in ./assets cannot break them.
+
+Chromium is Debian's (``/usr/bin/chromium``, package ``chromium``), driven by Playwright with ``executable_path``;
+no browser is ever downloaded. Screenshots go to ``$MLMODELSCOPE_TEST_ARTIFACTS`` (default
+``results/test-artifacts/web``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import run_cli
+from tests.support.collector import NatsServer, free_port, start_nats_server, stop_nats_server
+from tests.support.paths import ASSETS, REPO
+
+CHROMIUM = Path(os.environ.get("MLMODELSCOPE_CHROMIUM", "/usr/bin/chromium"))
+TOKEN = "web-ui-test-token"
+ARTIFACTS = Path(os.environ.get("MLMODELSCOPE_TEST_ARTIFACTS", REPO / "results" / "test-artifacts" / "web"))
+# Flags for a closed network: no background connections, sync or component updates (see the machine notes).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def minimal_assets(root: Path) -> Path:
+    """digits-cnn, onnxruntime and the digits dataset with their committed artifacts, nothing else."""
+    for folder in ("models", "frameworks", "datasets"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    shutil.copy(ASSETS / "models" / "digits-cnn.yaml", root / "models")
+    shutil.copy(ASSETS / "frameworks" / "onnxruntime.yaml", root / "frameworks")
+    shutil.copy(ASSETS / "datasets" / "digits.yaml", root / "datasets")
+    shutil.copytree(ASSETS / "artifacts" / "digits", root / "artifacts" / "digits")
+    return root
+
+
+@dataclass
+class WebEnvironment:
+    root: Path
+    assets: Path
+    data: Path
+    cache: Path
+    url: str = ""
+    framework_run: str = ""
+    sweep_runs: dict[int, str] = field(default_factory=dict)
+    sweep_evaluation: str = ""
+    nats: NatsServer | None = None
+    collector: subprocess.Popen[bytes] | None = None
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(f"{self.url}{path}", params=params, timeout=120)
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
+        return response.json()
+
+    def close(self) -> None:
+        if self.collector is not None and self.collector.poll() is None:
+            self.collector.terminate()
+            try:
+                self.collector.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.collector.kill()
+                self.collector.wait()
+        if self.nats is not None:
+            stop_nats_server(self.nats)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _evaluate(env: WebEnvironment, *args: str) -> dict[str, Any]:
+    output = env.root / f"result-{len(list(env.root.glob('result-*')))}.json"
+    run = run_cli(
+        "--assets",
+        str(env.assets),
+        "--cache-dir",
+        str(env.cache),
+        "evaluate",
+        "-m",
+        "digits-cnn",
+        "-f",
+        "onnxruntime",
+        "--min-duration",
+        "1s",
+        "--output",
+        str(output),
+        *args,
+        cwd=env.root,
+        data_dir=env.data,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+    document: dict[str, Any] = json.loads(output.read_text())
+    return document
+
+
+def _start_collector(env: WebEnvironment) -> None:
+    port = free_port()
+    env.url = f"http://127.0.0.1:{port}"
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")},
+        "MLMODELSCOPE_COLLECTOR_DATABASE_URL": f"sqlite:///{env.data / 'collector.db'}",
+        "MLMODELSCOPE_COLLECTOR_NATS_URL": env.nats.url if env.nats else "",
+        "MLMODELSCOPE_COLLECTOR_PORT": str(port),
+        "MLMODELSCOPE_COLLECTOR_LOG_LEVEL": "warning",
+        "MLMODELSCOPE_COLLECTOR_API_TOKEN": TOKEN,
+        "MLMODELSCOPE_COLLECTOR_ASSETS": str(env.assets),
+        "MLMODELSCOPE_COLLECTOR_LAUNCH_CACHE_DIR": str(env.cache),
+        "MLMODELSCOPE_COLLECTOR_LAUNCH_RUNS_DIR": str(env.data / "ui-runs"),
+        "MLMODELSCOPE_COLLECTOR_REGRESSION_CHECK_INTERVAL_S": "0.5",
+        "MLMODELSCOPE_COLLECTOR_LAG_REFRESH_S": "0.5",
+        "MLMODELSCOPE_COLLECTOR_NAK_DELAY_S": "0.5",
+    }
+    with (env.root / "collector.log").open("ab") as log:
+        env.collector = subprocess.Popen(
+            [sys.executable, "-m", "mlmodelscope.collector.main"],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert env.collector.poll() is None, (env.root / "collector.log").read_text()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{env.url}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the collector did not become ready: " + (env.root / "collector.log").read_text())
+
+
+_SHARED: list[WebEnvironment] = []
+
+
+def shared_environment() -> WebEnvironment:
+    """Evaluate (framework trace; a 1,4 batch sweep), then serve the data folder with the UI; once per session."""
+    if _SHARED:
+        return _SHARED[0]
+    root = Path(tempfile.mkdtemp(prefix="mlmodelscope-web-"))
+    env = WebEnvironment(root=root, assets=minimal_assets(root / "assets"), data=root / "data", cache=root / "cache")
+    try:
+        traced = _evaluate(env, "--trace-level", "framework")
+        env.framework_run = traced["id"]
+        sweep = _evaluate(env, "--batch-size", "1,4")
+        env.sweep_evaluation = sweep["evaluation_id"]
+        env.sweep_runs = {r["requested_settings"]["batch_size"]: r["id"] for r in sweep["results"]}
+        env.nats = start_nats_server(root / "nats")
+        _start_collector(env)
+    except BaseException:
+        env.close()
+        raise
+    _SHARED.append(env)
+    atexit.register(env.close)
+    return env
+
+
+@pytest.fixture(scope="module")
+def web() -> WebEnvironment:
+    return shared_environment()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (never a downloaded browser)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip)")
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"{CHROMIUM} not found: the browser tests need Debian's chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page; a full-page screenshot named after the test is saved when it ends (pass or fail)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    try:
+        yield tab
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(Exception):
+            tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
