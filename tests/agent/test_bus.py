@@ -44,14 +44,6 @@ def _stored(url: str) -> list[tuple[str, bytes]]:
     return asyncio.run(read())
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    server = EmbeddedNatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.kill()
-
-
 def test_spans_arrive_once_in_batches_under_the_size_limit(nats_server: EmbeddedNatsServer) -> None:
     publisher = RunPublisher("run-a", PublisherSettings(nats_server.url, batch_size=500))
     publisher.start()

@@ -37,14 +37,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
-from tests.agent.test_mxnet_predictor import (  # noqa: F401 - fixtures: the digits MXNet export, made once per module
-    digits_archive,
-    needs_mxnet,
-    run_mxnet,
-    torch_weights,
-    with_mxnet_artifact,
-)
-from tests.support.collector import sqlite_url  # noqa: F401 - fixture
+from tests.support.mxnet import run_mxnet, with_mxnet_artifact
 from tests.support.paths import ASSETS
 
 DIGITS_ONNX = ASSETS / "artifacts" / "digits" / "digits_cnn.onnx"
@@ -417,9 +410,9 @@ print(json.dumps({
 """
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 @pytest.mark.slow
-def test_mxnet_profiles_the_declared_window_of_calls(digits_archive: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_mxnet_profiles_the_declared_window_of_calls(digits_archive: Path, tmp_path: Path) -> None:
     assets = tmp_path / "assets"
     shutil.copytree(ASSETS, assets, ignore=shutil.ignore_patterns("examples"))
     with_mxnet_artifact(assets, digits_archive)
@@ -437,11 +430,6 @@ def test_mxnet_profiles_the_declared_window_of_calls(digits_archive: Path, tmp_p
 
 
 # --- where users see it: the result file, the CLI's table, the collector's API and run page -------------------
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def _traced_result(tmp_path: Path) -> EvaluationResult:
@@ -481,7 +469,7 @@ def test_the_cli_table_shows_the_framework_trace_and_its_reason_literally(tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.anyio
-async def test_the_collector_stores_and_shows_the_framework_trace(sqlite_url: str, tmp_path: Path) -> None:  # noqa: F811
+async def test_the_collector_stores_and_shows_the_framework_trace(sqlite_url: str, tmp_path: Path) -> None:
     from tests.support import collector as fixtures
 
     result = _traced_result(tmp_path)
@@ -511,7 +499,7 @@ async def test_the_collector_stores_and_shows_the_framework_trace(sqlite_url: st
 
 @pytest.mark.slow
 def test_the_window_is_set_from_the_cli_and_recorded_in_the_result(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
     from tests.support.paths import REPO
 
     """Through local mode (NATS, collector, an agent): the result the agent publishes keeps the trace."""

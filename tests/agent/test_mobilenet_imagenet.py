@@ -36,12 +36,12 @@ from mlmodelscope.core.errors import ArtifactError, ModelLoadError
 from mlmodelscope.core.manifests.loading import load_file
 from mlmodelscope.core.manifests.resources import Dataset, Model, ZooRef
 from mlmodelscope.core.processing.steps import PreprocessStep
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
+from tests.support.mxnet import MXNET_PYTHON
 from tests.support.paths import REPO
 
 MODEL = "mobilenet-v2-imagenet"
 ARTIFACTS = REPO / "assets" / "artifacts" / MODEL
-MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
 INT8_MODEL = "mobilenet-v2-imagenet-int8"
 FORMATS = ("onnx", "torchscript", "keras", "mxnet", "tflite")
 FRAMEWORKS = {
@@ -265,8 +265,6 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("skimage")
-    if not MXNET_PYTHON.exists():
-        pytest.skip(f"{MXNET_PYTHON} is missing: `make setup` builds the MXNet environment")
     cache = tmp_path_factory.mktemp("mobilenet") / "cache"
     for artifact_format in FORMATS:
         _build(cache, artifact_format)
@@ -275,6 +273,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.mxnet  # the cache holds the mxnet build, made in .venv-mxnet
 @pytest.mark.parametrize("artifact_format", FORMATS)
 def test_two_builds_give_the_pinned_bytes(cache_dir: Path, tmp_path: Path, artifact_format: str) -> None:
     first, first_sha256 = _build(cache_dir, artifact_format)  # already built: read from the cache
@@ -286,6 +285,7 @@ def test_two_builds_give_the_pinned_bytes(cache_dir: Path, tmp_path: Path, artif
 
 
 @pytest.mark.slow
+@pytest.mark.mxnet  # the cache holds the mxnet build, made in .venv-mxnet
 def test_the_int8_conversion_gives_the_pinned_bytes_twice(cache_dir: Path, tmp_path: Path) -> None:
     first, first_sha256 = _build(cache_dir, "tflite", INT8_MODEL)  # already built: read from the cache
     second, second_sha256 = _build(tmp_path, "tflite", INT8_MODEL)
@@ -295,6 +295,7 @@ def test_the_int8_conversion_gives_the_pinned_bytes_twice(cache_dir: Path, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.mxnet  # the cache holds the mxnet build, made in .venv-mxnet
 @pytest.mark.parametrize(("artifact_format", "suffix"), [("onnx", ".onnx"), ("tflite", ".tflite")])
 def test_a_damaged_cached_build_is_refused(cache_dir: Path, tmp_path: Path, artifact_format: str, suffix: str) -> None:
     zoo = ZooRef(name=MODEL)
@@ -349,6 +350,7 @@ def _probabilities(result: dict[str, Any]) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.mxnet  # the cache holds the mxnet build, made in .venv-mxnet
 def test_the_five_frameworks_see_the_photos_alike(cache_dir: Path, five_frameworks: dict[str, Any]) -> None:
     summary = five_frameworks
     results = {r["framework"]["name"]: r for r in summary["results"]}
@@ -374,6 +376,7 @@ INT8_KEEPS = {"camera.jpg": 872, "motorcycle.jpg": 665}
 
 
 @pytest.mark.slow
+@pytest.mark.mxnet  # the cache holds the mxnet build, made in .venv-mxnet
 def test_the_int8_models_agreement_with_float32_is_measured(
     cache_dir: Path, five_frameworks: dict[str, Any], tmp_path: Path
 ) -> None:

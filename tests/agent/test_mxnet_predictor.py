@@ -9,87 +9,30 @@ weights by ``scripts/digits_mxnet.py``, exactly as a user would.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from mlmodelscope.agent.profilers.mxnet import MXNetEvent, MXNetProfile, profile_spans, read_profile
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
-from tests.conftest import measured_model_spans, profiled_model_spans, run_cli
-from tests.support.paths import ASSETS, REPO
+from tests.support.cli import run_cli
+from tests.support.mxnet import export_digits, run_mxnet, with_mxnet_artifact
+from tests.support.paths import ASSETS
+from tests.support.traces import measured_model_spans, profiled_model_spans
 
-MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
 DIGITS = ASSETS / "artifacts" / "digits"
-EXPORT_SCRIPT = REPO / "scripts" / "digits_mxnet.py"
-ARCHIVE = "digits_cnn.mxnet.tar"
 # With MKL-DNN, MXNet fuses Convolution+ReLU and FullyConnected when it binds the graph for the CPU.
 DIGITS_OPS = {"_sg_mkldnn_conv", "Pooling", "Flatten", "_sg_mkldnn_fully_connected"}
 # Their canonical op types (core.tracing.op_types); MXNet's profile does not say which pooling a Pooling is.
 DIGITS_OP_TYPES = {"Conv2D", "Pool", "Flatten", "MatMul"}
-
-needs_mxnet = pytest.mark.skipif(
-    not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds the MXNet environment"
-)
-
-
-def run_mxnet(script: str, *args: str, timeout_s: float = 300) -> Any:
-    """Run ``script`` with the MXNet environment's Python; its last stdout line, parsed as JSON."""
-    completed = subprocess.run(
-        [str(MXNET_PYTHON), "-W", "error", "-c", script, *args],  # warnings are errors, as under pytest here
-        cwd=REPO,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("MLMODELSCOPE_", "OMP_", "MXNET_"))},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:] + completed.stdout[-2000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def torch_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The committed digits weights as an npz of torch's state_dict (the export script's input)."""
-    torch = pytest.importorskip("torch")
-    with pytest.warns(DeprecationWarning):  # torch announces TorchScript's deprecation on load
-        scripted = torch.jit.load(str(DIGITS / "digits_cnn.torchscript.pt"))
-    path = tmp_path_factory.mktemp("weights") / "digits.npz"
-    np.savez(path, **{key: value.numpy() for key, value in scripted.state_dict().items()})
-    return path
-
-
-def export_digits(weights: Path, out: Path) -> Path:
-    completed = subprocess.run(
-        [str(MXNET_PYTHON), "-W", "error", str(EXPORT_SCRIPT), "--weights", str(weights), "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    archive = out / ARCHIVE
-    assert hashlib.sha256(archive.read_bytes()).hexdigest() in completed.stdout  # printed for the manifest
-    return archive
-
-
-@pytest.fixture(scope="module")
-def digits_archive(torch_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not MXNET_PYTHON.exists():
-        pytest.skip(f"{MXNET_PYTHON} is missing: `make setup` builds the MXNet environment")
-    return export_digits(torch_weights, tmp_path_factory.mktemp("export"))
 
 
 @pytest.fixture(scope="module")
@@ -114,20 +57,6 @@ def onnx_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def with_mxnet_artifact(assets: Path, archive: Path) -> None:
-    """Give the scratch digits-cnn manifest the MXNet artifact, and the mxnet framework this checkout's runtime."""
-    manifest = assets / "models" / "digits-cnn.yaml"
-    document = yaml.safe_load(manifest.read_text())
-    document["spec"]["artifacts"] = [a for a in document["spec"]["artifacts"] if a["format"] != "mxnet"]
-    sha256 = hashlib.sha256(archive.read_bytes()).hexdigest()
-    document["spec"]["artifacts"].append({"uri": str(archive), "sha256": sha256, "format": "mxnet", "archive": True})
-    manifest.write_text(yaml.safe_dump(document, sort_keys=False))
-    framework = assets / "frameworks" / "mxnet.yaml"
-    document = yaml.safe_load(framework.read_text())
-    document["spec"]["runtime"]["python"] = str(MXNET_PYTHON)  # the scratch copy is outside the checkout
-    framework.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
 _PREDICTOR = """
 import json, sys
 from pathlib import Path
@@ -143,7 +72,7 @@ def predictor(**options):
 # --- the digits artifact ------------------------------------------------------------------------------------
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_digits_export_is_byte_deterministic(digits_archive: Path, torch_weights: Path, tmp_path: Path) -> None:
     again = export_digits(torch_weights, tmp_path)
     assert again.read_bytes() == digits_archive.read_bytes()
@@ -154,7 +83,7 @@ def test_digits_export_is_byte_deterministic(digits_archive: Path, torch_weights
     assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" and m.isfile() for m in members)
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_digits_on_mxnet_agrees_with_the_onnx_model(digits_folder: Path, onnx_reference: Path, tmp_path: Path) -> None:
     """Same trained weights: the same top-1 on the whole test split and softmax within 1e-4 of ONNX Runtime."""
     logits_path = tmp_path / "mxnet.npz"
@@ -188,7 +117,7 @@ print(json.dumps({"version": p.library_version()}))
     assert int(np.sum(np.argmax(whole, axis=1) == labels)) == 445
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_predict_gives_declared_outputs_at_every_batch_size(digits_folder: Path) -> None:
     script = (
         _PREDICTOR
@@ -254,7 +183,7 @@ def _broken_folders(digits_folder: Path, root: Path) -> dict[str, Path]:
     return folders
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_bad_artifacts_are_clear_model_load_errors(digits_folder: Path, tmp_path: Path) -> None:
     folders = _broken_folders(digits_folder, tmp_path)
     script = (
@@ -282,7 +211,7 @@ print(json.dumps(outcome))
     assert "not a folder" in outcome["a_file"][1] and "archive: true" in outcome["a_file"][2]
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_gpu_without_cuda_is_a_device_unavailable_error(digits_folder: Path) -> None:
     script = (
         _PREDICTOR
@@ -304,7 +233,7 @@ except DeviceUnavailableError as e:
     assert "mxnet-cu" in hint and "--device cpu" in hint
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_intra_op_threads_size_mxnets_openmp_pool(digits_folder: Path) -> None:
     """Threads are set before MXNet is imported (an agent's order); once imported they can only be warned about."""
     script = (
@@ -402,7 +331,7 @@ def traced_evaluation(digits_archive: Path, tmp_path_factory: pytest.TempPathFac
     return reply
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_every_performance_query_has_mxnet_operator_spans_inside_it(traced_evaluation: dict[str, Any]) -> None:
     reply = traced_evaluation
     assert reply["queries"] == reply["reported_queries"] >= 60
@@ -414,7 +343,7 @@ def test_every_performance_query_has_mxnet_operator_spans_inside_it(traced_evalu
     assert reply["top1"] == pytest.approx(0.9889, abs=1e-4)
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_the_real_profile_pairs_calls_with_model_spans_only_when_counts_match(
     traced_evaluation: dict[str, Any],
 ) -> None:
@@ -463,7 +392,7 @@ print(json.dumps(counts))
 )
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_a_second_profiled_predictor_in_one_process_gets_its_own_spans(digits_folder: Path, tmp_path: Path) -> None:
     """MXNet can be configured once per process; the second profile (a dump fragment) is still read."""
     first, second = run_mxnet(_TWO_PROFILED_RUNS, str(digits_folder), str(tmp_path))
@@ -613,24 +542,24 @@ def _zoo(model: str, tmp_path: Path) -> dict[str, Any]:
     return reply
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_zoo_resnet18_builds_and_predicts(tmp_path: Path) -> None:
     assert _zoo("resnet18", tmp_path)["shape"] == [2, 1000]
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_zoo_transformer_encoder_takes_int64_tokens(tmp_path: Path) -> None:
     assert _zoo("transformer-encoder", tmp_path)["shape"] == [2, 2]
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet50", "mobilenet-v2"])
 def test_zoo_large_models_build_and_predict(model: str, tmp_path: Path) -> None:
     assert _zoo(model, tmp_path)["shape"] == [2, 1000]
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 def test_unknown_zoo_model_lists_the_known_ones(tmp_path: Path) -> None:
     script = """
 import json, sys
@@ -652,7 +581,7 @@ except ModelLoadError as e:
 # --- end to end through the CLI -------------------------------------------------------------------------------
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 @pytest.mark.slow
 def test_cli_evaluates_digits_on_mxnet_in_its_own_runtime(
     digits_archive: Path, scratch_assets: Path, tmp_path: Path
@@ -684,7 +613,7 @@ def test_cli_evaluates_digits_on_mxnet_in_its_own_runtime(
     assert result["accuracy"]["verdict"]["valid"] is True
 
 
-@needs_mxnet
+@pytest.mark.mxnet
 @pytest.mark.slow
 def test_cli_framework_trace_nests_mxnet_operators_under_every_query(
     digits_archive: Path, scratch_assets: Path, tmp_path: Path

@@ -27,10 +27,10 @@ from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
 from tests.support.digits_exports import torch_export_digits
+from tests.support.mxnet import MXNET_PYTHON
 from tests.support.paths import ASSETS, REPO
 
 RUNTIME_VARIABLE = "MLMODELSCOPE_SUITE_RUNTIME"
-MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
 DIGITS = ASSETS / "artifacts" / "digits"
 
 
@@ -55,20 +55,13 @@ ALL_CASES = [
 ]
 RUNTIME = os.environ.get(RUNTIME_VARIABLE, "main")
 CASES = [case for case in ALL_CASES if case.runtime == RUNTIME]
+# The MXNet case runs in .venv-mxnet (the main session delegates to it): marked ``mxnet``.
+CASE_PARAMS = [pytest.param(case, marks=[pytest.mark.mxnet] if case.runtime == "mxnet" else []) for case in CASES]
 
 
 @pytest.fixture(scope="module")
 def model() -> Model:
     return load_registry([ASSETS]).model("digits-cnn")
-
-
-@pytest.fixture(scope="module")
-def test_split() -> tuple[np.ndarray, np.ndarray]:
-    """The digits test split as the model sees it: float32 (450, 1, 8, 8) in [0, 1], and the labels."""
-    with np.load(DIGITS / "digits_test.npz") as data:
-        images, labels = data["images"], data["labels"]
-    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2) / np.float32(16.0), dtype=np.float32)
-    return x, labels
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +77,7 @@ def artifacts(model: Model, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return paths
 
 
-@pytest.fixture(params=CASES, ids=str)
+@pytest.fixture(params=CASE_PARAMS, ids=str)
 def case(request: pytest.FixtureRequest) -> Case:
     return request.param  # type: ignore[no-any-return]
 
@@ -134,9 +127,9 @@ def test_read_only_inputs_are_accepted(loaded: Predictor) -> None:
 
 
 def test_top1_on_the_test_split_is_the_manifests(
-    model: Model, loaded: Predictor, test_split: tuple[np.ndarray, np.ndarray]
+    model: Model, loaded: Predictor, digits_test_split: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    x, labels = test_split
+    x, labels = digits_test_split
     logits = np.concatenate([loaded.predict([x[i : i + 64]])[0] for i in range(0, len(x), 64)])
     assert model.spec.attributes.top1 is not None
     assert round(float(np.mean(logits.argmax(axis=1) == labels)), 4) == model.spec.attributes.top1
@@ -188,7 +181,7 @@ def test_a_device_the_framework_cannot_use_is_refused(model: Model, case: Case, 
 
 
 def test_gpu_runs_or_is_refused_with_advice(
-    model: Model, case: Case, artifacts: dict[str, Path], test_split: tuple[np.ndarray, np.ndarray]
+    model: Model, case: Case, artifacts: dict[str, Path], digits_test_split: tuple[np.ndarray, np.ndarray]
 ) -> None:
     predictor = _predictor(model, case, device="gpu")
     try:
@@ -198,15 +191,14 @@ def test_gpu_runs_or_is_refused_with_advice(
         assert e.hint
         return
     with predictor:  # a GPU is there: it must answer like the CPU
-        x, labels = test_split
+        x, labels = digits_test_split
         logits = predictor.predict([x[:64]])[0]
         assert float(np.mean(logits.argmax(axis=1) == labels[:64])) > 0.9
 
 
+@pytest.mark.mxnet
 @pytest.mark.skipif(RUNTIME != "main", reason="the main session delegates to the MXNet runtime")
 def test_the_suite_passes_in_the_mxnet_runtime() -> None:
-    if not MXNET_PYTHON.exists():
-        pytest.skip(f"{MXNET_PYTHON} is missing: `make setup` creates the MXNet environment")
     completed = subprocess.run(
         [
             str(MXNET_PYTHON),
@@ -234,12 +226,11 @@ def test_the_suite_passes_in_the_mxnet_runtime() -> None:
     assert all("main session" in line for line in skips), skips  # only the tests that drive other runtimes
 
 
+@pytest.mark.mxnet
 @pytest.mark.skipif(RUNTIME != "main", reason="the main session drives the MXNet runtime")
 @pytest.mark.parametrize("framework", ["tensorflow", "pytorch", "onnxruntime"])
 def test_a_framework_missing_from_a_runtime_says_how_to_install_it(framework: str) -> None:
     """The MXNet environment has none of the other frameworks: asking for one names the package to install."""
-    if not MXNET_PYTHON.exists():
-        pytest.skip(f"{MXNET_PYTHON} is missing: `make setup` creates the MXNet environment")
     script = (
         "from mlmodelscope.core.errors import FrameworkUnavailableError\n"
         "from mlmodelscope.core.predictor import load_predictor_class\n"

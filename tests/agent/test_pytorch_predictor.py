@@ -38,15 +38,6 @@ def model() -> Model:
     return load_registry([ASSETS]).model("digits-cnn")
 
 
-@pytest.fixture(scope="module")
-def test_inputs() -> tuple[np.ndarray, np.ndarray]:
-    """The digits test split as the model sees it: float32 (450, 1, 8, 8) in [0, 1], and the labels."""
-    with np.load(DIGITS / "digits_test.npz") as data:
-        images, labels = data["images"], data["labels"]
-    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2) / np.float32(16.0), dtype=np.float32)
-    return x, labels
-
-
 def _predictor(model: Model, **options: object) -> Predictor:
     return load_predictor_class("pytorch")(model.spec, PredictorOptions(**options))  # type: ignore[arg-type]
 
@@ -65,9 +56,9 @@ def test_registry_picks_the_torchscript_artifact_for_pytorch() -> None:
     assert resolution.artifact.uri.endswith("digits_cnn.torchscript.pt")
 
 
-def test_torchscript_agrees_with_the_onnx_model(model: Model, test_inputs: tuple[np.ndarray, np.ndarray]) -> None:
+def test_torchscript_agrees_with_the_onnx_model(model: Model, digits_test_split: tuple[np.ndarray, np.ndarray]) -> None:
     """The same trained weights: logits within 1e-4 of ONNX Runtime and the same top-1 (445/450)."""
-    x, labels = test_inputs
+    x, labels = digits_test_split
     with _predictor(model) as pytorch:
         pytorch.load(TORCHSCRIPT)
         torch_logits = pytorch.predict([x])[0]

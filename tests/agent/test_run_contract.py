@@ -30,7 +30,7 @@ from mlmodelscope.core.evaluation.cpu_quota import container_cpus
 from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.run_contract import ResolvedResource, ResolvedResources, RunSpec, spec_sha256
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import ASSETS
 
 ARTIFACTS = ASSETS / "artifacts" / "digits"

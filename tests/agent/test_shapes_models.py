@@ -34,10 +34,6 @@ from tests.support import shapes_exports as shapes
 from tests.support.paths import ASSETS, REPO
 
 SCRIPTS = REPO / "scripts"
-MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
-needs_mxnet = pytest.mark.skipif(
-    not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds the MXNet environment"
-)
 # max |export - onnx| on the same inputs; boxes are pixels of the 128x128 input (float32 rounding of values ~100)
 EXPORT_TOLERANCE = {"boxes": 2e-3, "scores": 1e-4, "mask": 1e-3}
 OUTPUTS = {"shapes-detector": ("boxes", "scores"), "shapes-segmenter": ("mask",)}
@@ -169,7 +165,7 @@ def test_the_manifest_preprocessing_gives_the_trained_inputs_and_the_exports_agr
 
 
 @pytest.mark.slow
-@needs_mxnet
+@pytest.mark.mxnet
 def test_the_build_script_rebuilds_the_same_files(tmp_path: Path) -> None:
     """Rebuilding gives byte-identical data, and -- where this CPU trains the same weights -- identical models.
 
@@ -212,7 +208,7 @@ def _accuracies(summary: dict[str, Any]) -> dict[str, AccuracyResult]:
 
 
 @pytest.mark.slow
-@needs_mxnet
+@pytest.mark.mxnet
 def test_the_detector_reaches_its_map_and_agrees_in_every_framework(tmp_path: Path) -> None:
     stated = shapes.model("shapes-detector").spec.attributes
     assert stated.map is not None and stated.map_50 is not None
@@ -235,7 +231,7 @@ def test_the_detector_reaches_its_map_and_agrees_in_every_framework(tmp_path: Pa
 
 
 @pytest.mark.slow
-@needs_mxnet
+@pytest.mark.mxnet
 def test_the_segmenter_reaches_its_mean_iou_and_agrees_in_every_framework(tmp_path: Path) -> None:
     stated = shapes.model("shapes-segmenter").spec.attributes.mean_iou
     assert stated is not None

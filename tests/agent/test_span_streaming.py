@@ -34,7 +34,6 @@ from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, Envelope, SpanColumnBatch, decode
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
-from tests.conftest import repeated_test_spans
 from tests.support.paths import ASSETS
 from tests.support.pipeline_processes import (
     AgentProcess,
@@ -44,6 +43,7 @@ from tests.support.pipeline_processes import (
     wait_for,
     write_spec,
 )
+from tests.support.traces import repeated_test_spans
 
 
 def _row(n: int) -> ModelRow:

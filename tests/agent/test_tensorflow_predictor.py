@@ -93,14 +93,6 @@ def loaded(model: Model, exported: dict[str, Path]) -> dict[str, Predictor]:
     return predictors
 
 
-@pytest.fixture(scope="module")
-def test_inputs() -> tuple[np.ndarray, np.ndarray]:
-    """The digits test split as the model sees it: float32 (450, 1, 8, 8) in [0, 1], and the labels."""
-    with np.load(DIGITS / "digits_test.npz") as data:
-        images, labels = data["images"], data["labels"]
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) / np.float32(16.0), dtype=np.float32), labels
-
-
 def _predictor(spec: ModelSpec, **options: object) -> Predictor:
     return load_predictor_class("tensorflow")(spec, PredictorOptions(**options))  # type: ignore[arg-type]
 
@@ -133,10 +125,10 @@ def test_predict_returns_one_batch_of_declared_outputs(loaded: dict[str, Predict
 
 @pytest.mark.parametrize("fmt", [KERAS, SAVEDMODEL])
 def test_keras_export_agrees_with_the_onnx_model(
-    loaded: dict[str, Predictor], model: Model, test_inputs: tuple[np.ndarray, np.ndarray], fmt: str
+    loaded: dict[str, Predictor], model: Model, digits_test_split: tuple[np.ndarray, np.ndarray], fmt: str
 ) -> None:
     """The same trained weights: softmax within 1e-5 of ONNX Runtime, the same top-1 everywhere (445/450)."""
-    x, labels = test_inputs
+    x, labels = digits_test_split
     tf_logits = np.asarray(loaded[fmt].predict([x])[0])
     # Batch size does not change the answer.
     single = np.concatenate([loaded[fmt].predict([x[i : i + 1]])[0] for i in range(9)])

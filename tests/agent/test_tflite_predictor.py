@@ -24,7 +24,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.manifests.resources import ModelSpec
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, available_predictors, load_predictor_class
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import ASSETS, REPO
 
 litert = pytest.importorskip(
@@ -44,18 +44,10 @@ def model() -> Model:
 
 
 @pytest.fixture(scope="module")
-def test_split() -> tuple[np.ndarray, np.ndarray]:
-    """The digits test split as the model sees it: float32 (450, 1, 8, 8) in [0, 1], and the labels."""
-    with np.load(DIGITS / "digits_test.npz") as data:
-        images, labels = data["images"], data["labels"]
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) / np.float32(16.0), dtype=np.float32), labels
-
-
-@pytest.fixture(scope="module")
-def onnx_logits(model: Model, test_split: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def onnx_logits(model: Model, digits_test_split: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     with load_predictor_class("onnxruntime")(model.spec, PredictorOptions(intra_op_threads=1)) as onnx:
         onnx.load(ONNX)
-        return np.asarray(onnx.predict([test_split[0]])[0])
+        return np.asarray(onnx.predict([digits_test_split[0]])[0])
 
 
 def _predictor(spec: ModelSpec, **options: Any) -> Predictor:
@@ -114,9 +106,9 @@ def test_the_conversion_is_byte_deterministic(tmp_path: Path) -> None:
 
 
 def test_float32_agrees_with_onnxruntime(
-    model: Model, test_split: tuple[np.ndarray, np.ndarray], onnx_logits: np.ndarray
+    model: Model, digits_test_split: tuple[np.ndarray, np.ndarray], onnx_logits: np.ndarray
 ) -> None:
-    x, labels = test_split
+    x, labels = digits_test_split
     with _predictor(model.spec) as predictor:
         predictor.load(FLOAT32)
         logits = np.asarray(predictor.predict([x])[0])
@@ -127,10 +119,10 @@ def test_float32_agrees_with_onnxruntime(
 
 
 def test_int8_variant_runs_and_keeps_the_accuracy(
-    model: Model, test_split: tuple[np.ndarray, np.ndarray], onnx_logits: np.ndarray
+    model: Model, digits_test_split: tuple[np.ndarray, np.ndarray], onnx_logits: np.ndarray
 ) -> None:
     """Full-integer quantisation (float32 interface): measured 445/450 top-1, like float32; >= 99% agreement."""
-    x, labels = test_split
+    x, labels = digits_test_split
     with _predictor(model.spec) as predictor:
         predictor.load(INT8)
         logits = np.asarray(predictor.predict([x])[0])
@@ -200,7 +192,7 @@ def test_the_cli_compares_tflite_with_onnxruntime(tmp_path: Path) -> None:
 
 
 def test_batch_size_changes_resize_only_when_needed(
-    model: Model, test_split: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+    model: Model, digits_test_split: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
     allocate = litert.Interpreter.allocate_tensors
@@ -210,7 +202,7 @@ def test_batch_size_changes_resize_only_when_needed(
         return allocate(self)
 
     monkeypatch.setattr(litert.Interpreter, "allocate_tensors", counting_allocate)
-    x = test_split[0]
+    x = digits_test_split[0]
     with _predictor(model.spec) as predictor:
         predictor.load(FLOAT32)
         assert calls == ["allocate"]  # load allocates for one sample
@@ -223,9 +215,9 @@ def test_batch_size_changes_resize_only_when_needed(
         assert len(calls) == 1 + 4  # 7, 64, 1, 3: once per change
 
 
-def test_outputs_are_owned_copies(model: Model, test_split: tuple[np.ndarray, np.ndarray]) -> None:
+def test_outputs_are_owned_copies(model: Model, digits_test_split: tuple[np.ndarray, np.ndarray]) -> None:
     """A later invoke does not overwrite what an earlier call returned (the driver may keep it)."""
-    x = test_split[0]
+    x = digits_test_split[0]
     with _predictor(model.spec) as predictor:
         predictor.load(FLOAT32)
         first = predictor.predict([x[:2]])[0]
@@ -234,9 +226,9 @@ def test_outputs_are_owned_copies(model: Model, test_split: tuple[np.ndarray, np
         np.testing.assert_array_equal(first, kept)
 
 
-def test_a_strided_view_gives_the_same_answer(model: Model, test_split: tuple[np.ndarray, np.ndarray]) -> None:
+def test_a_strided_view_gives_the_same_answer(model: Model, digits_test_split: tuple[np.ndarray, np.ndarray]) -> None:
     """Batches the harness slices out of a larger array need not be contiguous: set_tensor copies them in."""
-    x = test_split[0][:6]
+    x = digits_test_split[0][:6]
     wide = np.zeros((6, 1, 8, 16), np.float32)
     wide[..., ::2] = x
     view = wide[..., ::2]

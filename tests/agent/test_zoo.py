@@ -34,7 +34,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.resources import Artifact, Dataset, DatasetSource, ZooRef, parse_zoo_uri
 from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import ASSETS, REPO
 
 ZOO_MODELS = ["resnet18", "resnet50", "mobilenet-v2", "transformer-encoder"]

@@ -31,8 +31,8 @@ from mlmodelscope.operator.planning import PlannedRun
 from mlmodelscope.operator.results import CollectedRun, CollectorClient
 from mlmodelscope.operator.settings import OperatorSettings
 from mlmodelscope.operator.status import run_status
-from tests.operator.test_operator_planning import _catalog, _spec
 from tests.support.collector import full_run, run_started
+from tests.support.operator_catalog import digits_catalog, digits_evaluation_spec
 
 CANCELLED_ERROR = "cancelled: the agent received SIGTERM during the performance phase, after 1,234 queries."
 
@@ -86,7 +86,7 @@ def test_evaluate_reports_a_cancelled_run_as_cancelled(detail: dict[str, str], r
 
 def _planned(run_id: str) -> PlannedRun:
     """A run as the operator plans it (digits-cnn on onnxruntime), under the given run id and Job name."""
-    [planned] = planning.plan("ev", "uid-1", _spec(), _catalog(), OperatorSettings())
+    [planned] = planning.plan("ev", "uid-1", digits_evaluation_spec(), digits_catalog(), OperatorSettings())
     return dataclasses.replace(planned, job_name=f"job-{run_id}", run_id=run_id)
 
 

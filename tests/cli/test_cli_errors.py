@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import CliRun, run_cli
+from tests.support.cli import CliRun, run_cli
 
 MODEL = Path("assets/models/digits-cnn.yaml")
 

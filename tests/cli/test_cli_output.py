@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import ASSETS
 
 NAME_PATTERN = "'^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
 from tests.support import edge_cases as edges
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -14,16 +14,13 @@ import pytest
 
 from mlmodelscope.core.analysis.report import Report
 from mlmodelscope.core.analysis.svg import format_ns
-from tests.conftest import run_cli
-from tests.support import web as web_fixtures
+from tests.support.cli import run_cli
+from tests.support.web import WebEnvironment
 
-web = web_fixtures.web
-browser = web_fixtures.browser
-page = web_fixtures.page
 pytestmark = pytest.mark.slow
 
 
-def report(web: web_fixtures.WebEnvironment, tmp_path: Path, output: str, *args: str) -> Path:
+def report(web: WebEnvironment, tmp_path: Path, output: str, *args: str) -> Path:
     target = tmp_path / output
     run = run_cli(
         "report",
@@ -42,12 +39,12 @@ def report(web: web_fixtures.WebEnvironment, tmp_path: Path, output: str, *args:
     return target
 
 
-def runs_of(web: web_fixtures.WebEnvironment) -> list[str]:
+def runs_of(web: WebEnvironment) -> list[str]:
     return [web.sweep_runs[1], web.sweep_runs[4], web.framework_run]
 
 
 def test_html_report_is_self_contained_and_shows_the_api_numbers(
-    web: web_fixtures.WebEnvironment, page: Any, tmp_path: Path
+    web: WebEnvironment, page: Any, tmp_path: Path
 ) -> None:
     path = report(web, tmp_path, "report.html")
     text = path.read_text()
@@ -99,7 +96,7 @@ def test_html_report_is_self_contained_and_shows_the_api_numbers(
         assert verdicts == [m["verdict"] for m in candidate["comparison"]["metrics"]]
 
 
-def test_markdown_csv_and_json_reports_carry_the_same_numbers(web: web_fixtures.WebEnvironment, tmp_path: Path) -> None:
+def test_markdown_csv_and_json_reports_carry_the_same_numbers(web: WebEnvironment, tmp_path: Path) -> None:
     run_ids = runs_of(web)
     analyses = {r: web.get(f"/api/v1/runs/{r}/analysis") for r in run_ids}
 
@@ -132,7 +129,7 @@ def test_markdown_csv_and_json_reports_carry_the_same_numbers(web: web_fixtures.
     ]
 
 
-def test_report_of_an_unknown_run_is_a_one_paragraph_error(web: web_fixtures.WebEnvironment, tmp_path: Path) -> None:
+def test_report_of_an_unknown_run_is_a_one_paragraph_error(web: WebEnvironment, tmp_path: Path) -> None:
     run = run_cli("report", "--collector-url", web.url, "no-such-run", "-o", str(tmp_path / "r.html"), cwd=tmp_path)
     assert run.returncode == 1
     assert "no run 'no-such-run'" in run.stderr and "Traceback" not in run.stderr

@@ -13,7 +13,7 @@ from mlmodelscope.cli.admission import admission_problems, crd_schema
 from mlmodelscope.cli.validate import check_file
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.operator.evaluation import Evaluation
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.operator_schema import admission_errors
 from tests.support.paths import ASSETS
 

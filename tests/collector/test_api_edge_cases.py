@@ -27,14 +27,8 @@ from mlmodelscope.core.analysis.tables import RunInfo
 from tests.support import collector as fixtures
 from tests.support import edge_cases as edges
 
-sqlite_url = fixtures.sqlite_url
 pytestmark = pytest.mark.anyio
 TOKEN = "edge-token"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ schema, Allow header, auth), with and without the token.
 * ``test_every_operation_on_every_stored_run``: random ids name no stored run, so every operation on a run is also
   sent for each edge-case run and a real run (its other parameters generated).
 
-The database is a copy of the shared web environment's (real evaluations: a framework-traced run and a batch
-sweep) plus ``edge_case_fixtures`` (NaN result, all-zero latencies, cycles, durations near 2**63, a succeeded run
-without a result). Generation is derandomized (fixed seed), so a failure reproduces with the same cases.
+The database is a copy of the shared web environment's (real evaluations: a framework-traced run and a batch sweep) plus
+``tests/support/edge_cases.py`` (NaN result, all-zero latencies, cycles, durations near 2**63, a succeeded run without a
+result). Generation is derandomized (fixed seed), so a failure reproduces with the same cases.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.support import edge_cases as edges
-from tests.support import web as web_fixtures
+from tests.support.web import shared_environment
 
 schemathesis = pytest.importorskip("schemathesis", reason="the API fuzz test needs schemathesis (make setup)")
 hypothesis = pytest.importorskip("hypothesis", reason="the API fuzz test needs hypothesis (make setup)")
@@ -74,7 +74,7 @@ class FuzzedCollector:
 
 @pytest.fixture(scope="module")
 def fuzzed_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzedCollector]:
-    env = web_fixtures.shared_environment()
+    env = shared_environment()
     folder = tmp_path_factory.mktemp("fuzz")
     database = folder / "collector.db"
     _copy_database(env.data / "collector.db", database)

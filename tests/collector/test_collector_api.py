@@ -18,7 +18,6 @@ import pytest
 
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
-from tests.support import collector as fixtures
 from tests.support.collector import (
     RunningApp,
     free_port,
@@ -30,16 +29,6 @@ from tests.support.collector import (
     settings_for,
     span_batch,
 )
-
-# The fixtures this module uses (pytest finds fixtures by module attribute).
-sqlite_url = fixtures.sqlite_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio only: the collector's runtime (anyio's own fixture would also try trio where installed)."""
-    return "asyncio"
-
 
 pytestmark = pytest.mark.anyio
 

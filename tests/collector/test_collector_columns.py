@@ -4,7 +4,7 @@ records, counts, layer breakdown, timeline, streamed Chrome trace, metrics) equa
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,12 +13,11 @@ from sqlalchemy import func, select
 from mlmodelscope.agent.bus.publisher import column_messages
 from mlmodelscope.agent.run import query_parents, query_records
 from mlmodelscope.collector.analysis import layer_groups, run_timeline, sample_of
-from mlmodelscope.collector.metrics import CollectorMetrics, RunLabels
+from mlmodelscope.collector.metrics import RunLabels
 from mlmodelscope.collector.storage import reads, schema, span_store
 from mlmodelscope.collector.storage.aggregates import load_snapshot
 from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection, decode_message
-from mlmodelscope.collector.storage.migrations import migrate
 from mlmodelscope.collector.trace_export import chrome_trace
 from mlmodelscope.core.analysis import layers as layer_analysis
 from mlmodelscope.core.analysis.samples import QuerySample
@@ -27,29 +26,10 @@ from mlmodelscope.core.messages import Envelope, SpanColumnBatch, envelope_json
 from mlmodelscope.core.span_columns import SpanColumns, decode_columns, encode_columns, span_columns_payload
 from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_trace
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from tests.support import collector as fixtures
 from tests.support.collector import LABELS, RunningApp, run_started, running_app, settings_for
-
-database_url = fixtures.database_url
-sqlite_url = fixtures.sqlite_url
-postgres_url = fixtures.postgres_url
-postgres_database = fixtures.postgres_database
 
 RUN = "run-col"
 EPOCH_OFFSET_NS = 1_700_000_000_000_000_000
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    migrate(db)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
-def ingestor(database: Database) -> Ingestor:
-    return Ingestor(database, CollectorMetrics(build_version="test"))
 
 
 def traced_run(run_id: str = RUN, *, queries: int = 40, operators: int = 3) -> list[Span]:
@@ -281,11 +261,6 @@ def test_reads_of_a_level_or_a_window_skip_the_rest(database: Database, ingestor
     assert sorted(model.span_id.tolist()) == sorted(s.span_id for s in spans if s.level == TraceLevel.MODEL)
     inside = [s.span_id for s in spans if s.end_ns >= 6 * 10**8 and s.start_ns <= 6 * 10**8 + 2_000_000]
     assert sorted(window.span_id.tolist()) == sorted(inside)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

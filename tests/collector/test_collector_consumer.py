@@ -36,14 +36,7 @@ from tests.support.collector import (
 )
 
 # The fixtures this module uses (pytest finds fixtures by module attribute).
-sqlite_url = fixtures.sqlite_url
 nats_server = fixtures.nats_server
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio only: the collector's runtime (anyio's own fixture would also try trio where installed)."""
-    return "asyncio"
 
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -7,7 +7,6 @@ import itertools
 import pytest
 
 from mlmodelscope.collector.metrics import LATENCY_BUCKETS_NS, LATENCY_BUCKETS_S, bucket_index
-from tests.support import collector as fixtures
 from tests.support.collector import (
     LABELS,
     full_run,
@@ -20,19 +19,6 @@ from tests.support.collector import (
     settings_for,
     span_batch,
 )
-
-# The fixtures this module uses (pytest finds fixtures by module attribute).
-database_url = fixtures.database_url
-sqlite_url = fixtures.sqlite_url
-postgres_url = fixtures.postgres_url
-postgres_database = fixtures.postgres_database
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio only: the collector's runtime (anyio's own fixture would also try trio where installed)."""
-    return "asyncio"
-
 
 pytestmark = pytest.mark.anyio
 

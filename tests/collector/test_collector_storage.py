@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ from mlmodelscope.collector.errors import (
     RejectedMessageError,
     StoredDataError,
 )
-from mlmodelscope.collector.metrics import CollectorMetrics, RunLabels
+from mlmodelscope.collector.metrics import RunLabels
 from mlmodelscope.collector.storage import schema
 from mlmodelscope.collector.storage.aggregates import load_snapshot
 from mlmodelscope.collector.storage.database import Database
@@ -26,7 +25,6 @@ from mlmodelscope.collector.storage.migrations import MIGRATIONS, Migration, cur
 from mlmodelscope.collector.storage.timeutil import utc
 from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, Envelope, RunFinished, SpanBatch, encode
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from tests.support import collector as fixtures
 from tests.support.collector import (
     LABELS,
     full_run,
@@ -38,26 +36,7 @@ from tests.support.collector import (
     span_batch,
 )
 
-# The fixtures this module uses (pytest finds fixtures by module attribute).
-database_url = fixtures.database_url
-sqlite_url = fixtures.sqlite_url
-postgres_url = fixtures.postgres_url
-postgres_database = fixtures.postgres_database
-
 TABLES = {"runs", "spans", "queries", "ingested_messages", "progress", "dead_letters", "counters"}
-
-
-@pytest.fixture
-def database(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    migrate(db)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
-def ingestor(database: Database) -> Ingestor:
-    return Ingestor(database, CollectorMetrics(build_version="test"))
 
 
 def count(connection: Connection, table_name: str) -> int:

@@ -10,20 +10,11 @@ from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBa
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from tests.support import collector as fixtures
 
-database_url = fixtures.database_url
-sqlite_url = fixtures.sqlite_url
-postgres_url = fixtures.postgres_url
-postgres_database = fixtures.postgres_database
 pytestmark = pytest.mark.anyio
 TOKEN = "t0ken"
 
 # (op_type, node, duration_ns) of the operators each query runs, plus the session span that must not count.
 OPERATORS = (("Conv", "/1/Conv", 5_000), ("Conv", "/3/Conv", 3_000), ("Gemm", "/7/Gemm", 1_000))
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def traced_run(run_id: str, queries: int, latency_ns: int) -> list[Envelope]:

@@ -11,7 +11,6 @@ import pytest
 from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, message_id
 from tests.support import collector as fixtures
 
-sqlite_url = fixtures.sqlite_url
 pytestmark = pytest.mark.anyio
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,11 +22,6 @@ LABELS = {
     "scenario": "single-stream",
     "batch_size": "1",
 }
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def lognormal_queries(run_id: str, seed: int, median_ns: float, n: int = 3000) -> Envelope:

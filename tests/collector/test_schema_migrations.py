@@ -4,7 +4,8 @@ the tables, columns (names, types, nullability, defaults), primary keys, indexes
 
 Both sides are built in a real database of the same dialect (the migrations into one, ``metadata.create_all`` into
 another) and read back with SQLAlchemy's inspector, so types are compared as the database stores them, not as two
-spellings of one type in Python. SQLite always; PostgreSQL when a local server answers (``tests/support/collector``).
+spellings of one type in Python. SQLite always; PostgreSQL when a local server answers
+(``tests/collector/conftest.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,6 @@ from sqlalchemy import Column, Index, Inspector, Integer, MetaData, String, insp
 from mlmodelscope.collector.storage import analysis_schema, schema
 from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.migrations import ANALYSIS_MIGRATIONS, analysis_schema_version, migrate
-from tests.support import collector as fixtures
-
-database_url = fixtures.database_url
-sqlite_url = fixtures.sqlite_url
-postgres_url = fixtures.postgres_url
-postgres_database = fixtures.postgres_database
 
 VERSION_TABLES = {"schema_version", "analysis_schema_version"}
 METADATA: tuple[MetaData, ...] = (schema.metadata, analysis_schema.metadata)

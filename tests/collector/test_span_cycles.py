@@ -12,13 +12,6 @@ from mlmodelscope.core.messages import Envelope, SpanBatch, message_id
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from tests.support import collector as fixtures
 
-sqlite_url = fixtures.sqlite_url
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def _span(span_id: int, parent_id: int, level: TraceLevel = TraceLevel.MODEL, run_id: str = "r") -> Span:
     return Span(

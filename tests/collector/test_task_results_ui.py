@@ -35,15 +35,12 @@ from mlmodelscope.core.evaluation.results import (
 )
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.messages import Envelope, RunFinished, RunStarted, message_id
-from tests.conftest import run_cli
 from tests.support import collector as fixtures
-from tests.support import web as web_fixtures
+from tests.support.cli import run_cli
 from tests.support.edge_cases import served_collector
 from tests.support.paths import ASSETS
+from tests.support.web import minimal_assets
 
-sqlite_url = fixtures.sqlite_url
-browser = web_fixtures.browser
-page = web_fixtures.page
 RECALL = [i / 100 for i in range(101)]
 VERDICT = Verdict(valid=True, result="VALID", constraints=[], recommendations=[], early_stopping=[])
 ENVIRONMENT = Environment(
@@ -59,11 +56,6 @@ ENVIRONMENT = Environment(
     gpu=GpuInfo(available=False),
     packages={},
 )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def detection(map_: float, map_50: float, map_75: float, square_ap: float) -> DetectionMetrics:
@@ -255,7 +247,7 @@ async def test_compare_api_and_page_set_two_frameworks_side_by_side(sqlite_url: 
 async def test_the_catalog_says_which_models_fit_each_dataset_and_why_the_others_do_not(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    assets = web_fixtures.minimal_assets(tmp_path / "assets")  # the digits CNN, its dataset, onnxruntime
+    assets = minimal_assets(tmp_path / "assets")  # the digits CNN, its dataset, onnxruntime
     shutil.copy(ASSETS / "models" / "transformer-encoder.yaml", assets / "models")
     async with fixtures.running_app(fixtures.settings_for(sqlite_url, assets=str(assets))) as app:
         catalog = (await app.client.get("/api/v1/catalog")).json()
@@ -280,7 +272,7 @@ def test_the_launcher_refuses_a_model_that_does_not_fit_the_dataset_before_any_a
     from mlmodelscope.collector.launcher import LocalLauncher
     from mlmodelscope.collector.settings import CollectorSettings
 
-    assets = web_fixtures.minimal_assets(tmp_path / "assets")
+    assets = minimal_assets(tmp_path / "assets")
     shutil.copy(ASSETS / "models" / "transformer-encoder.yaml", assets / "models")
     settings = CollectorSettings(
         assets=str(assets), launch_cache_dir=str(tmp_path / "cache"), launch_runs_dir=str(tmp_path / "runs")

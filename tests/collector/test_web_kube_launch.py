@@ -12,16 +12,10 @@ import pytest
 
 from tests.support import collector as fixtures
 
-sqlite_url = fixtures.sqlite_url
 pytestmark = pytest.mark.anyio
 TOKEN = "ui-token"
 KUBE_TOKEN = "kube-service-account-token"
 GROUP_VERSION = "mlmodelscope.org/v1alpha1"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @contextlib.asynccontextmanager

@@ -7,14 +7,8 @@ import pytest
 
 from tests.support import collector as fixtures
 
-sqlite_url = fixtures.sqlite_url
 pytestmark = pytest.mark.anyio
 TOKEN = "page-token"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_a_cluster_evaluation_id_with_a_namespace_has_its_page_and_sweeps(sqlite_url: str) -> None:

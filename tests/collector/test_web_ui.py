@@ -1,6 +1,6 @@
 """The web UI in headless Chromium against a collector holding real evaluations: every page loads, and the numbers
 it renders are the REST API's; the launch form starts a real evaluation that completes and is checked against a
-baseline marked through the UI. Screenshots are saved as test artifacts (see web_fixtures)."""
+baseline marked through the UI. Screenshots are saved as test artifacts (see tests/support/web.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import httpx
 import pytest
 
 from mlmodelscope.core.analysis.svg import format_ns
-from tests.support import web as web_fixtures
 from tests.support.collector import metric_samples
+from tests.support.web import TOKEN, WebEnvironment
 
-web = web_fixtures.web
-browser = web_fixtures.browser
-page = web_fixtures.page
 pytestmark = pytest.mark.slow
 
 
@@ -28,7 +25,7 @@ def num(value: float) -> str:
     return f"{value:,.1f}"
 
 
-def test_web_catalog_page_lists_the_api_catalog(web: web_fixtures.WebEnvironment, page: Any) -> None:
+def test_web_catalog_page_lists_the_api_catalog(web: WebEnvironment, page: Any) -> None:
     catalog = web.get("/api/v1/catalog")
     page.goto(f"{web.url}/ui/catalog")
     assert [m["name"] for m in catalog["models"]] == ["digits-cnn"]
@@ -39,7 +36,7 @@ def test_web_catalog_page_lists_the_api_catalog(web: web_fixtures.WebEnvironment
     assert page.locator("tr[data-dataset=digits] td").nth(2).inner_text() == str(catalog["datasets"][0]["size"])
 
 
-def test_web_runs_page_lists_runs_and_filters_them(web: web_fixtures.WebEnvironment, page: Any) -> None:
+def test_web_runs_page_lists_runs_and_filters_them(web: WebEnvironment, page: Any) -> None:
     runs = web.get("/api/v1/runs")
     page.goto(f"{web.url}/ui/runs")
     shown = page.locator("[data-testid=runs] tr[data-run]")
@@ -61,7 +58,7 @@ def test_web_runs_page_lists_runs_and_filters_them(web: web_fixtures.WebEnvironm
     assert page.locator("[data-testid=run-count]").inner_text() == "2 of 2 runs"
 
 
-def test_web_run_page_shows_the_api_statistics_layers_and_timeline(web: web_fixtures.WebEnvironment, page: Any) -> None:
+def test_web_run_page_shows_the_api_statistics_layers_and_timeline(web: WebEnvironment, page: Any) -> None:
     run_id = web.framework_run
     analysis = web.get(f"/api/v1/runs/{run_id}/analysis")
     result = web.get(f"/api/v1/runs/{run_id}/result")
@@ -114,7 +111,7 @@ def test_web_run_page_shows_the_api_statistics_layers_and_timeline(web: web_fixt
     assert {"evaluation", "performance_run", "predict", "Conv"} <= names
 
 
-def test_web_run_page_shows_throughput_vs_batch_size(web: web_fixtures.WebEnvironment, page: Any) -> None:
+def test_web_run_page_shows_throughput_vs_batch_size(web: WebEnvironment, page: Any) -> None:
     sweeps = web.get("/api/v1/sweeps", evaluation_id=web.sweep_evaluation)["sweeps"]
     assert len(sweeps) == 1 and [p["batch_size"] for p in sweeps[0]["points"]] == [1, 4]
     page.goto(f"{web.url}/ui/runs/{web.sweep_runs[1]}")
@@ -130,7 +127,7 @@ def test_web_run_page_shows_throughput_vs_batch_size(web: web_fixtures.WebEnviro
     assert chart.evaluate_all("cs => cs.map(c => Number(c.dataset.x))") == [1, 4]
 
 
-def test_web_compare_page_shows_the_api_verdicts(web: web_fixtures.WebEnvironment, page: Any) -> None:
+def test_web_compare_page_shows_the_api_verdicts(web: WebEnvironment, page: Any) -> None:
     run_ids = [web.sweep_runs[1], web.sweep_runs[4], web.framework_run]
     view = web.get("/api/v1/compare", run=run_ids)
     page.goto(f"{web.url}/ui/runs")
@@ -168,12 +165,10 @@ def _wait_for_text(page: Any, selector: str, wanted: set[str], timeout_s: float)
     raise AssertionError(f"{selector} still '{text}' after {timeout_s} s")
 
 
-def test_web_launch_form_runs_an_evaluation_checked_against_a_baseline(
-    web: web_fixtures.WebEnvironment, page: Any
-) -> None:
+def test_web_launch_form_runs_an_evaluation_checked_against_a_baseline(web: WebEnvironment, page: Any) -> None:
     baseline = web.sweep_runs[1]
     page.goto(f"{web.url}/ui/runs/{baseline}")
-    page.fill("[data-testid=baseline-form] input[name=token]", web_fixtures.TOKEN)
+    page.fill("[data-testid=baseline-form] input[name=token]", TOKEN)
     page.click("[data-testid=baseline-form] button")
     page.wait_for_url(f"**/ui/runs/{baseline}")
     assert page.locator("[data-field=regression-state]").inner_text() == "baseline"
@@ -188,7 +183,7 @@ def test_web_launch_form_runs_an_evaluation_checked_against_a_baseline(
     page.fill("input[name=batch_sizes]", "1")
     page.fill("input[name=min_duration_s]", "1")
     page.select_option("select[name=mode]", "performance")
-    page.fill("input[name=token]", web_fixtures.TOKEN)
+    page.fill("input[name=token]", TOKEN)
     page.click("[data-testid=launch-form] button")
     page.wait_for_url("**/ui/evaluations/**")
     evaluation_id = page.locator("[data-testid=evaluation-id]").inner_text()
@@ -220,7 +215,7 @@ def test_web_launch_form_runs_an_evaluation_checked_against_a_baseline(
     assert detected == (1.0 if regression["state"] == "regressed" else 0.0)
 
 
-def test_web_forms_refuse_a_missing_or_wrong_token(web: web_fixtures.WebEnvironment, page: Any) -> None:
+def test_web_forms_refuse_a_missing_or_wrong_token(web: WebEnvironment, page: Any) -> None:
     page.goto(f"{web.url}/ui/launch")
     page.check("input[name=frameworks][value=onnxruntime]")
     page.fill("input[name=token]", "not-the-token")
@@ -234,7 +229,7 @@ def test_web_forms_refuse_a_missing_or_wrong_token(web: web_fixtures.WebEnvironm
     assert web.get("/api/v1/runs")["total"] == before
 
 
-def test_the_database_aggregated_layers_equal_the_spans_aggregated_in_python(web: web_fixtures.WebEnvironment) -> None:
+def test_the_database_aggregated_layers_equal_the_spans_aggregated_in_python(web: WebEnvironment) -> None:
     """The layer table comes from a GROUP BY over JSON attributes; it must equal the core's own aggregation."""
     from mlmodelscope.collector import analysis
     from mlmodelscope.collector.storage import reads

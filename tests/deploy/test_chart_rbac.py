@@ -33,11 +33,6 @@ VALUES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def helm_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("helm-home")
-
-
 # --- what the chart grants -----------------------------------------------------------------------------------------
 
 

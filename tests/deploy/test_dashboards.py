@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import run_cli
 from tests.support.chart import CHART, REPO, tool
+from tests.support.cli import run_cli
 from tests.support.collector import free_port, start_nats_server, stop_nats_server
 from tests.support.paths import CLI
 

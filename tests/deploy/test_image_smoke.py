@@ -11,9 +11,7 @@ Skipped, saying why, only where buildah/podman are absent (``make images-test`` 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,29 +28,13 @@ from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.operator import jobs, planning
 from mlmodelscope.operator.evaluation import EvaluationSpec
 from mlmodelscope.operator.settings import OperatorSettings
-from scripts.build_images import BY_KEY, CONTAINERS, containers_env
+from scripts.build_images import CONTAINERS, containers_env
+from tests.support.container_images import needs_podman
 from tests.support.paths import REPO
 
-SMOKE_IMAGES = ("collector", "operator", "agent-null", "agent-onnxruntime")
-BUILD_TIMEOUT_S = 1800
 RUN_TIMEOUT_S = 600
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("podman") is None or shutil.which("buildah") is None,
-        reason="buildah/podman are not installed (make images-test installs Debian's buildah, podman, runc)",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def built() -> dict[str, str]:
-    """The smoke images, built (or found up to date in the layer cache); {key: reference}."""
-    command = [sys.executable, str(REPO / "scripts" / "build_images.py"), "--images", ",".join(SMOKE_IMAGES)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return {key: BY_KEY[key].reference() for key in SMOKE_IMAGES}
+pytestmark = [pytest.mark.slow, needs_podman]
 
 
 def podman(*args: str, timeout_s: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:

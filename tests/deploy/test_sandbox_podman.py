@@ -1,6 +1,6 @@
 """``mlmodelscope sandbox up --runtime podman``: the sandbox's kubelet runs each Job as its real image.
 
-The smoke images are built (or found in the layer cache) by the fixture of tests/deploy/test_image_smoke.py; the
+The smoke images are built (or found in the layer cache) by the ``built`` fixture (tests/deploy/conftest.py); the
 sandbox runs from the repository root with the storage scripts/build_images.py fills. The minimal example
 Evaluation (digits-cnn on ONNX Runtime, shorter) must end Succeeded with top-1 in its status, and the agent must
 have run in a container of the Framework's image: podman's record of the exited container (image, exit code 0,
@@ -24,12 +24,12 @@ import yaml
 from mlmodelscope.cli.sandbox.kubelet import LABEL_POD, LABEL_SANDBOX
 from mlmodelscope.operator.jobs import LABEL_EVALUATION
 from scripts.build_images import CONTAINERS, containers_env
-from tests.deploy.test_image_smoke import built as built  # the fixture: the smoke images, built
-from tests.deploy.test_image_smoke import pytestmark as smoke_marks
+from tests.support.container_images import needs_podman
 from tests.support.sandbox_process import CLI, KUBECTL, REPO, Sandbox
 
 pytestmark = [
-    *smoke_marks,
+    pytest.mark.slow,
+    needs_podman,
     pytest.mark.timeout(900),
     pytest.mark.skipif(not KUBECTL.is_file(), reason="the real kubectl is at /usr/bin/kubectl on these machines"),
 ]

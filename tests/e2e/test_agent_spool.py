@@ -20,7 +20,7 @@ from mlmodelscope.agent.bus.spool import UnpublishedSpool, read_spool
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.core.messages import Envelope, RunFinished, SpanBatch, decode
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import ASSETS
 from tests.support.pipeline_processes import (
     AgentProcess,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.slow

@@ -16,16 +16,11 @@ from typing import Any
 import pytest
 
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
-from tests.conftest import measured_model_spans, profiled_model_spans, run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import REPO
+from tests.support.traces import measured_model_spans, profiled_model_spans
 
-MXNET_PYTHON = REPO / ".venv-mxnet" / "bin" / "python"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not MXNET_PYTHON.exists(), reason=f"{MXNET_PYTHON} is missing: `make setup` builds the MXNet environment"
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.mxnet]
 
 FRAMEWORKS = ("onnxruntime", "pytorch", "tensorflow", "mxnet")
 

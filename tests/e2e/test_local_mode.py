@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
-from tests.conftest import measured_model_spans, profiled_model_spans, run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import REPO
+from tests.support.traces import measured_model_spans, profiled_model_spans
 
 pytestmark = pytest.mark.slow
 

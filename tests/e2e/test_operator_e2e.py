@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from tests.support.sandbox_process import KUBECTL, REPO, Sandbox
-from tests.support.sandbox_process import sandbox as sandbox  # the fixture
 
 EXAMPLES = REPO / "assets" / "examples"
 pytestmark = [

@@ -25,7 +25,6 @@ import yaml
 
 from mlmodelscope.core.manifests.canonical import spec_sha256
 from tests.support.sandbox_process import KUBECTL, REPO, alive, descendants
-from tests.support.sandbox_process import sandbox as sandbox  # the fixture
 
 DIGITS = REPO / "assets" / "artifacts" / "digits"
 

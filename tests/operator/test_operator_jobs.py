@@ -19,13 +19,13 @@ from mlmodelscope.operator.catalog import Applied, Catalog
 from mlmodelscope.operator.errors import UnsatisfiableError
 from mlmodelscope.operator.evaluation import EvaluationSpec
 from mlmodelscope.operator.settings import OperatorSettings
-from tests.operator.test_operator_planning import _catalog, _spec
+from tests.support.operator_catalog import digits_catalog, digits_evaluation_spec
 
 UID = "0b6d4f1e-1111-2222-3333-444455556666"
 
 
 def _jobs(spec: EvaluationSpec, settings: OperatorSettings, catalog: Catalog | None = None) -> list[dict[str, Any]]:
-    runs = planning.plan("ev", UID, spec, catalog or _catalog(), settings)
+    runs = planning.plan("ev", UID, spec, catalog or digits_catalog(), settings)
     return [
         jobs.build_job(
             run,
@@ -52,20 +52,20 @@ def _container(job: dict[str, Any]) -> dict[str, Any]:
 
 def _unsatisfiable(spec: EvaluationSpec, settings: OperatorSettings) -> str:
     with pytest.raises(UnsatisfiableError) as raised:
-        planning.plan("ev", UID, spec, _catalog(), settings)
+        planning.plan("ev", UID, spec, digits_catalog(), settings)
     return raised.value.message
 
 
 def test_pods_pull_with_the_secrets_run_as_the_agent_account_without_a_token_and_expire():
     settings = OperatorSettings(image_pull_secrets=["registry-a", "registry-b"], job_ttl_s=600)
-    [job] = _jobs(_spec(), settings)
+    [job] = _jobs(digits_evaluation_spec(), settings)
     pod = _pod(job)
     assert pod["imagePullSecrets"] == [{"name": "registry-a"}, {"name": "registry-b"}]
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("mlmodelscope-agent", False)
     assert job["spec"]["ttlSecondsAfterFinished"] == 600
     assert _container(job)["command"] == ["python", "-m", "mlmodelscope.agent"]
 
-    [plain] = _jobs(_spec(), OperatorSettings(job_ttl_s=None, agent_service_account="bench-agent"))
+    [plain] = _jobs(digits_evaluation_spec(), OperatorSettings(job_ttl_s=None, agent_service_account="bench-agent"))
     assert "imagePullSecrets" not in _pod(plain) and "ttlSecondsAfterFinished" not in plain["spec"]
     assert (_pod(plain)["serviceAccountName"], _pod(plain)["automountServiceAccountToken"]) == ("bench-agent", False)
     assert OperatorSettings().job_ttl_s == 3600  # the default keeps finished Jobs an hour
@@ -73,12 +73,12 @@ def test_pods_pull_with_the_secrets_run_as_the_agent_account_without_a_token_and
 
 def test_requests_equal_limits_by_default_and_a_target_overrides_the_evaluations_resources():
     settings = OperatorSettings()
-    [job] = _jobs(_spec(resources={"limits": {"cpu": "3", "memory": "2Gi"}}), settings)
+    [job] = _jobs(digits_evaluation_spec(resources={"limits": {"cpu": "3", "memory": "2Gi"}}), settings)
     assert _container(job)["resources"] == {
         "requests": {"cpu": "3", "memory": "2Gi"},
         "limits": {"cpu": "3", "memory": "2Gi"},
     }  # Guaranteed QoS
-    spec = _spec(
+    spec = digits_evaluation_spec(
         resources={"requests": {"cpu": "1"}, "limits": {"cpu": "2", "memory": "4Gi"}},
         targets=[{"arch": "amd64"}, {"arch": "amd64", "accelerator": "gpu", "resources": {"limits": {"cpu": "8"}}}],
     )
@@ -92,30 +92,30 @@ def test_requests_equal_limits_by_default_and_a_target_overrides_the_evaluations
 
 def test_count_is_devices_per_run_and_repeats_are_separate_jobs():
     settings = OperatorSettings()
-    [job] = _jobs(_spec(targets=[{"arch": "amd64", "accelerator": "gpu", "count": 2}]), settings)
+    [job] = _jobs(digits_evaluation_spec(targets=[{"arch": "amd64", "accelerator": "gpu", "count": 2}]), settings)
     resources = _container(job)["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "2"
 
-    repeated = _jobs(_spec(targets=[{"arch": "amd64", "accelerator": "gpu", "repeats": 3}]), settings)
+    repeated = _jobs(digits_evaluation_spec(targets=[{"arch": "amd64", "accelerator": "gpu", "repeats": 3}]), settings)
     assert len(repeated) == len({j["metadata"]["name"] for j in repeated}) == 3
     assert [j["metadata"]["annotations"]["mlmodelscope.org/run-key"][-3:] for j in repeated] == ["/r0", "/r1", "/r2"]
     assert all(_container(j)["resources"]["limits"]["nvidia.com/gpu"] == "1" for j in repeated)
 
     # A device quantity written in resources that agrees with count is fine; one that contradicts it is refused.
-    agreeing = _spec(
+    agreeing = digits_evaluation_spec(
         targets=[{"arch": "amd64", "accelerator": "gpu", "count": 2}],
         resources={"limits": {"cpu": "2", "nvidia.com/gpu": "2"}},
     )
     [job] = _jobs(agreeing, settings)
     assert _container(job)["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    contradicting = _spec(
+    contradicting = digits_evaluation_spec(
         targets=[{"arch": "amd64", "accelerator": "gpu"}], resources={"limits": {"cpu": "2", "nvidia.com/gpu": "2"}}
     )
     assert _unsatisfiable(contradicting, settings) == (
         "target amd64/gpu has count 1 (devices per run) but resources.limits asks for nvidia.com/gpu: 2; "
         "set count: 2 and leave nvidia.com/gpu out of resources."
     )
-    cpu_with_a_gpu = _spec(resources={"limits": {"cpu": "2", "nvidia.com/gpu": "1"}})
+    cpu_with_a_gpu = digits_evaluation_spec(resources={"limits": {"cpu": "2", "nvidia.com/gpu": "1"}})
     assert _unsatisfiable(cpu_with_a_gpu, settings) == (
         "target amd64/cpu has no accelerator but resources.limits asks for nvidia.com/gpu: 1; "
         "set the target's accelerator and count instead."
@@ -131,7 +131,7 @@ def test_a_targets_placement_reaches_the_pod():
         }
     }
     dedicated = {"key": "dedicated", "operator": "Equal", "value": "bench", "effect": "NoSchedule"}
-    spec = _spec(
+    spec = digits_evaluation_spec(
         targets=[
             {
                 "arch": "amd64",
@@ -157,7 +157,7 @@ def test_a_targets_placement_reaches_the_pod():
     assert _pod(cpu)["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
     assert "affinity" not in _pod(cpu) and "priorityClassName" not in _pod(cpu) and _pod(cpu)["tolerations"] == []
 
-    conflict = _spec(targets=[{"arch": "arm64", "node_selector": {"kubernetes.io/arch": "amd64"}}])
+    conflict = digits_evaluation_spec(targets=[{"arch": "arm64", "node_selector": {"kubernetes.io/arch": "amd64"}}])
     assert _unsatisfiable(conflict, OperatorSettings()) == (
         "target arm64/cpu has node_selector kubernetes.io/arch: amd64, which contradicts its arch arm64; "
         "leave kubernetes.io/arch out of node_selector."
@@ -180,7 +180,7 @@ def test_s3_settings_reach_the_agent_by_secret_reference_and_the_cache_can_be_a_
     settings = OperatorSettings(
         s3_secret="artifacts-s3", s3_endpoint_url="http://minio.mlms.svc:9000", artifact_cache_claim="mms-cache"
     )
-    [job] = _jobs(_spec(), settings)
+    [job] = _jobs(digits_evaluation_spec(), settings)
     container = _container(job)
     secrets = {"artifacts-s3": {"accessKey": "AKIA-test", "secretKey": "s3cr3t"}}
     s3 = S3Settings.from_env(_kubelet_env(container, secrets))
@@ -198,10 +198,10 @@ def test_s3_settings_reach_the_agent_by_secret_reference_and_the_cache_can_be_a_
     run_spec = RunSpec.model_validate_json(_kubelet_env(container, secrets)["MLMODELSCOPE_RUN_SPEC"])
     assert mounts["cache"] == str(run_spec.cache_dir) == f"{settings.agent_work_dir}/cache"
 
-    [plain] = _jobs(_spec(), OperatorSettings())
+    [plain] = _jobs(digits_evaluation_spec(), OperatorSettings())
     assert S3Settings.from_env(_kubelet_env(_container(plain), {})) is None
     assert {v["name"]: v for v in _pod(plain)["volumes"]}["cache"] == {"name": "cache", "emptyDir": {}}
-    [tls] = _jobs(_spec(), OperatorSettings(s3_endpoint_url="https://s3.example.org"))
+    [tls] = _jobs(digits_evaluation_spec(), OperatorSettings(s3_endpoint_url="https://s3.example.org"))
     secure = S3Settings.from_env(_kubelet_env(_container(tls), {}))
     assert secure is not None and (secure.endpoint, secure.secure) == ("s3.example.org", True)
     with pytest.raises(ValueError, match="s3_endpoint_url"):
@@ -209,12 +209,12 @@ def test_s3_settings_reach_the_agent_by_secret_reference_and_the_cache_can_be_a_
 
 
 def test_a_plan_larger_than_max_runs_is_refused_naming_the_product():
-    spec = _spec(
+    spec = digits_evaluation_spec(
         frameworks=["onnxruntime"],
         targets=[{"arch": "amd64", "repeats": 3}, {"arch": "arm64", "repeats": 2}],
         batch_sizes=[1, 2, 4],
     )
-    assert len(planning.plan("ev", UID, spec, _catalog(), OperatorSettings(max_runs=15))) == 15
+    assert len(planning.plan("ev", UID, spec, digits_catalog(), OperatorSettings(max_runs=15))) == 15
     assert _unsatisfiable(spec, OperatorSettings(max_runs=14)) == (
         "the Evaluation plans 15 runs (1 models x 1 frameworks x 5 target repeats (amd64/cpu x3 + arm64/cpu x2) "
         "x 3 batch sizes), more than the limit of 14 runs per Evaluation (its status lists every run, and etcd "
@@ -233,15 +233,15 @@ def _rescaled(catalog: Catalog, scale: float) -> Catalog:
 
 def test_the_job_carries_the_cluster_resources_and_an_edited_model_plans_a_new_run():
     settings = OperatorSettings(agent_assets_dir="/opt/mlmodelscope/assets")
-    catalog = _catalog()
+    catalog = digits_catalog()
     edited = _rescaled(catalog, 255.0)
-    [before] = planning.plan("ev", UID, _spec(), catalog, settings)
-    [after] = planning.plan("ev", UID, _spec(), edited, settings)
+    [before] = planning.plan("ev", UID, digits_evaluation_spec(), catalog, settings)
+    [after] = planning.plan("ev", UID, digits_evaluation_spec(), edited, settings)
     assert before.spec_sha256["model"] != after.spec_sha256["model"]
     assert before.spec_sha256["framework"] == after.spec_sha256["framework"]
     assert before.run_id != after.run_id and before.job_name != after.job_name
 
-    [job] = _jobs(_spec(), settings, edited)
+    [job] = _jobs(digits_evaluation_spec(), settings, edited)
     env = {e["name"]: e.get("value") for e in _container(job)["env"]}
     run_spec = RunSpec.model_validate_json(env["MLMODELSCOPE_RUN_SPEC"])  # as the agent reads it
     model = run_spec.resources.model

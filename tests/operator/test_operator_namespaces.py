@@ -17,7 +17,7 @@ from mlmodelscope.operator import planning
 from mlmodelscope.operator.catalog import Catalog
 from mlmodelscope.operator.errors import UnsatisfiableError
 from mlmodelscope.operator.settings import OperatorSettings
-from tests.operator.test_operator_planning import _spec
+from tests.support.operator_catalog import digits_evaluation_spec
 from tests.support.operator_harness import (
     Api,
     collection,
@@ -72,13 +72,21 @@ def test_the_own_namespace_wins_then_the_release_catalog_and_unknown_names_list_
     assert visible.frameworks["onnxruntime"].namespace == RELEASE
 
     settings = OperatorSettings()
-    [team, builtin_run] = planning.plan("ev", "uid", _spec(models=["team-cnn", "digits-cnn"]), visible, settings)
+    [team, builtin_run] = planning.plan(
+        "ev", "uid", digits_evaluation_spec(models=["team-cnn", "digits-cnn"]), visible, settings
+    )
     assert (team.resources.model.source, team.resources.model.namespace) == ("cluster:team-a", TEAM)
     assert (builtin_run.resources.model.source, builtin_run.resources.framework.source) == ("cluster:mlms",) * 2
     assert builtin_run.resources.model.resource_version == "1" and builtin_run.resources.model.generation == 1
 
     with pytest.raises(UnsatisfiableError) as raised:
-        planning.plan("ev", "uid", _spec(models=["nope", "shadowed"], frameworks=["onnxruntime"]), visible, settings)
+        planning.plan(
+            "ev",
+            "uid",
+            digits_evaluation_spec(models=["nope", "shadowed"], frameworks=["onnxruntime"]),
+            visible,
+            settings,
+        )
     unknown, invalid = raised.value.message.split("; ", 1)
     assert unknown == "unknown Model 'nope' in namespaces 'team-a' or 'mlms' (known: digits-cnn, team-cnn)"
     # The team's invalid object is reported, not silently replaced by the release's valid one of the same name.

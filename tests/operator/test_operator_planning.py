@@ -3,57 +3,24 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.operator import jobs, planning, status
 from mlmodelscope.operator.errors import UnsatisfiableError
-from mlmodelscope.operator.evaluation import EvaluationSpec, RunStatus
+from mlmodelscope.operator.evaluation import RunStatus
 from mlmodelscope.operator.results import CollectedRun, summarize, with_regression
 from mlmodelscope.operator.settings import OperatorSettings
-from tests.support.operator_harness import CONTAINERS, REPO
-
-ASSETS = REPO / "assets"
-
-
-def _load(cls: Any, path: Path, **spec_changes: Any) -> Any:
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    document["spec"].update(spec_changes)
-    return cls.model_validate(document)
-
-
-def _catalog(**framework_changes: Any) -> planning.Catalog:
-    framework = _load(
-        Framework,
-        ASSETS / "frameworks/onnxruntime.yaml",
-        containers=CONTAINERS["onnxruntime"]
-        + [{"arch": "amd64", "accelerator": "fpga", "image": "example.org/ort:fpga"}],
-        accelerators=["cpu", "gpu", "fpga"],
-        **framework_changes,
-    )
-    return planning.Catalog.of(
-        "team-a",
-        models=[_load(Model, ASSETS / "models/digits-cnn.yaml")],
-        frameworks=[framework],
-        datasets=[_load(Dataset, ASSETS / "datasets/digits.yaml")],
-    )
-
-
-def _spec(**values: Any) -> EvaluationSpec:
-    return EvaluationSpec.model_validate({"models": ["digits-cnn"], "frameworks": ["onnxruntime"], **values})
-
+from tests.support.operator_catalog import digits_catalog, digits_evaluation_spec
 
 SETTINGS = OperatorSettings(fpga_resource="intel.com/agilex")
 
 
 def test_matrix_order_names_and_ids_are_deterministic_and_valid():
-    spec = _spec(targets=[{"arch": "amd64"}, {"arch": "arm64", "repeats": 2}], batch_sizes=[1, 4])
-    runs = planning.plan("a" * 63, "0b6d4f1e-1111-2222-3333-444455556666", spec, _catalog(), SETTINGS)
+    spec = digits_evaluation_spec(targets=[{"arch": "amd64"}, {"arch": "arm64", "repeats": 2}], batch_sizes=[1, 4])
+    runs = planning.plan("a" * 63, "0b6d4f1e-1111-2222-3333-444455556666", spec, digits_catalog(), SETTINGS)
     assert [r.key for r in runs] == [
         "digits-cnn/onnxruntime/amd64-cpu/b1",
         "digits-cnn/onnxruntime/amd64-cpu/b4",
@@ -66,13 +33,15 @@ def test_matrix_order_names_and_ids_are_deterministic_and_valid():
     for run in runs:
         assert len(run.job_name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", run.job_name)
         assert re.fullmatch(r"[A-Za-z0-9_-]{1,128}", run.run_id)
-    again = planning.plan("a" * 63, "0b6d4f1e-1111-2222-3333-444455556666", spec, _catalog(), SETTINGS)
+    again = planning.plan("a" * 63, "0b6d4f1e-1111-2222-3333-444455556666", spec, digits_catalog(), SETTINGS)
     assert [r.job_name for r in again] == [r.job_name for r in runs]
     longer = planning.plan(
         "a" * 63,
         "0b6d4f1e-1111-2222-3333-444455556666",
-        _spec(targets=[{"arch": "amd64"}, {"arch": "arm64", "repeats": 2}], batch_sizes=[1, 4], min_duration_s=60),
-        _catalog(),
+        digits_evaluation_spec(
+            targets=[{"arch": "amd64"}, {"arch": "arm64", "repeats": 2}], batch_sizes=[1, 4], min_duration_s=60
+        ),
+        digits_catalog(),
         SETTINGS,
     )
     assert not {r.job_name for r in longer} & {r.job_name for r in runs}  # changed settings: new Jobs
@@ -83,8 +52,8 @@ def test_matrix_order_names_and_ids_are_deterministic_and_valid():
     [({}, "intel.com/agilex"), ({"device_resources": {"fpga": "xilinx.com/fpga-u250"}}, "xilinx.com/fpga-u250")],
 )
 def test_fpga_runs_ask_for_the_configured_device_plugin_resource(framework_changes, resource: str):
-    spec = _spec(targets=[{"arch": "amd64", "accelerator": "fpga"}])
-    [run] = planning.plan("fpga", "uid", spec, _catalog(**framework_changes), SETTINGS)
+    spec = digits_evaluation_spec(targets=[{"arch": "amd64", "accelerator": "fpga"}])
+    [run] = planning.plan("fpga", "uid", spec, digits_catalog(**framework_changes), SETTINGS)
     job = jobs.build_job(
         run, evaluation="fpga", namespace="team-a", uid="uid", spec=spec, settings=SETTINGS, run_spec_json="{}"
     )
@@ -95,8 +64,10 @@ def test_fpga_runs_ask_for_the_configured_device_plugin_resource(framework_chang
 
 
 def test_the_job_run_spec_is_what_the_agent_accepts():
-    spec = _spec(scenario="server", mode="performance", target_qps=50, threads=2, trace_level="framework", seed=7)
-    [run] = planning.plan("srv", "uid", spec, _catalog(), SETTINGS)
+    spec = digits_evaluation_spec(
+        scenario="server", mode="performance", target_qps=50, threads=2, trace_level="framework", seed=7
+    )
+    [run] = planning.plan("srv", "uid", spec, digits_catalog(), SETTINGS)
     parsed = RunSpec.model_validate_json(jobs.run_spec(run, "team-a/srv", spec, SETTINGS).model_dump_json())
     assert parsed.settings.target_qps == 50 and parsed.intra_op_threads == 2
     assert parsed.trace_level.name == "FRAMEWORK" and parsed.evaluation_id == "team-a/srv"
@@ -104,9 +75,9 @@ def test_the_job_run_spec_is_what_the_agent_accepts():
 
 
 def test_every_problem_is_named_at_once():
-    spec = _spec(models=["digits-cnn", "nope"], frameworks=["onnxruntime", "tvm"])
+    spec = digits_evaluation_spec(models=["digits-cnn", "nope"], frameworks=["onnxruntime", "tvm"])
     with pytest.raises(UnsatisfiableError) as raised:
-        planning.plan("x", "uid", spec, _catalog(), SETTINGS)
+        planning.plan("x", "uid", spec, digits_catalog(), SETTINGS)
     assert raised.value.message == (
         "unknown Model 'nope' in namespace 'team-a' (known: digits-cnn); "
         "unknown Framework 'tvm' in namespace 'team-a' (known: onnxruntime)."
@@ -118,8 +89,8 @@ def _job(**job_status: Any) -> dict[str, Any]:
 
 
 def test_job_states_and_the_evaluation_phase_and_conditions():
-    spec = _spec(batch_sizes=[1, 2])
-    one, two = planning.plan("ev", "uid", spec, _catalog(), SETTINGS)
+    spec = digits_evaluation_spec(batch_sizes=[1, 2])
+    one, two = planning.plan("ev", "uid", spec, digits_catalog(), SETTINGS)
     complete = _job(succeeded=1, conditions=[{"type": "Complete", "status": "True"}])
     failed = _job(
         failed=3,

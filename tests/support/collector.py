@@ -1,10 +1,8 @@
-"""Fixtures and builders for the collector's tests: databases (SQLite file, real PostgreSQL), a real NATS server,
-the app run with its lifespan behind an httpx ASGI client, and envelopes of every kind.
+"""Builders for the collector's tests: the app run with its lifespan behind an httpx ASGI client, a real NATS
+server, Prometheus samples parsed, and envelopes of every kind, as agents send them.
 
-Test modules import what they use explicitly (fixtures as ``name = fixtures.name``, so linters see no
-shadowing); nothing here is in conftest.py. PostgreSQL: a server at 127.0.0.1:5432 with trust auth (database
-``test``, user ``postgres`` or ``root``); a uniquely named database is created for the session and dropped at its
-end, and each test starts from an empty ``public`` schema. Without a server those tests are skipped, saying why.
+Its fixtures (the databases on both backends) are in tests/collector/conftest.py; ``sqlite_url`` is in
+tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,78 +41,7 @@ from mlmodelscope.core.messages import (
 )
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
-POSTGRES_HOST = "127.0.0.1"
-POSTGRES_PORT = 5432
-POSTGRES_USERS = ("postgres", "root")
-POSTGRES_ADMIN_DB = "test"
 NATS_BINARY = Path(sys.executable).parent / "nats-server"
-
-
-# --- databases -------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'collector.db'}"
-
-
-def _postgres_admin() -> tuple[Any, str] | None:
-    """An autocommit connection to the admin database and the user that worked, or None when no server answers."""
-    import psycopg
-
-    for user in POSTGRES_USERS:
-        try:
-            connection = psycopg.connect(
-                host=POSTGRES_HOST,
-                port=POSTGRES_PORT,
-                dbname=POSTGRES_ADMIN_DB,
-                user=user,
-                connect_timeout=3,
-                autocommit=True,
-            )
-        except psycopg.Error:
-            continue
-        return connection, user
-    return None
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the local PostgreSQL for this test session; its SQLAlchemy URL. Dropped afterwards."""
-    admin = _postgres_admin()
-    if admin is None:
-        pytest.skip(
-            f"no PostgreSQL server answers at {POSTGRES_HOST}:{POSTGRES_PORT} (database '{POSTGRES_ADMIN_DB}', "
-            f"users {', '.join(POSTGRES_USERS)}, trust auth): the PostgreSQL backend tests need one"
-        )
-    connection, user = admin
-    name = f"mlmodelscope_collector_test_{uuid.uuid4().hex[:12]}"
-    with connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
-        finally:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def postgres_url(postgres_database: str) -> str:
-    """The session database with an empty public schema (each test starts from nothing)."""
-    import psycopg
-
-    conninfo = postgres_database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute("DROP SCHEMA public CASCADE")
-        connection.execute("CREATE SCHEMA public")
-    return postgres_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Each backend in turn: the same test runs on a SQLite file and on a real PostgreSQL."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(fixture)
-    return url
 
 
 # --- NATS ----------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from mlmodelscope.cli.sandbox.emulator import Emulator, declare_resources  # noq
 from mlmodelscope.operator.main import run_operator  # noqa: E402
 from mlmodelscope.operator.reconcile import Reconciler  # noqa: E402
 from mlmodelscope.operator.settings import OperatorSettings  # noqa: E402
+from tests.support.operator_catalog import CONTAINERS  # noqa: E402
 from tests.support.paths import REPO  # noqa: E402
 
 EXAMPLES = REPO / "assets" / "examples"
@@ -45,20 +46,6 @@ NAMESPACE = "default"
 GROUP_VERSION = "mlmodelscope.org/v1alpha1"
 BIN = Path(sys.executable).parent
 KUBECTL = Path("/usr/bin/kubectl")
-
-# Container images added to scratch copies of the Framework manifests (the committed ones carry none yet).
-CONTAINERS = {
-    "onnxruntime": [
-        {"arch": "amd64", "accelerator": "cpu", "image": "ghcr.io/mlmodelscope/agent-onnxruntime:0.1.0"},
-        {"arch": "arm64", "accelerator": "cpu", "image": "ghcr.io/mlmodelscope/agent-onnxruntime:0.1.0"},
-        {"arch": "amd64", "accelerator": "gpu", "image": "ghcr.io/mlmodelscope/agent-onnxruntime:0.1.0-cuda"},
-    ],
-    "pytorch": [
-        {"arch": "amd64", "accelerator": "cpu", "image": "ghcr.io/mlmodelscope/agent-pytorch:0.1.0"},
-        {"arch": "arm64", "accelerator": "cpu", "image": "ghcr.io/mlmodelscope/agent-pytorch:0.1.0"},
-        {"arch": "amd64", "accelerator": "gpu", "image": "ghcr.io/mlmodelscope/agent-pytorch:0.1.0-cuda"},
-    ],
-}
 
 
 @contextlib.asynccontextmanager

@@ -12,12 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from tests.support.paths import REPO
@@ -135,12 +133,3 @@ class Sandbox:
             self.process.kill()
             self.process.wait()
             raise
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    running = Sandbox(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()

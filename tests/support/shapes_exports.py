@@ -19,7 +19,7 @@ import numpy as np
 
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.processing.preprocess import Preprocessor
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.paths import ASSETS, REPO
 
 SHAPES = ASSETS / "artifacts" / "shapes"

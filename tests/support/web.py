@@ -1,9 +1,10 @@
 """The environment the browser and report tests share: real evaluations in a local data folder, a collector
-serving them with the web UI (NATS, launcher and token configured), and headless Chromium driven by Playwright.
+serving them with the web UI (NATS, launcher and token configured); the ``web``, ``browser`` and ``page`` fixtures
+(tests/conftest.py) hand it and headless Chromium, driven by Playwright, to the tests.
 
-Built once per test session on first use (``shared_environment()``) and torn down at exit, because the real
-evaluations take tens of seconds: ``test_web_*.py`` and ``test_report*.py`` both read it. The evaluations use a
-minimal copy of the committed digits assets (digits-cnn, onnxruntime, the digits dataset), so manifests being
+Built once per test session on first use (``shared_environment()``) and torn down at exit, because the real evaluations
+take tens of seconds: the collector's web and report tests and the CLI's ``report`` tests all read it. The evaluations
+use a minimal copy of the committed digits assets (digits-cnn, onnxruntime, the digits dataset), so manifests being
 edited elsewhere in ./assets cannot break them.
 
 Chromium is Debian's (``/usr/bin/chromium``, package ``chromium``), driven by Playwright with ``executable_path``;
@@ -22,15 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.collector import NatsServer, free_port, start_nats_server, stop_nats_server
 from tests.support.paths import ASSETS, REPO
 
@@ -175,36 +174,3 @@ def shared_environment() -> WebEnvironment:
     _SHARED.append(env)
     atexit.register(env.close)
     return env
-
-
-@pytest.fixture(scope="module")
-def web() -> WebEnvironment:
-    return shared_environment()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium through Playwright (never a downloaded browser)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip)")
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"{CHROMIUM} not found: the browser tests need Debian's chromium (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh page; a full-page screenshot named after the test is saved when it ends (pass or fail)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    try:
-        yield tab
-    finally:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(Exception):
-            tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        context.close()
