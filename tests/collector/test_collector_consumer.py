@@ -4,7 +4,6 @@ the database is down, and no duplicates across a collector restart."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 import nats
@@ -23,6 +22,7 @@ from tests.support.collector import (
     LABELS,
     NatsServer,
     RunningApp,
+    add_poison_trigger,
     eventually,
     free_port,
     full_run,
@@ -202,20 +202,6 @@ async def test_consumer_waits_for_nats_and_connects_when_it_comes(tmp_path: Path
             await eventually(stored, what="the message to be stored")
         finally:
             stop_nats_server(server)
-
-
-def add_poison_trigger(database_path: Path, run_id: str) -> None:
-    """A real database refusal for one run's spans (what a value out of a column's range does on PostgreSQL):
-    storing the message fails on every delivery, for a reason that is not a database outage."""
-    connection = sqlite3.connect(database_path, timeout=30)
-    try:
-        connection.execute(
-            f"CREATE TRIGGER refuse_{run_id.replace('-', '_')} BEFORE INSERT ON spans "
-            f"WHEN NEW.run_id = '{run_id}' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
-        )
-        connection.commit()
-    finally:
-        connection.close()
 
 
 async def test_a_poison_message_is_dead_lettered_after_bounded_deliveries(

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME
-from tests.collector.test_collector_consumer import add_poison_trigger
+from tests.support.collector import add_poison_trigger
 from tests.support.pipeline_processes import CollectorProcess, ProcessReaper, consumer_idle, open_database, wait_for
 
 pytestmark = pytest.mark.slow

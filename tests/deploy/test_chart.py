@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.chart import CHART, EXPECTED_RULES, REPO, by_kind, helm, render
+from tests.support.chart import CHART, EXPECTED_RULES, REPO, by_kind, granted_rules, helm, render
 from tests.support.operator_schema import admission_errors
 
 KUBERNETES_VERSION = "1.33.0"
@@ -167,23 +167,13 @@ def _operator_source() -> str:
     return "\n".join(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py")))
 
 
-def _rules(documents: list[dict[str, Any]], kind: str) -> dict[tuple[str, str], set[str]]:
-    rules: dict[tuple[str, str], set[str]] = {}
-    for role in by_kind(documents, kind):
-        for rule in role["rules"]:
-            for group in rule["apiGroups"]:
-                for resource in rule["resources"]:
-                    rules.setdefault((group, resource), set()).update(rule["verbs"])
-    return rules
-
-
 def test_operator_rbac_is_least_privilege(
     default_render: list[dict[str, Any]], full_render: list[dict[str, Any]]
 ) -> None:
     expected = EXPECTED_RULES
-    assert _rules(default_render, "ClusterRole") == expected
+    assert granted_rules(default_render, "ClusterRole") == expected
     assert not by_kind(full_render, "ClusterRole") and not by_kind(full_render, "ClusterRoleBinding")
-    assert _rules(full_render, "Role") == expected
+    assert granted_rules(full_render, "Role") == expected
     assert {r["metadata"]["namespace"] for r in by_kind(full_render, "RoleBinding")} == {"mlms", "team-a"}
     for rule in by_kind(default_render, "ClusterRole")[0]["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]

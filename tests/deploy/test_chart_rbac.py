@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 import aiohttp.web
 import pytest
 
-from tests.deploy.test_chart import _rules
-from tests.support.chart import EXPECTED_RULES, by_kind, render
+from tests.support.chart import EXPECTED_RULES, by_kind, granted_rules, render
 from tests.support.operator_harness import NAMESPACE, Api, Emulator, eventually, example, kube_api, operator
 
 pytestmark = pytest.mark.timeout(180)
@@ -46,7 +45,7 @@ def _operator_env(documents: list[dict[str, Any]]) -> dict[str, str]:
 
 def test_cluster_wide_mode_grants_the_finalizers_pods_and_events_rules(helm_home: Path) -> None:
     documents = render(helm_home)
-    assert _rules(documents, "ClusterRole") == EXPECTED_RULES
+    assert granted_rules(documents, "ClusterRole") == EXPECTED_RULES
     assert not by_kind(documents, "Role")
     (binding,) = by_kind(documents, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-mlmodelscope-operator", "namespace": "mlms"}]
@@ -63,7 +62,7 @@ def test_watched_namespaces_get_roles_and_the_release_namespace_its_catalog_read
     }
     for (namespace, name), role in roles.items():
         expected = CATALOG_RULES if namespace == "mlms" else EXPECTED_RULES
-        assert _rules([role], "Role") == expected, (namespace, name)
+        assert granted_rules([role], "Role") == expected, (namespace, name)
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(documents, "RoleBinding")}
     assert bindings == set(roles)
     for binding in by_kind(documents, "RoleBinding"):
@@ -121,7 +120,7 @@ class RbacEmulator(Emulator):
     def granting(cls, grants: dict[str | None, list[dict[str, Any]]]) -> type[RbacEmulator]:
         return type("RbacEmulatorWith", (cls,), {"grants": grants, "refused": []})
 
-    def _rules(self, namespace: str | None) -> list[dict[str, Any]]:
+    def granted_rules(self, namespace: str | None) -> list[dict[str, Any]]:
         return [*self.grants.get(None, []), *(self.grants.get(namespace, []) if namespace else [])]
 
     def _forbidden(self, request: Any) -> str | None:

@@ -51,6 +51,17 @@ def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [doc for doc in documents if doc["kind"] == kind]
 
 
+def granted_rules(documents: list[dict[str, Any]], kind: str) -> dict[tuple[str, str], set[str]]:
+    """What the rendered Roles (or ClusterRoles) of ``kind`` grant: (apiGroup, resource) -> verbs."""
+    rules: dict[tuple[str, str], set[str]] = {}
+    for role in by_kind(documents, kind):
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    rules.setdefault((group, resource), set()).update(rule["verbs"])
+    return rules
+
+
 # The operator's RBAC rules the chart must grant, exactly (least privilege): (apiGroup, resource) -> verbs.
 EXPECTED_RULES = {
     ("mlmodelscope.org", "evaluations"): {"get", "list", "watch", "patch"},

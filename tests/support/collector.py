@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -172,6 +173,20 @@ def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
 
 def sample(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
+
+
+def add_poison_trigger(database_path: Path, run_id: str) -> None:
+    """A real database refusal for one run's spans (what a value out of a column's range does on PostgreSQL):
+    storing the message fails on every delivery, for a reason that is not a database outage."""
+    connection = sqlite3.connect(database_path, timeout=30)
+    try:
+        connection.execute(
+            f"CREATE TRIGGER refuse_{run_id.replace('-', '_')} BEFORE INSERT ON spans "
+            f"WHEN NEW.run_id = '{run_id}' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+        )
+        connection.commit()
+    finally:
+        connection.close()
 
 
 # --- envelopes -----------------------------------------------------------------------------------------------
