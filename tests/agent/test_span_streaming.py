@@ -35,15 +35,9 @@ from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, Envelope, SpanColumnBa
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import ModelRow, Tracer
 from tests.support.paths import ASSETS
-from tests.support.pipeline_processes import (
-    AgentProcess,
-    ProcessReaper,
-    StreamContents,
-    read_stream,
-    wait_for,
-    write_spec,
-)
+from tests.support.pipeline_processes import AgentProcess, ProcessReaper, StreamContents, read_stream, write_spec
 from tests.support.traces import repeated_test_spans
+from tests.support.waiting import wait_for
 
 
 def _row(n: int) -> ModelRow:

@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlmodelscope.cli.nats_server import free_port
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
 from tests.support.collector import (
     RunningApp,
-    free_port,
     full_run,
     query_batch,
     query_latency_ns,

@@ -10,6 +10,7 @@ import nats
 import pytest
 from sqlalchemy import func, select
 
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port
 from mlmodelscope.collector.consumer import JetStreamConsumer
 from mlmodelscope.collector.metrics import CollectorMetrics
 from mlmodelscope.collector.storage import schema
@@ -17,32 +18,23 @@ from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.ingest import Ingestor
 from mlmodelscope.collector.storage.migrations import migrate
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME, Envelope, encode
-from tests.support import collector as fixtures
 from tests.support.collector import (
     LABELS,
-    NatsServer,
     RunningApp,
     add_poison_trigger,
-    eventually,
-    free_port,
     full_run,
     metric_samples,
     running_app,
     sample,
     settings_for,
     span_batch,
-    start_nats_server,
-    stop_nats_server,
 )
-
-# The fixtures this module uses (pytest finds fixtures by module attribute).
-nats_server = fixtures.nats_server
-
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-async def publish(server: NatsServer, envelopes: list[Envelope], *, with_msg_id: bool = True) -> None:
+async def publish(server: EmbeddedNatsServer, envelopes: list[Envelope], *, with_msg_id: bool = True) -> None:
     client = await nats.connect(server.url)
     try:
         js = client.jetstream()
@@ -53,7 +45,7 @@ async def publish(server: NatsServer, envelopes: list[Envelope], *, with_msg_id:
         await client.close()
 
 
-async def publish_raw(server: NatsServer, subject: str, data: bytes) -> None:
+async def publish_raw(server: EmbeddedNatsServer, subject: str, data: bytes) -> None:
     client = await nats.connect(server.url)
     try:
         await client.jetstream().publish(subject, data, stream=STREAM_NAME)
@@ -66,7 +58,7 @@ def table_count(running: RunningApp, table: str) -> int:
         return int(connection.execute(select(func.count()).select_from(schema.metadata.tables[table])).scalar_one())
 
 
-async def test_consumer_stores_rejects_and_survives_a_restart(nats_server: NatsServer, sqlite_url: str) -> None:
+async def test_consumer_stores_rejects_and_survives_a_restart(nats_server: EmbeddedNatsServer, sqlite_url: str) -> None:
     settings = settings_for(sqlite_url, nats_url=nats_server.url)
     run_1 = full_run("run-1", spans=5, queries=10)
     run_2 = full_run("run-2", spans=3, queries=4)
@@ -137,7 +129,7 @@ async def _ready(running: RunningApp) -> bool:
     return (await running.client.get("/readyz")).status_code == 200
 
 
-async def test_database_down_naks_and_nothing_is_lost(nats_server: NatsServer, tmp_path: Path) -> None:
+async def test_database_down_naks_and_nothing_is_lost(nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
     """With the database unreachable the message is not acked (redelivered); a healthy collector later stores it."""
     settings = settings_for(f"sqlite:///{tmp_path / 'c.db'}", nats_url=nats_server.url, durable_name="shared")
     down = Database("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
@@ -191,7 +183,8 @@ async def test_consumer_waits_for_nats_and_connects_when_it_comes(tmp_path: Path
         assert response.status_code == 503
         assert response.json()["nats"] == "not connected"
         assert (await running.client.get("/api/v1/runs")).status_code == 200
-        server = start_nats_server(tmp_path / "nats", port)
+        server = EmbeddedNatsServer(tmp_path / "nats", port=port)
+        server.start()
         try:
             await eventually(lambda: _ready(running), what="the consumer to connect to the late server")
             await publish(server, [span_batch("late", range(1, 3))])
@@ -201,11 +194,11 @@ async def test_consumer_waits_for_nats_and_connects_when_it_comes(tmp_path: Path
 
             await eventually(stored, what="the message to be stored")
         finally:
-            stop_nats_server(server)
+            server.stop()
 
 
 async def test_a_poison_message_is_dead_lettered_after_bounded_deliveries(
-    nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    nats_server: EmbeddedNatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A message whose insert fails is redelivered ``max_deliveries`` times, then dead-lettered once (table, API,
     metric, one log record with the traceback) and terminated; messages behind it are stored; after a restart
@@ -260,7 +253,7 @@ async def test_a_poison_message_is_dead_lettered_after_bounded_deliveries(
         assert not [r for r in caplog.records if "poison-run" in r.getMessage()]
 
 
-def _consumer_idle(server: NatsServer):  # type: ignore[no-untyped-def]
+def _consumer_idle(server: EmbeddedNatsServer):  # type: ignore[no-untyped-def]
     async def check() -> bool:
         client = await nats.connect(server.url)
         try:

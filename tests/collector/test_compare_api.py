@@ -9,6 +9,7 @@ import pytest
 from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBatch, message_id
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from tests.support import collector as fixtures
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 TOKEN = "t0ken"
@@ -88,7 +89,7 @@ async def test_layers_and_comparisons_on_both_backends(database_url: str) -> Non
         async def checked() -> bool:
             return bool((await app.client.get("/api/v1/runs/slower/regression")).json()["stored"])
 
-        await fixtures.eventually(checked, what="the regression check of 'slower'")
+        await eventually(checked, what="the regression check of 'slower'")
         regression = (await app.client.get("/api/v1/runs/slower/regression")).json()
         assert regression["state"] == "regressed" and regression["verdict"]["p99_ratio"] > 2.5
         assert (await app.client.delete("/api/v1/baselines/fast", headers=headers)).status_code == 204

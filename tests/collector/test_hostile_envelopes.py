@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME
 from tests.support.collector import add_poison_trigger
-from tests.support.pipeline_processes import CollectorProcess, ProcessReaper, consumer_idle, open_database, wait_for
+from tests.support.pipeline_processes import CollectorProcess, ProcessReaper, consumer_idle, open_database
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,10 +58,8 @@ def end_after(start_ns: int) -> st.SearchStrategy[int]:
 class HostileCollector(CollectorProcess):
     """The pipeline tests' collector process, redelivering a failing message twice before dead-lettering it."""
 
-    def environment(self) -> dict[str, str]:
-        environment = super().environment()
-        environment.update({PREFIX + "MAX_DELIVERIES": str(MAX_DELIVERIES), PREFIX + "NAK_DELAY_S": "0.2"})
-        return environment
+    def settings(self) -> dict[str, str]:
+        return {**super().settings(), PREFIX + "MAX_DELIVERIES": str(MAX_DELIVERIES), PREFIX + "NAK_DELAY_S": "0.2"}
 
 
 # --- what is published, and what must become of it ------------------------------------------------------------
@@ -299,7 +298,7 @@ def check_case(collector: CollectorProcess, nats_url: str, case: Case) -> None:
         )
 
     wait_for(settled, timeout_s=SETTLE_TIMEOUT_S, what=f"the messages of {case.run_id} to be stored or dead-lettered")
-    assert collector.process is not None and collector.process.poll() is None, "the collector died"
+    assert collector.running, "the collector died"
 
     # Every bad message dead-lettered exactly once, with its reason; no good one dead-lettered.
     assert dead_letters_of(collector.db_path, sequences) == {seq: [reason] for seq, reason in expected_dead.items()}

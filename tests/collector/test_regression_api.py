@@ -10,6 +10,7 @@ import pytest
 
 from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, message_id
 from tests.support import collector as fixtures
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 TOKEN = "s3cret-token"
@@ -67,7 +68,7 @@ async def test_a_slower_run_is_flagged_against_its_baseline_and_a_steady_one_is_
         async def both_checked() -> bool:
             return [(await regression_of(app, r))["stored"] for r in ("steady", "slow")] == [True, True]
 
-        await fixtures.eventually(both_checked, what="the monitor to check both runs")
+        await eventually(both_checked, what="the monitor to check both runs")
         steady, slow = await regression_of(app, "steady"), await regression_of(app, "slow")
         assert steady["state"] == "ok" and not steady["verdict"]["regressed"]
         assert slow["state"] == "regressed" and slow["baseline_run_id"] == "base"

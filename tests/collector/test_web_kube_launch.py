@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mlmodelscope.cli.nats_server import free_port
 from tests.support import collector as fixtures
 
 pytestmark = pytest.mark.anyio
@@ -105,7 +106,7 @@ async def test_launching_in_a_cluster_creates_an_evaluation_resource(sqlite_url:
 
 async def test_an_unreachable_kubernetes_api_is_a_502_with_its_address(sqlite_url: str) -> None:
     settings = fixtures.settings_for(
-        sqlite_url, api_token=TOKEN, kube_api_url=f"http://127.0.0.1:{fixtures.free_port()}", kube_token=KUBE_TOKEN
+        sqlite_url, api_token=TOKEN, kube_api_url=f"http://127.0.0.1:{free_port()}", kube_token=KUBE_TOKEN
     )
     async with fixtures.running_app(settings) as app:
         response = await app.client.post(

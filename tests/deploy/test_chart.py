@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.chart import CHART, EXPECTED_RULES, REPO, by_kind, granted_rules, helm, render
+from tests.support.chart import CHART, EXPECTED_RULES, by_kind, granted_rules, helm, render
 from tests.support.operator_schema import admission_errors
+from tests.support.paths import REPO
 
 KUBERNETES_VERSION = "1.33.0"
 ALL_VALUES = CHART / "ci" / "all-values.yaml"

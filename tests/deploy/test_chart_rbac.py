@@ -16,7 +16,8 @@ import aiohttp.web
 import pytest
 
 from tests.support.chart import EXPECTED_RULES, by_kind, granted_rules, render
-from tests.support.operator_harness import NAMESPACE, Api, Emulator, eventually, example, kube_api, operator
+from tests.support.operator_harness import NAMESPACE, Api, Emulator, example, kube_api, operator
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 

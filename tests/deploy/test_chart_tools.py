@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.chart import REPO, TOOLS
+from tests.support.chart import TOOLS
+from tests.support.paths import REPO
 
 
 def load_fetch_tools() -> ModuleType:

@@ -21,7 +21,8 @@ from celpy import celtypes
 from pydantic import ValidationError
 
 from mlmodelscope.operator.evaluation import MAX_MATRIX_RUNS, Evaluation
-from tests.support.operator_schema import REPO, admission_errors, load_crd
+from tests.support.operator_schema import admission_errors, load_crd
+from tests.support.paths import REPO
 
 _ENV = celpy.Environment()
 

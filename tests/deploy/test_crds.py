@@ -4,14 +4,14 @@ documents: every asset and example is admitted, and specs that violate required 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.operator_schema import CRDS, REPO, admission_errors, load_crd
+from tests.support.operator_schema import CRDS, admission_errors, load_crd
+from tests.support.paths import CLI, REPO
 
 ASSET_FILES = sorted(
     p for sub in ("models", "frameworks", "datasets", "examples") for p in (REPO / "assets" / sub).glob("*.yaml")
@@ -19,9 +19,8 @@ ASSET_FILES = sorted(
 
 
 def test_the_cli_writes_the_same_crds(tmp_path: Path):
-    cli = Path(sys.executable).parent / "mlmodelscope"
     completed = subprocess.run(
-        [str(cli), "operator", "crds", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False
+        [str(CLI), "operator", "crds", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False
     )
     assert completed.returncode == 0, completed.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in CRDS.glob("*.yaml"))

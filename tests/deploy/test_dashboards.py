@@ -9,12 +9,10 @@ one evaluation, one collector, one Prometheus for every expression.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.chart import CHART, REPO, tool
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port
+from tests.support.chart import CHART, tool
 from tests.support.cli import run_cli
-from tests.support.collector import free_port, start_nats_server, stop_nats_server
-from tests.support.paths import CLI
+from tests.support.paths import CLI, REPO
+from tests.support.waiting import wait_for
 
 DASHBOARDS = sorted((CHART / "dashboards").glob("*.json"))
 RATE_WINDOW = "15s"
@@ -125,16 +124,6 @@ class Stack:
     collector_url: str
 
 
-def _wait(check: Any, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if check():
-                return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -155,7 +144,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )  # fmt: skip
     assert evaluation.returncode == 0, evaluation.stderr[-3000:]
     assert (data / "collector.db").is_file()
-    nats = start_nats_server(work / "nats")
+    nats = EmbeddedNatsServer(work / "nats")
+    nats.start()
     collector_port, prometheus_port = free_port(), free_port()
     with (work / "collector.log").open("ab") as log:
         collector = subprocess.Popen(
@@ -178,16 +168,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )  # fmt: skip
     collector_url, prometheus_url = f"http://127.0.0.1:{collector_port}", f"http://127.0.0.1:{prometheus_port}"
     try:
-        _wait(lambda: httpx.get(f"{collector_url}/readyz").status_code == 200, "the collector's /readyz")
-        _wait(lambda: httpx.get(f"{prometheus_url}/-/ready").status_code == 200, "Prometheus ready")
+        waiting = {"timeout_s": 60, "interval_s": 0.25, "ignoring": (httpx.HTTPError,)}  # not listening yet
+        wait_for(lambda: httpx.get(f"{collector_url}/readyz").status_code == 200, what="/readyz", **waiting)
+        wait_for(lambda: httpx.get(f"{prometheus_url}/-/ready").status_code == 200, what="Prometheus", **waiting)
         # Enough scrapes for rate() over RATE_WINDOW to have two samples of every series, lag included.
-        _wait(lambda: bool(query(prometheus_url, "count_over_time(mlmodelscope_consumer_lag_messages[1m]) >= 4")),
-              "four scrapes of the consumer lag")  # fmt: skip
+        four_scrapes = "count_over_time(mlmodelscope_consumer_lag_messages[1m]) >= 4"
+        wait_for(lambda: bool(query(prometheus_url, four_scrapes)), what="four scrapes of the lag", **waiting)
         yield Stack(prometheus_url, collector_url)
     finally:
         _stop(server)
         _stop(collector)
-        stop_nats_server(nats)
+        nats.stop()
 
 
 def query(base: str, expression: str) -> list[dict[str, Any]]:

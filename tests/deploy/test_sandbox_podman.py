@@ -25,7 +25,8 @@ from mlmodelscope.cli.sandbox.kubelet import LABEL_POD, LABEL_SANDBOX
 from mlmodelscope.operator.jobs import LABEL_EVALUATION
 from scripts.build_images import CONTAINERS, containers_env
 from tests.support.container_images import needs_podman
-from tests.support.sandbox_process import CLI, KUBECTL, REPO, Sandbox
+from tests.support.paths import CLI, REPO
+from tests.support.sandbox_process import KUBECTL, Sandbox
 
 pytestmark = [
     pytest.mark.slow,

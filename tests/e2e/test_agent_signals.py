@@ -22,9 +22,9 @@ from tests.support.pipeline_processes import (
     read_stream,
     scalar,
     stored_span_ids,
-    wait_for,
     write_spec,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

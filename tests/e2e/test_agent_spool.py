@@ -20,22 +20,21 @@ from mlmodelscope.agent.bus.spool import UnpublishedSpool, read_spool
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.core.messages import Envelope, RunFinished, SpanBatch, decode
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from tests.support.cli import run_cli
+from tests.support.cli import clean_environment, run_cli
 from tests.support.paths import ASSETS
 from tests.support.pipeline_processes import (
     AgentProcess,
     CollectorProcess,
     ProcessReaper,
-    clean_environment,
     open_database,
     read_stream,
     scalar,
     stored_queries,
     stored_span_ids,
     stream_last_seq,
-    wait_for,
     write_spec,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.support.evaluate_process import EvaluateProcess
-from tests.support.pipeline_processes import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

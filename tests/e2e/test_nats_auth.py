@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,16 @@ import pytest
 
 from mlmodelscope.agent.bus.connection import generate_token
 from mlmodelscope.agent.bus.publisher import PublishError, PublisherSettings, RunPublisher
-from mlmodelscope.cli.nats_server import CONFIG_FILE, EmbeddedNatsServer, free_port, terminate
+from mlmodelscope.cli.nats_server import CONFIG_FILE, EmbeddedNatsServer, free_port, nats_server_binary, terminate
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV, ensure_stream
 from mlmodelscope.core.messages import Progress
 from tests.support.chart import CHART, by_kind, render
+from tests.support.cli import clean_environment
 from tests.support.paths import ASSETS
-from tests.support.pipeline_processes import (
-    AgentProcess,
-    CollectorProcess,
-    ProcessReaper,
-    clean_environment,
-    stream_last_seq,
-    wait_for,
-    write_spec,
-)
+from tests.support.pipeline_processes import AgentProcess, CollectorProcess, ProcessReaper, stream_last_seq, write_spec
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-NATS_BINARY = Path(sys.executable).parent / "nats-server"
 
 
 def _connect(url: str, token: str | None) -> str:
@@ -187,7 +178,7 @@ def test_the_charts_nats_config_refuses_clients_without_the_token(tmp_path: Path
     (tmp_path / "nats.conf").write_text(text, encoding="utf-8")
     environment = clean_environment(POD_NAME="rel-mlmodelscope-nats-0", **{NATS_TOKEN_ENV: token})
     process = subprocess.Popen(
-        [str(NATS_BINARY), "-a", "127.0.0.1", "-c", str(tmp_path / "nats.conf")],
+        [str(nats_server_binary()), "-a", "127.0.0.1", "-c", str(tmp_path / "nats.conf")],
         env=environment,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.sandbox_process import KUBECTL, REPO, Sandbox
+from tests.support.paths import REPO
+from tests.support.sandbox_process import KUBECTL, Sandbox
 
 EXAMPLES = REPO / "assets" / "examples"
 pytestmark = [

@@ -40,9 +40,9 @@ from tests.support.pipeline_processes import (
     stored_queries,
     stored_span_ids,
     stream_last_seq,
-    wait_for,
     write_spec,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -293,7 +293,7 @@ def test_nats_restarted_mid_run_loses_nothing(pipeline: Pipeline, restart_while:
     # (While evaluating, the streamer may already have published span batches: streaming goes on across the
     # restart, and assert_stored_exactly_once checks none is lost or doubled.)
     detail = wait_until_settled(pipeline, run_id)
-    assert pipeline.collector.process is not None and pipeline.collector.process.poll() is None
+    assert pipeline.collector.running
     assert pipeline.collector.starts == 1  # the collector rode out the restart by itself
     assert_stored_exactly_once(pipeline, run_id, detail)
 

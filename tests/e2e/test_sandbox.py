@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from mlmodelscope.core.manifests.canonical import spec_sha256
-from tests.support.sandbox_process import KUBECTL, REPO, alive, descendants
+from tests.support.paths import REPO
+from tests.support.sandbox_process import KUBECTL, alive, descendants
 
 DIGITS = REPO / "assets" / "artifacts" / "digits"
 

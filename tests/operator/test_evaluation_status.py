@@ -16,7 +16,6 @@ from mlmodelscope.operator.evaluation import RunResult, RunStatus
 from tests.support.operator_harness import (
     KUBECTL,
     Api,
-    eventually,
     example,
     kube_api,
     kubectl,
@@ -26,6 +25,7 @@ from tests.support.operator_harness import (
     scratch_assets,
     write_kubeconfig,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 CATALOG = {"models": ["digits-cnn"], "frameworks": ["onnxruntime"], "datasets": ["digits"]}

@@ -14,7 +14,6 @@ from tests.support.operator_harness import (
     BIN,
     Api,
     container_environment,
-    eventually,
     example,
     kube_api,
     operator,
@@ -22,6 +21,7 @@ from tests.support.operator_harness import (
     register_assets,
     scratch_assets,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 CATALOG = {"models": ["digits-cnn"], "frameworks": ["onnxruntime", "pytorch"], "datasets": ["digits"]}

