@@ -46,7 +46,8 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 # Every file derived from code: the CRDs (crds/), the chart's copies of them and of the built-in assets, the Grafana
-# dashboards and the editors' JSON Schemas (assets/schemas/). tests/test_generated_files.py fails when one is stale.
+# dashboards and the editors' JSON Schemas (assets/schemas/). tests/deploy/test_generated_files.py fails when one is
+# stale.
 generate: setup
 	$(BIN)/python scripts/generate.py
 
@@ -76,7 +77,7 @@ images: setup containers
 # The container smoke test alone (make test runs it too): builds the collector, operator, agent-null and
 # agent-onnxruntime images (layer cache kept) and runs an operator-made Job's agent against the collector.
 images-test: setup containers
-	$(BIN)/python -m pytest tests/test_image_smoke.py tests/test_sandbox_podman.py -q
+	$(BIN)/python -m pytest tests/deploy/test_image_smoke.py tests/deploy/test_sandbox_podman.py -q
 
 test: setup browser tools containers lint
 	$(BIN)/python -m pytest

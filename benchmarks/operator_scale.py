@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))  # the KMock emulator with its workarounds lives w
 
 from mlmodelscope.operator import jobs, planning  # noqa: E402
 from mlmodelscope.operator.evaluation import EvaluationSpec  # noqa: E402
-from tests.operator_fixtures import (  # noqa: E402
+from tests.support.operator_harness import (  # noqa: E402
     Api,
     Emulator,
     collection,

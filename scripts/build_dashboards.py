@@ -3,8 +3,8 @@
 Why this exists: dashboards written by hand drift (copied selectors, a label renamed in one panel only); here each
 panel is one PromQL expression over the collector's metrics (``mlmodelscope.collector.metrics``), with one
 selector for the dashboard variables, and the JSON is written deterministically. ``--check`` fails when the
-committed files differ (``make generate`` writes them, ``tests/test_generated_files.py`` checks them, and
-``tests/test_dashboards.py`` runs every expression against a real Prometheus). Grafana itself is not run here;
+committed files differ (``make generate`` writes them, ``tests/deploy/test_generated_files.py`` checks them, and
+``tests/deploy/test_dashboards.py`` runs every expression against a real Prometheus). Grafana itself is not run here;
 the JSON follows its dashboard schema (schemaVersion 39).
 """
 

@@ -3,7 +3,7 @@
 Why this exists: the images must build the same way on a developer's Docker, on CI machines with no Docker engine
 and no registry access (Debian's buildah/podman), and in air-gapped build sandboxes. This script is the one place
 that knows the image set (``IMAGES``: name, Dockerfile, build arguments, platforms; ``skaffold.yaml`` and the
-Framework resources are checked against it by tests/test_images.py), and it
+Framework resources are checked against it by tests/deploy/test_images.py), and it
 
 - picks the builder: ``docker buildx`` when a Docker engine answers, else buildah + podman (installed from Debian's
   packages when missing, as ``make browser`` installs chromium), with their storage in ``.cache/containers``

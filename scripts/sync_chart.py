@@ -3,7 +3,7 @@
 Why this exists: Helm can read only files inside the chart directory, so ``charts/mlmodelscope/crds/`` and
 ``charts/mlmodelscope/files/assets/`` are copies of ``crds/`` and ``assets/{models,frameworks,datasets}/``.
 The copies are committed (``helm install`` from a checkout or a packaged chart needs them) and
-``tests/test_generated_files.py`` fails when they drift; run ``make generate`` (which runs this copy too) after
+``tests/deploy/test_generated_files.py`` fails when they drift; run ``make generate`` (which runs this copy too) after
 changing a resource model or editing an asset.
 """
 

@@ -1,32 +1,35 @@
-"""Shared fixtures: the repository's assets, a scratch assets folder, running the real CLI, and real processes.
+"""Fixtures every folder's tests use, and the markers that follow from what a test needs.
 
-Process fixtures import their helpers lazily: the MXNet runtime (.venv-mxnet) runs this conftest too, without
-the collector's or NATS client's dependencies.
+Fixtures: a scratch copy of the assets, a cache folder, a SQLite URL, a real nats-server, a reaper of child
+processes, and the web environment (real evaluations served by a collector) with headless Chromium. Helpers that are
+not fixtures live in tests/support/; each folder's conftest.py holds the fixtures only its tests use.
+
+Markers (registered in pyproject.toml): ``browser`` is added to every test that uses the ``browser`` fixture;
+tests marked ``mxnet`` are skipped where .venv-mxnet is missing and tests marked ``gpu`` where no GPU is visible,
+saying why. tests/e2e/conftest.py adds ``e2e`` to the tests in its folder.
+
+Everything heavy is imported lazily: the MXNet runtime (.venv-mxnet) runs this conftest too (it runs
+tests/agent/test_predictor_suite.py), without the collector's, the CLI's or the NATS client's dependencies.
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.paths import ASSETS
+
 if TYPE_CHECKING:
     from mlmodelscope.cli.nats_server import EmbeddedNatsServer
-    from tests.pipeline_processes import ProcessReaper
-
-REPO = Path(__file__).resolve().parent.parent
-ASSETS = REPO / "assets"
-CLI = Path(sys.executable).parent / "mlmodelscope"
+    from tests.support.pipeline_processes import ProcessReaper
+    from tests.support.web import WebEnvironment
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,11 +44,36 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-@dataclass(frozen=True)
-class CliRun:
-    returncode: int
-    stdout: str
-    stderr: str
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: the markers added here take part in the selection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+    _skip_marked(items, "mxnet", _mxnet_missing)
+    _skip_marked(items, "gpu", _gpu_missing)
+
+
+def _skip_marked(items: list[pytest.Item], marker: str, missing: Any) -> None:
+    """Skip the tests marked ``marker`` with the reason ``missing()`` gives (None: run them); asked only once,
+    and only when such a test was collected."""
+    marked = [item for item in items if item.get_closest_marker(marker) is not None]
+    reason = missing() if marked else None
+    if reason is not None:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _mxnet_missing() -> str | None:
+    from tests.support.mxnet import MXNET_MISSING, MXNET_PYTHON
+
+    return None if MXNET_PYTHON.exists() else MXNET_MISSING
+
+
+def _gpu_missing() -> str | None:
+    from mlmodelscope.core.evaluation.environment import gpu_info
+
+    gpu = gpu_info()  # what an evaluation records: NVML's view of the machine
+    return None if gpu.available else f"no GPU here ({gpu.reason})"
 
 
 @pytest.fixture
@@ -61,30 +89,22 @@ def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 300, data_dir: Path | None = None
-) -> CliRun:
-    """Run the installed `mlmodelscope` command as a user would, in its own process.
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A collector database: a SQLite file that does not exist yet."""
+    return f"sqlite:///{tmp_path / 'collector.db'}"
 
-    Local mode's data folder (NATS, collector database) is ``data_dir``, or a fresh temporary folder.
-    """
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-    environment.update({"COLUMNS": "200", "NO_COLOR": "1"})
-    if data_dir is None:
-        data_dir = Path(tempfile.mkdtemp(prefix="mlmodelscope-data-"))
-        atexit.register(shutil.rmtree, data_dir, True)
-    environment["MLMODELSCOPE_DATA_DIR"] = str(data_dir)
-    environment.update(env or {})
-    completed = subprocess.run(
-        [str(CLI), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
-    return CliRun(completed.returncode, completed.stdout, completed.stderr)
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """asyncio only: the collector's runtime (anyio's own fixture would also try trio where installed)."""
+    return "asyncio"
 
 
 @pytest.fixture
 def reaper() -> Iterator[ProcessReaper]:
     """Every child process a test starts through it is killed at the end, whatever the test did."""
-    from tests.pipeline_processes import ProcessReaper
+    from tests.support.pipeline_processes import ProcessReaper
 
     reaper = ProcessReaper()
     try:
@@ -106,30 +126,41 @@ def nats_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
         server.kill()
 
 
-def repeated_test_spans(result: dict[str, Any]) -> int:
-    """MODEL spans of a first LoadGen test that ran out of queries and was repeated, streamed before the repeat:
-    they stay in the trace, before the repeated test's spans (0 when the test was not repeated)."""
-    schedule = result["performance"].get("schedule") or {}
-    return int(schedule.get("discarded_streamed_spans", 0))
+@pytest.fixture(scope="module")
+def web() -> WebEnvironment:
+    """Real evaluations served by a collector with the web UI; built once per session (tests/support/web.py)."""
+    from tests.support.web import shared_environment
+
+    return shared_environment()
 
 
-def measured_model_spans(model_spans: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The exported MODEL spans of the performance test the result measured, in time order."""
-    ordered = sorted(model_spans, key=lambda s: s["ts"])
-    return ordered[repeated_test_spans(result) :]
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (never a downloaded browser); its tests are marked ``browser``."""
+    from tests.support.web import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip)")
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"{CHROMIUM} not found: the browser tests need Debian's chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
 
 
-def profiled_model_spans(model_spans: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The measured MODEL spans (``measured_model_spans``) that have operator spans: the first ``profiled_calls``.
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh page; a full-page screenshot named after the test is saved when it ends (pass or fail)."""
+    from tests.support.web import ARTIFACTS
 
-    The framework trace is complete, except after a repeated LoadGen test: the profiler cannot be restarted
-    (ONNX Runtime ends profiling for good), so the first test's calls used part of the window and the trace says
-    so (partial, or failed when they used all of it)."""
-    trace = result["framework_trace"]
-    if repeated_test_spans(result) or (result["performance"].get("schedule") or {}).get("discarded_test_queries"):
-        assert trace["status"] in ("complete", "partial", "failed"), trace
-        assert trace["status"] == "complete" or "repeated" in (trace["reason"] or ""), trace
-    else:
-        assert trace["status"] == "complete", trace
-        assert trace["profiled_calls"] == min(trace["window_calls"], len(model_spans)) > 0, trace
-    return model_spans[: trace["profiled_calls"]]
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    try:
+        yield tab
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(Exception):
+            tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        context.close()

@@ -10,7 +10,7 @@ A run is one cell of the matrix models x frameworks x targets (x repeats) x batc
 
 Cross-field rules are declared twice, on purpose: as CEL ``x-kubernetes-validations`` (``SPEC_RULES``,
 ``TARGET_RULES``; the API server refuses at admission, before any reconcile) and as pydantic validators (local
-mode and the operator refuse the same documents with the same meaning). ``tests/test_crd_cel.py`` evaluates the
+mode and the operator refuse the same documents with the same meaning). ``tests/deploy/test_crd_cel.py`` evaluates the
 CEL rules of the generated CRD with a CEL interpreter and checks that both refuse exactly the same specs.
 """
 

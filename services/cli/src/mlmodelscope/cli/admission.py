@@ -2,7 +2,7 @@
 
 ``mlmodelscope validate`` answers "would ``kubectl apply -f`` accept this file?" without a cluster. The schema is
 the one the CRDs in ``crds/`` carry, generated in-process by ``mlmodelscope.operator.crds`` from the installed
-pydantic models (``tests/test_generated_files.py`` keeps the committed files equal to it), so the check needs no
+pydantic models (``tests/deploy/test_generated_files.py`` keeps the committed files equal to it), so the check needs no
 repository checkout. jsonschema is not a dependency of the CLI, and the generated schemas use a small, fixed set of
 keywords, so they are checked here directly, as the API server does with ``fieldValidation=Strict`` (kubectl's
 default): an unknown field is rejected unless its object preserves unknown fields.

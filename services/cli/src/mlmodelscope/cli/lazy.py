@@ -5,7 +5,7 @@ LoadGen and the agent: ``mlmodelscope --help`` took seconds. ``LazyGroup`` lists
 short help (a ``LazyCommand``) and imports the module that defines it only when the parser resolves that name
 (``resolve_command``), so a command loads its own imports and nobody else's.
 
-The root ``--help`` shows the short helps written in ``LazyCommand``; tests/test_import_hygiene.py renders the help
+The root ``--help`` shows the short helps written in ``LazyCommand``; tests/core/test_import_hygiene.py renders the help
 with every command loaded and compares, so a command whose help changes without its entry here fails a test.
 Usage errors want every command (suggestions search the whole tree), so ``load_all`` imports them all on that path.
 """

@@ -74,6 +74,9 @@ class CollectorProcess:
     The collector holds no state of its own (runs are in the database, messages not yet stored wait in JetStream),
     so a collector that dies during an evaluation is restarted on the same database, at most ``max_restarts``
     times: ``ensure_running`` does it, and ``get`` does it before asking again.
+
+    ``settings``: more of the collector's environment variables (``MLMODELSCOPE_COLLECTOR_*``), over the ones local
+    mode sets (the tests, for instance, shorten its timings or give it an API token).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class CollectorProcess:
         *,
         max_restarts: int = 3,
         nats_token: str | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self._env = {
@@ -96,6 +100,7 @@ class CollectorProcess:
             "MLMODELSCOPE_COLLECTOR_LAG_REFRESH_S": "0.5",
             "MLMODELSCOPE_COLLECTOR_NAK_DELAY_S": "0.5",
             "MLMODELSCOPE_COLLECTOR_INGEST_NICENESS": str(COLLECTOR_NICENESS),
+            **(settings or {}),
         }
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -110,6 +115,10 @@ class CollectorProcess:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Launch the collector and return once it is ready."""
@@ -152,6 +161,13 @@ class CollectorProcess:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         terminate(self._process, timeout_s)
+
+    def kill(self) -> None:
+        """Abrupt death (SIGKILL: no shutdown hook, no final ack), as a crash would be (used by failure tests)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
     def ensure_running(self) -> bool:
         """Restart the collector if its process has died; True when it did. EvaluationError once the restarts

@@ -28,7 +28,7 @@ EXIT_ERROR = 1
 PROG_NAME = "mlmodelscope"
 
 # Every subcommand, in the order ``--help`` lists them, imported only when it runs (``lazy.py``): the help shown
-# here must equal the command's own first help paragraph (tests/test_import_hygiene.py compares them).
+# here must equal the command's own first help paragraph (tests/core/test_import_hygiene.py compares them).
 COMMANDS = (
     LazyCommand(
         "evaluate",

@@ -1,7 +1,7 @@
 """A Pod's container as ``podman`` runs it: the one translation of a Job's pod spec into podman arguments.
 
 Why this exists: the sandbox's kubelet (``--runtime podman``) and the container smoke test
-(tests/test_image_smoke.py) both run the operator's Jobs as their real images, and must run them exactly as a
+(tests/deploy/test_image_smoke.py) both run the operator's Jobs as their real images, and must run them exactly as a
 kubelet would: the container's uid/gid, a read-only root filesystem, the dropped capabilities, no privilege
 escalation, a tmpfs for every emptyDir, the memory limit, the command and args. Whatever podman cannot express
 here (a volume that is not an emptyDir, a root user) raises ``UnsupportedPod`` rather than being dropped.

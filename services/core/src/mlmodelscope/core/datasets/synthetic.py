@@ -2,7 +2,7 @@
 
 Samples are drawn before labels from one ``numpy.random.default_rng(seed)`` (PCG64). numpy does not promise the
 same streams across versions, but these give identical arrays under numpy 1.23 (the MXNet runtime) and 2.4
-(tests/test_zoo.py pins their sha256). Floats are drawn as float32, normal(mean, std) or uniform in [low, high),
+(tests/agent/test_zoo.py pins their sha256). Floats are drawn as float32, normal(mean, std) or uniform in [low, high),
 then cast to ``dtype``; integers are uniform in low..high-1. Labels are uniform in 0..classes-1.
 
 The arrays are generated once, on first use, as a whole: drawing item by item would not reproduce the pinned

@@ -2,9 +2,9 @@
 
 One YAML file serves both worlds: locally it is read from ``assets/``; in a cluster ``kubectl apply -f`` registers
 it. These classes are the single source of truth: ``make generate`` (``scripts/generate.py``) derives the CRDs in
-``crds/`` and the editors' JSON Schemas in ``assets/schemas/`` from them, and ``tests/test_generated_files.py`` fails
-when a committed copy is stale. Unknown fields are errors everywhere (``extra="forbid"``), so a typo never silently
-changes what is evaluated.
+``crds/`` and the editors' JSON Schemas in ``assets/schemas/`` from them, and ``tests/deploy/test_generated_files.py``
+fails when a committed copy is stale. Unknown fields are errors everywhere (``extra="forbid"``), so a typo never
+silently changes what is evaluated.
 """
 
 from __future__ import annotations

@@ -5,5 +5,5 @@ here, once, for all of them, so their results are comparable.
 
 Import from the submodules (``steps``, ``image``, ``preprocess``, ``postprocess``): this package re-exports nothing,
 so that the manifest schema (which needs only ``steps``) does not load PIL and numpy through ``image``
-(tests/test_import_hygiene.py holds the line).
+(tests/core/test_import_hygiene.py holds the line).
 """
