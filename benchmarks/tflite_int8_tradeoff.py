@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from mlmodelscope.core.artifacts.zoo import build_zoo_artifact
+from mlmodelscope.core.manifests.artifact_spec import ZooRef
 from mlmodelscope.core.manifests.loading import load_file
-from mlmodelscope.core.manifests.resources import Model, ZooRef
+from mlmodelscope.core.manifests.resources import Model
 from mlmodelscope.core.processing.postprocess import softmax
 from mlmodelscope.core.processing.preprocess import Preprocessor
 

@@ -33,8 +33,9 @@ from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import build_zoo_artifact, zoo_build_dir
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import ArtifactError, ModelLoadError
+from mlmodelscope.core.manifests.artifact_spec import ZooRef
 from mlmodelscope.core.manifests.loading import load_file
-from mlmodelscope.core.manifests.resources import Dataset, Model, ZooRef
+from mlmodelscope.core.manifests.resources import Dataset, Model
 from mlmodelscope.core.processing.steps import PreprocessStep
 from tests.support.cli import run_cli
 from tests.support.mxnet import MXNET_PYTHON
@@ -233,7 +234,7 @@ def test_a_build_with_other_bytes_is_refused(tmp_path: Path) -> None:
 def _build_mxnet(cache_dir: Path) -> tuple[Path, str]:
     """The mxnet build in MXNet's own runtime (where the agent builds it), into ``cache_dir``."""
     script = (
-        "import json, sys; from pathlib import Path; from mlmodelscope.core.manifests.resources import ZooRef; "
+        "import json, sys; from pathlib import Path; from mlmodelscope.core.manifests.artifact_spec import ZooRef; "
         "from mlmodelscope.core.artifacts.zoo import build_zoo_artifact; "
         f"built = build_zoo_artifact(Path(sys.argv[1]), ZooRef(name={MODEL!r}), 'mxnet'); "
         "print(json.dumps([str(built.path), built.sha256]))"

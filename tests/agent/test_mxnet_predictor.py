@@ -501,7 +501,7 @@ from pathlib import Path
 import numpy as np
 from mlmodelscope.agent.predictors.mxnet import MXNetPredictor
 from mlmodelscope.agent.zoo.mxnet_models import build_mxnet, example_input, input_spec
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.predictor import PredictorOptions
 model, root = sys.argv[1], Path(sys.argv[2])
 digests = []

@@ -21,7 +21,7 @@ from mlmodelscope.agent.predictors.base import (
 )
 from mlmodelscope.core.errors import FrameworkUnavailableError, ModelLoadError, PredictorError
 from mlmodelscope.core.manifests import Model, load_registry
-from mlmodelscope.core.manifests.resources import TensorSpec
+from mlmodelscope.core.manifests.model_tensors import TensorSpec
 from mlmodelscope.core.predictor import PredictorOptions, available_predictors, load_predictor_class
 from tests.support.paths import ASSETS, REPO
 

@@ -31,7 +31,7 @@ from mlmodelscope.core.errors import DeviceUnavailableError, EvaluationError, Mo
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, available_predictors, load_predictor_class
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer

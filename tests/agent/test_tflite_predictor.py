@@ -22,7 +22,7 @@ from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, available_predictors, load_predictor_class
 from tests.support.cli import run_cli
 from tests.support.paths import ASSETS, REPO

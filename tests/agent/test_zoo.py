@@ -32,7 +32,9 @@ from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluatio
 from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_sha256
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.manifests.resources import Artifact, Dataset, DatasetSource, ZooRef, parse_zoo_uri
+from mlmodelscope.core.manifests.artifact_spec import Artifact, ZooRef, parse_zoo_uri
+from mlmodelscope.core.manifests.dataset_spec import DatasetSource
+from mlmodelscope.core.manifests.resources import Dataset
 from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
 from tests.support.cli import run_cli
 from tests.support.paths import ASSETS, REPO

@@ -25,7 +25,8 @@ from mlmodelscope.core.evaluation.results import EvaluationResult
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
-from mlmodelscope.core.manifests.resources import ModelOutput, ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
+from mlmodelscope.core.manifests.model_tensors import ModelOutput
 from mlmodelscope.core.processing.anchors import decode_anchor_offsets, generate_anchors
 from mlmodelscope.core.processing.detection import DetectionPostprocess
 from mlmodelscope.core.processing.geometry import geometry_of

@@ -27,7 +27,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import histogram_stats, latency_stats
 from mlmodelscope.core.evaluation.sut import LatencyHistogram
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.manifests.resources import ModelInput
+from mlmodelscope.core.manifests.model_tensors import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import ModelRow, Tracer

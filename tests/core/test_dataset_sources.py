@@ -21,7 +21,7 @@ from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.datasets.reader import ClassLabels
 from mlmodelscope.core.errors import DatasetError
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.manifests.resources import DatasetSource
+from mlmodelscope.core.manifests.dataset_spec import DatasetSource
 from tests.support.dataset_files import dataset, image_bytes, write
 from tests.support.paths import ASSETS
 

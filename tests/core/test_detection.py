@@ -20,7 +20,7 @@ from mlmodelscope.core.evaluation.agreement_tasks import DetectionAgreement, com
 from mlmodelscope.core.evaluation.results import Verdict
 from mlmodelscope.core.evaluation.scoring import make_scorer
 from mlmodelscope.core.evaluation.scoring_detection import DetectionScorer
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.processing.detection import DetectionPostprocess, iou_one_to_many, nms, to_xyxy
 from mlmodelscope.core.processing.geometry import Geometry, geometry_of
 

@@ -16,7 +16,7 @@ from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluatio
 from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Seeds
 from mlmodelscope.core.manifests import Registry
-from mlmodelscope.core.manifests.resources import ModelInput
+from mlmodelscope.core.manifests.model_tensors import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
 from tests.support.paths import ASSETS
 

@@ -27,7 +27,8 @@ from mlmodelscope.core.errors import ArtifactError, ModelLoadError
 from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
-from mlmodelscope.core.manifests.resources import Artifact, Model
+from mlmodelscope.core.manifests.artifact_spec import Artifact
+from mlmodelscope.core.manifests.resources import Model
 from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
 from tests.support.paths import ASSETS
 

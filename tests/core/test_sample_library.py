@@ -20,7 +20,8 @@ from mlmodelscope.core.evaluation.driver import LoadGenDriver
 from mlmodelscope.core.evaluation.results import AccuracyResult, Verdict
 from mlmodelscope.core.evaluation.samples import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.manifests.resources import ModelInput, ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
+from mlmodelscope.core.manifests.model_tensors import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
 from mlmodelscope.core.processing.preprocess import Preprocessor
 from mlmodelscope.core.processing.steps import PreprocessStep

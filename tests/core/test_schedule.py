@@ -33,7 +33,7 @@ from mlmodelscope.core.evaluation.schedule import (
 )
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Registry
-from mlmodelscope.core.manifests.resources import ModelInput
+from mlmodelscope.core.manifests.model_tensors import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
 
 QUICK = {"min_duration_s": 0.2, "min_query_count": 64, "warmup_queries": 2}

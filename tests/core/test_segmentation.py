@@ -23,7 +23,7 @@ from mlmodelscope.core.evaluation.scoring_segmentation import (
     annotation_mask,
     segmentation_metrics,
 )
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.processing.preprocess import Preprocessor
 from mlmodelscope.core.processing.segmentation import SegmentationPostprocess
 from mlmodelscope.core.processing.steps import PreprocessStep

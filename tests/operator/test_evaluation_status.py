@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlmodelscope.core.manifests.resources import is_valid_name
+from mlmodelscope.core.manifests.fields import is_valid_name
 from mlmodelscope.operator import status
 from mlmodelscope.operator.evaluation import RunResult, RunStatus
 from tests.support.operator_harness import (

@@ -17,7 +17,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from mlmodelscope.core.manifests.resources import API_VERSION, Dataset, Framework, Model
+from mlmodelscope.core.manifests.fields import API_VERSION
+from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.core.run_contract import ResolvedResource
 
 Kind = Literal["Model", "Framework", "Dataset"]

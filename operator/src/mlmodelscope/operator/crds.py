@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from mlmodelscope.core.manifests.resources import API_GROUP, Dataset, Framework, Model
+from mlmodelscope.core.manifests.fields import API_GROUP
+from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.operator.evaluation import Evaluation
 
 VERSION = "v1alpha1"

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.config import JsonValue
 
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Mode, Scenario, Seeds
-from mlmodelscope.core.manifests.resources import Accelerator, Architecture, ObjectMeta, ResourceName
+from mlmodelscope.core.manifests.fields import Accelerator, Architecture, ObjectMeta, ResourceName
 from mlmodelscope.core.tracing.spans import TraceLevelName
 
 Phase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]

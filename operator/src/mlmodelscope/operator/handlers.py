@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 
 from mlmodelscope.core.errors import TransientError
-from mlmodelscope.core.manifests.resources import API_GROUP
+from mlmodelscope.core.manifests.fields import API_GROUP
 from mlmodelscope.operator import jobs
 from mlmodelscope.operator.errors import KubeApiError
 from mlmodelscope.operator.evaluation import EvaluationStatus

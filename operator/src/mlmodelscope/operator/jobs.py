@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from mlmodelscope.core.artifacts.settings import ACCESS_KEY_ENV, ENDPOINT_ENV, SECRET_KEY_ENV, SECURE_ENV
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
-from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION
+from mlmodelscope.core.manifests.fields import API_GROUP, API_VERSION
 from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.operator.evaluation import EvaluationSpec

@@ -25,8 +25,9 @@ from pydantic import ValidationError
 
 from mlmodelscope.core.errors import IncompatibleFrameworkError
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.manifests.fields import Accelerator, Architecture
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, check_version
-from mlmodelscope.core.manifests.resources import Accelerator, Architecture, Framework, Model
+from mlmodelscope.core.manifests.resources import Framework, Model
 from mlmodelscope.core.run_contract import ResolvedResource, ResolvedResources
 from mlmodelscope.operator.catalog import Applied, Catalog
 from mlmodelscope.operator.errors import UnsatisfiableError

@@ -24,7 +24,7 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from mlmodelscope.core.manifests.resources import API_GROUP, API_VERSION
+from mlmodelscope.core.manifests.fields import API_GROUP, API_VERSION
 from mlmodelscope.operator import catalog, jobs, planning, pods, status, suspension
 from mlmodelscope.operator.errors import (
     CollectorUnavailableError,

@@ -41,7 +41,7 @@ from mlmodelscope.core.evaluation.settings import (
     Seeds,
 )
 from mlmodelscope.core.evaluation.summary import summarize
-from mlmodelscope.core.manifests.resources import Accelerator
+from mlmodelscope.core.manifests.fields import Accelerator
 from mlmodelscope.core.messages import run_id_for
 from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
 from mlmodelscope.core.tracing.spans import TraceLevel

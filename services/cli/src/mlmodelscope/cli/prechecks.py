@@ -23,7 +23,8 @@ from mlmodelscope.core.errors import EvaluationError, ManifestError, naming_the_
 from mlmodelscope.core.evaluation.schedule import FASTEST_QUERY_NS, available_memory, worst_case_schedule
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.compatibility import fit
-from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
+from mlmodelscope.core.manifests.fields import Accelerator, FileRef
+from mlmodelscope.core.manifests.resources import Dataset, Model
 
 
 def _check_uri(uri: str, base_dir: Path | None, where: str) -> None:

@@ -20,7 +20,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.errors import FrameworkUnavailableError
-from mlmodelscope.core.manifests.resources import Accelerator, ModelSpec
+from mlmodelscope.core.manifests.fields import Accelerator
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.tracing.framework import FrameworkProfiler
 
 ENTRY_POINT_GROUP = "mlmodelscope.predictors"

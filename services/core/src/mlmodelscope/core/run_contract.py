@@ -28,10 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mlmodelscope.core.artifacts.locations import is_relative_path
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.manifests.artifact_spec import ZOO_SCHEME
 from mlmodelscope.core.manifests.canonical import canonical_spec, spec_sha256
+from mlmodelscope.core.manifests.fields import API_VERSION, Accelerator
 from mlmodelscope.core.manifests.loading import LoadedResource, format_location, parse_document
 from mlmodelscope.core.manifests.registry import Registry
-from mlmodelscope.core.manifests.resources import API_VERSION, ZOO_SCHEME, Accelerator, Resource
+from mlmodelscope.core.manifests.resources import Resource
 from mlmodelscope.core.messages import RunId
 from mlmodelscope.core.tracing.spans import TraceLevel
 

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from mlmodelscope.core.errors import DeviceUnavailableError, FrameworkUnavailableError, ModelLoadError, PredictorError
-from mlmodelscope.core.manifests.resources import ModelSpec, TensorSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
+from mlmodelscope.core.manifests.model_tensors import TensorSpec
 from mlmodelscope.core.predictor import Predictor
 from mlmodelscope.core.tracing.framework import FrameworkProfiler
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from mlmodelscope.agent.predictors.base import check_count, check_tensor, match_names
 from mlmodelscope.core.errors import ModelLoadError
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 
 KERAS = "keras"
 SAVEDMODEL = "savedmodel"

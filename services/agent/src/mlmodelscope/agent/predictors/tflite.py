@@ -23,7 +23,7 @@ import numpy as np
 from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, Kind, check_tensor, match_names
 from mlmodelscope.agent.profilers.tflite import UNAVAILABLE_REASON
 from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError, PredictorError
-from mlmodelscope.core.manifests.resources import TensorSpec
+from mlmodelscope.core.manifests.model_tensors import TensorSpec
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from mlmodelscope.cli.sandbox.artifacts import ArtifactServer, builtin_catalog
 from mlmodelscope.cli.sandbox.emulator import GROUP_VERSION, Emulator, declare_resources
 from mlmodelscope.cli.sandbox.kubelet import LABEL_SANDBOX, Kubelet
 from mlmodelscope.core.errors import MLModelScopeError
-from mlmodelscope.core.manifests.resources import FrameworkSpec
+from mlmodelscope.core.manifests.framework_spec import FrameworkSpec
 
 logger = logging.getLogger("mlmodelscope.sandbox")
 NATS_SECRET = "mlmodelscope-nats"

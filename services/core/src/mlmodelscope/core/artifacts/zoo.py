@@ -45,7 +45,7 @@ from mlmodelscope.core.artifacts.bundles import SidecarFile
 from mlmodelscope.core.artifacts.digests import sha256_of_file
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import ArtifactError, FrameworkUnavailableError, MLModelScopeError
-from mlmodelscope.core.manifests.resources import Artifact, ZooRef
+from mlmodelscope.core.manifests.artifact_spec import Artifact, ZooRef
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from mlmodelscope.core.artifacts.digests import normalize_sha256
 from mlmodelscope.core.artifacts.locations import LocalFile, parse_uri
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DatasetError, naming_the_manifest
-from mlmodelscope.core.manifests.resources import ARCHIVE_URI_SUFFIXES, Dataset, is_archive_uri
+from mlmodelscope.core.manifests.dataset_spec import ARCHIVE_URI_SUFFIXES, is_archive_uri
+from mlmodelscope.core.manifests.resources import Dataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 _MOST_NAMED = 5

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mlmodelscope.core.manifests.resources import ModelInput
+from mlmodelscope.core.manifests.model_tensors import ModelInput
 
 SAMPLES_DIR = "samples"
 _FORMAT_VERSION = 1  # bump when the entry layout changes

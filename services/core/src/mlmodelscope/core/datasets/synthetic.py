@@ -18,7 +18,7 @@ import numpy as np
 
 from mlmodelscope.core.datasets.archives import fingerprint
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
-from mlmodelscope.core.manifests.resources import DatasetSource
+from mlmodelscope.core.manifests.dataset_spec import DatasetSource
 
 
 def synthetic_arrays(source: DatasetSource, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -42,8 +42,9 @@ from mlmodelscope.core.evaluation.results import (
 from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_sha256
 from mlmodelscope.core.evaluation.scoring import Scorer, make_scorer
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
+from mlmodelscope.core.manifests.fields import Accelerator, FileRef
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, Registry, Resolution, check_version
-from mlmodelscope.core.manifests.resources import Accelerator, Dataset, FileRef, Model
+from mlmodelscope.core.manifests.resources import Dataset, Model
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, load_predictor_class
 from mlmodelscope.core.processing.postprocess import load_labels
 from mlmodelscope.core.tracing.hardware import HardwareSampler

@@ -24,7 +24,8 @@ import numpy as np
 from mlmodelscope.core.datasets.reader import DatasetReader
 from mlmodelscope.core.datasets.sample_cache import SampleCache
 from mlmodelscope.core.errors import EvaluationError, ProcessingError
-from mlmodelscope.core.manifests.resources import Dataset, ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
+from mlmodelscope.core.manifests.resources import Dataset
 from mlmodelscope.core.processing.preprocess import Preprocessor
 
 _PARALLEL_FROM = 16  # smaller loads are decoded on the calling thread (a pool costs more than it saves)

@@ -18,7 +18,7 @@ import numpy as np
 from mlmodelscope.core.datasets.reader import ClassLabels, CocoTruth, Truth
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.results import AccuracyResult, Verdict
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 
 
 class Scorer(Protocol):

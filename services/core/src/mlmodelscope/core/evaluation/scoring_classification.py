@@ -17,7 +17,7 @@ from mlmodelscope.core.datasets.reader import ClassLabels
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.agreement import write_outputs
 from mlmodelscope.core.evaluation.results import AccuracyResult, Verdict
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.processing.postprocess import Postprocessor
 
 TOP_K_RECORDED = 5

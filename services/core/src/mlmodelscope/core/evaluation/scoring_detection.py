@@ -27,7 +27,7 @@ from pycocotools.cocoeval import COCOeval
 from mlmodelscope.core.datasets.reader import CocoTruth
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.results import AccuracyResult, DetectionMetrics, Verdict
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.processing.detection import DetectionPostprocess, Detections
 from mlmodelscope.core.processing.geometry import ItemGeometries
 

@@ -33,7 +33,7 @@ from mlmodelscope.core.datasets.reader import CocoTruth
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.results import AccuracyResult, SegmentationMetrics, Verdict
 from mlmodelscope.core.evaluation.scoring_detection import load_coco
-from mlmodelscope.core.manifests.resources import ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.processing.geometry import ItemGeometries
 from mlmodelscope.core.processing.segmentation import SegmentationPostprocess
 

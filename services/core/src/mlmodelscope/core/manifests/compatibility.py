@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlmodelscope.core.manifests.resources import Dataset, Model, ModelInput, Task
+from mlmodelscope.core.manifests.fields import Task
+from mlmodelscope.core.manifests.model_tensors import ModelInput
+from mlmodelscope.core.manifests.resources import Dataset, Model
 from mlmodelscope.core.processing.steps import PreprocessStep
 
 IMAGE_FILE_KINDS = frozenset({"folder", "coco"})

@@ -22,7 +22,8 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
 from mlmodelscope.core.errors import ManifestError
-from mlmodelscope.core.manifests.resources import API_VERSION, RESOURCE_KINDS, Resource
+from mlmodelscope.core.manifests.fields import API_VERSION
+from mlmodelscope.core.manifests.resources import RESOURCE_KINDS, Resource
 
 _MAX_VALUE_CHARS = 60
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "tuple", "none"})

@@ -20,9 +20,10 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from mlmodelscope.core.errors import IncompatibleFrameworkError, ManifestError, UnknownResourceError
+from mlmodelscope.core.manifests.artifact_spec import Artifact
 from mlmodelscope.core.manifests.canonical import canonical_spec, spec_sha256
 from mlmodelscope.core.manifests.loading import LoadedResource, iter_manifest_files, load_file
-from mlmodelscope.core.manifests.resources import Artifact, Dataset, Framework, Model
+from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 
 ASSETS_ENV = "MLMODELSCOPE_ASSETS"
 NULL_PREDICTOR = "null"

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmodelscope.core.errors import ProcessingError
-from mlmodelscope.core.manifests.resources import AnchorGrid
+from mlmodelscope.core.manifests.model_tensors import AnchorGrid
 
 Anchors = npt.NDArray[np.float64]  # (N, 4): x_center, y_center, width, height, normalized to the input
 

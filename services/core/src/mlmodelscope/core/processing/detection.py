@@ -23,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmodelscope.core.errors import ProcessingError
-from mlmodelscope.core.manifests.resources import BoxCoordinates, BoxFormat, ModelOutput, ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
+from mlmodelscope.core.manifests.model_tensors import BoxCoordinates, BoxFormat, ModelOutput
 from mlmodelscope.core.processing.anchors import Anchors, decode_anchor_offsets, generate_anchors
 from mlmodelscope.core.processing.geometry import Geometry, to_original_boxes
 from mlmodelscope.core.processing.steps import NmsStep

@@ -18,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmodelscope.core.errors import ProcessingError
-from mlmodelscope.core.manifests.resources import MaskFormat, ModelSpec
+from mlmodelscope.core.manifests.model_spec import ModelSpec
+from mlmodelscope.core.manifests.model_tensors import MaskFormat
 from mlmodelscope.core.processing.geometry import Geometry, to_original_mask
 
 ClassMask = npt.NDArray[np.int64]  # (H, W) class ids at the original image size
