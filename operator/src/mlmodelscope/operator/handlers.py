@@ -24,7 +24,8 @@ from mlmodelscope.operator import jobs
 from mlmodelscope.operator.errors import KubeApiError
 from mlmodelscope.operator.evaluation import EvaluationStatus
 from mlmodelscope.operator.kube import connection_info
-from mlmodelscope.operator.reconcile import PLURAL, Reconciler
+from mlmodelscope.operator.paths import PLURAL
+from mlmodelscope.operator.reconcile import Reconciler
 from mlmodelscope.operator.settings import OperatorSettings
 
 VERSION = "v1alpha1"
@@ -78,7 +79,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconcil
         *, type: str, event: Any, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
     ) -> None:
         reconciler.adopt_context()
-        reconciler.observe_job(namespace or "", name, None if type == "DELETED" else dict(event["object"]))
+        reconciler.observed.observe_job(namespace or "", name, None if type == "DELETED" else dict(event["object"]))
         try:
             await reconciler.trigger(namespace or "", labels[jobs.LABEL_EVALUATION])
         except (TransientError, KubeApiError) as e:  # not retried by kopf: the resync loop reads it again
@@ -88,7 +89,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings, reconcil
     @kopf.on.event("v1", "pods", labels={jobs.LABEL_EVALUATION: kopf.PRESENT}, registry=registry)
     async def pod_event(*, type: str, event: Any, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         reconciler.adopt_context()
-        if reconciler.observe_pod(namespace or "", dict(event["object"]), deleted=type == "DELETED") is None:
+        if reconciler.observed.observe_pod(namespace or "", dict(event["object"]), deleted=type == "DELETED") is None:
             return
         try:
             await reconciler.trigger(namespace or "", labels[jobs.LABEL_EVALUATION])

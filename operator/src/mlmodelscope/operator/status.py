@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from mlmodelscope.operator.evaluation import (
     Condition,
     ConditionStatus,
@@ -31,6 +33,18 @@ from mlmodelscope.operator.pods import PodObservation
 from mlmodelscope.operator.results import CollectedRun
 
 FINISHED: tuple[RunState, ...] = ("Succeeded", "Failed")
+# A run's status message is cut to this many characters (an API server's refusal can be long).
+RUN_MESSAGE_CHARS = 2000
+
+
+def previous_status(body: dict[str, Any]) -> EvaluationStatus | None:
+    """The status an Evaluation carries, as far as this operator knows its fields (None: none it can read)."""
+    raw = body.get("status") or {}
+    known = {f.alias or n for n, f in EvaluationStatus.model_fields.items()}
+    try:
+        return EvaluationStatus.model_validate({k: v for k, v in raw.items() if k in known})
+    except ValidationError:
+        return None
 
 
 def job_state(job: dict[str, Any] | None) -> tuple[RunState, int, str]:
@@ -95,6 +109,28 @@ def run_status(
         spec_sha256=dict(run.spec_sha256),
         result=result if state == "Succeeded" else None,
     )
+
+
+def run_statuses(
+    planned: Sequence[PlannedRun],
+    found: dict[str, dict[str, Any] | None],
+    known: dict[str, RunStatus],
+    collected: dict[str, CollectedRun | None],
+    pod_says: dict[str, PodObservation | None],
+    refused: dict[str, str],
+) -> list[RunStatus]:
+    """Every planned run's status: from its Job (``found``), result and pods when this pass observed it, else as
+    recorded (``known``); a run whose Job the API refused carries the refusal as its message."""
+    runs: list[RunStatus] = []
+    for run in planned:
+        if run.run_id not in found:
+            runs.append(known[run.run_id])
+            continue
+        current = run_status(run, found[run.run_id], collected.get(run.run_id), pod_says.get(run.run_id))
+        if run.run_id in refused:
+            current = current.model_copy(update={"message": refused[run.run_id][:RUN_MESSAGE_CHARS]})
+        runs.append(current)
+    return runs
 
 
 def _cancelled_message(error: str) -> str:
