@@ -100,17 +100,8 @@ def _cache_volume(settings: OperatorSettings) -> dict[str, Any]:
     return {"name": "cache", "emptyDir": {}}
 
 
-def build_job(
-    run: PlannedRun,
-    *,
-    evaluation: str,
-    namespace: str,
-    uid: str,
-    spec: EvaluationSpec,
-    settings: OperatorSettings,
-    run_spec_json: str,
-) -> dict[str, Any]:
-    """The batch/v1 Job of ``run``, owned by the Evaluation ``namespace/evaluation`` (uid ``uid``)."""
+def _labels(run: PlannedRun, evaluation: str, spec: EvaluationSpec) -> dict[str, str]:
+    """The Job's (and its pods') labels: who made it, its Evaluation and run, and its Kueue queue."""
     labels = {
         "app.kubernetes.io/name": "mlmodelscope-agent",
         "app.kubernetes.io/managed-by": "mlmodelscope-operator",
@@ -119,8 +110,49 @@ def build_job(
     }
     if spec.queue_name:
         labels[KUEUE_QUEUE_LABEL] = spec.queue_name
-    user = settings.run_as_user
+    return labels
+
+
+def _agent_container(
+    run: PlannedRun, *, evaluation: str, namespace: str, settings: OperatorSettings, run_spec_json: str
+) -> dict[str, Any]:
+    """The agent container: the run spec and service addresses in its environment, unprivileged, read-only root."""
     work_dir = settings.agent_work_dir
+    return {
+        "name": CONTAINER_NAME,
+        "image": run.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(settings.agent_command),
+        "args": ["--spec-env", RUN_SPEC_ENV],
+        "env": [
+            {"name": RUN_SPEC_ENV, "value": run_spec_json},
+            {"name": "MLMODELSCOPE_NATS_URL", "value": settings.nats_url},
+            *_nats_token_env(settings),
+            *s3_env(settings),
+            {"name": "MLMODELSCOPE_RUN_ID", "value": run.run_id},
+            {"name": "MLMODELSCOPE_EVALUATION", "value": f"{namespace}/{evaluation}"},
+            {"name": "MLMODELSCOPE_CACHE_DIR", "value": f"{work_dir}/cache"},
+            # The root filesystem is read-only: frameworks that write config or scratch files under $HOME
+            # (Keras) or the temp folder get the /tmp emptyDir.
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "resources": {"requests": dict(run.requests), "limits": dict(run.limits)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "work", "mountPath": work_dir},
+            {"name": "cache", "mountPath": f"{work_dir}/cache"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def _pod_spec(run: PlannedRun, settings: OperatorSettings, container: dict[str, Any]) -> dict[str, Any]:
+    """The pod: on the run's nodes, as a non-root user without an API token, with its work, cache and tmp volumes."""
+    user = settings.run_as_user
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": settings.agent_service_account,
@@ -134,38 +166,7 @@ def build_job(
             "fsGroup": user,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [
-            {
-                "name": CONTAINER_NAME,
-                "image": run.image,
-                "imagePullPolicy": settings.image_pull_policy,
-                "command": list(settings.agent_command),
-                "args": ["--spec-env", RUN_SPEC_ENV],
-                "env": [
-                    {"name": RUN_SPEC_ENV, "value": run_spec_json},
-                    {"name": "MLMODELSCOPE_NATS_URL", "value": settings.nats_url},
-                    *_nats_token_env(settings),
-                    *s3_env(settings),
-                    {"name": "MLMODELSCOPE_RUN_ID", "value": run.run_id},
-                    {"name": "MLMODELSCOPE_EVALUATION", "value": f"{namespace}/{evaluation}"},
-                    {"name": "MLMODELSCOPE_CACHE_DIR", "value": f"{work_dir}/cache"},
-                    # The root filesystem is read-only: frameworks that write config or scratch files under $HOME
-                    # (Keras) or the temp folder get the /tmp emptyDir.
-                    {"name": "HOME", "value": "/tmp"},
-                ],
-                "resources": {"requests": dict(run.requests), "limits": dict(run.limits)},
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-                "volumeMounts": [
-                    {"name": "work", "mountPath": work_dir},
-                    {"name": "cache", "mountPath": f"{work_dir}/cache"},
-                    {"name": "tmp", "mountPath": "/tmp"},
-                ],
-            }
-        ],
+        "containers": [container],
         "volumes": [{"name": "work", "emptyDir": {}}, _cache_volume(settings), {"name": "tmp", "emptyDir": {}}],
     }
     if settings.image_pull_secrets:
@@ -174,10 +175,28 @@ def build_job(
         pod_spec["affinity"] = run.target.affinity
     if run.target.priority_class_name is not None:
         pod_spec["priorityClassName"] = run.target.priority_class_name
+    return pod_spec
+
+
+def build_job(
+    run: PlannedRun,
+    *,
+    evaluation: str,
+    namespace: str,
+    uid: str,
+    spec: EvaluationSpec,
+    settings: OperatorSettings,
+    run_spec_json: str,
+) -> dict[str, Any]:
+    """The batch/v1 Job of ``run``, owned by the Evaluation ``namespace/evaluation`` (uid ``uid``)."""
+    labels = _labels(run, evaluation, spec)
+    container = _agent_container(
+        run, evaluation=evaluation, namespace=namespace, settings=settings, run_spec_json=run_spec_json
+    )
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.retries,
         "activeDeadlineSeconds": spec.timeout_s,
-        "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec(run, settings, container)},
     }
     if settings.job_ttl_s is not None:
         job_spec["ttlSecondsAfterFinished"] = settings.job_ttl_s
