@@ -64,7 +64,8 @@ from mlmodelscope.collector.runtime import open_runtime
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.collector.storage.aggregates import DUPLICATE_COUNTER
 from mlmodelscope.collector.storage.database import Database
-from mlmodelscope.collector.storage.ingest import Ingestor, check_storable
+from mlmodelscope.collector.storage.ingest import Ingestor
+from mlmodelscope.collector.storage.message_checks import check_storable
 from mlmodelscope.collector.storage.migrations import migrate
 from mlmodelscope.core.messages import (
     MAX_MESSAGE_BYTES,

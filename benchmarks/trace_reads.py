@@ -40,7 +40,8 @@ import numpy as np
 
 from mlmodelscope.agent.bus.publisher import column_messages
 from mlmodelscope.collector.storage.database import Database
-from mlmodelscope.collector.storage.ingest import Ingestor, decode_message
+from mlmodelscope.collector.storage.ingest import Ingestor
+from mlmodelscope.collector.storage.message_checks import decode_message
 from mlmodelscope.collector.storage.migrations import migrate
 from mlmodelscope.core.messages import (
     Envelope,

@@ -17,7 +17,8 @@ from mlmodelscope.collector.metrics import RunLabels
 from mlmodelscope.collector.storage import reads, schema, span_store
 from mlmodelscope.collector.storage.aggregates import load_snapshot
 from mlmodelscope.collector.storage.database import Database
-from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection, decode_message
+from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection
+from mlmodelscope.collector.storage.message_checks import decode_message
 from mlmodelscope.collector.trace_export import chrome_trace
 from mlmodelscope.core.analysis import layers as layer_analysis
 from mlmodelscope.core.analysis.samples import QuerySample

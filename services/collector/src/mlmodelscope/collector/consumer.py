@@ -40,7 +40,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from mlmodelscope.collector.errors import DatabaseUnavailableError
 from mlmodelscope.collector.metrics import CollectorMetrics
 from mlmodelscope.collector.settings import CollectorSettings
-from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection, decode_envelope
+from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection
+from mlmodelscope.collector.storage.message_checks import decode_envelope
 from mlmodelscope.core.jetstream import ensure_stream
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME, STREAM_SUBJECTS, Envelope
 
