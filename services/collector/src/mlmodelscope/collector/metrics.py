@@ -226,61 +226,8 @@ class CollectorMetrics(Collector):
         build = GaugeMetricFamily("mlmodelscope_build_info", "Collector build; the value is 1.", labels=["version"])
         build.add_metric([self._build_version], 1.0)
         yield build
-
-        spans = CounterMetricFamily("mlmodelscope_spans_ingested", "Spans stored (each (run, span id) once).")
-        spans.add_metric([], float(state.spans_ingested))
-        yield spans
-
-        ingested = CounterMetricFamily(
-            "mlmodelscope_messages_ingested",
-            "Messages stored, by payload kind (redeliveries excluded).",
-            labels=["kind"],
-        )
-        for kind, count in sorted(state.messages_ingested.items()):
-            ingested.add_metric([kind], float(count))
-        yield ingested
-
-        duplicate = CounterMetricFamily(
-            "mlmodelscope_messages_duplicate", "Messages dropped because their message id was already ingested."
-        )
-        duplicate.add_metric([], float(state.messages_duplicate))
-        yield duplicate
-
-        for name, documentation in (
-            ("mlmodelscope_dead_letters", "Messages dead-lettered (terminated, never stored), by reason."),
-            ("mlmodelscope_messages_rejected", "Messages refused and never stored, by reason (= dead letters)."),
-        ):
-            rejected = CounterMetricFamily(name, documentation, labels=["reason"])
-            for reason in sorted(set(REJECT_REASONS) | set(state.messages_rejected)):
-                rejected.add_metric([reason], float(state.messages_rejected.get(reason, 0)))
-            yield rejected
-
-        inferences = CounterMetricFamily(
-            "mlmodelscope_inferences", "Dataset items predicted (query records of every mode).", labels=LABEL_NAMES
-        )
-        for labels, items in sorted(state.inferences.items()):
-            inferences.add_metric(list(labels), float(items))
-        yield inferences
-
-        latency = HistogramMetricFamily(
-            "mlmodelscope_inference_latency_seconds",
-            "Latency of each performance-mode predictor call, as the agent's SUT measured it.",
-            labels=LABEL_NAMES,
-        )
-        for labels, histogram in sorted(state.latency.items()):
-            latency.add_metric(list(labels), _cumulative_buckets(histogram), histogram.sum_ns / 1e9)
-        yield latency
-
-        yield _latest_gauge(
-            "mlmodelscope_accuracy_top1_ratio", "Top-1 accuracy (0..1) of the latest finished run.", state.accuracy_top1
-        )
-        yield _accuracy_gauge(state.accuracy)
-        yield _latest_gauge(
-            "mlmodelscope_throughput_samples_per_second",
-            "Throughput in dataset items per second of the latest finished run (LoadGen's figure).",
-            state.throughput,
-        )
-
+        yield from _ingestion_families(state)
+        yield from _inference_families(state)
         yield from _regression_gauges(state.regressions)
 
         if lag is not None:
@@ -289,6 +236,66 @@ class CollectorMetrics(Collector):
             )
             lag_gauge.add_metric([], float(lag))
             yield lag_gauge
+
+
+def _ingestion_families(state: MetricsSnapshot) -> Iterator[Metric]:
+    """What the collector stored and refused: spans, messages by kind, duplicates, dead letters by reason."""
+    spans = CounterMetricFamily("mlmodelscope_spans_ingested", "Spans stored (each (run, span id) once).")
+    spans.add_metric([], float(state.spans_ingested))
+    yield spans
+
+    ingested = CounterMetricFamily(
+        "mlmodelscope_messages_ingested",
+        "Messages stored, by payload kind (redeliveries excluded).",
+        labels=["kind"],
+    )
+    for kind, count in sorted(state.messages_ingested.items()):
+        ingested.add_metric([kind], float(count))
+    yield ingested
+
+    duplicate = CounterMetricFamily(
+        "mlmodelscope_messages_duplicate", "Messages dropped because their message id was already ingested."
+    )
+    duplicate.add_metric([], float(state.messages_duplicate))
+    yield duplicate
+
+    for name, documentation in (
+        ("mlmodelscope_dead_letters", "Messages dead-lettered (terminated, never stored), by reason."),
+        ("mlmodelscope_messages_rejected", "Messages refused and never stored, by reason (= dead letters)."),
+    ):
+        rejected = CounterMetricFamily(name, documentation, labels=["reason"])
+        for reason in sorted(set(REJECT_REASONS) | set(state.messages_rejected)):
+            rejected.add_metric([reason], float(state.messages_rejected.get(reason, 0)))
+        yield rejected
+
+
+def _inference_families(state: MetricsSnapshot) -> Iterator[Metric]:
+    """What the runs measured, by run labels: inferences, latency, and the latest accuracy and throughput."""
+    inferences = CounterMetricFamily(
+        "mlmodelscope_inferences", "Dataset items predicted (query records of every mode).", labels=LABEL_NAMES
+    )
+    for labels, items in sorted(state.inferences.items()):
+        inferences.add_metric(list(labels), float(items))
+    yield inferences
+
+    latency = HistogramMetricFamily(
+        "mlmodelscope_inference_latency_seconds",
+        "Latency of each performance-mode predictor call, as the agent's SUT measured it.",
+        labels=LABEL_NAMES,
+    )
+    for labels, histogram in sorted(state.latency.items()):
+        latency.add_metric(list(labels), _cumulative_buckets(histogram), histogram.sum_ns / 1e9)
+    yield latency
+
+    yield _latest_gauge(
+        "mlmodelscope_accuracy_top1_ratio", "Top-1 accuracy (0..1) of the latest finished run.", state.accuracy_top1
+    )
+    yield _accuracy_gauge(state.accuracy)
+    yield _latest_gauge(
+        "mlmodelscope_throughput_samples_per_second",
+        "Throughput in dataset items per second of the latest finished run (LoadGen's figure).",
+        state.throughput,
+    )
 
 
 def _accuracy_gauge(values: Mapping[RunLabels, LatestValue]) -> GaugeMetricFamily:

@@ -33,6 +33,7 @@ LABEL_COLUMNS = (
     schema.runs.c.batch_size,
 )
 _runs = schema.runs
+_LABELLED = _runs.c.model.is_not(None)  # its run_started arrived: the run has metric labels
 _LOW_BITS = 32
 _LOW_MASK = (1 << _LOW_BITS) - 1
 
@@ -55,7 +56,17 @@ def labels_of(values: Sequence[Any]) -> RunLabels:
 
 
 def load_snapshot(connection: Connection) -> MetricsSnapshot:
+    """The metrics' state as the database holds it (a collector's start, or after a restart)."""
     snapshot = MetricsSnapshot()
+    _load_message_counts(connection, snapshot)
+    _load_query_figures(connection, snapshot)
+    _load_batch_figures(connection, snapshot)
+    _load_latest_results(connection, snapshot)
+    return snapshot
+
+
+def _load_message_counts(connection: Connection, snapshot: MetricsSnapshot) -> None:
+    """Spans stored (row by row and in column batches), messages by kind, duplicates, dead letters by reason."""
     batches = schema.span_batches
     snapshot.spans_ingested = int(connection.execute(select(func.count()).select_from(schema.spans)).scalar_one())
     snapshot.spans_ingested += int(
@@ -74,12 +85,14 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
     ):
         snapshot.messages_rejected[str(reason)] = int(count)
 
-    labelled = _runs.c.model.is_not(None)
+
+def _load_query_figures(connection: Connection, snapshot: MetricsSnapshot) -> None:
+    """Inferences and the latency histogram of labelled runs, from their query records."""
     queries = schema.queries
     for *label_values, items_high, items_low in connection.execute(
         select(*LABEL_COLUMNS, *sum_halves(queries.c.item_count))
         .join_from(queries, _runs, queries.c.run_id == _runs.c.run_id)
-        .where(labelled)
+        .where(_LABELLED)
         .group_by(*LABEL_COLUMNS)
     ):
         snapshot.inferences[labels_of(label_values)] = joined_halves(items_high, items_low)
@@ -92,26 +105,33 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
     for *label_values, index, count, sum_high, sum_low in connection.execute(
         select(*LABEL_COLUMNS, bucket, func.count(), *sum_halves(latency))
         .join_from(queries, _runs, queries.c.run_id == _runs.c.run_id)
-        .where(labelled, queries.c.mode == "performance")
+        .where(_LABELLED, queries.c.mode == "performance")
         .group_by(*LABEL_COLUMNS, bucket)
     ):
         histogram = snapshot.latency.setdefault(labels_of(label_values), LatencyHistogram())
         histogram.counts[int(index)] += int(count)
         histogram.sum_ns += joined_halves(sum_high, sum_low)
 
+
+def _load_batch_figures(connection: Connection, snapshot: MetricsSnapshot) -> None:
+    """Inferences and latencies of labelled runs that the span column batches carry (added to the queries')."""
+    batches = schema.span_batches
     for *label_values, query_items, histogram in connection.execute(
         select(*LABEL_COLUMNS, batches.c.query_items, batches.c.latency_histogram)
         .join_from(batches, _runs, batches.c.run_id == _runs.c.run_id)
-        .where(labelled)
+        .where(_LABELLED)
     ):
         labels = labels_of(label_values)
         snapshot.inferences[labels] = snapshot.inferences.get(labels, 0) + int(query_items)
         if histogram is not None:
             snapshot.latency.setdefault(labels, LatencyHistogram()).merge(histogram)
 
+
+def _load_latest_results(connection: Connection, snapshot: MetricsSnapshot) -> None:
+    """The accuracy and throughput of the latest finished run of each label set."""
     figures = (_runs.c.accuracy_top1, _runs.c.accuracy_metric, _runs.c.accuracy_value, _runs.c.throughput_samples_per_s)
     for *label_values, finished_at, top1, metric, value, throughput in connection.execute(
-        select(*LABEL_COLUMNS, _runs.c.finished_at, *figures).where(labelled, _runs.c.finished_at.is_not(None))
+        select(*LABEL_COLUMNS, _runs.c.finished_at, *figures).where(_LABELLED, _runs.c.finished_at.is_not(None))
     ):
         labels = labels_of(label_values)
         at = utc(finished_at)
@@ -121,7 +141,6 @@ def load_snapshot(connection: Connection) -> MetricsSnapshot:
             _keep_latest(snapshot.accuracy, labels, LatestValue(at, float(value), str(metric)))
         if throughput is not None:
             _keep_latest(snapshot.throughput, labels, LatestValue(at, float(throughput)))
-    return snapshot
 
 
 def _keep_latest(values: dict[RunLabels, LatestValue], labels: RunLabels, candidate: LatestValue) -> None:
