@@ -76,7 +76,8 @@ from mlmodelscope.core.messages import (
     RunStarted,
     decode,
 )
-from mlmodelscope.core.span_columns import SpanColumns, decode_columns
+from mlmodelscope.core.span_blob import decode_columns
+from mlmodelscope.core.span_columns import SpanColumns
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import ModelTake, Tracer
 

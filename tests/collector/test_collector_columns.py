@@ -24,7 +24,8 @@ from mlmodelscope.core.analysis import layers as layer_analysis
 from mlmodelscope.core.analysis.samples import QuerySample
 from mlmodelscope.core.analysis.timeline import timeline
 from mlmodelscope.core.messages import Envelope, SpanColumnBatch, envelope_json
-from mlmodelscope.core.span_columns import SpanColumns, decode_columns, encode_columns, span_columns_payload
+from mlmodelscope.core.span_blob import decode_columns, encode_columns, span_columns_payload
+from mlmodelscope.core.span_columns import SpanColumns
 from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_trace
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from tests.support import perfetto_protos

@@ -30,7 +30,8 @@ from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.messages import MSG_ID_HEADER, STREAM_NAME, SpanColumnBatch
 from mlmodelscope.core.run_contract import ResolvedResources
-from mlmodelscope.core.span_columns import SpanColumns, decode_columns
+from mlmodelscope.core.span_blob import decode_columns
+from mlmodelscope.core.span_columns import SpanColumns
 from tests.support.cli import clean_environment
 from tests.support.paths import CLI
 

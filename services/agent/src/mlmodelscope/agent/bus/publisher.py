@@ -44,7 +44,8 @@ from mlmodelscope.core.messages import (
     envelope_json,
     message_id,
 )
-from mlmodelscope.core.span_columns import SpanColumns, span_columns_payload
+from mlmodelscope.core.span_blob import span_columns_payload
+from mlmodelscope.core.span_columns import SpanColumns
 from mlmodelscope.core.tracing.spans import Span
 
 _MAX_BACKOFF_S = 1.0

@@ -31,7 +31,8 @@ from mlmodelscope.collector.errors import RejectedMessageError
 from mlmodelscope.collector.metrics import LATENCY_BUCKETS_NS
 from mlmodelscope.collector.storage import schema
 from mlmodelscope.core.messages import SpanColumnBatch
-from mlmodelscope.core.span_columns import SpanColumns, decode_columns
+from mlmodelscope.core.span_blob import decode_columns
+from mlmodelscope.core.span_columns import SpanColumns
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
 MODEL_SPAN_NAME = "predict"
