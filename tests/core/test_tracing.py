@@ -21,7 +21,8 @@ from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_tr
 from mlmodelscope.core.tracing.framework import FrameworkProfiler, clip_into, model_span_times, shift_into
 from mlmodelscope.core.tracing.hardware import HardwareSampler
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from mlmodelscope.core.tracing.tracer import DISABLED_SPAN, Tracer
+from mlmodelscope.core.tracing.timed_span import DISABLED_SPAN
+from mlmodelscope.core.tracing.tracer import Tracer
 from tests.support.paths import ASSETS
 
 ONNX = ASSETS / "artifacts" / "digits" / "digits_cnn.onnx"

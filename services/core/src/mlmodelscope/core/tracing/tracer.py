@@ -14,8 +14,7 @@ far. Three ways in, from cheapest to most convenient:
 * ``span(...)`` — a context manager timing a block with ``time.perf_counter_ns`` (application phases).
 
 Disabled levels: ``record`` returns 0 before allocating anything, ``span`` returns one shared no-op context
-manager whose ``__enter__`` yields span id 0, so ``with tracer.span(...) as parent:`` keeps working and children
-recorded with ``parent_id=0`` are simply roots (or, more likely, disabled too).
+manager (``timed_span.DISABLED_SPAN``) whose ``__enter__`` yields span id 0.
 
 Streaming (the agent, issue 16): while a LoadGen test runs, a background drainer calls ``take_model_spans``
 every fraction of a second; it materialises the rows appended since its last call (never the SUT: the SUT still
@@ -54,15 +53,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Final, NamedTuple
 
+from mlmodelscope.core.tracing.span_ids import SPAN_IDS
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
+from mlmodelscope.core.tracing.timed_span import DISABLED_SPAN, DisabledSpan, TimedSpan
 
 log = logging.getLogger(__name__)
-
-# One counter for the whole process: span ids stay unique even across several tracers (runs) of one agent.
-_SPAN_IDS: Final = itertools.count(1)
 
 MODEL_SPAN_NAME: Final = "predict"
 
@@ -70,68 +67,12 @@ ModelRow = tuple[int, int, int, int]
 """One predictor call as the SUT appends it: (first_item, item_count, start_ns, end_ns)."""
 
 
-class _DisabledSpan:
-    """The shared context manager ``Tracer.span`` hands out for a disabled level: enters to span id 0."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> int:
-        return 0
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-
-DISABLED_SPAN: Final = _DisabledSpan()
-
-
-class _TimedSpan:
-    """Times one ``with`` block and records it on exit (also when the block raises, marked ``error``)."""
-
-    __slots__ = ("_attributes", "_level", "_name", "_parent_id", "_span_id", "_start_ns", "_tracer")
-
-    def __init__(
-        self, tracer: Tracer, name: str, level: TraceLevel, parent_id: int, attributes: dict[str, AttributeValue]
-    ) -> None:
-        self._tracer = tracer
-        self._name = name
-        self._level = level
-        self._parent_id = parent_id
-        self._attributes = attributes
-        self._span_id = 0
-        self._start_ns = 0
-
-    def __enter__(self) -> int:
-        self._span_id = next(_SPAN_IDS)
-        self._start_ns = time.perf_counter_ns()
-        return self._span_id
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        end_ns = time.perf_counter_ns()
-        attributes = self._attributes
-        if exc_type is not None:
-            attributes = {**attributes, "error": exc_type.__name__}
-        self._tracer.record(
-            self._name,
-            self._level,
-            self._start_ns,
-            end_ns,
-            parent_id=self._parent_id,
-            attributes=attributes,
-            span_id=self._span_id,
-        )
-
-
 def model_spans(run_id: str, rows: Iterable[ModelRow], parent_id: int, first_seq: int, name: str) -> list[Span]:
     """MODEL-level spans of ``rows`` in call order, with new ids and ``seq`` counted from ``first_seq``."""
     return [
         Span(
             run_id=run_id,
-            span_id=next(_SPAN_IDS),
+            span_id=next(SPAN_IDS),
             parent_id=parent_id,
             name=name,
             level=TraceLevel.MODEL,
@@ -213,7 +154,7 @@ class Tracer:
 
     def new_span_id(self) -> int:
         """A process-unique span id (>= 1), allocated without a lock; remembered as ``last_reserved_id``."""
-        span_id = self.last_reserved_id = next(_SPAN_IDS)
+        span_id = self.last_reserved_id = next(SPAN_IDS)
         return span_id
 
     # --- recording ------------------------------------------------------------------------------------------
@@ -235,7 +176,7 @@ class Tracer:
         if not 0 < level <= self._threshold:
             return 0
         if not span_id:
-            span_id = next(_SPAN_IDS)
+            span_id = next(SPAN_IDS)
         self._spans.append(
             Span(
                 run_id=self.run_id,
@@ -252,14 +193,14 @@ class Tracer:
 
     def span(
         self, name: str, level: TraceLevel, parent_id: int = 0, **attributes: AttributeValue
-    ) -> _TimedSpan | _DisabledSpan:
+    ) -> TimedSpan | DisabledSpan:
         """``with tracer.span("load", TraceLevel.APPLICATION) as span_id:`` times the block.
 
         When ``level`` is disabled this returns the shared ``DISABLED_SPAN`` (entering it yields 0).
         """
         if not 0 < level <= self._threshold:
             return DISABLED_SPAN
-        return _TimedSpan(self, name, level, parent_id, attributes)
+        return TimedSpan(self, name, level, parent_id, attributes)
 
     def extend(self, spans: Iterable[Span]) -> int:
         """Add spans built elsewhere (a framework profiler's); drops those of disabled levels. Returns how many."""
@@ -334,7 +275,7 @@ class Tracer:
                 return None
             end = min(base + len(stream.rows), stream.taken + limit)
             rows = stream.rows[stream.taken - base : end - base]
-            span_ids = [next(_SPAN_IDS) for _ in rows]
+            span_ids = [next(SPAN_IDS) for _ in rows]
             take = ModelTake(stream.label, stream.parent_id, stream.seq, span_ids, rows)
             stream.taken = end
             stream.seq += len(rows)
