@@ -141,21 +141,19 @@ def _attempt(
                 f"{location.uri}: the TLS certificate of {endpoint} is not trusted: {e}.",
                 hint="Use the server's proper https name, or add its CA to the system's trust store (SSL_CERT_FILE).",
             ) from e
-        raise _Retryable(
-            StoreUnreachableError(
-                f"{location.uri}: cannot reach {endpoint}: {e}.",
-                hint=f"Check the host name and port in the URL and that the server at {endpoint} runs, then retry.",
-            )
-        ) from e
+        raise _Retryable(_unreachable(location, endpoint, e)) from e
     except httpx.TransportError as e:
-        raise _Retryable(
-            StoreUnreachableError(
-                f"{location.uri}: cannot reach {endpoint}: {e}.",
-                hint=f"Check the host name and port in the URL and that the server at {endpoint} runs, then retry.",
-            )
-        ) from e
+        raise _Retryable(_unreachable(location, endpoint, e)) from e
     except httpx.InvalidURL as e:
         raise ArtifactError(f"{location.uri}: not a valid URL: {e}.", hint="Fix the uri in the manifest.") from e
+
+
+def _unreachable(location: HttpObject, endpoint: str, error: httpx.TransportError) -> StoreUnreachableError:
+    """The retryable error of a server that could not be reached (a refused connection, a lost route)."""
+    return StoreUnreachableError(
+        f"{location.uri}: cannot reach {endpoint}: {error}.",
+        hint=f"Check the host name and port in the URL and that the server at {endpoint} runs, then retry.",
+    )
 
 
 def _endpoint(location: HttpObject) -> str:

@@ -183,14 +183,7 @@ def align_profile(
     offset_ns = clock_offset_ns(clock, calls, model_spans)
     out: list[Span] = []
     for call, call_events, parent in zip(calls, events_by_call(calls, events), model_spans, strict=True):
-        _, parent_start_ns, parent_end_ns = parent
-        parent_ns = max(parent_end_ns - parent_start_ns, 0)
-        call_ns = call.end_ns - call.start_ns
-        scale = parent_ns / call_ns if call_ns > parent_ns else 1.0
-        call_ns = round(call_ns * scale)
-        centred_ns = parent_start_ns + (parent_ns - call_ns) // 2
-        estimate_ns = centred_ns if offset_ns is None else call.start_ns + offset_ns
-        call_start_ns = shift_into(estimate_ns, call_ns, parent_start_ns, parent_end_ns)
+        call_start_ns, call_ns, scale = _placed_call(call, parent, offset_ns)
         if call.name is not None:
             out.append(
                 framework_span(
@@ -203,27 +196,56 @@ def align_profile(
                     framework=source.framework,
                 )
             )
-        open_ends: dict[Hashable, list[int]] = {}
-        for event in call_events:
-            attributes = dict(event.attributes)
-            if event.track is not None:
-                stack = open_ends.setdefault(event.track, [])
-                while stack and stack[-1] <= event.start_ns:
-                    stack.pop()
-                attributes["depth"] = len(stack)
-                stack.append(event.end_ns)
-            start_ns = call_start_ns + round((event.start_ns - call.start_ns) * scale)
-            end_ns = start_ns + round((event.end_ns - event.start_ns) * scale)
-            out.append(
-                framework_span(
-                    tracer,
-                    parent,
-                    start_ns,
-                    end_ns,
-                    event.name[:MAX_NAME_CHARS],
-                    attributes,
-                    framework=source.framework,
-                    op=event.op,
-                )
-            )
+        out.extend(_event_spans(tracer, parent, call, call_events, call_start_ns, scale, source.framework))
     return out
+
+
+def _placed_call(call: CallRecord, parent: ModelSpanTimes, offset_ns: int | None) -> tuple[int, int, float]:
+    """Where a call goes inside its model span: (start_ns, duration_ns, scale), squeezed by ``scale`` (< 1) when it
+    is longer than the span, shifted by the clock offset (centred when there is none) and kept inside the span."""
+    _, parent_start_ns, parent_end_ns = parent
+    parent_ns = max(parent_end_ns - parent_start_ns, 0)
+    call_ns = call.end_ns - call.start_ns
+    scale = parent_ns / call_ns if call_ns > parent_ns else 1.0
+    call_ns = round(call_ns * scale)
+    centred_ns = parent_start_ns + (parent_ns - call_ns) // 2
+    estimate_ns = centred_ns if offset_ns is None else call.start_ns + offset_ns
+    return shift_into(estimate_ns, call_ns, parent_start_ns, parent_end_ns), call_ns, scale
+
+
+def _event_spans(
+    tracer: Tracer,
+    parent: ModelSpanTimes,
+    call: CallRecord,
+    call_events: Iterable[EventRecord],
+    call_start_ns: int,
+    scale: float,
+    framework: str,
+) -> list[Span]:
+    """The spans of a call's events, moved and scaled as the call was; events on a ``track`` get their nesting
+    ``depth`` (how many earlier events of the track are still open)."""
+    spans: list[Span] = []
+    open_ends: dict[Hashable, list[int]] = {}
+    for event in call_events:
+        attributes = dict(event.attributes)
+        if event.track is not None:
+            stack = open_ends.setdefault(event.track, [])
+            while stack and stack[-1] <= event.start_ns:
+                stack.pop()
+            attributes["depth"] = len(stack)
+            stack.append(event.end_ns)
+        start_ns = call_start_ns + round((event.start_ns - call.start_ns) * scale)
+        end_ns = start_ns + round((event.end_ns - event.start_ns) * scale)
+        spans.append(
+            framework_span(
+                tracer,
+                parent,
+                start_ns,
+                end_ns,
+                event.name[:MAX_NAME_CHARS],
+                attributes,
+                framework=framework,
+                op=event.op,
+            )
+        )
+    return spans
