@@ -55,7 +55,8 @@ import nats
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from mlmodelscope.agent.bus.publisher import SPANS_PER_COLUMN_MESSAGE, PublisherSettings, RunPublisher, column_messages
+from mlmodelscope.agent.bus.column_messages import SPANS_PER_COLUMN_MESSAGE, column_messages
+from mlmodelscope.agent.bus.publisher import PublisherSettings, RunPublisher
 from mlmodelscope.agent.streaming import encode_take
 from mlmodelscope.cli.nats_server import EmbeddedNatsServer
 from mlmodelscope.collector.consumer import JetStreamConsumer

@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from mlmodelscope.agent.bus.publisher import column_messages
+from mlmodelscope.agent.bus.column_messages import column_messages
 from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.ingest import Ingestor
 from mlmodelscope.collector.storage.message_checks import decode_message

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from mlmodelscope.agent.bus.publisher import column_messages
+from mlmodelscope.agent.bus.column_messages import column_messages
 from mlmodelscope.agent.run import query_parents, query_records
 from mlmodelscope.collector.analysis import layer_groups, run_timeline, sample_of
 from mlmodelscope.collector.metrics import RunLabels

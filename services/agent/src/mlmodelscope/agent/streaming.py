@@ -30,7 +30,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from mlmodelscope.agent.bus.publisher import SPANS_PER_COLUMN_MESSAGE, column_messages
+from mlmodelscope.agent.bus.column_messages import SPANS_PER_COLUMN_MESSAGE, column_messages
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.driver import RunProgress

@@ -23,17 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
-import numpy as np
-
-from mlmodelscope.agent.bus.connection import connect_options, quiet_nats_logging
+from mlmodelscope.agent.bus.column_messages import column_messages
+from mlmodelscope.agent.bus.connection import quiet_nats_logging
+from mlmodelscope.agent.bus.errors import PublishError
+from mlmodelscope.agent.bus.first_connect import first_connect
 from mlmodelscope.agent.bus.spool import UnpublishedSpool
-from mlmodelscope.core.errors import MLModelScopeError
-from mlmodelscope.core.jetstream import NATS_TOKEN_ENV, ensure_stream
+from mlmodelscope.core.jetstream import ensure_stream
 from mlmodelscope.core.messages import (
     MAX_MESSAGE_BYTES,
     MSG_ID_HEADER,
-    SUBJECT_PREFIX,
     Envelope,
     Payload,
     QueryBatch,
@@ -41,49 +39,13 @@ from mlmodelscope.core.messages import (
     QueryRecord,
     SpanBatch,
     encode,
-    envelope_json,
     message_id,
 )
-from mlmodelscope.core.span_blob import span_columns_payload
 from mlmodelscope.core.span_columns import SpanColumns
 from mlmodelscope.core.tracing.spans import Span
 
 _MAX_BACKOFF_S = 1.0
-COLUMN_KIND = "span_columns"
-SPANS_PER_COLUMN_MESSAGE = 8_192  # ~10-40 bytes a span compressed: well under MAX_MESSAGE_BYTES, halved if not
 _BUFFER_POLL_S = 0.1  # the sender's blocking read of the buffer wakes up this often (so the process can exit)
-
-
-class PublishError(MLModelScopeError):
-    """Messages of a run could not be delivered to NATS."""
-
-
-def column_messages(
-    run_id: str,
-    columns: SpanColumns,
-    query_parents: Sequence[tuple[int, QueryMode]],
-    reserve_sequence: Callable[[str], int],
-    per_message: int = SPANS_PER_COLUMN_MESSAGE,
-) -> list[tuple[str, str, bytes]]:
-    """(subject, message id, envelope bytes) of ``span_columns`` messages of at most ``per_message`` spans, halved
-    until each fits ``MAX_MESSAGE_BYTES``; each takes the next ``span_columns`` sequence number (its dedup key)."""
-    subject = f"{SUBJECT_PREFIX}.{run_id}.{COLUMN_KIND}"
-    pending = [(i, min(i + per_message, len(columns))) for i in range(0, len(columns), per_message)]
-    messages = []
-    while pending:
-        start, stop = pending.pop(0)
-        payload = span_columns_payload(columns.select(np.arange(start, stop)), query_parents)
-        if len(payload) + 512 > MAX_MESSAGE_BYTES:
-            if stop - start == 1:
-                raise PublishError(f"one span of run {run_id} encodes to {len(payload)} bytes, over the limit.")
-            middle = (start + stop) // 2
-            pending[:0] = [(start, middle), (middle, stop)]
-            continue
-        sequence = reserve_sequence(COLUMN_KIND)
-        messages.append(
-            (subject, message_id(run_id, COLUMN_KIND, sequence), envelope_json(run_id, COLUMN_KIND, sequence, payload))
-        )
-    return messages
 
 
 @dataclass(frozen=True)
@@ -344,51 +306,14 @@ class RunPublisher:
             with self._lock:
                 self._failure = e
 
-    async def _connect(self) -> Any:
-        deadline = time.monotonic() + self.settings.give_up_after_s
-        while True:
-            # nats-py's first connect retries forever with max_reconnect_attempts=-1 (reporting each failure to the
-            # error callback only): bound it ourselves, and stop at once when the server refuses the credentials.
-            left_s = max(deadline - time.monotonic(), 0.05)
-            report, options = connect_options(self.settings.nats_url, f"run {self.run_id}", self.settings.token)
-            opening = asyncio.ensure_future(self._open(options))
-            refused = asyncio.ensure_future(report.credentials_refused.wait())
-            done, _ = await asyncio.wait({opening, refused}, timeout=left_s, return_when=asyncio.FIRST_COMPLETED)
-            for task in (opening, refused):
-                if task not in done:
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
-            if refused in done:
-                raise PublishError(
-                    f"NATS at {self.settings.nats_url} refused the agent's credentials ({report.last_error}).",
-                    hint=f"Give the agent the server's token in {NATS_TOKEN_ENV} (the chart's NATS Secret).",
-                )
-            error: BaseException | None = None
-            if opening in done:
-                error = opening.exception()
-                if error is None:
-                    return opening.result()
-            if time.monotonic() >= deadline:
-                raise PublishError(
-                    f"cannot connect to NATS at {self.settings.nats_url} for {self.settings.give_up_after_s:g} s.",
-                    hint="Check the NATS URL and that the server runs.",
-                ) from error
-            await asyncio.sleep(0.2)
-
-    async def _open(self, options: dict[str, Any]) -> Any:
-        return await nats.connect(
-            self.settings.nats_url,
-            name=f"mlmodelscope-agent-{self.run_id}",
-            connect_timeout=self.settings.connect_timeout_s,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.2,
-            allow_reconnect=True,
-            **options,
-        )
-
     async def _send_all(self) -> None:
-        client = await self._connect()
+        client = await first_connect(
+            self.settings.nats_url,
+            self.run_id,
+            self.settings.token,
+            connect_timeout_s=self.settings.connect_timeout_s,
+            give_up_after_s=self.settings.give_up_after_s,
+        )
         try:
             js = client.jetstream()
             await self._retrying(lambda: ensure_stream(js), what="creating the stream")
@@ -442,3 +367,7 @@ class RunPublisher:
                     ) from e
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+
+
+# PublishError lives in bus.errors (the batching and the first connect raise it too); its callers catch it from here.
+__all__ = ["PublishError", "PublisherSettings", "RunPublisher"]
