@@ -35,6 +35,7 @@ from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError, Pre
 
 _WARM_CALLS = 2
 _MAX_BOUND_SHAPES = 8
+Binding = tuple[list[Any], Callable[[], list[Any]]]  # (the bound input arrays, the executor's forward)
 # MXNet 1.9 reads numpy aliases deprecated since numpy 1.20 (np.bool, ...) while it imports: quiet_import.
 MXNET = FrameworkPackage(
     "MXNet", "mxnet", "mxnet", "into the MXNet environment (`make setup` builds .venv-mxnet)", quiet_import=True
@@ -138,10 +139,10 @@ class MXNetPredictor(FrameworkPredictor):
     ) -> PredictFn:
         """The hot path: one bound executor per input shape, made on first sight of the shape."""
         empty = mx.nd.empty
-        bound: dict[Any, tuple[list[Any], Callable[[], list[Any]]]] = {}
+        bound: dict[Any, Binding] = {}
         first: list[Any] = []
 
-        def bind(shapes: Sequence[tuple[int, ...]]) -> tuple[list[Any], Callable[[], list[Any]]]:
+        def bind(shapes: Sequence[tuple[int, ...]]) -> Binding:
             arrays = [empty(s, ctx=context, dtype=d) for s, d in zip(shapes, dtypes, strict=True)]
             try:
                 with warnings.catch_warnings(), environment(**bind_env):
@@ -165,31 +166,39 @@ class MXNetPredictor(FrameworkPredictor):
                 del bound[next(iter(bound))]
             return arrays, executor.forward  # is_train=False by default: inference
 
-        if len(data_names) == 1:
-
-            def predict(inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-                x = inputs[0]
-                entry = bound.get(x.shape)
-                if entry is None:
-                    entry = bound[x.shape] = bind([x.shape])
-                arrays, forward = entry
-                arrays[0]._sync_copyfrom(x)
-                return [out.asnumpy() for out in forward()]
-
-        else:
-
-            def predict(inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
-                key = tuple(x.shape for x in inputs)
-                entry = bound.get(key)
-                if entry is None:
-                    entry = bound[key] = bind(key)
-                arrays, forward = entry
-                for array, x in zip(arrays, inputs, strict=True):
-                    array._sync_copyfrom(x)
-                return [out.asnumpy() for out in forward()]
-
-        return predict
+        return _shape_keyed_predict(bound, bind, single_input=len(data_names) == 1)
 
     def close(self) -> None:
         super().close()
         self._symbol = None
+
+
+def _shape_keyed_predict(
+    bound: dict[Any, Binding], bind: Callable[[Sequence[tuple[int, ...]]], Binding], *, single_input: bool
+) -> PredictFn:
+    """The predict function: copy the inputs into the executor bound to their shapes (``bind`` on first sight of
+    them) and run it; a one-input model skips building the key tuple."""
+    if single_input:
+
+        def predict(inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+            x = inputs[0]
+            entry = bound.get(x.shape)
+            if entry is None:
+                entry = bound[x.shape] = bind([x.shape])
+            arrays, forward = entry
+            arrays[0]._sync_copyfrom(x)
+            return [out.asnumpy() for out in forward()]
+
+    else:
+
+        def predict(inputs: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+            key = tuple(x.shape for x in inputs)
+            entry = bound.get(key)
+            if entry is None:
+                entry = bound[key] = bind(key)
+            arrays, forward = entry
+            for array, x in zip(arrays, inputs, strict=True):
+                array._sync_copyfrom(x)
+            return [out.asnumpy() for out in forward()]
+
+    return predict
