@@ -15,13 +15,13 @@ container is ``podman create``d from its image (never pulled: a missing image le
 ``ErrImageNeverPull``) with the Job's env only, its security context, a tmpfs per emptyDir and its memory limit
 (``sandbox.podman``), on the host's network (NATS and the artifact server listen on 127.0.0.1); the Pod's
 ``containerID`` is ``podman://<id>``. A Pod's container is removed when its Job is deleted and when the kubelet
-stops, as Kubernetes removes a deleted Pod's containers.
+stops, as Kubernetes removes a deleted Pod's containers. A container's env is resolved by ``container_env``; the Pod
+and Job statuses are written by ``pod_status``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
@@ -36,7 +36,9 @@ from typing import Any
 import httpx
 
 from mlmodelscope.cli.sandbox import podman
+from mlmodelscope.cli.sandbox.container_env import ContainerConfigError, ContainerEnv
 from mlmodelscope.cli.sandbox.emulator import now_timestamp
+from mlmodelscope.cli.sandbox.pod_status import StatusWriter
 
 logger = logging.getLogger("mlmodelscope.sandbox.kubelet")
 POLL_S = 0.25
@@ -46,10 +48,6 @@ RUNTIMES = ("process", "podman")
 LABEL_SANDBOX = "io.mlmodelscope.sandbox"
 LABEL_POD = "io.mlmodelscope.sandbox.pod"
 PODMAN_TIMEOUT_S = 120.0
-
-
-class ContainerConfigError(Exception):
-    """The container cannot start (a Secret or key it names is missing): the Pod stays Pending with this message."""
 
 
 @dataclass
@@ -92,71 +90,14 @@ class Kubelet:
         self._podman_env = podman.storage_env(image_storage) if runtime == "podman" else {}
         self.instance = uuid.uuid4().hex[:12]  # labels this kubelet's containers
         self._client = httpx.AsyncClient(base_url=api_url, timeout=10)
+        self._status = StatusWriter(self._client)
+        self._env = ContainerEnv(self._client)
         self._namespaces = namespaces
         self._state_dir = state_dir
         self._jobs: dict[str, _JobState] = {}
         self.log_dir = state_dir / "pods"
         # One machine is one node: by default one container at a time, so benchmarks do not share its CPUs.
         self._slots = asyncio.Semaphore(max_running)
-
-    # -- API helpers ----------------------------------------------------------------------------------------
-    async def _patch_status(self, path: str, status: dict[str, Any]) -> None:
-        response = await self._client.patch(
-            f"{path}/status", json={"status": status}, headers={"Content-Type": "application/merge-patch+json"}
-        )
-        if response.status_code not in (200, 201, 404):
-            logger.warning("PATCH %s/status: %s %s", path, response.status_code, response.text[:200])
-
-    async def _secret(self, namespace: str, name: str) -> dict[str, str]:
-        response = await self._client.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        if response.status_code == 404:
-            raise ContainerConfigError(f'secret "{name}" not found')
-        response.raise_for_status()
-        body = response.json()
-        values = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
-        values.update(body.get("stringData") or {})
-        return values
-
-    async def environment(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
-        """This machine's environment (no MLMODELSCOPE_* variables, this interpreter first on PATH) with the
-        container's env on top, Secrets resolved; ContainerConfigError when a Secret or key is missing."""
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MLMODELSCOPE_")}
-        environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
-        environment.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-        environment.update(await self.container_env(namespace, container))
-        return environment
-
-    async def container_env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
-        """The container's own env (``envFrom`` secretRef, then ``env``), Secrets resolved; ContainerConfigError
-        when a Secret or key is missing."""
-        environment: dict[str, str] = {}
-        for source in container.get("envFrom", []):
-            reference = source.get("secretRef")
-            if reference:
-                try:
-                    values = await self._secret(namespace, reference["name"])
-                except ContainerConfigError:
-                    if reference.get("optional"):
-                        continue
-                    raise
-                environment.update({source.get("prefix", "") + k: v for k, v in values.items()})
-        for variable in container.get("env", []):
-            if "value" in variable:
-                environment[variable["name"]] = str(variable["value"])
-                continue
-            reference = (variable.get("valueFrom") or {}).get("secretKeyRef")
-            if reference is None:
-                continue
-            try:
-                values = await self._secret(namespace, reference["name"])
-                if reference["key"] not in values:
-                    raise ContainerConfigError(f"couldn't find key {reference['key']} in Secret {reference['name']}")
-            except ContainerConfigError:
-                if reference.get("optional"):
-                    continue
-                raise
-            environment[variable["name"]] = values[reference["key"]]
-        return environment
 
     # -- the loop -------------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -209,7 +150,7 @@ class Kubelet:
     async def _run_job(self, state: _JobState, job: dict[str, Any]) -> None:
         job_path = f"/apis/batch/v1/namespaces/{state.namespace}/jobs/{state.name}"
         backoff_limit = int(job.get("spec", {}).get("backoffLimit", 6))
-        await self._patch_status(job_path, {"active": 1, "startTime": now_timestamp()})
+        await self._status.patch(job_path, {"active": 1, "startTime": now_timestamp()})
         while True:
             code, reason = await self._run_pod(state, job)
             if code == 0:
@@ -222,7 +163,7 @@ class Kubelet:
                         {"type": "Complete", "status": "True", "lastTransitionTime": now_timestamp()},
                     ],
                 }
-                await self._patch_status(job_path, status)
+                await self._status.patch(job_path, status)
                 break
             state.failed += 1
             if state.failed > backoff_limit:
@@ -233,9 +174,9 @@ class Kubelet:
                     "message": f"Job has reached the specified backoff limit ({reason})",
                     "lastTransitionTime": now_timestamp(),
                 }
-                await self._patch_status(job_path, {"active": 0, "failed": state.failed, "conditions": [condition]})
+                await self._status.patch(job_path, {"active": 0, "failed": state.failed, "conditions": [condition]})
                 break
-            await self._patch_status(job_path, {"active": 1, "failed": state.failed})
+            await self._status.patch(job_path, {"active": 1, "failed": state.failed})
         state.done = True
 
     async def _run_pod(self, state: _JobState, job: dict[str, Any]) -> tuple[int, str]:
@@ -297,33 +238,18 @@ class Kubelet:
                     start_new_session=True,
                 )
             except OSError as e:
-                await self._terminated(pod_path, container, 128, "StartError", str(e))
+                await self._status.terminated(pod_path, container, 128, "StartError", str(e))
                 return 128, f"cannot start {command[:1]}: {e}"
             state.process = process
-            await self._running(pod_path, container, {})
+            await self._status.running(pod_path, container, {})
             try:
                 code = await process.wait()
             except asyncio.CancelledError:
                 await _kill_group(process)
                 raise
         reason = "Completed" if code == 0 else "Error"
-        await self._terminated(pod_path, container, code, reason, f"see {log_path}")
+        await self._status.terminated(pod_path, container, code, reason, f"see {log_path}")
         return code, f"exit code {code}"
-
-    async def _running(self, pod_path: str, container: dict[str, Any], ids: dict[str, str]) -> None:
-        started = now_timestamp()
-        running = {"name": container["name"], "ready": True, "state": {"running": {"startedAt": started}}, **ids}
-        await self._patch_status(pod_path, {"phase": "Running", "startTime": started, "containerStatuses": [running]})
-
-    async def _waiting(self, pod_path: str, container: dict[str, Any], reason: str, message: str) -> None:
-        waiting = {"reason": reason, "message": message}
-        await self._patch_status(
-            pod_path,
-            {
-                "phase": "Pending",
-                "containerStatuses": [{"name": container["name"], "ready": False, "state": {"waiting": waiting}}],
-            },
-        )
 
     async def _wait_for_config(
         self, state: _JobState, container: dict[str, Any], pod_path: str, *, host_env: bool = True
@@ -332,12 +258,12 @@ class Kubelet:
         while True:
             try:
                 if host_env:
-                    return await self.environment(state.namespace, container)
-                return await self.container_env(state.namespace, container)
+                    return await self._env.environment(state.namespace, container)
+                return await self._env.container_env(state.namespace, container)
             except ContainerConfigError as e:
                 if str(e) != reported:
                     reported = str(e)
-                    await self._waiting(pod_path, container, "CreateContainerConfigError", reported)
+                    await self._status.waiting(pod_path, container, "CreateContainerConfigError", reported)
             await asyncio.sleep(1.0)
 
     # -- the podman runtime ---------------------------------------------------------------------------------
@@ -375,7 +301,7 @@ class Kubelet:
                     f"and the sandbox never pulls: {podman.BUILD_HINT}"
                 )
                 logger.warning("kubelet: %s", message)
-                await self._waiting(pod_path, container, "ErrImageNeverPull", message)
+                await self._status.waiting(pod_path, container, "ErrImageNeverPull", message)
             await asyncio.sleep(2.0)
 
     async def _run_podman(
@@ -391,7 +317,7 @@ class Kubelet:
                 env_file = podman.write_env_file(Path(scratch) / "env", environment)
                 args = podman.run_args(pod_spec, env_file)
             except podman.UnsupportedPod as e:
-                await self._terminated(pod_path, container, 128, "StartError", str(e))
+                await self._status.terminated(pod_path, container, 128, "StartError", str(e))
                 return 128, str(e)
             labels = ["--label", f"{LABEL_SANDBOX}={self.instance}", "--label", f"{LABEL_POD}={pod_name}"]
             state.containers.append(name)  # before create: a Job deleted meanwhile still removes it
@@ -400,7 +326,7 @@ class Kubelet:
             )
             if code != 0:
                 message = f"podman create failed: {err.strip()[-500:]}"
-                await self._terminated(pod_path, container, 128, "StartError", message)
+                await self._status.terminated(pod_path, container, 128, "StartError", message)
                 return 128, message
             container_id = out.strip().splitlines()[-1]
             with log_path.open("wb") as log:
@@ -411,7 +337,7 @@ class Kubelet:
                 )  # fmt: skip
                 state.process = process
                 ids = {"containerID": f"podman://{container_id}", "image": container["image"]}
-                await self._running(pod_path, container, ids)
+                await self._status.running(pod_path, container, ids)
                 try:
                     await process.wait()
                 except asyncio.CancelledError:
@@ -423,28 +349,13 @@ class Kubelet:
         inspected, out, err = await self._podman("inspect", "--format", "{{.State.ExitCode}}", name)
         code = int(out.strip()) if inspected == 0 and out.strip().lstrip("-").isdigit() else 128
         reason = "Completed" if code == 0 else "Error"
-        await self._terminated(pod_path, container, code, reason, f"see {log_path}", ids)
+        await self._status.terminated(pod_path, container, code, reason, f"see {log_path}", ids)
         return code, f"exit code {code}"
 
     async def _remove_containers(self, state: _JobState) -> None:
         if state.containers:
             await self._podman("rm", "--force", "--ignore", "--time", "0", *state.containers)
             state.containers.clear()
-
-    async def _terminated(
-        self,
-        pod_path: str,
-        container: dict[str, Any],
-        code: int,
-        reason: str,
-        message: str,
-        ids: dict[str, str] | None = None,
-    ) -> None:
-        terminated = {"exitCode": code, "reason": reason, "message": message, "finishedAt": now_timestamp()}
-        status = {"name": container["name"], "ready": False, "state": {"terminated": terminated}, **(ids or {})}
-        await self._patch_status(
-            pod_path, {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [status]}
-        )
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:
