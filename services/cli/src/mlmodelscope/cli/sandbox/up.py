@@ -20,7 +20,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -238,16 +238,27 @@ async def serve(
     else:
         state = options.state_dir.resolve()
         state.mkdir(parents=True, exist_ok=True)
+    try:
+        await _serve_in(state, options, print_line, stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if temporary is not None:
+            temporary.cleanup()
+
+
+async def _serve_in(
+    state: Path, options: SandboxOptions, print_line: Callable[[str], None], stop: asyncio.Event
+) -> None:
+    """Start NATS, the collector, the artifact server and KMock with the resources, then the workloads; wait for
+    ``stop``; stop it all in reverse order, whatever failed on the way."""
     token = generate_token()
     nats = EmbeddedNatsServer(state / "nats", token=token)
     collector = CollectorProcess(
         f"sqlite:///{state / 'collector.db'}", nats.url, state / "collector.log", nats_token=token
     )
-    kubelet: Kubelet | None = None
-    kubelet_task: asyncio.Task[None] | None = None
-    operator: tuple[asyncio.Task[None], asyncio.Event] | None = None
     artifacts = ArtifactServer(options.artifacts_port or free_port())
-    kubelet_stop = asyncio.Event()
+    workloads = _Workloads()
     wrote_config = False
     try:
         await asyncio.to_thread(nats.start)
@@ -259,44 +270,59 @@ async def serve(
             async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
                 resources = await _install(client, options, state, artifacts, token)
             settings = _operator_settings(options, api_url, nats.url, collector.url, state)
-            operator = await _start_operator(settings)
-            # kopf installs its own SIGINT/SIGTERM handlers (they stop only the operator): take them back, and
-            # stop the whole sandbox if the operator ends for any reason.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
-            operator[0].add_done_callback(lambda _: stop.set())
-            kubelet = Kubelet(
-                api_url,
-                [options.namespace],
-                state,
-                max_running=options.max_running,
-                runtime=options.runtime,
-                image_storage=options.image_storage,
-            )
-            kubelet_task = asyncio.create_task(kubelet.run(kubelet_stop))
+            await workloads.start(settings, options, api_url, state, stop)
             _write_atomically(options.kubeconfig, yaml.safe_dump(kubeconfig_document(api_url, options.namespace)))
             wrote_config = True
             print_line(usage_text(options, api_url, collector.url, state, resources))
             await stop.wait()
             print_line("sandbox: stopping")
-            kubelet_stop.set()
-            await _stop(kubelet, kubelet_task, operator)
-            kubelet = None
-            operator = None
+            await workloads.stop()
     finally:
-        kubelet_stop.set()
-        if kubelet is not None or operator is not None:
-            await _stop(kubelet, kubelet_task, operator)
+        await workloads.stop()
         if wrote_config:
             with contextlib.suppress(OSError):
                 options.kubeconfig.unlink()
         await artifacts.stop()
         await asyncio.to_thread(collector.stop)
         await asyncio.to_thread(nats.stop)
+
+
+@dataclass
+class _Workloads:
+    """The operator (an asyncio task and its stop flag) and the kubelet stand-in, while they run."""
+
+    kubelet: Kubelet | None = None
+    kubelet_task: asyncio.Task[None] | None = None
+    operator: tuple[asyncio.Task[None], asyncio.Event] | None = None
+    kubelet_stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(
+        self, settings: Any, options: SandboxOptions, api_url: str, state: Path, stop: asyncio.Event
+    ) -> None:
+        self.operator = await _start_operator(settings)
+        # kopf installs its own SIGINT/SIGTERM handlers (they stop only the operator): take them back, and
+        # stop the whole sandbox if the operator ends for any reason.
+        loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        if temporary is not None:
-            temporary.cleanup()
+            loop.add_signal_handler(signum, stop.set)
+        self.operator[0].add_done_callback(lambda _: stop.set())
+        self.kubelet = Kubelet(
+            api_url,
+            [options.namespace],
+            state,
+            max_running=options.max_running,
+            runtime=options.runtime,
+            image_storage=options.image_storage,
+        )
+        self.kubelet_task = asyncio.create_task(self.kubelet.run(self.kubelet_stop))
+
+    async def stop(self) -> None:
+        """Stop the kubelet, then the operator (each wait bounded); a second call does nothing."""
+        self.kubelet_stop.set()
+        if self.kubelet is not None or self.operator is not None:
+            await _stop(self.kubelet, self.kubelet_task, self.operator)
+        self.kubelet = None
+        self.operator = None
 
 
 async def _stop(
