@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from mlmodelscope.cli.evaluate import _unsuccessful
+from mlmodelscope.cli.agent_runs import _unsuccessful
 from mlmodelscope.cli.local import CollectorProcess, wait_for_runs
 from mlmodelscope.collector.metrics import CollectorMetrics
 from mlmodelscope.collector.storage.database import Database

@@ -17,8 +17,8 @@ import psutil
 import pytest
 import yaml
 
-from mlmodelscope.cli.evaluate import OPTION_OF_FIELD
 from mlmodelscope.cli.main import main
+from mlmodelscope.cli.option_errors import OPTION_OF_FIELD
 
 
 @pytest.fixture
