@@ -97,8 +97,8 @@ def test_runs_stay_listable_and_frameworks_run_in_parallel(tmp_path: Path) -> No
 def test_trace_export_of_an_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
     run = run_cli("trace", "export", "no-such-run", "-o", str(tmp_path / "t.json"), cwd=REPO, data_dir=tmp_path / "d")
     assert run.returncode == 1
-    assert "not found" in run.stderr
-    assert "Traceback" not in run.stderr
+    assert "answered 404: no run 'no-such-run'" in run.stderr and "mlmodelscope runs list" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "t.json").exists()
 
 
 def test_batch_size_sweep_reports_throughput_per_batch_and_the_optimal_batch(tmp_path: Path) -> None:
