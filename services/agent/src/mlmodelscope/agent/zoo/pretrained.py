@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlmodelscope.agent.zoo.pretrained_cpu_variants import CPU_VARIANTS
 from mlmodelscope.agent.zoo.pretrained_digests import DIGESTS
 from mlmodelscope.agent.zoo.pretrained_weights import load_state_dict
 from mlmodelscope.core.artifacts.digests import sha256_of_file
@@ -49,6 +50,10 @@ class PretrainedModel:
         metadata={"doc": "artifact format -> {file name inside the build folder: sha256}"}
     )
     pins_folder: str = field(default="", metadata={"doc": "assets/artifacts/<folder>/SHA256SUMS; default: name"})
+    cpu_variants: dict[str, dict[str, tuple[str, ...]]] = field(
+        default_factory=dict,
+        metadata={"doc": "format -> {file: further digests accepted, one per CPU kind} (pretrained_cpu_variants)"},
+    )
     quantization: str = field(default="float32", metadata={"doc": "float32, or int8 (post-training, TFLite only)"})
     float_model: str = field(
         default="", metadata={"doc": "the float32 model whose Keras build a quantised one converts; default: name"}
@@ -71,12 +76,14 @@ MOBILENET_V2_IMAGENET = PretrainedModel(
     weights_file="weights/mobilenet_v2-b0353104.pth",
     weights_sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
     digests=DIGESTS.get("mobilenet-v2-imagenet", {}),
+    cpu_variants=CPU_VARIANTS.get("mobilenet-v2-imagenet", {}),
 )
 
 MOBILENET_V2_IMAGENET_INT8 = dataclasses.replace(
     MOBILENET_V2_IMAGENET,
     name="mobilenet-v2-imagenet-int8",
     digests=DIGESTS.get("mobilenet-v2-imagenet-int8", {}),
+    cpu_variants=CPU_VARIANTS.get("mobilenet-v2-imagenet-int8", {}),
     pins_folder="mobilenet-v2-imagenet",
     quantization="int8",
     float_model="mobilenet-v2-imagenet",
@@ -153,7 +160,7 @@ def check_build(model: PretrainedModel, artifact_format: str, folder: Path) -> N
         )
     for name, sha256 in expected.items():
         actual = sha256_of_file(folder / name)
-        if actual != sha256:
+        if actual not in accepted_digests(model, artifact_format, name):
             raise ModelLoadError(
                 f"the {artifact_format} build of zoo:{model.name} gave {name} with sha256 {actual}, not the pinned "
                 f"{sha256} (assets/artifacts/{model.pins}/SHA256SUMS).",
@@ -161,6 +168,11 @@ def check_build(model: PretrainedModel, artifact_format: str, folder: Path) -> N
                 "bytes differ; install the pinned versions, or rebuild and review the pins with "
                 "scripts/build_mobilenet_imagenet.py.",
             )
+
+
+def accepted_digests(model: PretrainedModel, artifact_format: str, name: str) -> set[str]:
+    """The pinned digest of a build file, and those of its CPU variants (``pretrained_cpu_variants``)."""
+    return {model.digests[artifact_format][name], *model.cpu_variants.get(artifact_format, {}).get(name, ())}
 
 
 def sha256sums_lines(model: PretrainedModel) -> list[str]:

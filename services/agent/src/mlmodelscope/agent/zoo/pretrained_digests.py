@@ -7,7 +7,7 @@ assets/artifacts/<model>/SHA256SUMS); a build whose files differ is refused (pre
 DIGESTS: dict[str, dict[str, dict[str, str]]] = {
     "mobilenet-v2-imagenet": {
         "onnx": {
-            "mobilenet-v2-imagenet.onnx": "bb934c5cc4f2c2a0a8b05441a53bac61e8ef15558d226d0b68f04d0e2e32df01",
+            "mobilenet-v2-imagenet.onnx": "71ade1435b8a11668c8caab085c5e6d1f372e315c854fa6a4a007a47dee08643",
         },
         "torchscript": {
             "mobilenet-v2-imagenet.pt": "944b1103a65e81aafa3e554697f4a4975049b571ead76387135ff3740d9decd5",

@@ -87,6 +87,12 @@ def _export(artifact_format: str, model: str, destination: Path) -> None:
                 (example,),
                 str(path),
                 dynamo=False,
+                # No float arithmetic in the exporter: in EVAL mode it folds each BatchNorm into its Conv with
+                # torch's CPU kernels, whose last bits depend on the CPU's vector instructions (AVX2 vs AVX-512
+                # gave other bytes), and the pinned sha256 would then hold on some machines only. The module is in
+                # eval mode, so PRESERVE writes inference BatchNormalization nodes; ONNX Runtime fuses them itself.
+                training=torch.onnx.TrainingMode.PRESERVE,
+                do_constant_folding=False,
                 opset_version=ONNX_OPSET,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
