@@ -131,7 +131,7 @@ class RbacEmulator(Emulator):
         verb = _VERBS.get(action) or ("update" if str(request.method).upper().endswith("PUT") else "patch")
         name = request.name or ((request.data or {}).get("metadata") or {}).get("name", "")
         what = f'{resource}{"." + group if group else ""} "{name}" in namespace "{request.namespace}"'
-        rules = self._rules(request.namespace)
+        rules = self.granted_rules(request.namespace)
         if not _allowed(rules, group, resource, verb):
             return f"{what} is forbidden: cannot {verb} {resource} in API group {group!r}"
         owners = (request.data or {}).get("metadata", {}).get("ownerReferences", []) if verb == "create" else []
