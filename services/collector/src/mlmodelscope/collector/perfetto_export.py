@@ -59,10 +59,13 @@ def perfetto_trace(columns: SpanColumns, run_id: str, *, epoch_offset_ns: int, p
     lanes = lane_names(lanes_used)
     lane_tids = np.array([tid for tid, _name, _sort in lanes], np.int64)
     track_uuids = PROCESS_UUID + 1 + np.searchsorted(lane_tids, tids)  # lanes are sorted by tid
-    annotation_keys = _annotation_keys(columns)
+    attribute_sets = columns.attribute_dicts()  # parsed once: for the interned keys and for the annotations
+    annotation_keys = _annotation_keys(columns, attribute_sets)
+    attributes = _attribute_annotations(attribute_sets, annotation_keys)
     head = _descriptors(lanes, f"{process_name} {run_id}") + _interned(columns, annotation_keys)
     events = _event_order(begin_ns, end_ns)
-    return TraceExport([], _chunks(head, columns, order, begin_ns, end_ns, track_uuids, events, annotation_keys))
+    chunks = _chunks(head, columns, order, begin_ns, end_ns, track_uuids, events, attributes, annotation_keys)
+    return TraceExport([], chunks)
 
 
 def _event_order(begin_ns: NDArray[np.int64], end_ns: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -76,12 +79,10 @@ def _event_order(begin_ns: NDArray[np.int64], end_ns: NDArray[np.int64]) -> NDAr
     return np.lexsort((within, ends_first, times))
 
 
-def _annotation_keys(columns: SpanColumns) -> dict[str, int]:
+def _annotation_keys(columns: SpanColumns, attribute_sets: list[dict[str, Any]]) -> dict[str, int]:
     """The interned id of every annotation key: the ids, the integer columns, the other attributes."""
-    keys = [*_ID_KEYS, *(key for key in columns.ints if key not in _ID_KEYS)]
-    for attributes in columns.attribute_dicts():
-        keys += [key for key in attributes if key not in keys]
-    return {key: iid for iid, key in enumerate(dict.fromkeys(keys), start=1)}
+    keys = dict.fromkeys([*_ID_KEYS, *columns.ints, *(key for attributes in attribute_sets for key in attributes)])
+    return {key: iid for iid, key in enumerate(keys, start=1)}
 
 
 def _descriptors(lanes: list[tuple[int, str, int]], process_label: str) -> bytes:
@@ -119,7 +120,7 @@ def _interned(columns: SpanColumns, annotation_keys: dict[str, int]) -> bytes:
     return pb.bytes_field(_TRACE_PACKET, packet)
 
 
-def _attribute_annotations(columns: SpanColumns, annotation_keys: dict[str, int]) -> list[bytes]:
+def _attribute_annotations(attribute_sets: list[dict[str, Any]], annotation_keys: dict[str, int]) -> list[bytes]:
     """Each distinct attribute set (``attribute_texts``) as its encoded debug annotations."""
     return [
         b"".join(
@@ -127,7 +128,7 @@ def _attribute_annotations(columns: SpanColumns, annotation_keys: dict[str, int]
             for key, v in attributes.items()
             if key not in _ID_KEYS
         )
-        for attributes in columns.attribute_dicts()
+        for attributes in attribute_sets
     ]
 
 
@@ -150,11 +151,11 @@ def _chunks(
     end_ns: NDArray[np.int64],
     track_uuids: NDArray[np.int64],
     events: NDArray[np.int64],
+    attributes: list[bytes],
     annotation_keys: dict[str, int],
 ) -> Iterator[bytes]:
     yield head
     count = len(order)
-    attributes = _attribute_annotations(columns, annotation_keys)
     begin_trailer = pb.varint_field_bytes(_SEQUENCE, SEQUENCE_ID) + pb.varint_field_bytes(_FLAGS, _NEEDS_STATE)
     end_trailer = pb.varint_field_bytes(_SEQUENCE, SEQUENCE_ID)
     for first in range(0, len(events), CHUNK_EVENTS):
