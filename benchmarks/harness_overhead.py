@@ -28,7 +28,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from mlmodelscope.core.artifacts.store import ArtifactStore
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 
@@ -167,7 +167,7 @@ def ours_p50_ns(root: Path, framework: str, seconds: float, out_dir: Path) -> tu
     registry = load_registry([root])
     store = ArtifactStore(root / "cache")
     settings = EvaluationSettings(scenario="single-stream", mode="performance", min_duration_s=seconds)
-    request = EvaluationRequest(
+    request = RunRequest(
         model="bench-cnn",
         framework=framework,
         dataset=None,
@@ -175,7 +175,7 @@ def ours_p50_ns(root: Path, framework: str, seconds: float, out_dir: Path) -> tu
         output_dir=out_dir,
         intra_op_threads=THREADS,
     )
-    result = run_evaluation(registry, store, request)
+    result = execute_run(registry, store, request)
     assert result.performance is not None
     performance = result.performance
     return (

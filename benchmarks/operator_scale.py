@@ -129,13 +129,13 @@ async def _bare(assets: Path, workdir: Path, evaluations: int) -> float:
         return elapsed
 
 
-async def _catalog(assets: Path) -> planning.Catalog:
+async def _catalog(assets: Path) -> planning.ResourceCatalog:
     from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 
     def load(kind: Any, path: str) -> Any:
         return kind.model_validate(yaml.safe_load((assets / path).read_text(encoding="utf-8")))
 
-    return planning.Catalog.of(
+    return planning.ResourceCatalog.of(
         "default",
         models=[load(Model, "models/digits-cnn.yaml")],
         frameworks=[load(Framework, "frameworks/onnxruntime.yaml")],

@@ -179,7 +179,7 @@ def _ours_p50_ns(
     framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path, threads: int, assets: Path
 ) -> tuple[float, float, bool]:
     from mlmodelscope.core.artifacts.store import ArtifactStore
-    from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+    from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
     from mlmodelscope.core.evaluation.settings import EvaluationSettings
     from mlmodelscope.core.manifests import load_registry
 
@@ -191,7 +191,7 @@ def _ours_p50_ns(
         min_query_count=min_calls,
         warmup_queries=5,
     )
-    request = EvaluationRequest(
+    request = RunRequest(
         model=MODEL,
         framework=framework,
         dataset=DATASET,
@@ -199,7 +199,7 @@ def _ours_p50_ns(
         output_dir=out,
         intra_op_threads=threads,
     )
-    result = run_evaluation(load_registry([assets]), ArtifactStore(cache), request)
+    result = execute_run(load_registry([assets]), ArtifactStore(cache), request)
     performance = result.performance
     assert performance is not None
     return (

@@ -2,7 +2,7 @@
 
 Side by side, in one process run (the machine is shared and noisy, so only ratios within one run are meaningful),
 the bench CNN of ``harness_overhead.py`` (~4 ms per query, batch 1, one intra-op thread) through our
-SingleStream performance path with ``run_evaluation(..., tracer=Tracer(run_id, level))`` at:
+SingleStream performance path with ``execute_run(..., tracer=Tracer(run_id, level))`` at:
 
   NO         nothing recorded (the baseline);
   MODEL      APPLICATION phase spans + one MODEL ``predict`` span per query (the SUT appends one tuple per call);
@@ -34,7 +34,7 @@ from pathlib import Path
 from harness_overhead import IMAGE, THREADS, write_assets
 
 from mlmodelscope.core.artifacts.store import ArtifactStore
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
@@ -58,7 +58,7 @@ class LevelRun:
 def run_at_level(root: Path, level: TraceLevel, seconds: float, out_dir: Path) -> LevelRun:
     registry = load_registry([root])
     store = ArtifactStore(root / "cache")
-    request = EvaluationRequest(
+    request = RunRequest(
         model="bench-cnn",
         framework="onnxruntime",
         dataset=None,
@@ -68,7 +68,7 @@ def run_at_level(root: Path, level: TraceLevel, seconds: float, out_dir: Path) -
     )
     tracer = Tracer(f"bench-{level.name.lower()}-{out_dir.name}", level)
     start = time.perf_counter()
-    result = run_evaluation(registry, store, request, tracer=tracer)
+    result = execute_run(registry, store, request, tracer=tracer)
     wall_s = time.perf_counter() - start
     performance = result.performance
     assert performance is not None

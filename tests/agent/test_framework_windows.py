@@ -31,8 +31,8 @@ from mlmodelscope.agent.profilers.onnxruntime import (
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow
-from mlmodelscope.core.evaluation.results import EvaluationResult, FrameworkTrace
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.results import FrameworkTrace, RunResult
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
@@ -86,17 +86,17 @@ def _with_onnx_artifact(assets: Path, model: Path) -> None:
     manifest.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def _evaluate(assets: Path, tmp_path: Path, framework: str, **settings: Any) -> tuple[EvaluationResult, Tracer]:
+def _evaluate(assets: Path, tmp_path: Path, framework: str, **settings: Any) -> tuple[RunResult, Tracer]:
     tracer = Tracer(f"{framework}-window", TraceLevel.FRAMEWORK)
     values: dict[str, Any] = {"mode": "performance", "min_duration_s": 0.0, "warmup_queries": 2, **settings}
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-cnn",
         framework=framework,
         dataset=None,
         settings=EvaluationSettings(**values),
         output_dir=tmp_path / "out",
     )
-    result = run_evaluation(load_registry([assets]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
+    result = execute_run(load_registry([assets]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
     return result, tracer
 
 
@@ -352,14 +352,14 @@ def test_below_framework_level_there_is_no_window_and_no_framework_trace(tmp_pat
     """Disabled levels cost ~0: at MODEL level the predictor has no profiler, so no counting rows either."""
     tracer = Tracer("model-level", TraceLevel.MODEL)
     rows = tracer.model_rows
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-cnn",
         framework="onnxruntime",
         dataset=None,
         settings=EvaluationSettings(mode="performance", min_duration_s=0.0, min_query_count=20, warmup_queries=2),
         output_dir=tmp_path / "out",
     )
-    result = run_evaluation(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
+    result = execute_run(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
     assert result.framework_trace is None
     assert tracer.model_rows is rows and type(rows) is list
     assert not (tmp_path / "out" / "framework-profile").exists()
@@ -380,7 +380,7 @@ _MXNET_WINDOW = """
 import json, sys
 from pathlib import Path
 from mlmodelscope.core.artifacts.store import ArtifactStore
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.tracing.spans import TraceLevel
@@ -390,8 +390,8 @@ tracer = Tracer("mxnet-window", TraceLevel.FRAMEWORK)
 settings = EvaluationSettings(
     mode="performance", min_duration_s=0.0, min_query_count=30, warmup_queries=2, framework_trace_max_calls=5
 )
-request = EvaluationRequest(model="digits-cnn", framework="mxnet", dataset=None, settings=settings, output_dir=out)
-result = run_evaluation(load_registry([assets]), ArtifactStore(out / "cache"), request, tracer=tracer)
+request = RunRequest(model="digits-cnn", framework="mxnet", dataset=None, settings=settings, output_dir=out)
+result = execute_run(load_registry([assets]), ArtifactStore(out / "cache"), request, tracer=tracer)
 spans = tracer.spans
 run = next(s for s in spans if s.name == "performance_run")
 model = sorted((s for s in spans if s.name == "predict" and s.parent_id == run.span_id), key=lambda s: s.start_ns)
@@ -432,7 +432,7 @@ def test_mxnet_profiles_the_declared_window_of_calls(digits_archive: Path, tmp_p
 # --- where users see it: the result file, the CLI's table, the collector's API and run page -------------------
 
 
-def _traced_result(tmp_path: Path) -> EvaluationResult:
+def _traced_result(tmp_path: Path) -> RunResult:
     """A real FRAMEWORK-level result (a 3-call window), and a copy whose trace a profiler problem made partial."""
     result, _ = _evaluate(ASSETS, tmp_path, "onnxruntime", min_query_count=10, framework_trace_max_calls=3)
     assert result.framework_trace == FrameworkTrace(status="complete", max_calls=3, window_calls=3, profiled_calls=3)
@@ -464,7 +464,7 @@ def test_the_cli_table_shows_the_framework_trace_and_its_reason_literally(tmp_pa
     # The result file carries it too, and reads back.
     path = tmp_path / "result.json"
     partial.write(path)
-    assert EvaluationResult.model_validate_json(path.read_text()).framework_trace == partial.framework_trace
+    assert RunResult.model_validate_json(path.read_text()).framework_trace == partial.framework_trace
 
 
 @pytest.mark.slow
@@ -515,7 +515,7 @@ def test_the_window_is_set_from_the_cli_and_recorded_in_the_result(tmp_path: Pat
         cwd=REPO,
     )
     assert run.returncode == 0, run.stderr
-    result = EvaluationResult.model_validate_json(output.read_text())
+    result = RunResult.model_validate_json(output.read_text())
     assert result.requested_settings.framework_trace_max_calls == 4
     assert result.framework_trace == FrameworkTrace(status="complete", max_calls=4, window_calls=4, profiled_calls=4)
     assert "framework trace" in run.stdout and "complete: 4 of 4 profiled calls" in run.stdout

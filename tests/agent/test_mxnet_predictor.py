@@ -270,7 +270,7 @@ import json, sys
 from collections import defaultdict
 from pathlib import Path
 from mlmodelscope.core.artifacts.store import ArtifactStore
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.tracing.spans import TraceLevel
@@ -278,8 +278,8 @@ from mlmodelscope.core.tracing.tracer import Tracer
 assets, out = Path(sys.argv[1]), Path(sys.argv[2])
 tracer = Tracer("mxnet-framework", TraceLevel.FRAMEWORK)
 settings = EvaluationSettings(mode="both", min_duration_s=0.3, min_query_count=60, warmup_queries=3)
-request = EvaluationRequest(model="digits-cnn", framework="mxnet", dataset=None, settings=settings, output_dir=out)
-result = run_evaluation(load_registry([assets]), ArtifactStore(out / "cache"), request, tracer=tracer)
+request = RunRequest(model="digits-cnn", framework="mxnet", dataset=None, settings=settings, output_dir=out)
+result = execute_run(load_registry([assets]), ArtifactStore(out / "cache"), request, tracer=tracer)
 spans = tracer.spans
 run = next(s for s in spans if s.name == "performance_run")
 model = [s for s in spans if s.name == "predict" and s.parent_id == run.span_id]

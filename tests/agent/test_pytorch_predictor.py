@@ -15,7 +15,7 @@ import yaml
 from mlmodelscope.agent.profilers.pytorch import PREDICT_EVENT, PyTorchProfiler, TorchEvent, TorchProfile, profile_spans
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DeviceUnavailableError, EvaluationError, ModelLoadError
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.predictor import Predictor, PredictorOptions, available_predictors, load_predictor_class
@@ -125,7 +125,7 @@ def test_evaluation_end_to_end(scratch_assets: Path, tmp_path: Path) -> None:
     document = yaml.safe_load(manifest.read_text())
     document["spec"]["framework"] = {"name": "pytorch", "version": ">=2.1"}
     manifest.write_text(yaml.safe_dump(document, sort_keys=False))
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-cnn",
         framework="pytorch",
         dataset=None,
@@ -133,7 +133,7 @@ def test_evaluation_end_to_end(scratch_assets: Path, tmp_path: Path) -> None:
         settings=EvaluationSettings(mode="both", min_duration_s=0.2, min_query_count=64, warmup_queries=2),
         output_dir=tmp_path / "out",
     )
-    result = run_evaluation(load_registry([scratch_assets]), ArtifactStore(tmp_path / "cache"), request)
+    result = execute_run(load_registry([scratch_assets]), ArtifactStore(tmp_path / "cache"), request)
     assert result.framework.name == "pytorch"
     assert result.accuracy is not None
     assert result.accuracy.count == 450
@@ -283,7 +283,7 @@ def test_calls_in_another_clock_are_aligned_and_clipped_into_their_span() -> Non
 @pytest.mark.slow
 def test_framework_trace_of_an_evaluation_has_aten_ops_inside_every_query(tmp_path: Path) -> None:
     """A real evaluation at FRAMEWORK level: every model span of the profiled window has convolution children."""
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-cnn",
         framework="pytorch",
         dataset=None,
@@ -294,7 +294,7 @@ def test_framework_trace_of_an_evaluation_has_aten_ops_inside_every_query(tmp_pa
         intra_op_threads=1,
     )
     tracer = Tracer("torch-eval", TraceLevel.FRAMEWORK)
-    result = run_evaluation(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
+    result = execute_run(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
     assert result.performance is not None and result.accuracy is not None
     spans = tracer.spans
     phases = {s.name: s for s in spans if s.level is TraceLevel.APPLICATION}

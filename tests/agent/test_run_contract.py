@@ -27,7 +27,7 @@ from mlmodelscope.collector.launcher import LocalLauncher
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.errors import ManifestError
 from mlmodelscope.core.evaluation.cpu_quota import container_cpus
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.run_contract import ResolvedResource, ResolvedResources, RunSpec, spec_sha256
 from tests.support.cli import run_cli
@@ -79,13 +79,13 @@ def _agent(
     )
 
 
-def _evaluate(tmp_path: Path, spec: RunSpec) -> EvaluationResult:
+def _evaluate(tmp_path: Path, spec: RunSpec) -> RunResult:
     tmp_path.mkdir(parents=True, exist_ok=True)
     spec_path = tmp_path / "run.json"
     spec_path.write_text(spec.model_dump_json(), encoding="utf-8")
     completed = _agent(tmp_path / "empty", "--spec", str(spec_path), "--output", str(tmp_path / "result.json"))
     assert completed.returncode == 0, completed.stderr
-    return EvaluationResult.model_validate_json((tmp_path / "result.json").read_text(encoding="utf-8"))
+    return RunResult.model_validate_json((tmp_path / "result.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ def test_results_without_spec_checksums_still_load(tmp_path: Path) -> None:
     for ref in ("model", "framework", "dataset"):
         del old[ref]["spec_sha256"]
     del old["environment"]["intra_op_threads"], old["environment"]["intra_op_threads_source"]
-    loaded = EvaluationResult.model_validate(old)
+    loaded = RunResult.model_validate(old)
     assert loaded.model.spec_sha256 == "" and loaded.environment.intra_op_threads_source == ""
 
 
@@ -254,7 +254,7 @@ def test_the_agent_reads_its_spec_from_an_environment_variable(tmp_path: Path) -
         env={"MLMODELSCOPE_RUN_SPEC": spec.model_dump_json()},
     )
     assert completed.returncode == 0, completed.stderr
-    result = EvaluationResult.model_validate_json((tmp_path / "result.json").read_text(encoding="utf-8"))
+    result = RunResult.model_validate_json((tmp_path / "result.json").read_text(encoding="utf-8"))
     assert result.accuracy is not None and result.accuracy.top1 == pytest.approx(RECORDED_TOP1, abs=1e-4)
 
 

@@ -28,7 +28,7 @@ from mlmodelscope.agent.profilers.tensorflow import TfCall, TfEvent, TfProfile, 
 from mlmodelscope.agent.zoo.keras_models import NUMPY_COPY_WARNING
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DeviceUnavailableError, EvaluationError, ModelLoadError, PredictorError
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.manifests.model_spec import ModelSpec
@@ -460,14 +460,14 @@ def test_framework_spans_of_a_real_evaluation(scratch_assets: Path, exported: di
     """Every model span of the performance run holds the TF ops it ran (conv, pool, matmul), inside it."""
     _assets_with_tensorflow(scratch_assets, exported)
     tracer = Tracer("tf-run", TraceLevel.FRAMEWORK)
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-cnn",
         framework="tensorflow",
         dataset=None,
         settings=EvaluationSettings(mode="both", min_duration_s=0.2, min_query_count=40, warmup_queries=2),
         output_dir=tmp_path / "out",
     )
-    result = run_evaluation(load_registry([scratch_assets]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
+    result = execute_run(load_registry([scratch_assets]), ArtifactStore(tmp_path / "cache"), request, tracer=tracer)
     assert result.framework.name == "tensorflow"
     assert result.accuracy is not None and result.accuracy.top1 == pytest.approx(0.9889, abs=1e-4)
     assert result.performance is not None
@@ -514,14 +514,14 @@ def test_savedmodel_archive_evaluates_through_the_runner(
     document = yaml.safe_load(framework.read_text())
     document["spec"]["formats"] = ["savedmodel"]
     framework.write_text(yaml.safe_dump(document, sort_keys=False))
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-cnn",
         framework="tensorflow",
         dataset=None,
         settings=EvaluationSettings(mode="accuracy", warmup_queries=2),
         output_dir=tmp_path / "out",
     )
-    result = run_evaluation(load_registry([scratch_assets]), ArtifactStore(tmp_path / "cache"), request)
+    result = execute_run(load_registry([scratch_assets]), ArtifactStore(tmp_path / "cache"), request)
     assert result.accuracy is not None
     assert result.accuracy.count == 450
     assert result.accuracy.top1 == pytest.approx(0.9889, abs=1e-4)

@@ -18,8 +18,8 @@ import yaml
 
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError, PredictorError
-from mlmodelscope.core.evaluation.results import EvaluationResult
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.results import RunResult
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.manifests.model_spec import ModelSpec
@@ -134,8 +134,8 @@ def test_int8_variant_runs_and_keeps_the_accuracy(
     assert not np.array_equal(logits, onnx_logits)  # it really is another model: quantised logits
 
 
-def _evaluate(assets: Path, tmp_path: Path, framework: str) -> EvaluationResult:
-    request = EvaluationRequest(
+def _evaluate(assets: Path, tmp_path: Path, framework: str) -> RunResult:
+    request = RunRequest(
         model="digits-cnn",
         framework=framework,
         dataset=None,
@@ -143,7 +143,7 @@ def _evaluate(assets: Path, tmp_path: Path, framework: str) -> EvaluationResult:
         output_dir=tmp_path / framework,
         intra_op_threads=1,
     )
-    return run_evaluation(load_registry([assets]), ArtifactStore(tmp_path / "cache"), request)
+    return execute_run(load_registry([assets]), ArtifactStore(tmp_path / "cache"), request)
 
 
 def test_an_evaluation_reaches_the_accuracy_of_onnxruntime(tmp_path: Path) -> None:

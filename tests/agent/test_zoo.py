@@ -28,8 +28,8 @@ from mlmodelscope.core.artifacts.zoo import (
 )
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import ArtifactError, FrameworkUnavailableError, ManifestError, ModelLoadError
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
-from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_sha256
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
+from mlmodelscope.core.evaluation.sample_library import SampleLibrary, dataset_source_sha256
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.artifact_spec import Artifact, ZooRef, parse_zoo_uri
@@ -510,7 +510,7 @@ def test_evaluate_resnet18_on_onnxruntime_is_valid(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_transformer_evaluates_on_pytorch_with_int64_tokens(tmp_path: Path) -> None:
-    request = EvaluationRequest(
+    request = RunRequest(
         model="transformer-encoder",
         framework="pytorch",
         dataset=None,
@@ -518,7 +518,7 @@ def test_the_transformer_evaluates_on_pytorch_with_int64_tokens(tmp_path: Path) 
         output_dir=tmp_path / "out",
         intra_op_threads=2,
     )
-    result = run_evaluation(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request)
+    result = execute_run(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request)
     assert result.accuracy is not None and result.accuracy.count == 64
     assert 0.2 < result.accuracy.top1 < 0.8  # random weights on random labels: chance level, as documented
     assert result.accuracy.top5 == 1.0  # two classes: both are in the top 5

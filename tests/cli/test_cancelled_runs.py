@@ -26,7 +26,7 @@ from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.messages import Envelope, RunFinished, message_id
 from mlmodelscope.operator import planning
-from mlmodelscope.operator.errors import CollectorUnavailableError
+from mlmodelscope.operator.errors import ResultsUnavailableError
 from mlmodelscope.operator.planning import PlannedRun
 from mlmodelscope.operator.results import CollectedRun, RunResultReader
 from mlmodelscope.operator.settings import OperatorSettings
@@ -143,11 +143,11 @@ def test_clients_never_read_another_run_through_a_hostile_id(collector: Collecto
     operator's client never returns run ``done``'s record for it."""
     hostile = f"done{suffix}"
 
-    async def read() -> CollectedRun | CollectorUnavailableError | None:
+    async def read() -> CollectedRun | ResultsUnavailableError | None:
         client = RunResultReader(collector.url, timeout_s=10.0)
         try:
             return await client.run(hostile)
-        except CollectorUnavailableError as e:
+        except ResultsUnavailableError as e:
             return e
         finally:
             await client.close()

@@ -20,9 +20,9 @@ from mlmodelscope.collector.api.routers.runs import NON_FINITE_HEADER
 from mlmodelscope.collector.settings import CollectorSettings
 from mlmodelscope.core.analysis import svg
 from mlmodelscope.core.analysis.compare import BootstrapSettings
+from mlmodelscope.core.analysis.query_samples import QuerySample
 from mlmodelscope.core.analysis.report import build_report, to_html, to_markdown
-from mlmodelscope.core.analysis.run import analyze
-from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.run_analysis import analyze
 from mlmodelscope.core.analysis.tables import RunInfo
 from tests.support import collector as fixtures
 from tests.support import edge_cases as edges

@@ -21,7 +21,7 @@ from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejec
 from mlmodelscope.collector.storage.message_checks import decode_message
 from mlmodelscope.collector.trace_export import chrome_trace
 from mlmodelscope.core.analysis import layers as layer_analysis
-from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.query_samples import QuerySample
 from mlmodelscope.core.analysis.timeline import timeline
 from mlmodelscope.core.messages import Envelope, SpanColumnBatch, envelope_json
 from mlmodelscope.core.span_blob import decode_columns, encode_columns, span_columns_payload

@@ -27,9 +27,9 @@ from mlmodelscope.core.evaluation.environment import Environment, GpuInfo
 from mlmodelscope.core.evaluation.results import (
     AccuracyResult,
     DetectionMetrics,
-    EvaluationResult,
     LoadTime,
     ResourceRef,
+    RunResult,
     SegmentationMetrics,
     Verdict,
 )
@@ -84,8 +84,8 @@ def segmentation(mean_iou: float, square_iou: float) -> SegmentationMetrics:
     )
 
 
-def result(run_id: str, model: str, framework: str, accuracy: AccuracyResult) -> EvaluationResult:
-    return EvaluationResult(
+def result(run_id: str, model: str, framework: str, accuracy: AccuracyResult) -> RunResult:
+    return RunResult(
         id=run_id,
         created_at=datetime(2026, 1, 2, tzinfo=UTC),
         model=ResourceRef(name=model, version="1.0"),
@@ -119,7 +119,7 @@ RUNS = {
 }
 
 
-def envelopes(run_id: str, evaluation: EvaluationResult) -> list[Envelope]:
+def envelopes(run_id: str, evaluation: RunResult) -> list[Envelope]:
     started = RunStarted(
         evaluation_id=f"eval-{evaluation.model.name}",
         model=evaluation.model.name,

@@ -12,8 +12,8 @@ from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.agreement import agreement, compare_outputs, read_outputs, write_outputs
 from mlmodelscope.core.evaluation.batch_sweep import BatchPoint, batch_sweeps, optimal_batch_size
-from mlmodelscope.core.evaluation.results import EvaluationResult
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.results import RunResult
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from tests.support.paths import ASSETS
@@ -120,18 +120,18 @@ def test_batch_sweeps_group_real_runs_per_framework(tmp_path: Path) -> None:
     registry = load_registry([ASSETS])
     store = ArtifactStore(tmp_path / "cache")
 
-    def run(framework: str, batch_size: int) -> EvaluationResult:
+    def run(framework: str, batch_size: int) -> RunResult:
         settings = EvaluationSettings(
             mode="performance", batch_size=batch_size, min_duration_s=0.2, min_query_count=50, warmup_queries=2
         )
-        request = EvaluationRequest(
+        request = RunRequest(
             model="digits-cnn",
             framework=framework,
             dataset=None,
             settings=settings,
             output_dir=tmp_path / f"{framework}-{batch_size}",
         )
-        return run_evaluation(registry, store, request)
+        return execute_run(registry, store, request)
 
     results = [run("null", 1), run("null", 4), run("onnxruntime", 1)]
     (sweep,) = batch_sweeps(results)  # onnxruntime ran at one batch size: no sweep for it

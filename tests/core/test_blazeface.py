@@ -21,8 +21,8 @@ import yaml
 
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import PredictorError, ProcessingError
-from mlmodelscope.core.evaluation.results import EvaluationResult
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.results import RunResult
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.manifests.model_spec import ModelSpec
@@ -130,8 +130,8 @@ def test_a_known_regressor_output_decodes_to_its_box_in_original_pixels(model: M
 # --- the real model, through the pipeline ---------------------------------------------------------------------
 
 
-def _evaluate(tmp_path: Path, mode: str, **settings: Any) -> EvaluationResult:
-    request = EvaluationRequest(
+def _evaluate(tmp_path: Path, mode: str, **settings: Any) -> RunResult:
+    request = RunRequest(
         model="blazeface",
         framework="tflite",
         dataset=None,
@@ -139,7 +139,7 @@ def _evaluate(tmp_path: Path, mode: str, **settings: Any) -> EvaluationResult:
         output_dir=tmp_path / mode,
         intra_op_threads=1,
     )
-    return run_evaluation(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request)
+    return execute_run(load_registry([ASSETS]), ArtifactStore(tmp_path / "cache"), request)
 
 
 @needs_litert

@@ -8,7 +8,7 @@ import pytest
 from mlmodelscope.core.analysis import bootstrap
 from mlmodelscope.core.analysis.compare import BootstrapSettings, compare, estimate, overall
 from mlmodelscope.core.analysis.errors import NotEnoughDataError
-from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.query_samples import QuerySample
 
 
 def lognormal_ns(seed: int, n: int = 4000, median_ns: float = 50_000, sigma: float = 0.3) -> np.ndarray:

@@ -21,11 +21,11 @@ from mlmodelscope.cli.main import main
 from mlmodelscope.cli.prechecks import check_schedule, fitting_query_ns
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.evaluation.driver import LoadGenDriver
-from mlmodelscope.core.evaluation.samples import SampleLibrary
+from mlmodelscope.core.evaluation.sample_library import SampleLibrary
 from mlmodelscope.core.evaluation.schedule import FASTEST_QUERY_NS, worst_case_schedule
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.statistics import histogram_stats, latency_stats
-from mlmodelscope.core.evaluation.sut import LatencyHistogram
+from mlmodelscope.core.evaluation.sut import LatencyCounts
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.model_tensors import ModelInput
 from mlmodelscope.core.predictor import Predictor, PredictorOptions
@@ -123,7 +123,7 @@ def test_the_latency_histogram_is_exact_and_bounded_by_distinct_values(monkeypat
     monkeypatch.setattr("mlmodelscope.core.evaluation.sut.PENDING_LATENCIES", 1_000)  # merge often
     rng = np.random.default_rng(16)
     latencies = np.concatenate([rng.integers(14_000, 16_000, 20_000), [5_000_000_000, 2**40, 1]])
-    histogram = LatencyHistogram()
+    histogram = LatencyCounts()
     for chunk in np.array_split(latencies, 37):
         histogram.add(chunk.astype(np.int64), len(chunk))
     assert histogram.nbytes <= 16 * 2_003 + 8 * 1_000  # distinct values and counts, plus what waits to merge

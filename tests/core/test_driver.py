@@ -12,8 +12,8 @@ from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.errors import EvaluationError, PredictorError
 from mlmodelscope.core.evaluation.driver import LoadGenDriver
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
-from mlmodelscope.core.evaluation.samples import SampleLibrary
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
+from mlmodelscope.core.evaluation.sample_library import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Seeds
 from mlmodelscope.core.manifests import Registry
 from mlmodelscope.core.manifests.model_tensors import ModelInput
@@ -28,14 +28,14 @@ QUICK = {"min_duration_s": 0.2, "min_query_count": 64, "warmup_queries": 2}
 
 
 def _run(registry: Registry, tmp_path: Path, framework: str = "onnxruntime", **settings: object):  # type: ignore[no-untyped-def]
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-cnn",
         framework=framework,
         dataset=None,
         settings=EvaluationSettings(**{**QUICK, **settings}),  # type: ignore[arg-type]
         output_dir=tmp_path / "out",
     )
-    return run_evaluation(registry, ArtifactStore(tmp_path / "cache"), request)
+    return execute_run(registry, ArtifactStore(tmp_path / "cache"), request)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_seeds_are_recorded_and_effective(registry: Registry, tmp_path: Path) ->
 
 def test_unavailable_device_is_a_clear_error(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(PredictorError, match="device 'gpu'"):
-        request = EvaluationRequest(
+        request = RunRequest(
             model="digits-cnn",
             framework="onnxruntime",
             dataset=None,
@@ -95,7 +95,7 @@ def test_unavailable_device_is_a_clear_error(registry: Registry, tmp_path: Path)
             output_dir=tmp_path / "out",
             device="gpu",
         )
-        run_evaluation(registry, ArtifactStore(tmp_path / "cache"), request)
+        execute_run(registry, ArtifactStore(tmp_path / "cache"), request)
 
 
 class _FailingPredictor(Predictor):

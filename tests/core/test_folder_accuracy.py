@@ -19,8 +19,8 @@ from PIL import Image
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.datasets.opening import open_reader
 from mlmodelscope.core.errors import ManifestError
-from mlmodelscope.core.evaluation.results import EvaluationResult
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.results import RunResult
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.processing.preprocess import Preprocessor
@@ -110,13 +110,13 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _accuracy(root: Path, model: str, out: Path) -> EvaluationResult:
+def _accuracy(root: Path, model: str, out: Path) -> RunResult:
     settings = EvaluationSettings(mode="accuracy", scenario="offline", batch_size=16, performance_sample_count=64)
-    request = EvaluationRequest(model=model, framework="onnxruntime", dataset=None, settings=settings, output_dir=out)
-    return run_evaluation(load_registry([root]), ArtifactStore(root / "cache"), request)
+    request = RunRequest(model=model, framework="onnxruntime", dataset=None, settings=settings, output_dir=out)
+    return execute_run(load_registry([root]), ArtifactStore(root / "cache"), request)
 
 
-def _probabilities(result: EvaluationResult) -> np.ndarray:
+def _probabilities(result: RunResult) -> np.ndarray:
     assert result.accuracy is not None and result.accuracy.outputs is not None
     with np.load(result.accuracy.outputs.path) as data:
         return np.asarray(data["probabilities"])
@@ -150,7 +150,7 @@ def test_accuracy_on_unlabelled_images_is_refused_before_anything_runs(assets: P
     unlabelled = "{kind: folder, uri: digits-jpeg, labels: none}"
     (assets / "datasets" / "digits-unlabelled.yaml").write_text(_dataset("digits-unlabelled", unlabelled))
     settings = EvaluationSettings(mode="accuracy")
-    request = EvaluationRequest(
+    request = RunRequest(
         model="digits-jpeg-cnn",
         framework="onnxruntime",
         dataset="digits-unlabelled",
@@ -158,5 +158,5 @@ def test_accuracy_on_unlabelled_images_is_refused_before_anything_runs(assets: P
         output_dir=tmp_path,
     )
     with pytest.raises(ManifestError, match=r"300 unlabelled items \(e\.g\. item 0 \(0/\d{4}\.jpg\)\)"):
-        run_evaluation(load_registry([assets]), ArtifactStore(assets / "cache"), request)
+        execute_run(load_registry([assets]), ArtifactStore(assets / "cache"), request)
     (assets / "datasets" / "digits-unlabelled.yaml").unlink()

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.artifacts.zoo import fetch_artifact
 from mlmodelscope.core.errors import ArtifactError, ModelLoadError
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests import load_registry
 from mlmodelscope.core.manifests.artifact_spec import Artifact
@@ -175,14 +175,14 @@ def test_external_data_model_loads_and_predicts(shape: str, assets: Assets, tmp_
 @pytest.mark.parametrize("shape", ["archive+entrypoint", "file+sidecar"])
 def test_external_data_model_evaluates_end_to_end(shape: str, assets: Assets, tmp_path: Path) -> None:
     write_model(assets, SHAPES[shape](assets))
-    request = EvaluationRequest(
+    request = RunRequest(
         model="linear-external",
         framework="onnxruntime",
         dataset=None,
         settings=EvaluationSettings(mode="accuracy", min_duration_s=0.1, min_query_count=8, warmup_queries=1),
         output_dir=tmp_path / "out",
     )
-    result = run_evaluation(load_registry([assets.root]), ArtifactStore(tmp_path / "cache"), request)
+    result = execute_run(load_registry([assets.root]), ArtifactStore(tmp_path / "cache"), request)
     assert result.accuracy is not None and result.accuracy.count == SAMPLES
     assert result.accuracy.top1 == 1.0  # labels are the model's own argmax: wrong or zero weights cannot score it
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from mlmodelscope.core.analysis.compare import compare
+from mlmodelscope.core.analysis.query_samples import QuerySample
 from mlmodelscope.core.analysis.regression import RegressionPolicy, judge
-from mlmodelscope.core.analysis.samples import QuerySample
 
 
 def sample(seed: int, scale: float = 1.0, n: int = 4000) -> QuerySample:

@@ -18,7 +18,7 @@ from mlmodelscope.core.datasets.sample_cache import SampleCache
 from mlmodelscope.core.errors import EvaluationError, ProcessingError
 from mlmodelscope.core.evaluation.driver import LoadGenDriver
 from mlmodelscope.core.evaluation.results import AccuracyResult, Verdict
-from mlmodelscope.core.evaluation.samples import SampleLibrary
+from mlmodelscope.core.evaluation.sample_library import SampleLibrary
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.model_spec import ModelSpec
 from mlmodelscope.core.manifests.model_tensors import ModelInput

@@ -13,7 +13,7 @@ import pytest
 from mlmodelscope.core.datasets.reader import ClassLabels, ItemName
 from mlmodelscope.core.evaluation import schedule
 from mlmodelscope.core.evaluation.driver import LoadGenDriver, RunProgress
-from mlmodelscope.core.evaluation.samples import SampleLibrary
+from mlmodelscope.core.evaluation.sample_library import SampleLibrary
 from mlmodelscope.core.evaluation.schedule import (
     CALIBRATION_MAX_SAMPLES,
     LOADGEN_BYTES_PER_QUERY,

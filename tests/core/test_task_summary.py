@@ -31,9 +31,9 @@ from mlmodelscope.core.evaluation.environment import Environment, GpuInfo
 from mlmodelscope.core.evaluation.results import (
     AccuracyResult,
     DetectionMetrics,
-    EvaluationResult,
     LoadTime,
     ResourceRef,
+    RunResult,
     SegmentationMetrics,
     Verdict,
 )
@@ -76,8 +76,8 @@ PERTURBED_BOXES: list[dict[str, Any]] = [
 MASK_SHAPE = (6, 8)
 
 
-def _result(framework: str, accuracy: AccuracyResult | None, *, model: str = "shapes-detector") -> EvaluationResult:
-    return EvaluationResult(
+def _result(framework: str, accuracy: AccuracyResult | None, *, model: str = "shapes-detector") -> RunResult:
+    return RunResult(
         id=f"run-{model}-{framework}",
         created_at=datetime(2026, 1, 2, tzinfo=UTC),
         model=ResourceRef(name=model, version="1"),
@@ -91,7 +91,7 @@ def _result(framework: str, accuracy: AccuracyResult | None, *, model: str = "sh
     )
 
 
-def _detection_run(tmp_path: Path, framework: str, boxes: list[dict[str, Any]], map_: float) -> EvaluationResult:
+def _detection_run(tmp_path: Path, framework: str, boxes: list[dict[str, Any]], map_: float) -> RunResult:
     path = tmp_path / framework / "detections.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(boxes), encoding="utf-8")
@@ -110,7 +110,7 @@ def _detection_run(tmp_path: Path, framework: str, boxes: list[dict[str, Any]], 
     return _result(framework, AccuracyResult(count=3, verdict=VERDICT, log_dir="/logs", detection=metrics))
 
 
-def _segmentation_run(tmp_path: Path, framework: str, masks: dict[str, np.ndarray]) -> EvaluationResult:
+def _segmentation_run(tmp_path: Path, framework: str, masks: dict[str, np.ndarray]) -> RunResult:
     path = tmp_path / framework / "masks.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **masks)  # type: ignore[arg-type]  # numpy's stubs type **kwds like allow_pickle
@@ -263,7 +263,7 @@ def test_the_classification_table_is_unchanged(tmp_path: Path) -> None:
 # --- the report's agreement tables ---------------------------------------------------------------------------------
 
 
-def _run_info(result: EvaluationResult) -> RunInfo:
+def _run_info(result: RunResult) -> RunInfo:
     return RunInfo(run_id=result.id, model=result.model.name, framework=result.framework.name, result=result)
 
 

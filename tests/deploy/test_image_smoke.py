@@ -54,7 +54,7 @@ def _load(cls: Any, path: Path) -> Any:
 def operator_job(nats_url: str, name: str) -> dict[str, Any]:
     """The Job the operator creates for digits-cnn on onnxruntime (amd64, cpu), as its reconciler builds it."""
     assets = REPO / "assets"
-    catalog = planning.Catalog.of(
+    catalog = planning.ResourceCatalog.of(
         "team-a",
         models=[_load(Model, assets / "models/digits-cnn.yaml")],
         frameworks=[_load(Framework, assets / "frameworks/onnxruntime.yaml")],

@@ -12,7 +12,7 @@ import pytest
 
 from mlmodelscope.core.manifests.fields import is_valid_name
 from mlmodelscope.operator import status
-from mlmodelscope.operator.evaluation import RunResult, RunStatus
+from mlmodelscope.operator.evaluation import RunFigures, RunStatus
 from tests.support.operator_harness import (
     KUBECTL,
     Api,
@@ -32,7 +32,7 @@ CATALOG = {"models": ["digits-cnn"], "frameworks": ["onnxruntime"], "datasets": 
 SUSPENDED = "digits-suspend-" + "x" * 47 + "9"  # 63 characters: a restart's Job name must still fit in 63
 
 
-def _run(i: int, state: Any, result: RunResult | None = None) -> RunStatus:
+def _run(i: int, state: Any, result: RunFigures | None = None) -> RunStatus:
     return RunStatus(
         name=f"m/f/amd64-cpu/b{i}",
         model="m",
@@ -51,7 +51,7 @@ def _conditions(value: Any) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in value.conditions}
 
 
-GOOD = RunResult(valid=True, top1=0.98)
+GOOD = RunFigures(valid=True, top1=0.98)
 
 
 def test_terminal_conditions_times_and_generations_follow_the_phase():

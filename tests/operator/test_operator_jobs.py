@@ -15,7 +15,7 @@ from mlmodelscope.core.artifacts.settings import S3Settings
 from mlmodelscope.core.manifests.resources import Model
 from mlmodelscope.core.run_contract import RunSpec, spec_sha256
 from mlmodelscope.operator import jobs, planning
-from mlmodelscope.operator.catalog import Applied, Catalog
+from mlmodelscope.operator.catalog import Applied, ResourceCatalog
 from mlmodelscope.operator.errors import UnsatisfiableError
 from mlmodelscope.operator.evaluation import EvaluationSpec
 from mlmodelscope.operator.settings import OperatorSettings
@@ -24,7 +24,9 @@ from tests.support.operator_catalog import digits_catalog, digits_evaluation_spe
 UID = "0b6d4f1e-1111-2222-3333-444455556666"
 
 
-def _jobs(spec: EvaluationSpec, settings: OperatorSettings, catalog: Catalog | None = None) -> list[dict[str, Any]]:
+def _jobs(
+    spec: EvaluationSpec, settings: OperatorSettings, catalog: ResourceCatalog | None = None
+) -> list[dict[str, Any]]:
     runs = planning.plan("ev", UID, spec, catalog or digits_catalog(), settings)
     return [
         jobs.build_job(
@@ -222,13 +224,13 @@ def test_a_plan_larger_than_max_runs_is_refused_naming_the_product():
     )
 
 
-def _rescaled(catalog: Catalog, scale: float) -> Catalog:
+def _rescaled(catalog: ResourceCatalog, scale: float) -> ResourceCatalog:
     """The catalog with its Model's pixel scale patched (as `kubectl patch` would: a new resourceVersion)."""
     applied = catalog.models["digits-cnn"]
     document = applied.resource.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     document["spec"]["inputs"][0]["preprocess"][0]["normalize"]["scale"] = scale
     edited = Applied(Model.model_validate(document), applied.namespace, resource_version="8", generation=2)
-    return Catalog(catalog.namespaces, {"digits-cnn": edited}, catalog.frameworks, catalog.datasets)
+    return ResourceCatalog(catalog.namespaces, {"digits-cnn": edited}, catalog.frameworks, catalog.datasets)
 
 
 def test_the_job_carries_the_cluster_resources_and_an_edited_model_plans_a_new_run():

@@ -1,6 +1,6 @@
 """An Evaluation in any watched namespace resolves Models, Frameworks and Datasets from its own namespace first,
 then from the release namespace's built-in catalog; what is found nowhere is named with both namespaces searched.
-Pure (``Catalog``) and with the real operator against KMock."""
+Pure (``ResourceCatalog``) and with the real operator against KMock."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 
 from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.operator import planning
-from mlmodelscope.operator.catalog import Catalog
+from mlmodelscope.operator.catalog import ResourceCatalog
 from mlmodelscope.operator.errors import UnsatisfiableError
 from mlmodelscope.operator.settings import OperatorSettings
 from tests.support.operator_catalog import digits_evaluation_spec
@@ -50,7 +50,7 @@ def _objects(*documents: dict[str, Any]) -> dict[Any, list[dict[str, Any]]]:
 
 def test_the_own_namespace_wins_then_the_release_catalog_and_unknown_names_list_both(tmp_path: Path):
     assets = scratch_assets(tmp_path / "assets")
-    builtin = Catalog.from_objects(
+    builtin = ResourceCatalog.from_objects(
         RELEASE,
         _objects(
             _document(assets, "models", "digits-cnn"),
@@ -59,7 +59,7 @@ def test_the_own_namespace_wins_then_the_release_catalog_and_unknown_names_list_
             _document(assets, "models", "digits-cnn", name="shadowed", version="1.0"),
         ),
     )
-    own = Catalog.from_objects(
+    own = ResourceCatalog.from_objects(
         TEAM,
         _objects(
             _document(assets, "models", "digits-cnn", name="team-cnn", description="the team's copy"),

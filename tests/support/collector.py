@@ -200,7 +200,7 @@ def progress(run_id: str, sequence: int, completed: int) -> Envelope:
 
 
 def result_document(*, top1: float = 0.98, samples_per_s: float = 1234.5) -> dict[str, Any]:
-    """The parts of an EvaluationResult the collector reads, plus a seed above 2**63 (it must survive storage)."""
+    """The parts of an RunResult the collector reads, plus a seed above 2**63 (it must survive storage)."""
     return {
         "schema_version": 1,
         "id": "result-1",

@@ -38,7 +38,7 @@ def load_resource(cls: Any, path: Path, **spec_changes: Any) -> Any:
     return cls.model_validate(document)
 
 
-def digits_catalog(**framework_changes: Any) -> planning.Catalog:
+def digits_catalog(**framework_changes: Any) -> planning.ResourceCatalog:
     """Team ``team-a``'s catalog: digits-cnn, the digits dataset and onnxruntime with container images for CPU,
     GPU and FPGA targets (``framework_changes`` replace fields of its spec)."""
     framework = load_resource(
@@ -49,7 +49,7 @@ def digits_catalog(**framework_changes: Any) -> planning.Catalog:
         accelerators=["cpu", "gpu", "fpga"],
         **framework_changes,
     )
-    return planning.Catalog.of(
+    return planning.ResourceCatalog.of(
         "team-a",
         models=[load_resource(Model, ASSETS / "models/digits-cnn.yaml")],
         frameworks=[framework],

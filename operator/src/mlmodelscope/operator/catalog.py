@@ -3,10 +3,11 @@
 Each entry keeps the object's namespace, ``resourceVersion`` and ``generation`` next to the core's pydantic resource,
 so every planned run carries a ``ResolvedResource`` that says which object (and which version of it) it evaluates.
 An Evaluation in namespace N resolves names in N first, then in the release namespace (the chart's built-in
-catalog): ``Catalog.then`` layers the two, the first namespace winning. A resource that is invalid in N shadows a
-valid one of the same name in the release namespace: the user's object is reported, never silently replaced.
+catalog): ``ResourceCatalog.then`` layers the two, the first namespace winning. A resource that is invalid in N
+shadows a valid one of the same name in the release namespace: the user's object is reported, never silently
+replaced.
 
-Pure (no I/O): the reconciler lists the objects and calls ``Catalog.from_objects``.
+Pure (no I/O): the reconciler lists the objects and calls ``ResourceCatalog.from_objects``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Applied(Generic[R]):
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ResourceCatalog:
     """The resources visible to an Evaluation; ``namespaces``: those searched, in order."""
 
     namespaces: tuple[str, ...]
@@ -75,7 +76,7 @@ class Catalog:
         models: Iterable[Model] = (),
         frameworks: Iterable[Framework] = (),
         datasets: Iterable[Dataset] = (),
-    ) -> Catalog:
+    ) -> ResourceCatalog:
         """A catalog of already validated resources, all in ``namespace`` (tests, benchmarks)."""
         return cls(
             (namespace,),
@@ -85,7 +86,7 @@ class Catalog:
         )
 
     @classmethod
-    def from_objects(cls, namespace: str, listed: Mapping[Kind, Iterable[Mapping[str, Any]]]) -> Catalog:
+    def from_objects(cls, namespace: str, listed: Mapping[Kind, Iterable[Mapping[str, Any]]]) -> ResourceCatalog:
         """The catalog of one namespace from the objects the API listed (server-set metadata and status ignored)."""
         tables: dict[Kind, dict[str, Any]] = {kind: {} for kind, _, _ in KINDS}
         invalid: dict[tuple[str, str], tuple[str, str]] = {}
@@ -113,7 +114,7 @@ class Catalog:
                 )
         return cls((namespace,), tables["Model"], tables["Framework"], tables["Dataset"], invalid)
 
-    def then(self, fallback: Catalog) -> Catalog:
+    def then(self, fallback: ResourceCatalog) -> ResourceCatalog:
         """This catalog, with names it lacks (valid or not) resolved in ``fallback``."""
         if fallback.namespaces == self.namespaces:
             return self
@@ -125,7 +126,7 @@ class Catalog:
 
         invalid = {k: v for k, v in fallback.invalid.items() if k[1] not in self._table(k[0])}
         invalid.update(self.invalid)
-        return Catalog(
+        return ResourceCatalog(
             (*self.namespaces, *(n for n in fallback.namespaces if n not in self.namespaces)),
             layered("Model", self.models, fallback.models),
             layered("Framework", self.frameworks, fallback.frameworks),

@@ -6,7 +6,7 @@
     ├── KubeApiError                the Kubernetes API refused a request (4xx other than 404/409): kopf.PermanentError;
     │                               a refused Job create is the run's message instead (Pending, retried each pass)
     │   └── KubeUnavailableError    (transient) 5xx, 429, timeouts, connection errors: kopf.TemporaryError
-    └── CollectorUnavailableError   (transient) the collector did not answer: the run waits, the timer retries
+    └── ResultsUnavailableError   (transient) the collector did not answer: the run waits, the timer retries
 
 The library's exception is always kept as the cause (``raise ... from e``).
 """
@@ -36,5 +36,5 @@ class KubeUnavailableError(KubeApiError, TransientError):
     """The API server did not answer, or answered that it cannot now (5xx, 429)."""
 
 
-class CollectorUnavailableError(OperatorError, TransientError):
+class ResultsUnavailableError(OperatorError, TransientError):
     """The collector's REST API did not answer; results are read again on the next reconcile."""

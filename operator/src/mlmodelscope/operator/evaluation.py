@@ -224,7 +224,7 @@ class EvaluationSpec(_Strict):
         return EvaluationSettings(**values)
 
 
-class RunResult(_Strict):
+class RunFigures(_Strict):
     """The collector's figures for one run, in the units in their names (the operator computes none of them)."""
 
     p50_ms: float | None = Field(default=None, description="Median query latency.")
@@ -270,7 +270,7 @@ class RunStatus(_Strict):
         description="sha256 of the canonical spec of the model, framework and dataset this run was planned with "
         "(keys model, framework, dataset); results record the same checksums.",
     )
-    result: RunResult | None = Field(default=None, description="The collector's figures, once the run succeeded.")
+    result: RunFigures | None = Field(default=None, description="The collector's figures, once the run succeeded.")
 
 
 class Condition(_Strict):

@@ -41,7 +41,7 @@ class Planner:
         self.kube = kube
         self.settings = settings
         self._plans: dict[tuple[str, int], Plan] = {}
-        self._catalogs: dict[str, tuple[float, asyncio.Task[planning.Catalog]]] = {}
+        self._catalogs: dict[str, tuple[float, asyncio.Task[planning.ResourceCatalog]]] = {}
 
     async def plan(self, body: JsonObject, namespace: str, name: str, uid: str, generation: Any) -> Plan:
         """The plan of this generation of the Evaluation; UnsatisfiableError when its spec cannot be planned."""
@@ -68,7 +68,7 @@ class Planner:
         for key in [k for k in self._plans if k[0] == uid]:
             del self._plans[key]
 
-    async def _shared_catalog(self, namespace: str) -> planning.Catalog:
+    async def _shared_catalog(self, namespace: str) -> planning.ResourceCatalog:
         """The namespace's catalog, read at most once per ``catalog_ttl_s`` however many Evaluations plan at once
         (a hundred applied together share one read)."""
         now = time.monotonic()
@@ -82,10 +82,10 @@ class Planner:
             self._catalogs[namespace] = cached
         return await asyncio.shield(cached[1])
 
-    async def _catalog(self, namespace: str) -> planning.Catalog:
+    async def _catalog(self, namespace: str) -> planning.ResourceCatalog:
         listed = await asyncio.gather(
             *(self.kube.list(f"/apis/{API_VERSION}/namespaces/{namespace}/{plural}") for _, plural, _ in catalog.KINDS)
         )
-        return planning.Catalog.from_objects(
+        return planning.ResourceCatalog.from_objects(
             namespace, {kind: items for (kind, _, _), items in zip(catalog.KINDS, listed, strict=True)}
         )

@@ -29,7 +29,7 @@ from mlmodelscope.core.manifests.fields import Accelerator, Architecture
 from mlmodelscope.core.manifests.registry import NULL_PREDICTOR, check_version
 from mlmodelscope.core.manifests.resources import Framework, Model
 from mlmodelscope.core.run_contract import ResolvedResource, ResolvedResources
-from mlmodelscope.operator.catalog import Applied, Catalog
+from mlmodelscope.operator.catalog import Applied, ResourceCatalog
 from mlmodelscope.operator.errors import UnsatisfiableError
 from mlmodelscope.operator.evaluation import EvaluationSpec, JobResources, Target
 from mlmodelscope.operator.settings import OperatorSettings
@@ -188,7 +188,9 @@ class _Resolver:
         return resolved
 
 
-def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: OperatorSettings) -> list[PlannedRun]:
+def plan(
+    name: str, uid: str, spec: EvaluationSpec, catalog: ResourceCatalog, settings: OperatorSettings
+) -> list[PlannedRun]:
     """Every run of the Evaluation in matrix order; UnsatisfiableError naming every problem otherwise."""
     _check_size(spec, settings)
     problems: list[str] = []
@@ -240,7 +242,7 @@ def plan(name: str, uid: str, spec: EvaluationSpec, catalog: Catalog, settings: 
 
 
 def _spec_checks(
-    spec: EvaluationSpec, catalog: Catalog, problems: list[str]
+    spec: EvaluationSpec, catalog: ResourceCatalog, problems: list[str]
 ) -> tuple[dict[int, EvaluationSettings], list[dict[str, str]]]:
     """The checks of the spec alone (names, settings, targets), appending to ``problems``: the settings per batch
     size and the node selector per target."""
@@ -362,4 +364,4 @@ def _planned_run(
     )
 
 
-__all__ = ["Catalog", "PlannedRun", "count_runs", "node_selector", "plan", "pod_resources"]
+__all__ = ["PlannedRun", "ResourceCatalog", "count_runs", "node_selector", "plan", "pod_resources"]

@@ -26,9 +26,9 @@ import kopf
 
 from mlmodelscope.operator import events, jobs, planning, pods, status, suspension
 from mlmodelscope.operator.errors import (
-    CollectorUnavailableError,
     KubeApiError,
     KubeUnavailableError,
+    ResultsUnavailableError,
     UnsatisfiableError,
 )
 from mlmodelscope.operator.evaluation import EvaluationStatus, RunStatus
@@ -203,7 +203,7 @@ class Reconciler:
             if job is not None and status.job_state(job)[0] in status.FINISHED:
                 try:
                     collected[run.run_id] = await self.collector.run(run.run_id)
-                except CollectorUnavailableError as e:
+                except ResultsUnavailableError as e:
                     error = e.message
         return collected, error
 

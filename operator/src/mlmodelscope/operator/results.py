@@ -1,9 +1,9 @@
 """Run results read from the collector's REST API (``/api/v1/runs/{id}``, ``.../result``, ``.../regression``).
 
 The operator never computes a figure itself: p50/p90/p99 latency, throughput, the accuracy run's primary metric
-(top-1, mAP or mIoU, as ``AccuracyResult.primary`` names it) and the verdict are copied from the EvaluationResult
+(top-1, mAP or mIoU, as ``AccuracyResult.primary`` names it) and the verdict are copied from the RunResult
 the agent published and the collector stored. A run the collector does not know yet is
-``None`` (ingestion may lag the Job's completion); an unreachable collector is ``CollectorUnavailableError``.
+``None`` (ingestion may lag the Job's completion); an unreachable collector is ``ResultsUnavailableError``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlmodelscope.core.collector_client import NOT_FOUND, AsyncCollectorClient, CollectorError
+from mlmodelscope.core.collector_client import NOT_FOUND, AsyncCollectorClient, CollectorClientError
 from mlmodelscope.core.collector_paths import run_api_path
-from mlmodelscope.operator.errors import CollectorUnavailableError
-from mlmodelscope.operator.evaluation import RunResult
+from mlmodelscope.operator.errors import ResultsUnavailableError
+from mlmodelscope.operator.evaluation import RunFigures
 
 _NS_PER_MS = 1e6
 
@@ -25,7 +25,7 @@ class CollectedRun:
 
     status: str
     error: str
-    result: RunResult | None
+    result: RunFigures | None
 
 
 def _ms(value: Any) -> float | None:
@@ -47,8 +47,8 @@ def primary_metric(accuracy: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
-def summarize(document: dict[str, Any]) -> RunResult:
-    """The status summary of an EvaluationResult document."""
+def summarize(document: dict[str, Any]) -> RunFigures:
+    """The status summary of an RunResult document."""
     performance = document.get("performance") or None
     accuracy = document.get("accuracy") or None
     verdict = (performance or accuracy or {}).get("verdict") or {}
@@ -57,7 +57,7 @@ def summarize(document: dict[str, Any]) -> RunResult:
     latency = (performance or {}).get("latency") or {}
     throughput = (performance or {}).get("throughput") or {}
     primary = primary_metric(accuracy or {})
-    return RunResult(
+    return RunFigures(
         p50_ms=_ms(latency.get("p50_ns")),
         p90_ms=_ms(latency.get("p90_ns")),
         p99_ms=_ms(latency.get("p99_ns")),
@@ -70,7 +70,7 @@ def summarize(document: dict[str, Any]) -> RunResult:
     )
 
 
-def with_regression(result: RunResult, regression: dict[str, Any]) -> RunResult:
+def with_regression(result: RunFigures, regression: dict[str, Any]) -> RunFigures:
     """``result`` with the collector's regression check (``GET /api/v1/runs/{id}/regression``) added."""
     state = regression.get("state")
     if state not in ("no baseline", "baseline", "ok", "regressed"):
@@ -81,7 +81,7 @@ def with_regression(result: RunResult, regression: dict[str, Any]) -> RunResult:
 
 class RunResultReader:
     """The collector's view of the operator's runs, through the core's ``AsyncCollectorClient``; any failure to
-    read is ``CollectorUnavailableError`` (transient: the next reconcile reads again)."""
+    read is ``ResultsUnavailableError`` (transient: the next reconcile reads again)."""
 
     def __init__(self, base_url: str, *, timeout_s: float) -> None:
         self._client = AsyncCollectorClient(base_url, timeout_s=timeout_s)
@@ -93,8 +93,8 @@ class RunResultReader:
         """The run as the collector stored it; None when it has not heard of it."""
         try:
             return await self._read(run_id)
-        except CollectorError as e:
-            raise CollectorUnavailableError(e.message) from e
+        except CollectorClientError as e:
+            raise ResultsUnavailableError(e.message) from e
 
     async def _read(self, run_id: str) -> CollectedRun | None:
         detail = await self._client.run(run_id)

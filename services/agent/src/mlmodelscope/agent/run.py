@@ -38,8 +38,8 @@ from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import ManifestError, MLModelScopeError
 from mlmodelscope.core.evaluation.driver import RunProgress
 from mlmodelscope.core.evaluation.environment import architecture
-from mlmodelscope.core.evaluation.results import EvaluationResult
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.results import RunResult
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.messages import Progress, QueryMode, QueryRecord, RunFinished, RunStarted
 from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
@@ -162,7 +162,7 @@ class _Finisher:
     def finish(
         self,
         status: Literal["succeeded", "failed", "cancelled"],
-        result: EvaluationResult | None,
+        result: RunResult | None,
         error: str,
         *,
         close_timeout_s: float | None = None,
@@ -216,7 +216,7 @@ class _Finisher:
         os._exit(EXIT_CANCELLED)
 
 
-def run_agent(spec: RunSpec, source: str = "the run spec") -> tuple[int, EvaluationResult | None, str]:
+def run_agent(spec: RunSpec, source: str = "the run spec") -> tuple[int, RunResult | None, str]:
     """Evaluate and publish; returns (exit code, result if any, error message if any); ``source`` names the spec
     (its file, ``$VARIABLE``) in errors. On SIGTERM the process ends from inside (exit code ``EXIT_CANCELLED``)
     once the cancelled run is published."""
@@ -252,8 +252,8 @@ def _evaluate_and_publish(
     progress: RunProgress,
     finisher: _Finisher,
     streamer: SpanStreamer | None,
-) -> tuple[int, EvaluationResult | None, str]:
-    result: EvaluationResult | None = None
+) -> tuple[int, RunResult | None, str]:
+    result: RunResult | None = None
     error = ""
     try:
         if publisher is not None:
@@ -283,7 +283,7 @@ def _evaluate_and_publish(
                     s3=S3Settings.from_env(os.environ),
                     downloads=DownloadSettings.from_env(os.environ),
                 )
-                request = EvaluationRequest(
+                request = RunRequest(
                     model=spec.model,
                     framework=spec.framework,
                     dataset=spec.dataset,
@@ -292,7 +292,7 @@ def _evaluate_and_publish(
                     device=spec.device,
                     intra_op_threads=spec.intra_op_threads,
                 )
-                result = run_evaluation(registry, store, request, progress=progress, tracer=tracer)
+                result = execute_run(registry, store, request, progress=progress, tracer=tracer)
             except MLModelScopeError as e:
                 error = str(e)
     except PublishError as e:

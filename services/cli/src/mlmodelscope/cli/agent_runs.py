@@ -21,7 +21,7 @@ from mlmodelscope.cli.context import CliContext
 from mlmodelscope.cli.local import BusProgress, CollectorProcess, DataDir, local_collector, wait_for_runs
 from mlmodelscope.cli.termination import signals_deferred
 from mlmodelscope.core.collector_paths import run_api_path
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.core.run_supervisor import RunSupervisor
 
@@ -43,7 +43,7 @@ def agent_interpreter(context: CliContext, framework: str) -> str:
 
 def evaluate_locally(
     context: CliContext, specs: list[RunSpec], data: DataDir, console: Console, parallel: int
-) -> tuple[list[EvaluationResult], dict[str, str]]:
+) -> tuple[list[RunResult], dict[str, str]]:
     """Run the specs as agent processes (at most ``parallel`` at once, in order) through an embedded NATS and the
     collector; results come back from the collector."""
     # The agents need only NATS: their start-up (framework imports, model load) overlaps the collector's. A
@@ -89,10 +89,10 @@ def _supervise(supervisor: RunSupervisor, collector: CollectorProcess, bus: BusP
             time.sleep(_POLL_INTERVAL_S)
 
 
-def _collect(supervisor: RunSupervisor, collector: CollectorProcess) -> tuple[list[EvaluationResult], dict[str, str]]:
+def _collect(supervisor: RunSupervisor, collector: CollectorProcess) -> tuple[list[RunResult], dict[str, str]]:
     """The results the collector stored, and why each other run failed (its agent's last error line, or the
     stored error)."""
-    results: list[EvaluationResult] = []
+    results: list[RunResult] = []
     failures: dict[str, str] = {}
     processes = supervisor.processes
     published = [run_id for run_id, process in processes.items() if process.returncode in (0, 1)]
@@ -103,7 +103,7 @@ def _collect(supervisor: RunSupervisor, collector: CollectorProcess) -> tuple[li
     for run_id, detail in details.items():
         if detail["status"] == "succeeded":
             document = collector.get_json(run_api_path(run_id, "result"))
-            results.append(EvaluationResult.model_validate(document))
+            results.append(RunResult.model_validate(document))
         else:
             failures.setdefault(run_id, _unsuccessful(detail))
     return results, failures

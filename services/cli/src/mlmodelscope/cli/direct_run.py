@@ -15,8 +15,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from mlmodelscope.cli.context import CliContext
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.evaluation.driver import RunProgress
-from mlmodelscope.core.evaluation.results import EvaluationResult
-from mlmodelscope.core.evaluation.runner import EvaluationRequest, run_evaluation
+from mlmodelscope.core.evaluation.results import RunResult
+from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.fields import Accelerator
 
@@ -47,8 +47,8 @@ def evaluate_directly(
     device: Accelerator,
     threads: int | None,
     output: Path,
-) -> EvaluationResult:
-    request = EvaluationRequest(
+) -> RunResult:
+    request = RunRequest(
         model=model,
         framework=framework,
         dataset=dataset,
@@ -62,7 +62,7 @@ def evaluate_directly(
     watcher = threading.Thread(target=_watch, args=(progress, done, literal_console()), daemon=True)
     watcher.start()
     try:
-        return run_evaluation(context.registry, context.store, request, progress=progress)
+        return execute_run(context.registry, context.store, request, progress=progress)
     finally:
         done.set()
         watcher.join()

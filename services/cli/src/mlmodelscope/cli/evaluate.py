@@ -32,7 +32,7 @@ from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.cli.termination import TerminationSignal, stopping_on_termination_signals
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.cpu_quota import container_cpus
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.evaluation.settings import (
     DEFAULT_FRAMEWORK_TRACE_MAX_CALLS,
     MODES,
@@ -324,7 +324,7 @@ def _report(
     console: Console,
     evaluation_id: str,
     run_count: int,
-    results: list[EvaluationResult],
+    results: list[RunResult],
     failures: dict[str, str],
     data_root: Path,
 ) -> None:

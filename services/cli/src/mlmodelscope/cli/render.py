@@ -11,7 +11,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from mlmodelscope.core.evaluation.agreement_tasks import DetectionAgreement, SegmentationAgreement
-from mlmodelscope.core.evaluation.results import AccuracyResult, EvaluationResult, FrameworkTrace, Verdict
+from mlmodelscope.core.evaluation.results import AccuracyResult, FrameworkTrace, RunResult, Verdict
 from mlmodelscope.core.evaluation.summary import EvaluationSummary, TaskAgreement, framework_label
 
 
@@ -60,7 +60,7 @@ def accuracy_text(accuracy: AccuracyResult) -> str:
     return f"top-1 {top1}   top-5 {top5}   ({accuracy.count} samples)"
 
 
-def primary_cell(result: EvaluationResult, *, with_name: bool) -> str:
+def primary_cell(result: RunResult, *, with_name: bool) -> str:
     """The headline accuracy figure of a run ('0.9889', or 'mAP 0.4123' when runs of several tasks are shown)."""
     primary = result.accuracy.primary if result.accuracy is not None else None
     if primary is None:
@@ -69,7 +69,7 @@ def primary_cell(result: EvaluationResult, *, with_name: bool) -> str:
     return f"{name} {value:.4f}" if with_name else f"{value:.4f}"
 
 
-def result_table(result: EvaluationResult) -> RenderableType:
+def result_table(result: RunResult) -> RenderableType:
     settings = result.requested_settings
     table = Table(title=f"{result.model.name} on {result.framework.name} {result.framework.version}", show_header=False)
     table.add_column("", style="bold")
@@ -110,7 +110,7 @@ def result_table(result: EvaluationResult) -> RenderableType:
     return Group(*parts)
 
 
-def _accuracy_column(results: Sequence[EvaluationResult]) -> tuple[str, bool]:
+def _accuracy_column(results: Sequence[RunResult]) -> tuple[str, bool]:
     """The comparison's accuracy header (top-1, mAP, mIoU; 'accuracy' when the runs have several) and whether each
     cell names its metric."""
     metrics = {r.accuracy.primary[0] for r in results if r.accuracy is not None and r.accuracy.primary}
@@ -137,7 +137,7 @@ _AGREEMENT_TITLES: dict[Task, str] = {
 }
 
 
-def result_task(result: EvaluationResult) -> Task | None:
+def result_task(result: RunResult) -> Task | None:
     """The task of a run's answers; None for a run without an accuracy pass."""
     if result.accuracy is None:
         return None
@@ -171,7 +171,7 @@ def agreement_cells(measured: TaskAgreement) -> list[str]:
     ]
 
 
-def _comparison(summary: EvaluationSummary, task: Task, results: Sequence[EvaluationResult]) -> Table:
+def _comparison(summary: EvaluationSummary, task: Task, results: Sequence[RunResult]) -> Table:
     """One task's runs against the reference framework: accuracy, latency, throughput and the task's agreement."""
     measured: dict[tuple[str, int, str], TaskAgreement] = {
         (a.framework, a.batch_size, a.device): a for a in summary.measured_agreements()
@@ -216,7 +216,7 @@ def agreement_tables(summary: EvaluationSummary) -> list[RenderableType]:
     tasks = [result_task(result) for result in summary.results]
     # A run without an accuracy pass is listed with the evaluation's (first) task; classification if none has one.
     first: Task = next((task for task in tasks if task is not None), "classification")
-    by_task: dict[Task, list[EvaluationResult]] = {first: []}
+    by_task: dict[Task, list[RunResult]] = {first: []}
     for result, task in zip(summary.results, tasks, strict=True):
         by_task.setdefault(task or first, []).append(result)
     tables: list[RenderableType] = [_comparison(summary, task, results) for task, results in by_task.items()]

@@ -32,12 +32,12 @@ from mlmodelscope.core.analysis.report import (
     to_json,
     to_markdown,
 )
-from mlmodelscope.core.analysis.run import RunAnalysis
+from mlmodelscope.core.analysis.run_analysis import RunAnalysis
 from mlmodelscope.core.analysis.tables import RunInfo
 from mlmodelscope.core.collector_client import CollectorClient
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import MLModelScopeError
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 
 ReportFormat = Literal["html", "md", "csv", "json"]
 _TIMEOUT_S = 120.0
@@ -46,13 +46,13 @@ _TIMEOUT_S = 120.0
 _OPTIONAL = frozenset({404, 422})  # no such document for this run: the report shows the rest
 
 
-def _result_of(run_id: str, document: Any) -> EvaluationResult | None:
-    """The run's result, or None (with a warning) when the stored document is not an EvaluationResult of this
+def _result_of(run_id: str, document: Any) -> RunResult | None:
+    """The run's result, or None (with a warning) when the stored document is not an RunResult of this
     version, e.g. one whose non-finite numbers the collector served as null: the report shows the rest."""
     if document is None:
         return None
     try:
-        return EvaluationResult.model_validate(document)
+        return RunResult.model_validate(document)
     except ValidationError as e:
         problem = e.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])

@@ -26,7 +26,7 @@ from mlmodelscope.core.analysis.tables import Cell, RunInfo, Table
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.evaluation.agreement import Agreement
 from mlmodelscope.core.evaluation.agreement_tasks import DetectionAgreement, SegmentationAgreement
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.evaluation.summary import TaskAgreement, measure
 
 _TITLES = {
@@ -97,7 +97,7 @@ def _tables(comparison: TaskComparison) -> list[Table]:
     return [summary, per_class] if comparison.classes else [summary]
 
 
-def _agreement_task(result: EvaluationResult | None) -> AgreementTask | None:
+def _agreement_task(result: RunResult | None) -> AgreementTask | None:
     accuracy = result.accuracy if result is not None else None
     if accuracy is None:
         return None
@@ -123,7 +123,7 @@ def _figures(measured: TaskAgreement, task: AgreementTask) -> list[Cell]:
 
 def agreement_tables(runs: Sequence[RunInfo]) -> list[Table]:
     """Per task with two runs or more: each run's agreement with the first run of that task, or why there is none."""
-    by_task: dict[AgreementTask, list[tuple[str, EvaluationResult]]] = {}
+    by_task: dict[AgreementTask, list[tuple[str, RunResult]]] = {}
     for run in runs:
         task = _agreement_task(run.result)
         if task is not None and run.result is not None:
@@ -192,7 +192,7 @@ def markdown_section(report: Report) -> str:
 def html_section(report: Report) -> str:
     """The task tables and, for detection, the precision-recall curves of every run (inline SVG)."""
     parts = [html_table(table, lambda column, cell: _cell(cell, column)) for table in task_tables(report.runs)]
-    results: dict[str, EvaluationResult] = {run.run_id: run.result for run in report.runs if run.result is not None}
+    results: dict[str, RunResult] = {run.run_id: run.result for run in report.runs if run.result is not None}
     for comparison in comparisons_of(report.runs):
         chart = comparison_charts(comparison, results)
         if chart:

@@ -28,12 +28,12 @@ from mlmodelscope.collector.task_metrics import TaskComparison, task_comparisons
 from mlmodelscope.core.analysis.compare import BootstrapSettings, Comparison, compare
 from mlmodelscope.core.analysis.errors import AnalysisError
 from mlmodelscope.core.analysis.layers import LayerGroup, canonical_op_type, counts_in_breakdown
+from mlmodelscope.core.analysis.query_samples import QuerySample
 from mlmodelscope.core.analysis.regression import RegressionPolicy, RegressionVerdict, judge
-from mlmodelscope.core.analysis.run import RunAnalysis, analyze
-from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.run_analysis import RunAnalysis, analyze
 from mlmodelscope.core.analysis.timeline import Timeline, timeline
 from mlmodelscope.core.evaluation.batch_sweep import BatchSweep, batch_sweeps
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 
 log = logging.getLogger(__name__)
@@ -158,8 +158,8 @@ def run_timeline(connection: Connection, run_id: str, *, queries: int) -> Timeli
     return timeline(spans, queries=queries).model_copy(update={"span_count": total})
 
 
-def parse_result(document: Any) -> EvaluationResult | None:
-    """The stored result document as an ``EvaluationResult``, or None when it is not one (another schema version,
+def parse_result(document: Any) -> RunResult | None:
+    """The stored result document as an ``RunResult``, or None when it is not one (another schema version,
     or numbers that are not finite): pages and sweeps then show what they can instead of failing."""
     if document is None:
         return None
@@ -168,13 +168,13 @@ def parse_result(document: Any) -> EvaluationResult | None:
         log.info("a stored result has non-finite numbers and is not analysed: %s", describe_replaced(replaced))
         return None
     try:
-        return EvaluationResult.model_validate(finite)
+        return RunResult.model_validate(finite)
     except ValidationError as e:
-        log.info("a stored result is not an EvaluationResult of this version: %s", e.errors()[0]["msg"])
+        log.info("a stored result is not an RunResult of this version: %s", e.errors()[0]["msg"])
         return None
 
 
-def result_of(connection: Connection, run_id: str) -> EvaluationResult | None:
+def result_of(connection: Connection, run_id: str) -> RunResult | None:
     row = reads.get_result(connection, run_id)
     return None if row is None else parse_result(row["result"])
 

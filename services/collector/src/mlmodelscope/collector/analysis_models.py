@@ -121,7 +121,7 @@ class CatalogDataset(_Response):
     )
 
 
-class Catalog(_Response):
+class CatalogResponse(_Response):
     assets: list[str] = Field(description="The asset folders the catalog was read from.")
     models: list[CatalogModel]
     frameworks: list[CatalogFramework]

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 from mlmodelscope.collector.analysis_models import (
-    Catalog,
     CatalogDataset,
     CatalogFramework,
     CatalogModel,
+    CatalogResponse,
     RefusedModel,
 )
 from mlmodelscope.collector.settings import CollectorSettings
@@ -29,12 +29,12 @@ def registry_of(settings: CollectorSettings) -> Registry:
     return load_registry(asset_roots(settings))
 
 
-def catalog(settings: CollectorSettings) -> Catalog:
+def catalog(settings: CollectorSettings) -> CatalogResponse:
     registry = registry_of(settings)
     models = [registry.model(name) for name in sorted(registry.models)]
     frameworks = [registry.framework(name) for name in sorted(registry.frameworks)]
     datasets = [registry.dataset(name) for name in sorted(registry.datasets)]
-    return Catalog(
+    return CatalogResponse(
         assets=[str(root) for root in asset_roots(settings)],
         models=[
             CatalogModel(

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.analysis import svg
-from mlmodelscope.core.evaluation.results import DetectionMetrics, EvaluationResult, SegmentationMetrics
+from mlmodelscope.core.evaluation.results import DetectionMetrics, RunResult, SegmentationMetrics
 
 TaskName = Literal["object_detection", "semantic_segmentation"]
 DETECTION_FIGURES: tuple[tuple[str, str], ...] = (
@@ -68,11 +68,11 @@ def _comparison(task: TaskName, runs: list[TaskRun]) -> TaskComparison:
     return TaskComparison(task=task, figures=list(figures), per_class_figure=per_class, classes=classes, runs=runs)
 
 
-def run_label(result: EvaluationResult) -> str:
+def run_label(result: RunResult) -> str:
     return f"{result.framework.name} {result.framework.version}".strip()
 
 
-def task_comparisons(results: Sequence[tuple[str, EvaluationResult | None]]) -> list[TaskComparison]:
+def task_comparisons(results: Sequence[tuple[str, RunResult | None]]) -> list[TaskComparison]:
     """The detection and the segmentation comparison of ``(run id, result)`` pairs (a task no run has is left
     out; classification runs are compared by top-1 elsewhere)."""
     detection: list[TaskRun] = []
@@ -118,7 +118,7 @@ def per_class_chart(values: dict[str, float], *, title: str) -> str:
     return svg.bar_chart([n for n, _ in ranked], [v for _, v in ranked], title=title, value_format="%")
 
 
-def result_charts(result: EvaluationResult | None) -> dict[str, str]:
+def result_charts(result: RunResult | None) -> dict[str, str]:
     """The run page's accuracy charts: the PR curve and AP per class (detection), or IoU per class."""
     accuracy = result.accuracy if result is not None else None
     if accuracy is None:
@@ -134,7 +134,7 @@ def result_charts(result: EvaluationResult | None) -> dict[str, str]:
     return charts
 
 
-def comparison_charts(comparison: TaskComparison, results: dict[str, EvaluationResult]) -> str:
+def comparison_charts(comparison: TaskComparison, results: dict[str, RunResult]) -> str:
     """The PR curves of every detection run (one chart), or nothing for segmentation (the tables say it all)."""
     if comparison.task != "object_detection":
         return ""

@@ -29,15 +29,15 @@ NOT_FOUND = frozenset({404})
 _CHECK_URL_HINT = "Check --collector-url (or MLMODELSCOPE_COLLECTOR_URL), and that the collector runs."
 
 
-class CollectorError(MLModelScopeError):
+class CollectorClientError(MLModelScopeError):
     """The collector's REST API did not give the document asked for."""
 
 
-class CollectorUnavailableError(CollectorError, TransientError):
+class CollectorUnavailableError(CollectorClientError, TransientError):
     """The collector did not answer, or answered that it cannot now (5xx)."""
 
 
-class CollectorAnswerError(CollectorError):
+class CollectorAnswerError(CollectorClientError):
     """The collector refused the request (a 4xx the caller did not expect); ``status`` is the HTTP status."""
 
     def __init__(self, message: str, *, status: int, hint: str = "") -> None:
@@ -103,7 +103,7 @@ class CollectorClient:
         return document
 
     def result(self, run_id: str) -> dict[str, Any] | None:
-        """The run's EvaluationResult document as stored (the caller validates it); None when there is none."""
+        """The run's RunResult document as stored (the caller validates it); None when there is none."""
         document: dict[str, Any] | None = self.get_json(run_api_path(run_id, "result"), missing=NOT_FOUND)
         return document
 

@@ -114,11 +114,11 @@ class Progress(_Frozen):
 
 
 class RunFinished(_Frozen):
-    """The last message of a run: the full EvaluationResult as JSON, or the error that ended it."""
+    """The last message of a run: the full RunResult as JSON, or the error that ended it."""
 
     kind: Literal["run_finished"] = "run_finished"
     status: Literal["succeeded", "failed", "cancelled"] = Field(description="cancelled: the agent got SIGTERM.")
-    result: dict[str, Any] | None = Field(default=None, description="EvaluationResult.model_dump(mode='json').")
+    result: dict[str, Any] | None = Field(default=None, description="RunResult.model_dump(mode='json').")
     error: str = ""
     span_count: int = Field(
         ge=0, le=INT32_MAX, description="Spans published for the run: the collector checks completeness."

@@ -129,7 +129,7 @@ class QueryList(_Response):
     queries: list[QueryView]
 
 
-class EvaluationSummary(_Response):
+class EvaluationListItem(_Response):
     evaluation_id: str
     run_count: int
     statuses: dict[str, int]
@@ -140,7 +140,7 @@ class EvaluationSummary(_Response):
 
 
 class EvaluationList(_Response):
-    items: list[EvaluationSummary]
+    items: list[EvaluationListItem]
     total: int
     limit: int
     offset: int

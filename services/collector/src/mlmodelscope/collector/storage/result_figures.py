@@ -1,6 +1,6 @@
 """The figures of a stored result document that get columns of their own (listings, metrics, comparisons).
 
-The document is read as plain JSON rather than validated as an ``EvaluationResult``: a result of another schema
+The document is read as plain JSON rather than validated as an ``RunResult``: a result of another schema
 version, or one with a missing part, still gives whatever figures it has. The primary accuracy figure follows
 ``AccuracyResult.primary``: top-1 for classification, mAP@[.5:.95] for detection, mean IoU for segmentation.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlmodelscope.collector.analysis_models import CompareView
 from mlmodelscope.core.analysis import svg
-from mlmodelscope.core.analysis.run import RunAnalysis
+from mlmodelscope.core.analysis.run_analysis import RunAnalysis
 from mlmodelscope.core.analysis.timeline import Timeline
 from mlmodelscope.core.evaluation.batch_sweep import BatchSweep
 

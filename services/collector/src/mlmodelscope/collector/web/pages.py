@@ -21,10 +21,10 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from mlmodelscope.collector import analysis
-from mlmodelscope.collector.analysis_models import BaselineList, BaselineView, Catalog, LaunchRequest
+from mlmodelscope.collector.analysis_models import BaselineList, BaselineView, CatalogResponse, LaunchRequest
 from mlmodelscope.collector.api.auth import check_token
 from mlmodelscope.collector.api.dependencies import RunIdPath, RuntimeDep
-from mlmodelscope.collector.api.models import EvaluationSummary, RunListQuery, RunSummary
+from mlmodelscope.collector.api.models import EvaluationListItem, RunListQuery, RunSummary
 from mlmodelscope.collector.api.routers.baselines import policy_of
 from mlmodelscope.collector.api.routers.launch import start_evaluation
 from mlmodelscope.collector.catalog import catalog
@@ -137,14 +137,14 @@ def runs_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
         total, rows = reads.list_runs(connection, query.filters(), limit=query.limit, offset=query.offset)
         evaluation_total, groups = reads.list_evaluations(connection, limit=20, offset=0)
     runs = {"rows": [RunSummary.model_validate(dict(row)) for row in rows], "total": total}
-    evaluations = {"rows": [EvaluationSummary.model_validate(g) for g in groups], "total": evaluation_total}
+    evaluations = {"rows": [EvaluationListItem.model_validate(g) for g in groups], "total": evaluation_total}
     return _render(request, "runs.html", runs=runs, evaluations=evaluations, filters=query, statuses=RUN_STATUSES)
 
 
 @router.get("/catalog", response_class=HTMLResponse)
 def catalog_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     try:
-        found: Catalog | None = catalog(runtime.settings)
+        found: CatalogResponse | None = catalog(runtime.settings)
     except MLModelScopeError as e:
         return _render(request, "catalog.html", status_code=503, catalog=None, error=str(e))
     return _render(request, "catalog.html", catalog=found)
@@ -296,7 +296,7 @@ def _launch_context(runtime: CollectorRuntime, form: dict[str, Any]) -> dict[str
     try:
         context["catalog"] = catalog(runtime.settings)
     except MLModelScopeError as e:
-        context["catalog"] = Catalog(assets=[], models=[], frameworks=[], datasets=[])
+        context["catalog"] = CatalogResponse(assets=[], models=[], frameworks=[], datasets=[])
         context["error"] = str(e)
     return context
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.analysis import bootstrap
 from mlmodelscope.core.analysis.errors import AnalysisError
-from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.query_samples import QuerySample
 
 MetricName = Literal["p50", "p90", "p99", "throughput"]
 Verdict = Literal["faster", "slower", "no significant difference"]

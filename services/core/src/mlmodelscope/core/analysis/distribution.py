@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.query_samples import QuerySample
 
 DEFAULT_BINS = 40
 DEFAULT_CDF_POINTS = 200

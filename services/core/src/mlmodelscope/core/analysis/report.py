@@ -29,7 +29,7 @@ from mlmodelscope.core.analysis.tables import (
     op_type_table,
 )
 from mlmodelscope.core.evaluation.batch_sweep import BatchSweep, batch_sweeps
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 
 
 class RunComparison(BaseModel):
@@ -56,7 +56,7 @@ def build_report(
     runs: Sequence[RunInfo], comparisons: Sequence[RunComparison], *, source: str, generated_at: datetime
 ) -> Report:
     # A sweep is the runs of one evaluation (same conditions); runs of other evaluations are not its points.
-    evaluations: dict[str, list[EvaluationResult]] = {}
+    evaluations: dict[str, list[RunResult]] = {}
     for run in runs:
         if run.result is not None:
             evaluations.setdefault(run.evaluation_id or run.run_id, []).append(run.result)

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from mlmodelscope.core.analysis.compare import Comparison
-from mlmodelscope.core.analysis.run import RunAnalysis
+from mlmodelscope.core.analysis.run_analysis import RunAnalysis
 from mlmodelscope.core.analysis.svg import format_ns
 from mlmodelscope.core.evaluation.batch_sweep import BatchSweep
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 
 Cell = str | int | float | bool | None
 
@@ -42,7 +42,7 @@ class RunInfo(BaseModel):
     accelerator: str | None = None
     scenario: str | None = None
     batch_size: int | None = None
-    result: EvaluationResult | None = None
+    result: RunResult | None = None
     analysis: RunAnalysis | None = None
 
 

@@ -15,7 +15,7 @@ from itertools import pairwise
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.errors import EvaluationError
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 
 DEFAULT_GAIN_THRESHOLD = 0.05
 
@@ -56,11 +56,9 @@ def optimal_batch_size(
     return points[-1].batch_size, False
 
 
-def batch_sweeps(
-    results: Sequence[EvaluationResult], gain_threshold: float = DEFAULT_GAIN_THRESHOLD
-) -> list[BatchSweep]:
+def batch_sweeps(results: Sequence[RunResult], gain_threshold: float = DEFAULT_GAIN_THRESHOLD) -> list[BatchSweep]:
     """One sweep per (model, framework, device, scenario) that was measured at two or more batch sizes."""
-    groups: dict[tuple[str, str, str, str], list[EvaluationResult]] = {}
+    groups: dict[tuple[str, str, str, str], list[RunResult]] = {}
     for result in results:
         if result.performance is None:
             continue

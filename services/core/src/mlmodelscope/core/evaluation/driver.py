@@ -42,7 +42,7 @@ import numpy as np
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.loadgen_report import DETAIL_LOG, LoadGenReport, parse_report, read_detail_log
 from mlmodelscope.core.evaluation.loadgen_settings import loadgen_test_settings
-from mlmodelscope.core.evaluation.samples import QuerySampleLibrary, SampleLibrary
+from mlmodelscope.core.evaluation.sample_library import QuerySampleLibrary, SampleLibrary
 from mlmodelscope.core.evaluation.schedule import (
     SCHEDULE_FILE,
     LoadGenHints,

@@ -166,7 +166,7 @@ class ResourceRef(_Frozen):
     )
 
 
-class EvaluationResult(_Frozen):
+class RunResult(_Frozen):
     schema_version: int = SCHEMA_VERSION
     id: str
     created_at: datetime

@@ -31,15 +31,15 @@ from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow
 from mlmodelscope.core.evaluation.results import (
     AccuracyResult,
-    EvaluationResult,
     FrameworkTrace,
     LoadTime,
     PerformanceResult,
     ResourceRef,
+    RunResult,
     Throughput,
     Verdict,
 )
-from mlmodelscope.core.evaluation.samples import SampleLibrary, dataset_source_sha256
+from mlmodelscope.core.evaluation.sample_library import SampleLibrary, dataset_source_sha256
 from mlmodelscope.core.evaluation.scoring import Scorer, make_scorer
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.manifests.fields import Accelerator, FileRef
@@ -53,7 +53,7 @@ from mlmodelscope.core.tracing.tracer import Tracer
 
 
 @dataclass(frozen=True)
-class EvaluationRequest:
+class RunRequest:
     model: str
     framework: str
     dataset: str | None
@@ -102,14 +102,14 @@ def _profile_window(predictor: Predictor, tracer: Tracer, settings: EvaluationSe
     return ProfileWindow(profiler, tracer, settings.framework_trace_max_calls) if profiler is not None else None
 
 
-def run_evaluation(
+def execute_run(
     registry: Registry,
     store: ArtifactStore,
-    request: EvaluationRequest,
+    request: RunRequest,
     *,
     progress: RunProgress | None = None,
     tracer: Tracer | None = None,
-) -> EvaluationResult:
+) -> RunResult:
     """Evaluate one model on one framework; spans go to ``tracer`` at its level (none without one)."""
     run_id = tracer.run_id if tracer is not None else str(uuid.uuid4())
     tracer = tracer or Tracer(run_id, TraceLevel.NO)
@@ -163,7 +163,7 @@ def run_evaluation(
     return _result(registry, request, resolution, dataset, installed_version, tracer, load_time, runs, environment)
 
 
-def _resolve(registry: Registry, request: EvaluationRequest) -> tuple[Resolution, Dataset, type[Predictor], str]:
+def _resolve(registry: Registry, request: RunRequest) -> tuple[Resolution, Dataset, type[Predictor], str]:
     """The model, framework, artifact and dataset of the request, and the predictor class; checked before any work."""
     resolution = registry.resolve(request.model, request.framework)
     model, framework = resolution.model, resolution.framework
@@ -200,9 +200,7 @@ class _Runs:
     framework_trace: FrameworkTrace | None = None
 
 
-def _runs(
-    driver: LoadGenDriver, scorer: Scorer | None, tracer: Tracer, request: EvaluationRequest, root_span: int
-) -> _Runs:
+def _runs(driver: LoadGenDriver, scorer: Scorer | None, tracer: Tracer, request: RunRequest, root_span: int) -> _Runs:
     """Warm up, then the accuracy run and/or the performance run (with its profiler window and hardware samples)."""
     runs = _Runs()
     with _phase(tracer, "warmup", root_span) as warmup_phase:
@@ -239,7 +237,7 @@ def _runs(
 
 def _result(
     registry: Registry,
-    request: EvaluationRequest,
+    request: RunRequest,
     resolution: Resolution,
     dataset: Dataset,
     installed_version: str,
@@ -247,9 +245,9 @@ def _result(
     load_time: LoadTime,
     runs: _Runs,
     environment: Environment,
-) -> EvaluationResult:
+) -> RunResult:
     model, framework = resolution.model, resolution.framework
-    return EvaluationResult(
+    return RunResult(
         id=tracer.run_id,
         created_at=datetime.now(UTC),
         model=ResourceRef(
@@ -275,7 +273,7 @@ def _result(
 
 
 def _sample_cache(
-    store: ArtifactStore, dataset: Dataset, reader: DatasetReader, model: Model, request: EvaluationRequest
+    store: ArtifactStore, dataset: Dataset, reader: DatasetReader, model: Model, request: RunRequest
 ) -> SampleCache | None:
     """The on-disk cache of pre-processed samples, for image files only (arrays are cheap to pre-process again)."""
     if not request.settings.sample_cache or dataset.spec.source.kind not in ("folder", "coco"):

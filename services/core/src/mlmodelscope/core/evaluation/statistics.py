@@ -6,7 +6,7 @@ of the samples from *each* end before averaging (``scipy.stats.trim_mean(x, 0.2)
 central figure.
 
 ``histogram_stats`` computes the same figures, exactly, from each distinct latency and how often it occurred:
-what a LoadGen run keeps instead of one latency per query (``sut.LatencyHistogram``), so its memory is bounded
+what a LoadGen run keeps instead of one latency per query (``sut.LatencyCounts``), so its memory is bounded
 by the spread of its latencies in nanoseconds rather than by its length.
 """
 

@@ -28,7 +28,7 @@ from mlmodelscope.core.evaluation.agreement_tasks import (
     incomparable_reason,
 )
 from mlmodelscope.core.evaluation.batch_sweep import DEFAULT_GAIN_THRESHOLD, BatchSweep, batch_sweeps
-from mlmodelscope.core.evaluation.results import EvaluationResult
+from mlmodelscope.core.evaluation.results import RunResult
 
 SUMMARY_SCHEMA_VERSION = 2  # 2: detection_agreement, segmentation_agreement, agreement_unavailable
 
@@ -52,7 +52,7 @@ class EvaluationSummary(BaseModel):
     schema_version: int = SUMMARY_SCHEMA_VERSION
     evaluation_id: str
     reference_framework: str = Field(description="The framework every other one is compared with.")
-    results: list[EvaluationResult]
+    results: list[RunResult]
     agreement: list[Agreement] = Field(
         default_factory=list, description="Classification: per-sample probabilities against the reference's."
     )
@@ -83,7 +83,7 @@ class EvaluationSummary(BaseModel):
 def summarize(
     evaluation_id: str,
     reference_framework: str,
-    results: Sequence[EvaluationResult],
+    results: Sequence[RunResult],
     failures: Mapping[str, str] | None = None,
     gain_threshold: float = DEFAULT_GAIN_THRESHOLD,
 ) -> EvaluationSummary:
@@ -101,18 +101,16 @@ def summarize(
     )
 
 
-def framework_label(result: EvaluationResult) -> str:
+def framework_label(result: RunResult) -> str:
     """'name version': how agreements name a run's framework."""
     return f"{result.framework.name} {result.framework.version}"
 
 
-def agreements(
-    results: Sequence[EvaluationResult], reference_framework: str
-) -> list[TaskAgreement | AgreementUnavailable]:
+def agreements(results: Sequence[RunResult], reference_framework: str) -> list[TaskAgreement | AgreementUnavailable]:
     """Each non-reference run against the reference framework's run of the same model, dataset, batch and device,
     in the runs' task; the reason for each one that cannot be compared."""
 
-    def key(result: EvaluationResult) -> tuple[str, str, int, str]:
+    def key(result: RunResult) -> tuple[str, str, int, str]:
         return (result.model.name, result.dataset.name, result.requested_settings.batch_size, result.device)
 
     references = {key(r): r for r in results if r.framework.name == reference_framework}
@@ -128,7 +126,7 @@ def agreements(
     return out
 
 
-def _agreement(result: EvaluationResult, reference: EvaluationResult | None, reference_framework: str) -> TaskAgreement:
+def _agreement(result: RunResult, reference: RunResult | None, reference_framework: str) -> TaskAgreement:
     """The agreement of ``result`` with the reference framework's run; MLModelScopeError saying why when none."""
     if reference is None:
         raise MLModelScopeError(
@@ -139,7 +137,7 @@ def _agreement(result: EvaluationResult, reference: EvaluationResult | None, ref
     return measure(reference, result)
 
 
-def measure(reference: EvaluationResult, result: EvaluationResult) -> TaskAgreement:
+def measure(reference: RunResult, result: RunResult) -> TaskAgreement:
     """How closely ``result`` reproduces ``reference``'s answers, in their task; MLModelScopeError saying why it
     cannot be measured (no accuracy run, another model or dataset, answers not kept or unreadable)."""
     name, reference_name = framework_label(result), framework_label(reference)

@@ -5,7 +5,7 @@ inside LoadGen's ``IssueQuery`` callback (or its Server worker thread) and the p
 
 Constant memory (issue 16). The hot path still appends one Python object per call (a tuple or an int, ~100-200
 bytes with its ints), the cheapest thing it can do. A pump thread (``RowPump``) moves those rows every
-``PUMP_INTERVAL_S`` into a ``LatencyHistogram`` (every distinct latency in ns with its count: exact percentiles,
+``PUMP_INTERVAL_S`` into a ``LatencyCounts`` (every distinct latency in ns with its count: exact percentiles,
 means and trimmed mean) and the count of items, and deletes them from the list (for the tracer's list:
 ``Tracer.pump_model_rows``, which keeps the rows a span stream has not taken yet). A run then holds no object
 per call: its memory is bounded by the spread of its latencies in ns (tens of thousands of distinct values for
@@ -68,7 +68,7 @@ class QueryRecords:
         return np.repeat(self.values_ns, self.counts)
 
 
-class LatencyHistogram:
+class LatencyCounts:
     """Exact per-call latencies with memory bounded by their spread, not their number: distinct values (int64,
     sorted) with counts, plus at most ``PENDING_LATENCIES`` new ones not merged yet."""
 
@@ -132,7 +132,7 @@ class Sut:
         self.rows: list[Any] = tracer.model_rows if tracer is not None and shared else []
         self._start = tracer.model_row_count if tracer is not None and shared else 0  # absolute row position
         self._seen = self._start
-        self.latencies = LatencyHistogram()
+        self.latencies = LatencyCounts()
         self._pump: RowPump | None = None
         self._pump_failure: Exception | None = None
         self._unit_batch = driver.settings.batch_size if driver._uses_units else 0
@@ -158,7 +158,7 @@ class Sut:
             streamed = self._tracer.truncate_model_rows(self._start)
         else:
             del self.rows[:]
-        self.latencies = LatencyHistogram()
+        self.latencies = LatencyCounts()
         return streamed
 
     def pump(self) -> None:

@@ -12,7 +12,7 @@ from mlmodelscope.collector.analysis_models import CompareView, SweepList
 from mlmodelscope.collector.api.dependencies import RunIdPath, RuntimeDep
 from mlmodelscope.collector.api.models import FilterText
 from mlmodelscope.core.analysis.compare import BootstrapSettings
-from mlmodelscope.core.analysis.run import RunAnalysis
+from mlmodelscope.core.analysis.run_analysis import RunAnalysis
 from mlmodelscope.core.analysis.timeline import Timeline
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"])

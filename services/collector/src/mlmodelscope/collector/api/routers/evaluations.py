@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from mlmodelscope.collector.api.dependencies import RuntimeDep
-from mlmodelscope.collector.api.models import EvaluationList, EvaluationSummary, PageQuery
+from mlmodelscope.collector.api.models import EvaluationList, EvaluationListItem, PageQuery
 from mlmodelscope.collector.storage import reads
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
@@ -18,7 +18,7 @@ def list_evaluations(runtime: RuntimeDep, page: Annotated[PageQuery, Query()]) -
     with runtime.database.read() as connection:
         total, groups = reads.list_evaluations(connection, limit=page.limit, offset=page.offset)
     return EvaluationList(
-        items=[EvaluationSummary.model_validate(group) for group in groups],
+        items=[EvaluationListItem.model_validate(group) for group in groups],
         total=total,
         limit=page.limit,
         offset=page.offset,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from mlmodelscope.collector.analysis_models import Catalog, LaunchRequest, LaunchResponse
+from mlmodelscope.collector.analysis_models import CatalogResponse, LaunchRequest, LaunchResponse
 from mlmodelscope.collector.api.auth import TokenDep
 from mlmodelscope.collector.api.dependencies import RuntimeDep
 from mlmodelscope.collector.catalog import catalog
@@ -15,8 +15,8 @@ from mlmodelscope.collector.runtime import CollectorRuntime
 router = APIRouter(prefix="/api/v1", tags=["launch"])
 
 
-@router.get("/catalog", response_model=Catalog, responses={503: {"description": "An asset folder is broken."}})
-async def get_catalog(request: Request) -> Catalog:
+@router.get("/catalog", response_model=CatalogResponse, responses={503: {"description": "An asset folder is broken."}})
+async def get_catalog(request: Request) -> CatalogResponse:
     """Models, frameworks and datasets of the configured asset folders."""
     return await run_in_threadpool(catalog, request.app.state.settings)
 

@@ -71,11 +71,11 @@ def get_run(runtime: RuntimeDep, run_id: RunIdPath) -> RunDetail:
     responses={
         200: {
             "description": (
-                "The EvaluationResult document the agent sent, as stored (its schema_version says which version of "
-                "EvaluationResult it is). Numbers JSON cannot express (NaN, Infinity) are null, and the "
+                "The RunResult document the agent sent, as stored (its schema_version says which version of "
+                "RunResult it is). Numbers JSON cannot express (NaN, Infinity) are null, and the "
                 f"{NON_FINITE_HEADER} header says which and why."
             ),
-            "content": {"application/json": {"schema": {"type": "object", "title": "EvaluationResult document"}}},
+            "content": {"application/json": {"schema": {"type": "object", "title": "RunResult document"}}},
             "headers": {
                 NON_FINITE_HEADER: {
                     "description": "Present when stored numbers were not finite: how many, and their JSON paths.",

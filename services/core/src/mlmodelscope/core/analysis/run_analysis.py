@@ -13,7 +13,7 @@ from mlmodelscope.core.analysis import layers as layer_analysis
 from mlmodelscope.core.analysis.compare import METRICS, BootstrapSettings, Estimate, MetricName, estimate
 from mlmodelscope.core.analysis.distribution import CdfPoint, Histogram, cdf, histogram
 from mlmodelscope.core.analysis.layers import LayerBreakdown, LayerGroup
-from mlmodelscope.core.analysis.samples import QuerySample
+from mlmodelscope.core.analysis.query_samples import QuerySample
 from mlmodelscope.core.evaluation.statistics import LatencyStats, latency_stats
 from mlmodelscope.core.tracing.spans import Span
 
