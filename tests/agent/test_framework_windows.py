@@ -483,9 +483,7 @@ async def test_the_collector_stores_and_shows_the_framework_trace(sqlite_url: st
     async with fixtures.running_app(fixtures.settings_for(sqlite_url)) as app:
         for run_id, document in (("ft-ok", result), ("ft-failed", failed)):
             app.runtime.ingestor.ingest(fixtures.run_started(run_id))
-            app.runtime.ingestor.ingest(
-                fixtures.run_finished(run_id, span_count=0, query_count=0, result=document.model_dump(mode="json"))
-            )
+            app.runtime.ingestor.ingest(fixtures.run_finished(run_id, span_count=0, query_count=0, result=document))
         stored = (await app.client.get("/api/v1/runs/ft-failed/result")).json()
         assert stored["framework_trace"] == failed.model_dump(mode="json")["framework_trace"]
         page = await app.client.get("/ui/runs/ft-failed")

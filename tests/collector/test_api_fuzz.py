@@ -16,7 +16,6 @@ result). Generation is derandomized (fixed seed), so a failure reproduces with t
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from mlmodelscope.core.evaluation.results import RunResult
 from tests.support import edge_cases as edges
 from tests.support.web import shared_environment
 
@@ -58,12 +58,11 @@ def _copy_database(source: Path, target: Path) -> None:
         live.backup(copy)
 
 
-def _real_result(database: Path) -> dict[str, Any]:
+def _real_result(database: Path) -> RunResult:
     with sqlite3.connect(database) as connection:
         row = connection.execute("SELECT result FROM runs WHERE status = 'succeeded' AND result IS NOT NULL").fetchone()
     assert row is not None, "the shared environment holds no succeeded run"
-    document: dict[str, Any] = json.loads(row[0])
-    return document
+    return RunResult.model_validate_json(row[0])
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from mlmodelscope.collector.storage.database import Database
 from mlmodelscope.collector.storage.ingest import Ingestor, IngestOutcome, Rejection
 from mlmodelscope.collector.storage.migrations import MIGRATIONS, Migration, current_version, migrate
 from mlmodelscope.collector.storage.timeutil import utc
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.messages import MAX_MESSAGE_BYTES, Envelope, RunFinished, SpanBatch, encode
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
 from tests.support.collector import (
@@ -35,6 +37,7 @@ from tests.support.collector import (
     run_started,
     span_batch,
 )
+from tests.support.run_results import BIG_SEED, classification_result
 
 TABLES = {"runs", "spans", "queries", "ingested_messages", "progress", "dead_letters", "counters"}
 
@@ -229,7 +232,52 @@ def test_a_full_run_is_stored_with_its_result(database: Database, ingestor: Inge
     assert row.throughput_samples_per_s == pytest.approx(1234.5)
     # A seed above 2**63 survives the JSON column on both backends.
     result = row.result if isinstance(row.result, dict) else json.loads(row.result)
-    assert result["requested_settings"]["seeds"]["sample_index"] == 11176391829184272374
+    assert result["requested_settings"]["seeds"]["sample_index"] == BIG_SEED
+
+
+def test_a_result_that_is_no_run_result_is_dead_lettered_naming_the_field(
+    database: Database, ingestor: Ingestor
+) -> None:
+    """RunFinished.result is the core's RunResult: an agent that sends another document (an incompatible version)
+    gets its message dead-lettered with pydantic's path to the field, and the run is not marked finished."""
+    ingestor.ingest(run_started("run-v"))
+    document = classification_result().model_dump(mode="json")
+    del document["load_time"]
+    payload = {"status": "succeeded", "result": document, "span_count": 0, "query_count": 0}
+    outcome = ingestor.ingest_bytes(_raw_envelope("run-v", "run_finished", payload))
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == "malformed"
+    assert "result.load_time" in outcome.detail
+    with database.read() as connection:
+        row = connection.execute(select(schema.runs).where(schema.runs.c.run_id == "run-v")).one()
+        assert connection.execute(select(schema.dead_letters.c.reason)).scalar_one() == "malformed"
+    assert (row.status, row.finished_at, row.result) == ("running", None, None)
+
+
+def test_non_finite_figures_of_a_result_cross_the_bus_and_are_stored(database: Database, ingestor: Ingestor) -> None:
+    """JSON has no NaN: the result's NaN/Infinity travel as strings, validate back to floats and are stored."""
+    base = classification_result()
+    assert base.performance is not None and base.accuracy is not None
+    throughput = base.performance.throughput.model_copy(update={"samples_per_s": float("nan")})
+    odd = base.model_copy(
+        update={
+            "performance": base.performance.model_copy(update={"throughput": throughput}),
+            "accuracy": base.accuracy.model_copy(update={"top5": float("inf")}),
+        }
+    )
+    ingestor.ingest(run_started("run-n"))
+    wire = encode(run_finished("run-n", span_count=0, query_count=0, result=odd))
+    assert ingestor.ingest_bytes(wire) is IngestOutcome.INSERTED
+    with database.read() as connection:
+        row = connection.execute(select(schema.runs).where(schema.runs.c.run_id == "run-n")).one()
+    assert row.status == "succeeded"
+    # A float column keeps NaN on PostgreSQL; SQLite stores it as NULL.
+    assert row.throughput_samples_per_s is None or math.isnan(row.throughput_samples_per_s)
+    assert row.accuracy_top1 == pytest.approx(0.98)
+    stored = row.result if isinstance(row.result, dict) else json.loads(row.result)
+    assert (stored["performance"]["throughput"]["samples_per_s"], stored["accuracy"]["top5"]) == ("NaN", "Infinity")
+    again = RunResult.model_validate(stored)  # the stored document is the run's result.json: it reads back
+    assert again.performance is not None and math.isnan(again.performance.throughput.samples_per_s)
 
 
 def test_a_failed_run_keeps_its_error(database: Database, ingestor: Ingestor) -> None:

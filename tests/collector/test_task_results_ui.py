@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from mlmodelscope.collector.runtime import CollectorRuntime
-from mlmodelscope.core.evaluation.environment import Environment, GpuInfo
 from mlmodelscope.core.evaluation.results import (
     AccuracyResult,
     DetectionMetrics,
@@ -31,7 +30,6 @@ from mlmodelscope.core.evaluation.results import (
     ResourceRef,
     RunResult,
     SegmentationMetrics,
-    Verdict,
 )
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.messages import Envelope, RunFinished, RunStarted, message_id
@@ -39,23 +37,10 @@ from tests.support import collector as fixtures
 from tests.support.cli import run_cli
 from tests.support.edge_cases import served_collector
 from tests.support.paths import ASSETS
+from tests.support.run_results import ENVIRONMENT, VERDICT
 from tests.support.web import minimal_assets
 
 RECALL = [i / 100 for i in range(101)]
-VERDICT = Verdict(valid=True, result="VALID", constraints=[], recommendations=[], early_stopping=[])
-ENVIRONMENT = Environment(
-    hostname="h",
-    os="linux",
-    kernel="6",
-    python="3.11",
-    arch="amd64",
-    cpu_model="cpu",
-    cpu_count_logical=2,
-    cpu_count_physical=1,
-    memory_total_bytes=2**30,
-    gpu=GpuInfo(available=False),
-    packages={},
-)
 
 
 def detection(map_: float, map_50: float, map_75: float, square_ap: float) -> DetectionMetrics:
@@ -134,9 +119,7 @@ def envelopes(run_id: str, evaluation: RunResult) -> list[Envelope]:
         epoch_offset_ns=1_700_000_000_000_000_000,
         started_at=datetime(2026, 1, 2, tzinfo=UTC),
     )
-    finished = RunFinished(
-        status="succeeded", result=evaluation.model_dump(mode="json"), error="", span_count=0, query_count=20
-    )
+    finished = RunFinished(status="succeeded", result=evaluation, error="", span_count=0, query_count=20)
     return [
         Envelope(message_id=message_id(run_id, "run_started", 0), run_id=run_id, sequence=0, payload=started),
         fixtures.query_batch(run_id, range(20)),

@@ -40,7 +40,7 @@ from mlmodelscope.core.evaluation.results import (
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.summary import EvaluationSummary, summarize
 from mlmodelscope.operator.evaluation import RunStatus
-from mlmodelscope.operator.results import summarize as operator_summary
+from mlmodelscope.operator.results import figures_of
 from tests.support.cli import run_cli
 from tests.support.paths import REPO
 
@@ -323,29 +323,34 @@ def test_a_report_run_whose_answers_are_gone_has_a_reason_instead_of_figures(tmp
 
 
 @pytest.mark.parametrize(
-    ("accuracy", "metric", "value"),
+    ("task", "metric", "value", "top1"),
     [
-        ({"top1": 0.9889, "top5": 1.0}, "top1", 0.9889),
-        ({"top1": None, "detection": {"map": 0.5747, "map_50": 0.7393}}, "mAP", 0.5747),
-        ({"top1": None, "segmentation": {"mean_iou": 0.3551, "pixel_accuracy": 0.89}}, "mIoU", 0.3551),
-        (None, None, None),
+        ("classification", "top1", 0.9889, 0.9889),
+        ("detection", "mAP", 0.5747, None),
+        ("segmentation", "mIoU", 0.61, None),
+        ("performance only", None, None, None),
     ],
 )
 def test_the_operator_status_reports_the_primary_metric(
-    accuracy: dict[str, Any] | None, metric: str | None, value: float | None
+    tmp_path: Path, task: str, metric: str | None, value: float | None, top1: float | None
 ) -> None:
-    document: dict[str, Any] = {"performance": {"verdict": {"valid": True, "constraints": []}}}
-    if accuracy is not None:
-        document["accuracy"] = {**accuracy, "verdict": {"valid": True, "constraints": []}}
-    result = operator_summary(document)
+    if task == "classification":
+        stored = _result("onnxruntime", AccuracyResult(top1=0.9889, top5=1.0, count=9, verdict=VERDICT, log_dir="/l"))
+    elif task == "detection":
+        stored = _detection_run(tmp_path, "onnxruntime", REFERENCE_BOXES, 0.5747)
+    elif task == "segmentation":
+        stored = _segmentation_run(tmp_path, "onnxruntime", _masks())
+    else:
+        stored = _result("onnxruntime", None)
+    result = figures_of(json.loads(stored.model_dump_json()))  # the document as the collector serves it
     assert (result.accuracy_metric, result.accuracy_value) == (metric, value)
-    assert result.top1 == (accuracy or {}).get("top1")
+    assert result.top1 == top1
 
 
 def test_the_operator_names_a_stored_detection_results_metric_as_accuracy_result_primary_does(tmp_path: Path) -> None:
     stored = _detection_run(tmp_path, "onnxruntime", REFERENCE_BOXES, 0.5747)
     assert stored.accuracy is not None
-    result = operator_summary(json.loads(stored.model_dump_json()))
+    result = figures_of(json.loads(stored.model_dump_json()))
     assert (result.accuracy_metric, result.accuracy_value) == stored.accuracy.primary == ("mAP", 0.5747)
     status = RunStatus.model_validate(
         {

@@ -7,13 +7,16 @@ from typing import Any
 
 import pytest
 
+from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
+from mlmodelscope.core.evaluation.results import RunResult, Verdict
 from mlmodelscope.core.run_contract import RunSpec
 from mlmodelscope.operator import jobs, planning, status
 from mlmodelscope.operator.errors import UnsatisfiableError
 from mlmodelscope.operator.evaluation import RunStatus
-from mlmodelscope.operator.results import CollectedRun, summarize, with_regression
+from mlmodelscope.operator.results import CollectedRun, figures_of, summarize, with_regression
 from mlmodelscope.operator.settings import OperatorSettings
 from tests.support.operator_catalog import digits_catalog, digits_evaluation_spec
+from tests.support.run_results import VERDICT, classification_result
 
 SETTINGS = OperatorSettings(fpga_resource="intel.com/agilex")
 
@@ -106,16 +109,7 @@ def test_job_states_and_the_evaluation_phase_and_conditions():
     good = CollectedRun(
         "succeeded",
         "",
-        summarize(
-            {
-                "performance": {
-                    "verdict": {"valid": True, "constraints": []},
-                    "latency": {"p50_ns": 1_000, "p90_ns": 2_000, "p99_ns": 3_000},
-                    "throughput": {"samples_per_s": 10.0},
-                },
-                "accuracy": {"top1": 0.9, "verdict": {"valid": True}},
-            }
-        ),
+        summarize(_result(p50_ns=1_000, p90_ns=2_000, p99_ns=3_000)),
     )
     assert status.run_status(one, None, None).state == "Pending"
     waiting = status.run_status(one, complete, None)
@@ -148,24 +142,25 @@ def test_job_states_and_the_evaluation_phase_and_conditions():
 
 
 def test_an_invalid_verdict_names_the_failed_constraints():
-    result = summarize(
-        {
-            "performance": {
-                "verdict": {
-                    "valid": False,
-                    "constraints": [
-                        {"name": "min_duration", "satisfied": True, "reason": ""},
-                        {"name": "early_stopping", "satisfied": False, "reason": "needs 662 queries, ran 100"},
-                    ],
-                }
-            }
-        }
-    )
+    constraints = [
+        ConstraintCheck(name="min_duration", satisfied=True, reason=""),
+        ConstraintCheck(name="early_stopping", satisfied=False, reason="needs 662 queries, ran 100"),
+    ]
+    result = summarize(_result(verdict=VERDICT.model_copy(update={"valid": False, "constraints": constraints})))
     assert result.valid is False and result.reason == "early_stopping: needs 662 queries, ran 100"
 
 
+def test_a_result_of_another_schema_gives_no_figures_and_says_why():
+    document = classification_result().model_dump(mode="json") | {"schema_version": 7}
+    del document["performance"]["latency"]
+    figures = figures_of(document)
+    assert (figures.valid, figures.p99_ms, figures.top1) == (None, None, None)
+    assert figures.reason.startswith("the collector's result (schema_version 7) is not a RunResult of this operator")
+    assert "performance.latency: Field required" in figures.reason
+
+
 def test_the_regressed_condition_carries_the_collectors_regression_checks():
-    document = {"performance": {"verdict": {"valid": True, "constraints": []}, "latency": {"p99_ns": 5_000_000}}}
+    document = _result(p99_ns=5_000_000)
     ok = with_regression(summarize(document), {"state": "ok", "verdict": {"reasons": []}})
     slow = with_regression(
         summarize(document), {"state": "regressed", "verdict": {"reasons": ["p99 is 1.31x the baseline's"]}}
@@ -206,3 +201,12 @@ def test_the_regressed_condition_carries_the_collectors_regression_checks():
         "2 of 2 runs compared with a baseline, none regressed",
     )
     assert finished(summarize(document)).status == "Unknown"  # the collector had no answer
+
+
+def _result(*, verdict: Verdict = VERDICT, **latency_ns: int) -> RunResult:
+    """The fixtures' classification result with this performance verdict and these latency percentiles."""
+    base = classification_result()
+    assert base.performance is not None
+    latency = base.performance.latency.model_copy(update=latency_ns)
+    performance = base.performance.model_copy(update={"verdict": verdict, "latency": latency})
+    return base.model_copy(update={"performance": performance})

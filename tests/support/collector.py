@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mlmodelscope.collector.api.app import create_app
 from mlmodelscope.collector.runtime import CollectorRuntime
 from mlmodelscope.collector.settings import CollectorSettings
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.messages import (
     Envelope,
     Progress,
@@ -33,6 +34,7 @@ from mlmodelscope.core.messages import (
     message_id,
 )
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
+from tests.support.run_results import classification_result
 
 # --- the app -------------------------------------------------------------------------------------------------
 
@@ -199,31 +201,18 @@ def progress(run_id: str, sequence: int, completed: int) -> Envelope:
     )
 
 
-def result_document(*, top1: float = 0.98, samples_per_s: float = 1234.5) -> dict[str, Any]:
-    """The parts of an RunResult the collector reads, plus a seed above 2**63 (it must survive storage)."""
-    return {
-        "schema_version": 1,
-        "id": "result-1",
-        "created_at": "2026-01-02T03:04:05Z",
-        "model": {"name": "digits-cnn", "version": "1.0"},
-        "requested_settings": {"seeds": {"sample_index": 11176391829184272374}},
-        "accuracy": {"top1": top1, "top5": 1.0, "count": 450},
-        "performance": {"throughput": {"samples_per_s": samples_per_s, "queries_per_s": 1000.0}},
-    }
-
-
 def run_finished(
     run_id: str,
     *,
     span_count: int,
     query_count: int,
     status: Literal["succeeded", "failed"] = "succeeded",
-    result: dict[str, Any] | None = None,
+    result: RunResult | None = None,
     error: str = "",
 ) -> Envelope:
     payload = RunFinished(
         status=status,
-        result=result if result is not None or status == "failed" else result_document(),
+        result=result if result is not None or status == "failed" else classification_result(),
         error=error,
         span_count=span_count,
         query_count=query_count,

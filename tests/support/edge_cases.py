@@ -19,9 +19,11 @@ from sqlalchemy import update
 from mlmodelscope.cli.local import CollectorProcess
 from mlmodelscope.collector.runtime import CollectorRuntime
 from mlmodelscope.collector.storage import schema
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.messages import Envelope, QueryBatch, QueryRecord, SpanBatch, message_id
 from mlmodelscope.core.tracing.spans import Span, TraceLevel
-from tests.support.collector import result_document, run_finished, run_started, running_app, settings_for
+from tests.support.collector import run_finished, run_started, running_app, settings_for
+from tests.support.run_results import classification_result
 
 INT64_MAX = 2**63 - 1
 NAN_RUN = "e-nan"
@@ -62,20 +64,18 @@ def _spans(run_id: str, spans: list[tuple[int, int, TraceLevel, int, int]]) -> E
     )
 
 
-def nan_result(base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``base`` (default: the fixtures' result document) with NaN throughput and an infinite top-1."""
-    document = dict(base or result_document())
-    performance = dict(document.get("performance") or {})
-    performance["throughput"] = {**(performance.get("throughput") or {}), "samples_per_s": float("nan")}
-    document["performance"] = performance
-    document["accuracy"] = {**(document.get("accuracy") or {}), "top1": float("inf")}
+def nan_result(result: RunResult) -> dict[str, Any]:
+    """``result``'s stored document with NaN throughput and an infinite top-1 (what an older database may hold)."""
+    document = result.model_dump(mode="json")
+    document["performance"]["throughput"]["samples_per_s"] = float("nan")
+    document["accuracy"]["top1"] = float("inf")
     return document
 
 
-def ingest_edge_cases(runtime: CollectorRuntime, result: dict[str, Any] | None = None) -> None:
+def ingest_edge_cases(runtime: CollectorRuntime, result: RunResult | None = None) -> None:
     """Store the edge-case runs (ids in ``EDGE_RUNS``); ``result`` is the document the succeeded ones carry."""
     ingest = runtime.ingestor.ingest
-    document = result or result_document()
+    document = result or classification_result()
     for run_id in EDGE_RUNS:
         ingest(run_started(run_id, evaluation_id=f"eval-{run_id}"))
     ingest(_queries(ZERO_RUN, [(1_000, 1_000)] * 12))
@@ -114,12 +114,12 @@ def ingest_edge_cases(runtime: CollectorRuntime, result: dict[str, Any] | None =
         )
 
     ingest(_queries(NO_RESULT_RUN, [(10, 20)]))
-    ingest(run_finished(NO_RESULT_RUN, span_count=0, query_count=1, result={}))
+    ingest(run_finished(NO_RESULT_RUN, span_count=0, query_count=1, result=document))
     with runtime.database.write() as connection:
         connection.execute(update(schema.runs).where(schema.runs.c.run_id == NO_RESULT_RUN).values(result=None))
 
 
-async def store_edge_cases(database_url: str, result: dict[str, Any] | None = None) -> None:
+async def store_edge_cases(database_url: str, result: RunResult | None = None) -> None:
     """Migrate ``database_url`` if needed and add the edge-case runs to it."""
     async with running_app(settings_for(database_url)) as app:
         ingest_edge_cases(app.runtime, result)

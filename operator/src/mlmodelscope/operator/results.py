@@ -1,8 +1,9 @@
 """Run results read from the collector's REST API (``/api/v1/runs/{id}``, ``.../result``, ``.../regression``).
 
 The operator never computes a figure itself: p50/p90/p99 latency, throughput, the accuracy run's primary metric
-(top-1, mAP or mIoU, as ``AccuracyResult.primary`` names it) and the verdict are copied from the RunResult
-the agent published and the collector stored. A run the collector does not know yet is
+(top-1, mAP or mIoU: ``AccuracyResult.primary``) and the verdict are copied from the RunResult the agent published
+and the collector stored, validated as the core's ``RunResult`` (one that does not validate gives no figures and a
+reason). A run the collector does not know yet is
 ``None`` (ingestion may lag the Job's completion); an unreachable collector is ``ResultsUnavailableError``.
 """
 
@@ -11,8 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from mlmodelscope.core.collector_client import NOT_FOUND, AsyncCollectorClient, CollectorClientError
 from mlmodelscope.core.collector_paths import run_api_path
+from mlmodelscope.core.evaluation.results import SCHEMA_VERSION, RunResult
 from mlmodelscope.operator.errors import ResultsUnavailableError
 from mlmodelscope.operator.evaluation import RunFigures
 
@@ -28,45 +32,39 @@ class CollectedRun:
     result: RunFigures | None
 
 
-def _ms(value: Any) -> float | None:
-    return round(float(value) / _NS_PER_MS, 6) if value is not None else None
+def _ms(value_ns: int | None) -> float | None:
+    return round(value_ns / _NS_PER_MS, 6) if value_ns is not None else None
 
 
-def primary_metric(accuracy: dict[str, Any]) -> tuple[str, float] | None:
-    """The accuracy document's headline figure, as ``AccuracyResult.primary`` picks it: ('top1', x) for
-    classification, ('mAP', x) for object detection, ('mIoU', x) for semantic segmentation; None if it has none."""
-    detection = accuracy.get("detection") or {}
-    segmentation = accuracy.get("segmentation") or {}
-    for name, value in (
-        ("top1", accuracy.get("top1")),
-        ("mAP", detection.get("map")),
-        ("mIoU", segmentation.get("mean_iou")),
-    ):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return name, float(value)
-    return None
-
-
-def summarize(document: dict[str, Any]) -> RunFigures:
-    """The status summary of an RunResult document."""
-    performance = document.get("performance") or None
-    accuracy = document.get("accuracy") or None
-    verdict = (performance or accuracy or {}).get("verdict") or {}
-    failed = [c for c in verdict.get("constraints", []) if not c.get("satisfied", True)]
-    reason = "; ".join(f"{c.get('name')}: {c.get('reason')}" for c in failed)
-    latency = (performance or {}).get("latency") or {}
-    throughput = (performance or {}).get("throughput") or {}
-    primary = primary_metric(accuracy or {})
+def summarize(result: RunResult) -> RunFigures:
+    """The status figures of a run's result: the performance run's verdict and latency, else the accuracy run's."""
+    performance, accuracy = result.performance, result.accuracy
+    verdict = performance.verdict if performance is not None else accuracy.verdict if accuracy is not None else None
+    failed = [c for c in verdict.constraints if not c.satisfied] if verdict is not None else []
+    latency = performance.latency if performance is not None else None
+    primary = accuracy.primary if accuracy is not None else None
     return RunFigures(
-        p50_ms=_ms(latency.get("p50_ns")),
-        p90_ms=_ms(latency.get("p90_ns")),
-        p99_ms=_ms(latency.get("p99_ns")),
-        throughput_samples_per_s=throughput.get("samples_per_s"),
-        top1=(accuracy or {}).get("top1"),
+        p50_ms=_ms(latency.p50_ns if latency is not None else None),
+        p90_ms=_ms(latency.p90_ns if latency is not None else None),
+        p99_ms=_ms(latency.p99_ns if latency is not None else None),
+        throughput_samples_per_s=performance.throughput.samples_per_s if performance is not None else None,
+        top1=accuracy.top1 if accuracy is not None else None,
         accuracy_metric=primary[0] if primary is not None else None,
         accuracy_value=primary[1] if primary is not None else None,
-        valid=verdict.get("valid"),
-        reason=reason[:1000],
+        valid=verdict.valid if verdict is not None else None,
+        reason="; ".join(f"{c.name}: {c.reason}" for c in failed)[:1000],
+    )
+
+
+def unreadable(document: Any, error: ValidationError) -> RunFigures:
+    """The figures of a stored document that is no ``RunResult`` of this version (a collector of another release
+    stored it): none, and a reason that says so instead of a guess from whatever keys it has."""
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    first = error.errors()[0] if error.errors() else {"loc": (), "msg": str(error)}
+    where = ".".join(str(part) for part in first["loc"]) or "the document"
+    return RunFigures(
+        reason=f"the collector's result (schema_version {version}) is not a RunResult of this operator "
+        f"(schema_version {SCHEMA_VERSION}): {where}: {first['msg']}"[:1000]
     )
 
 
@@ -104,7 +102,7 @@ class RunResultReader:
         result = None
         if status == "succeeded" and detail.get("complete") is not False:
             document = await self._client.result(run_id)
-            result = summarize(document) if document is not None else None
+            result = None if document is None else figures_of(document)
             regression = (
                 await self._client.get_json(run_api_path(run_id, "regression"), missing=NOT_FOUND)
                 if result is not None
@@ -113,3 +111,11 @@ class RunResultReader:
             if result is not None and regression is not None:
                 result = with_regression(result, regression)
         return CollectedRun(status=status, error=str(detail.get("error") or ""), result=result)
+
+
+def figures_of(document: Any) -> RunFigures:
+    """The figures of the document the collector serves as a run's result."""
+    try:
+        return summarize(RunResult.model_validate(document))
+    except ValidationError as e:
+        return unreadable(document, e)

@@ -188,7 +188,7 @@ class _Finisher:
             self._publisher.publish(
                 RunFinished(
                     status=status,
-                    result=result.model_dump(mode="json") if result is not None else None,
+                    result=result,
                     error=error,
                     span_count=streamed_spans + len(spans),
                     query_count=streamed_queries + len(records),

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from mlmodelscope.core.evaluation.results import RunResult
 from mlmodelscope.core.tracing.spans import Span
 
 SCHEMA_VERSION = 1
@@ -43,7 +44,8 @@ def run_id_for(evaluation_id: str, framework: str, batch_size: int | None = None
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # As in the result document: a NaN or an infinity travels as "NaN"/"Infinity" (JSON has no literal for it).
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
 
 class RunStarted(_Frozen):
@@ -114,11 +116,13 @@ class Progress(_Frozen):
 
 
 class RunFinished(_Frozen):
-    """The last message of a run: the full RunResult as JSON, or the error that ended it."""
+    """The last message of a run: its ``RunResult`` (the same document as the run's result.json), or the error that
+    ended it. The collector validates the result as it decodes the envelope; one that does not validate (an agent
+    of an incompatible version) is dead-lettered with pydantic's message, never half-stored."""
 
     kind: Literal["run_finished"] = "run_finished"
     status: Literal["succeeded", "failed", "cancelled"] = Field(description="cancelled: the agent got SIGTERM.")
-    result: dict[str, Any] | None = Field(default=None, description="RunResult.model_dump(mode='json').")
+    result: RunResult | None = Field(default=None, description="The run's result (None when it failed).")
     error: str = ""
     span_count: int = Field(
         ge=0, le=INT32_MAX, description="Spans published for the run: the collector checks completeness."

@@ -7,6 +7,7 @@ NOTHING`` on its natural key, so a batch re-sent under a new message id adds not
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -18,7 +19,6 @@ from mlmodelscope.collector.metrics import LatestValue, MetricEffects, RunLabels
 from mlmodelscope.collector.storage import schema, span_store
 from mlmodelscope.collector.storage.aggregates import LABEL_COLUMNS, labels_of
 from mlmodelscope.collector.storage.dialects import conflict_insert
-from mlmodelscope.collector.storage.result_figures import number, primary_accuracy
 from mlmodelscope.collector.storage.timeutil import now, utc
 from mlmodelscope.core.messages import (
     Envelope,
@@ -241,18 +241,23 @@ def _progress(connection: Connection, run_id: str, sequence: int, payload: Progr
 
 def _run_finished(connection: Connection, run_id: str, payload: RunFinished, effects: MetricEffects) -> None:
     """The run's outcome, once: a run already finished is never rewritten (the transaction is rolled back and the
-    message dead-lettered). ``finished_at`` is the agent's finish time; older agents do not send it (ingest time)."""
+    message dead-lettered). ``finished_at`` is the agent's finish time; older agents do not send it (ingest time).
+    The result is stored as the run's result.json holds it: a NaN or an infinity as the string pydantic writes
+    ("NaN", "Infinity"), which every JSON column accepts (PostgreSQL's refuses the bare literals)."""
     runs = schema.runs
-    top1 = number(payload.result, "accuracy", "top1")
-    primary = primary_accuracy(payload.result)
-    throughput = number(payload.result, "performance", "throughput", "samples_per_s")
+    result = payload.result
+    accuracy = result.accuracy if result is not None else None
+    top1 = accuracy.top1 if accuracy is not None else None
+    primary = accuracy.primary if accuracy is not None else None
+    performance = result.performance if result is not None else None
+    throughput = performance.throughput.samples_per_s if performance is not None else None
     finished_at = connection.execute(
         update(runs)
         .where(runs.c.run_id == run_id, runs.c.finished_at.is_(None))
         .values(
             status=payload.status,
             error=payload.error,
-            result=payload.result,
+            result=None if result is None else json.loads(result.model_dump_json()),  # as the run's result.json
             accuracy_top1=top1,
             accuracy_metric=None if primary is None else primary[0],
             accuracy_value=None if primary is None else primary[1],

@@ -14,7 +14,8 @@ from mlmodelscope.core.analysis.compare import METRICS, BootstrapSettings, Estim
 from mlmodelscope.core.analysis.distribution import CdfPoint, Histogram, cdf, histogram
 from mlmodelscope.core.analysis.layers import LayerBreakdown, LayerGroup
 from mlmodelscope.core.analysis.query_samples import QuerySample
-from mlmodelscope.core.evaluation.statistics import LatencyStats, latency_stats
+from mlmodelscope.core.evaluation.results import LatencyStats
+from mlmodelscope.core.evaluation.statistics import latency_stats
 from mlmodelscope.core.tracing.spans import Span
 
 

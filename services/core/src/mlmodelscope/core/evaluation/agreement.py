@@ -23,20 +23,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlmodelscope.core.errors import EvaluationError
+from mlmodelscope.core.evaluation.results import OutputsFile
 
 OUTPUTS_FILE = "outputs.npz"
 _EPSILON = 1e-12  # floor for probabilities inside logarithms: a 0 where the other run has mass is "very unlikely"
-
-
-class OutputsFile(BaseModel):
-    """Where an accuracy run's per-sample probabilities were written, and what they hold."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path: str
-    sha256: str
-    samples: int = Field(ge=0, description="Samples the run answered.")
-    classes: int = Field(ge=0)
 
 
 class Agreement(BaseModel):

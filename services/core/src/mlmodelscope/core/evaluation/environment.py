@@ -13,7 +13,6 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 _ARCH_NAMES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le"}
@@ -151,6 +150,8 @@ def capture_environment(
     intra_op_threads: int | None = None,
     intra_op_threads_source: str = "",
 ) -> Environment:
+    import psutil  # here, not at the top: the result document (and the bus messages that carry it) need pydantic only
+
     uname = platform.uname()
     return Environment(
         hostname=uname.node,

@@ -13,18 +13,42 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlmodelscope.core.evaluation.agreement import OutputsFile
 from mlmodelscope.core.evaluation.environment import Environment
 from mlmodelscope.core.evaluation.loadgen_report import ConstraintCheck
 from mlmodelscope.core.evaluation.schedule import ScheduleEstimate
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
-from mlmodelscope.core.evaluation.statistics import LatencyStats
 
 SCHEMA_VERSION = 1
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities travel as "NaN"/"Infinity" strings (JSON has no literal for them) and validate back.
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
+
+
+class LatencyStats(_Frozen):
+    """Latency statistics of one run's calls or queries, in ns (``statistics.latency_stats`` computes them)."""
+
+    count: int
+    min_ns: int
+    max_ns: int
+    mean_ns: float
+    trimmed_mean_20_ns: float
+    p50_ns: int
+    p90_ns: int
+    p95_ns: int
+    p97_ns: int
+    p99_ns: int
+    p99_9_ns: int
+
+
+class OutputsFile(_Frozen):
+    """Where an accuracy run's per-sample probabilities were written, and what they hold."""
+
+    path: str
+    sha256: str
+    samples: int = Field(ge=0, description="Samples the run answered.")
+    classes: int = Field(ge=0)
 
 
 class Verdict(_Frozen):

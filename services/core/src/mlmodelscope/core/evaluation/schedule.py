@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil
 from pydantic import BaseModel, ConfigDict
 
 from mlmodelscope.core.evaluation.settings import EvaluationSettings, Scenario
@@ -247,6 +246,8 @@ def schedule_warning(settings: EvaluationSettings, estimate: ScheduleEstimate) -
 
 def available_memory(cgroup_root: Path = CGROUP_ROOT) -> tuple[int, str]:
     """Memory this process may still use: the system's available memory, or the cgroup's headroom if lower."""
+    import psutil  # here, not at the top: the result document that holds a ScheduleEstimate needs pydantic only
+
     available = int(psutil.virtual_memory().available)
     headroom = _cgroup_headroom(cgroup_root)
     if headroom is not None and headroom[0] < available:

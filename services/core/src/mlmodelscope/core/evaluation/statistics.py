@@ -15,26 +15,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+from mlmodelscope.core.evaluation.results import LatencyStats
 
 PERCENTILES = (50.0, 90.0, 95.0, 97.0, 99.0, 99.9)
 TRIM_FRACTION = 0.2
-
-
-class LatencyStats(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    count: int
-    min_ns: int
-    max_ns: int
-    mean_ns: float
-    trimmed_mean_20_ns: float
-    p50_ns: int
-    p90_ns: int
-    p95_ns: int
-    p97_ns: int
-    p99_ns: int
-    p99_9_ns: int
 
 
 def trimmed_mean(values: np.ndarray, fraction: float = TRIM_FRACTION) -> float:

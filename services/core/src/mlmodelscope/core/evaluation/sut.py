@@ -25,9 +25,10 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from mlmodelscope.core.errors import EvaluationError
+from mlmodelscope.core.evaluation.results import LatencyStats
 from mlmodelscope.core.evaluation.schedule import QueryMeter
 from mlmodelscope.core.evaluation.scoring import Scorer
-from mlmodelscope.core.evaluation.statistics import LatencyStats, histogram_stats
+from mlmodelscope.core.evaluation.statistics import histogram_stats
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 if TYPE_CHECKING:
