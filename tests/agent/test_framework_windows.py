@@ -20,14 +20,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mlmodelscope.agent.profilers.onnxruntime import (
-    ORT_MAX_EVENTS,
-    OnnxRuntimeProfiler,
-    OrtEvent,
-    OrtProfile,
-    profile_spans,
-    read_profile,
-)
+from mlmodelscope.agent.profilers.onnxruntime import ORT_MAX_EVENTS, OnnxRuntimeProfiler, profile_spans
+from mlmodelscope.agent.profilers.onnxruntime_json import OrtEvent, OrtProfile, read_profile
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.evaluation.profile_window import ProfileWindow

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlmodelscope.agent.profilers.mxnet import MXNetEvent, MXNetProfile, profile_spans, read_profile
+from mlmodelscope.agent.profilers.mxnet import profile_spans
+from mlmodelscope.agent.profilers.mxnet_json import MXNetEvent, MXNetProfile, read_profile
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.tracing.spans import TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import yaml
 
-from mlmodelscope.agent.profilers.tensorflow import TfCall, TfEvent, TfProfile, profile_spans
+from mlmodelscope.agent.profilers.tensorflow import profile_spans
+from mlmodelscope.agent.profilers.tensorflow_xspace import TfCall, TfEvent, TfProfile
 from mlmodelscope.agent.zoo.keras_models import NUMPY_COPY_WARNING
 from mlmodelscope.core.artifacts.store import ArtifactStore
 from mlmodelscope.core.errors import DeviceUnavailableError, EvaluationError, ModelLoadError, PredictorError

@@ -298,7 +298,7 @@ _PROFILE_TENSORFLOW = textwrap.dedent(
     import json, sys
     from pathlib import Path
     import numpy as np
-    from mlmodelscope.agent.profilers.tensorflow import read_profile
+    from mlmodelscope.agent.profilers.tensorflow_xspace import read_profile
     from mlmodelscope.core.manifests import load_registry
     from mlmodelscope.core.predictor import PredictorOptions, load_predictor_class
     spec = load_registry([Path({str(ASSETS)!r})]).model("digits-cnn").spec

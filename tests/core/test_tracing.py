@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlmodelscope.agent.profilers.onnxruntime import OnnxRuntimeProfiler, profile_spans, read_profile
+from mlmodelscope.agent.profilers.onnxruntime import OnnxRuntimeProfiler, profile_spans
+from mlmodelscope.agent.profilers.onnxruntime_json import read_profile
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.tracing.chrome import to_chrome_trace, validate_chrome_trace, write_chrome_trace
 from mlmodelscope.core.tracing.framework import FrameworkProfiler, clip_into, model_span_times, shift_into

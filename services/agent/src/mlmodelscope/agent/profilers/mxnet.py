@@ -2,8 +2,8 @@
 
 MXNet has one process-wide profiler that dumps Chrome-trace JSON; its operators carry no call id, so the
 predictor's ``predict`` is wrapped in a profiler task (``wrap``) that delimits each call. This module drives the
-profiler (tolerating its re-configuration quirk), pairs the begin/end events into plain records, picks the calls
-of the profiled window and leaves their pairing with the model spans and the clock alignment to
+profiler (tolerating its re-configuration quirk), has the dump read into plain records (``mxnet_json``), picks
+the calls of the profiled window and leaves their pairing with the model spans and the clock alignment to
 ``core.tracing.alignment.align_profile``. What MXNet records (fused and bulked operators, engine events, the
 continuation-fragment dumps): docs/tracing.md, section "MXNet".
 """
@@ -17,83 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from mlmodelscope.agent.profilers.mxnet_json import CALL_TASK, DOMAIN, MXNetEvent, MXNetProfile, read_profile
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.tracing.alignment import CallRecord, EventRecord, ProfileSource, align_profile
-from mlmodelscope.core.tracing.framework import ModelSpanTimes, read_trace_events
+from mlmodelscope.core.tracing.framework import ModelSpanTimes
 from mlmodelscope.core.tracing.spans import AttributeValue, Span, TraceLevel
 from mlmodelscope.core.tracing.tracer import Tracer
 
 log = logging.getLogger(__name__)
 
-DOMAIN = "mlmodelscope"
 FRAMEWORK = "mxnet"
-CALL_TASK = "predict"
-ENGINE_EVENTS = frozenset({"WaitForVar", "WaitForAll", "DeleteVariable"})
-_PROFILE_HINT = (
-    "MXNet writes the profile when the run stops; a run cut short leaves none or a partial one: run it again."
-)
 
 Predict = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 _configured_in_this_process = False
-
-
-class MXNetEvent(BaseModel):
-    """One interval of MXNet's profile: an operator, or one ``predict`` call (a task)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    start_us: int = Field(ge=0, description="Wall clock, µs since the epoch.")
-    end_us: int = Field(ge=0, description="Wall clock, µs since the epoch.")
-
-
-class MXNetProfile(BaseModel):
-    """The ``predict`` tasks and the operators of one profile, each sorted by start."""
-
-    model_config = ConfigDict(frozen=True)
-
-    calls: list[MXNetEvent]
-    operators: list[MXNetEvent]
-
-
-def read_profile(path: Path, *, domain: str = DOMAIN) -> MXNetProfile:
-    """Pair MXNet's begin/end events into operators and ``predict`` calls; EvaluationError when unreadable."""
-    events = read_trace_events(path, "the MXNet profile", _PROFILE_HINT, continuation=True)
-    calls: list[MXNetEvent] = []
-    operators: list[MXNetEvent] = []
-    open_operators: dict[tuple[Any, Any, str], list[int]] = {}
-    open_calls: dict[Any, int] = {}
-    for index, raw in enumerate(events):
-        phase, name, ts = raw.get("ph"), raw.get("name"), raw.get("ts")
-        if phase == "M":
-            continue
-        if not isinstance(name, str) or not isinstance(ts, int) or ts < 0:
-            raise EvaluationError(
-                f"event {index} of the MXNet profile {path} lacks a name or an integer 'ts': {raw!r:.200}.",
-                hint=_PROFILE_HINT,
-            )
-        category = raw.get("cat")
-        if category == domain and name == CALL_TASK and phase in ("b", "e"):
-            key = raw.get("id")
-            if phase == "b":
-                open_calls[key] = ts
-            elif key in open_calls:
-                calls.append(MXNetEvent(name=name, start_us=open_calls.pop(key), end_us=ts))
-        elif category == "operator" and name not in ENGINE_EVENTS:
-            if phase == "X":
-                operators.append(MXNetEvent(name=name, start_us=ts, end_us=ts + int(raw.get("dur", 0))))
-            elif phase in ("B", "E"):
-                stack = open_operators.setdefault((raw.get("pid"), raw.get("tid"), name), [])
-                if phase == "B":
-                    stack.append(ts)
-                elif stack:
-                    operators.append(MXNetEvent(name=name, start_us=stack.pop(), end_us=ts))
-    calls.sort(key=lambda e: e.start_us)
-    operators.sort(key=lambda e: e.start_us)
-    return MXNetProfile(calls=calls, operators=operators)
 
 
 class MXNetProfiler:

@@ -1,9 +1,9 @@
 """ONNX Runtime's own profiler as FRAMEWORK-level spans: one span per operator (node) run inside each query.
 
-ORT writes its profile as one JSON array of trace events; this module reads the ``model_run`` (one per
-``session.run``) and ``Node`` events into plain records, picks the runs of the profiled window and leaves their
-pairing with the model spans and the clock alignment to ``core.tracing.alignment.align_profile``. What ORT
-records, in which clock, and its event limit: docs/tracing.md, section "ONNX Runtime".
+This module drives ORT's profiler, has its JSON's ``model_run`` (one per ``session.run``) and ``Node`` events
+read into plain records (``onnxruntime_json``), picks the runs of the profiled window and leaves their pairing
+with the model spans and the clock alignment to ``core.tracing.alignment.align_profile``. What ORT records, in
+which clock, and its event limit: docs/tracing.md, section "ONNX Runtime".
 """
 
 from __future__ import annotations
@@ -13,66 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from mlmodelscope.agent.profilers.onnxruntime_json import RUN_EVENT, OrtEvent, OrtProfile, read_profile, shapes_text
 from mlmodelscope.core.errors import EvaluationError
 from mlmodelscope.core.tracing.alignment import CallRecord, ClockRule, EventRecord, ProfileSource, align_profile
-from mlmodelscope.core.tracing.framework import ModelSpanTimes, read_trace_events
+from mlmodelscope.core.tracing.framework import ModelSpanTimes
 from mlmodelscope.core.tracing.spans import AttributeValue, Span
 from mlmodelscope.core.tracing.tracer import Tracer
 
-RUN_EVENT = "model_run"
 FRAMEWORK = "onnxruntime"
 _KERNEL_SUFFIX = "_kernel_time"
-_PROFILE_HINT = (
-    "ONNX Runtime writes the profile when the run ends; a run cut short leaves none or a partial one: run it again."
-)
-
-
-class OrtEvent(BaseModel):
-    """One complete event of ORT's profile (only the fields the adapter reads; the rest are ignored)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    cat: str
-    name: str
-    ph: str = "X"
-    ts: int = Field(ge=0, description="µs since the profiling start.")
-    dur: int = Field(ge=0, description="µs.")
-    args: dict[str, Any] = Field(default_factory=dict)
-
-
-class OrtProfile(BaseModel):
-    """The ``model_run`` events and node events of one profile, each sorted by start."""
-
-    model_config = ConfigDict(frozen=True)
-
-    runs: list[OrtEvent]
-    nodes: list[OrtEvent]
-    event_count: int = Field(default=0, ge=0, description="Every event in the file, of any kind (ORT's limit).")
-
-
-def read_profile(path: Path) -> OrtProfile:
-    """Parse ORT's profile JSON; EvaluationError saying what is wrong where when it is not one."""
-    events = read_trace_events(path, "the ONNX Runtime profile", _PROFILE_HINT)
-    runs: list[OrtEvent] = []
-    nodes: list[OrtEvent] = []
-    for index, raw in enumerate(events):
-        cat, name = raw.get("cat"), raw.get("name")
-        if not ((cat == "Session" and name == RUN_EVENT) or cat == "Node"):
-            continue
-        try:
-            event = OrtEvent.model_validate(raw)
-        except ValidationError as e:
-            problem = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise EvaluationError(
-                f"event {index} ({cat} {name!r}) of the ONNX Runtime profile {path} is malformed: {problem}.",
-                hint=_PROFILE_HINT,
-            ) from e
-        (runs if cat == "Session" else nodes).append(event)
-    runs.sort(key=lambda e: e.ts)
-    nodes.sort(key=lambda e: e.ts)
-    return OrtProfile(runs=runs, nodes=nodes, event_count=len(events))
+ORT_MAX_EVENTS = 1_000_000
+"""ONNX Runtime keeps at most this many profiling events per session (``max_num_events_``) and drops the rest."""
 
 
 class OnnxRuntimeProfiler:
@@ -154,10 +105,6 @@ class OnnxRuntimeProfiler:
         )
 
 
-ORT_MAX_EVENTS = 1_000_000
-"""ONNX Runtime keeps at most this many profiling events per session (``max_num_events_``) and drops the rest."""
-
-
 def profile_spans(
     profile: OrtProfile,
     tracer: Tracer,
@@ -228,20 +175,9 @@ def _node_record(node: OrtEvent) -> EventRecord:
         "kind": "node",
         "node": node_name,
         "provider": str(args.get("provider", "")),
-        "input_shapes": _shapes(args.get("input_type_shape")),
-        "output_shapes": _shapes(args.get("output_type_shape")),
+        "input_shapes": shapes_text(args.get("input_type_shape")),
+        "output_shapes": shapes_text(args.get("output_type_shape")),
     }
     if str(args.get("node_index", "")).isdigit():
         attributes["node_index"] = int(args["node_index"])
     return EventRecord(node.ts * 1000, (node.ts + node.dur) * 1000, op, attributes, op=op)
-
-
-def _shapes(value: Any) -> str:
-    """ORT's ``[{"float": [4, 1, 8, 8]}, ...]`` as ``"float[4,1,8,8] float[16,1,3,3]"``."""
-    if not isinstance(value, list):
-        return ""
-    parts: list[str] = []
-    for entry in value:
-        if isinstance(entry, dict):
-            parts.extend(f"{dtype}[{','.join(map(str, dims))}]" for dtype, dims in entry.items())
-    return " ".join(parts)

@@ -1,13 +1,10 @@
 """TensorFlow's own profiler as FRAMEWORK-level spans: one span per TF op executed inside each query.
 
-TensorFlow's profiler writes an XSpace protobuf (``<logdir>/plugins/profile/<time>/<host>.xplane.pb``); the
-predictor wraps each call in a ``mlmodelscope_predict`` trace marker (``marker``). This module drives the
-profiler (with the host tracer level its cost model needs), has the markers, ops and ``FunctionRun`` events
-read into plain records (``tensorflow_xspace``) and leaves their pairing with the model spans and the clock
-alignment to ``core.tracing.alignment.align_profile``. Framework-specific: a repeated run's markers are
-profiled too, so the trailing markers are paired; each call's outermost ``FunctionRun`` is a span of kind
-"function". Event names, levels, the bindings' option quirk and the clock: docs/tracing.md, section
-"TensorFlow".
+The predictor wraps each call in a ``mlmodelscope_predict`` trace marker (``marker``). This module drives
+TensorFlow's profiler (with the host tracer level its cost model needs), has the XSpace it writes read into plain
+records (``tensorflow_xspace``) and leaves their pairing with the model spans (the trailing markers: a repeated
+run's calls are profiled too) and the clock alignment to ``core.tracing.alignment.align_profile``. Event names,
+levels, the bindings' option quirk, each call's ``FunctionRun`` and the clock: docs/tracing.md, "TensorFlow".
 """
 
 from __future__ import annotations
@@ -22,10 +19,8 @@ from typing import Any
 from mlmodelscope.agent.profilers.tensorflow_xspace import (
     FUNCTION_EVENT,
     MARKER,
-    PROFILE_HINT,
-    TfCall,
-    TfEvent,
     TfProfile,
+    newest_profile,
     read_profile,
 )
 from mlmodelscope.core.errors import EvaluationError, FrameworkUnavailableError
@@ -42,12 +37,9 @@ from mlmodelscope.core.tracing.framework import ModelSpanTimes
 from mlmodelscope.core.tracing.spans import Span
 from mlmodelscope.core.tracing.tracer import Tracer
 
-__all__ = ["MARKER", "TensorFlowProfiler", "TfCall", "TfEvent", "TfProfile", "profile_spans", "read_profile"]
-
 log = logging.getLogger(__name__)
 
 FRAMEWORK = "tensorflow"
-PROFILE_GLOB = "plugins/profile/*/*.xplane.pb"
 HOST_TRACER_LEVEL = 3
 """TraceMe verbosity: cheap ops are traced at level 3 only once TF's cost model has seen them (docs/tracing.md)."""
 
@@ -143,16 +135,7 @@ class TensorFlowProfiler:
                 f"the TensorFlow profiler could not stop and write its profile into {self.directory}: {e}",
                 hint="Check that the output folder is writable and has free space.",
             ) from e
-        self.profile_path = self._newest_profile()
-
-    def _newest_profile(self) -> Path:
-        started_ns = (self._started_wall_ns or 0) - 2_000_000_000  # file times are coarser than time_ns()
-        written = [p for p in self.directory.glob(PROFILE_GLOB) if p.stat().st_mtime_ns >= started_ns]
-        if not written:
-            raise EvaluationError(
-                f"the TensorFlow profiler wrote no {PROFILE_GLOB} under {self.directory}.", hint=PROFILE_HINT
-            )
-        return max(written, key=lambda p: p.stat().st_mtime_ns)
+        self.profile_path = newest_profile(self.directory, self._started_wall_ns or 0)
 
     def spans(self, tracer: Tracer, model_spans: Sequence[ModelSpanTimes], *, first_call: int = 0) -> list[Span]:
         if self.profile_path is None:

@@ -1,8 +1,9 @@
 """Reading TensorFlow's XSpace profile (``.xplane.pb``) into plain records of its markers, ops and functions.
 
-The part of the TensorFlow adapter that knows the XSpace format, kept apart from ``profilers/tensorflow.py``
-(which drives TensorFlow's profiler and aligns these records under the model spans) so that each stays one
-concern. What the ``/host:CPU`` plane holds and which events are ops: docs/tracing.md, section "TensorFlow".
+The part of the TensorFlow adapter that knows the XSpace format and where TensorFlow writes it, kept apart from
+``profilers/tensorflow.py`` (which drives TensorFlow's profiler and aligns these records under the model spans)
+so that each stays one concern. What the ``/host:CPU`` plane holds and which events are ops: docs/tracing.md,
+section "TensorFlow".
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, NamedTuple
 from mlmodelscope.core.errors import EvaluationError, FrameworkUnavailableError
 
 MARKER = "mlmodelscope_predict"
+PROFILE_GLOB = "plugins/profile/*/*.xplane.pb"
+"""Where, under the profiler's logdir, TensorFlow writes each session's XSpace."""
 HOST_PLANE = "/host:CPU"
 FUNCTION_EVENT = "FunctionRun"
 PLUMBING_OPS = frozenset({"_Arg", "_Retval", "_DeviceArg", "_DeviceRetval"})
@@ -60,6 +63,15 @@ def _xplane_pb2() -> Any:
             hint="Install tensorflow-cpu or tensorflow >= 2.16 (make setup pins a version that has them).",
         ) from e
     return xplane_pb2
+
+
+def newest_profile(directory: Path, started_wall_ns: int) -> Path:
+    """The newest XSpace written under the logdir ``directory`` since ``started_wall_ns``; EvaluationError if none."""
+    started_ns = started_wall_ns - 2_000_000_000  # file times are coarser than time_ns()
+    written = [p for p in directory.glob(PROFILE_GLOB) if p.stat().st_mtime_ns >= started_ns]
+    if not written:
+        raise EvaluationError(f"the TensorFlow profiler wrote no {PROFILE_GLOB} under {directory}.", hint=PROFILE_HINT)
+    return max(written, key=lambda p: p.stat().st_mtime_ns)
 
 
 def read_profile(path: Path) -> TfProfile:
