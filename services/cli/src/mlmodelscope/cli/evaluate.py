@@ -42,8 +42,7 @@ from mlmodelscope.core.evaluation.settings import (
 )
 from mlmodelscope.core.evaluation.summary import summarize
 from mlmodelscope.core.manifests.fields import Accelerator
-from mlmodelscope.core.messages import run_id_for
-from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
+from mlmodelscope.core.run_contract import RunSpec, run_matrix
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
@@ -292,31 +291,26 @@ def _specs(plan: _Plan, evaluation_id: str, threads: int | None) -> list[RunSpec
     """One run spec per batch size and framework; the agents evaluate exactly these resources (the manifests as
     validated now), and read no asset folder."""
     options, frameworks = plan.options, plan.frameworks
-    sweep = len(plan.batch_sizes) > 1
     loadgen_dir = plan.output.parent / f"{plan.output.stem}-loadgen"
-    resources = {
-        name: ResolvedResources.from_registry(plan.context.registry, options.model, name, options.dataset)
-        for name in frameworks
-    }
+
+    def output_dir(_run_id: str, framework: str, batch_size: int | None) -> Path:
+        return _loadgen_dir(loadgen_dir, framework if len(frameworks) > 1 else None, batch_size)
+
     with naming_options():
-        return [
-            RunSpec(
-                run_id=run_id_for(evaluation_id, name, size if sweep else None),
-                evaluation_id=evaluation_id,
-                model=options.model,
-                framework=name,
-                dataset=resources[name].dataset_name,
-                resources=resources[name],
-                device=plan.accelerator,
-                intra_op_threads=threads,
-                trace_level=plan.level,
-                settings=plan.settings.model_copy(update={"batch_size": size}),
-                cache_dir=plan.context.store.cache_dir.resolve(),
-                output_dir=_loadgen_dir(loadgen_dir, name if len(frameworks) > 1 else None, size if sweep else None),
-            )
-            for size in plan.batch_sizes
-            for name in frameworks
-        ]
+        return run_matrix(
+            plan.context.registry,
+            evaluation_id,
+            options.model,
+            frameworks,
+            plan.batch_sizes,
+            dataset=options.dataset,
+            settings=plan.settings,
+            cache_dir=plan.context.store.cache_dir.resolve(),
+            output_dir=output_dir,
+            device=plan.accelerator,
+            intra_op_threads=threads,
+            trace_level=plan.level,
+        )
 
 
 def _report(

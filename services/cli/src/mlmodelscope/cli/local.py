@@ -25,7 +25,8 @@ import httpx
 import nats
 
 from mlmodelscope.agent.bus.connection import connect_options, generate_token, nats_token, quiet_nats_logging
-from mlmodelscope.cli.nats_server import EmbeddedNatsServer, free_port, terminate
+from mlmodelscope.cli.nats_server import EmbeddedNatsServer
+from mlmodelscope.core.child_service import ChildService, free_port
 from mlmodelscope.core.collector_client import interpret
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.errors import EvaluationError
@@ -37,6 +38,7 @@ COLLECTOR_URL_ENV = "MLMODELSCOPE_COLLECTOR_URL"
 _POLL_S = 0.1
 COLLECTOR_NICENESS = 10
 _DYING_WAIT_S = 2.0
+_READYZ_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,10 @@ def data_dir(environ: Mapping[str, str]) -> DataDir:
     return DataDir(base / "mlmodelscope")
 
 
-class CollectorProcess:
-    """``python -m mlmodelscope.collector.main`` on a free port; ``start`` returns once ``/readyz`` says ready
-    (``launch`` + ``wait_ready`` split it, so that the caller's own start-up can overlap the collector's).
+class CollectorProcess(ChildService):
+    """``python -m mlmodelscope.collector.main`` on a free port (``core.child_service``); ``start`` returns once
+    ``/readyz`` says ready (``launch`` + ``wait_ready`` split it, so that the caller's own start-up can overlap the
+    collector's).
 
     Once started, it ingests at a lower CPU priority (``COLLECTOR_NICENESS``) than the agents: on a machine with
     few cores it stores spans in the gaps instead of taking time from the model being measured, and catches up
@@ -79,6 +82,13 @@ class CollectorProcess:
     mode sets (the tests, for instance, shorten its timings or give it an API token).
     """
 
+    name = "the collector"
+    scheme = "http"
+    error = EvaluationError
+    start_timeout_s = 30.0
+    stop_timeout_s = 10.0
+    poll_s = _POLL_S
+
     def __init__(
         self,
         database_url: str,
@@ -89,7 +99,7 @@ class CollectorProcess:
         nats_token: str | None = None,
         settings: Mapping[str, str] | None = None,
     ) -> None:
-        self.port = free_port()
+        super().__init__(log_path)
         self._env = {
             **os.environ,
             "MLMODELSCOPE_COLLECTOR_DATABASE_URL": database_url,
@@ -102,72 +112,19 @@ class CollectorProcess:
             "MLMODELSCOPE_COLLECTOR_INGEST_NICENESS": str(COLLECTOR_NICENESS),
             **(settings or {}),
         }
-        self._log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ready = False
         self.max_restarts = max_restarts
         self.restarts = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "mlmodelscope.collector.main"]
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+    def environment(self) -> dict[str, str]:
+        return {**self._env, "MLMODELSCOPE_COLLECTOR_PORT": str(self.port)}
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        """Launch the collector and return once it is ready."""
-        self.launch()
-        self.wait_ready(timeout_s)
-
-    def launch(self) -> None:
-        """Start the collector's process without waiting for it (``wait_ready`` does; ``get`` waits by itself)."""
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._ready = False
-        with self._log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "mlmodelscope.collector.main"],
-                env={**self._env, "MLMODELSCOPE_COLLECTOR_PORT": str(self.port)},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Return once the launched collector answers ``/readyz``; EvaluationError if it exits or stays unready."""
-        if self._ready:
-            return
-        if self._process is None:
-            raise EvaluationError("the collector was not launched.", hint="Call CollectorProcess.launch() first.")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EvaluationError(
-                    f"the collector exited with code {self._process.returncode} while starting.",
-                    hint=f"See {self._log_path}.",
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    self._ready = True
-                    return
-            time.sleep(_POLL_S)
-        self.stop()
-        raise EvaluationError(f"the collector was not ready within {timeout_s:g} s.", hint=f"See {self._log_path}.")
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        terminate(self._process, timeout_s)
-
-    def kill(self) -> None:
-        """Abrupt death (SIGKILL: no shutdown hook, no final ack), as a crash would be (used by failure tests)."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+    def answers(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/readyz", timeout=_READYZ_TIMEOUT_S).status_code == 200
+        return False
 
     def ensure_running(self) -> bool:
         """Restart the collector if its process has died; True when it did. EvaluationError once the restarts
@@ -183,7 +140,7 @@ class CollectorProcess:
         if self.restarts >= self.max_restarts:
             raise EvaluationError(
                 f"{died}, after {self.restarts} restart(s) already; giving up.",
-                hint=f"See {self._log_path}. {kept}",
+                hint=f"See {self.log_path}. {kept}",
             )
         self.restarts += 1
         self.port = free_port()  # the dead one's port may not be free again at once
@@ -191,7 +148,7 @@ class CollectorProcess:
             self.start()
         except EvaluationError as e:
             raise EvaluationError(
-                f"{died}, and restarting it failed: {e.message}", hint=f"See {self._log_path}. {kept}"
+                f"{died}, and restarting it failed: {e.message}", hint=f"See {self.log_path}. {kept}"
             ) from e
         return True
 
@@ -214,7 +171,7 @@ class CollectorProcess:
                 if self._process is None or self._process.poll() is None:
                     raise EvaluationError(
                         f"the collector at {self.url} is running but does not answer {path}: {e}.",
-                        hint=f"See {self._log_path}.",
+                        hint=f"See {self.log_path}.",
                     ) from e
                 # it died: the next ensure_running restarts it, or says why it cannot
 

@@ -1,14 +1,14 @@
 """Launching evaluations from the web UI in local mode: the collector writes run specs and starts agent processes.
 
 Each run spec is the core's run contract (``mlmodelscope.core.run_contract.RunSpec``, the one the CLI and the
-operator write), carrying the Model, Framework and Dataset as the configured asset folders hold them when the
-launch is requested (so an agent evaluates exactly those, and reads no asset folder), and each run is started by
-the same ``core.run_supervisor.RunSupervisor`` as local mode's (``<python> -m mlmodelscope.agent --spec
-<runs>/<run id>/spec.json``, with the Framework resource's ``spec.runtime.python`` when it names one). Agents
-publish to the collector's own NATS URL, so a launched run reaches the database like any other. Runs of one
-evaluation start in order, one per framework at a time (a batch sweep runs its batch sizes in turn, as
-``evaluate`` does). Agents still running when the collector stops are terminated. Configuration: ``assets``,
-``launch_cache_dir``, ``launch_runs_dir``, ``launch_python``.
+operator write; built by ``run_contract.run_matrix``, as the CLI's are), carrying the Model, Framework and Dataset
+as the configured asset folders hold them when the launch is requested (so an agent evaluates exactly those, and
+reads no asset folder), and each run is started by the same ``core.run_supervisor.RunSupervisor`` as local mode's
+(``<python> -m mlmodelscope.agent --spec <runs>/<run id>/spec.json``, with the Framework resource's
+``spec.runtime.python`` when it names one). Agents publish to the collector's own NATS URL, so a launched run
+reaches the database like any other. Runs of one evaluation start in order, one per framework at a time (a batch
+sweep runs its batch sizes in turn, as ``evaluate`` does). Agents still running when the collector stops are
+terminated. Configuration: ``assets``, ``launch_cache_dir``, ``launch_runs_dir``, ``launch_python``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.jetstream import NATS_TOKEN_ENV
 from mlmodelscope.core.manifests.compatibility import fit
 from mlmodelscope.core.manifests.registry import Registry
-from mlmodelscope.core.messages import run_id_for
-from mlmodelscope.core.run_contract import ResolvedResources, RunSpec
+from mlmodelscope.core.run_contract import RunSpec, run_matrix
 from mlmodelscope.core.run_supervisor import RunSupervisor
 from mlmodelscope.core.tracing.spans import TraceLevel
 
@@ -76,36 +75,26 @@ class LocalLauncher:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         evaluation_id = f"{request.model}-{stamp}-{uuid.uuid4().hex[:6]}"
         frameworks = list(dict.fromkeys(request.frameworks))
-        sizes = sorted(set(request.batch_sizes))
-        sweep = len(sizes) > 1
         runs_dir = Path(self.settings.launch_runs_dir)
-        settings = EvaluationSettings(
-            scenario=request.scenario, mode=request.mode, min_duration_s=request.min_duration_s
-        )
-        resources = {
-            f: ResolvedResources.from_registry(registry, request.model, f, request.dataset) for f in frameworks
-        }
         # Agents side by side share the container's CPUs rather than each taking all of them.
         threads = max(1, container_cpus().cpus // len(frameworks)) if len(frameworks) > 1 else None
-        return [
-            RunSpec(
-                run_id=(run_id := run_id_for(evaluation_id, framework, size if sweep else None)),
-                evaluation_id=evaluation_id,
-                model=request.model,
-                framework=framework,
-                dataset=resources[framework].dataset_name,
-                resources=resources[framework],
-                device=request.device,
-                intra_op_threads=threads,
-                trace_level=TraceLevel.parse(request.trace_level),
-                settings=settings.model_copy(update={"batch_size": size}),
-                nats_url=self.settings.nats_url or "",
-                cache_dir=Path(self.settings.launch_cache_dir).resolve(),
-                output_dir=(runs_dir / run_id / "loadgen").resolve(),
-            )
-            for size in sizes
-            for framework in frameworks
-        ]
+        return run_matrix(
+            registry,
+            evaluation_id,
+            request.model,
+            frameworks,
+            sorted(set(request.batch_sizes)),
+            dataset=request.dataset,
+            settings=EvaluationSettings(
+                scenario=request.scenario, mode=request.mode, min_duration_s=request.min_duration_s
+            ),
+            cache_dir=Path(self.settings.launch_cache_dir).resolve(),
+            output_dir=lambda run_id, _framework, _batch_size: (runs_dir / run_id / "loadgen").resolve(),
+            device=request.device,
+            intra_op_threads=threads,
+            trace_level=TraceLevel.parse(request.trace_level),
+            nats_url=self.settings.nats_url or "",
+        )
 
     def launch(self, request: LaunchRequest) -> LaunchResponse:
         """Validate and start the agents in the background; returns at once."""

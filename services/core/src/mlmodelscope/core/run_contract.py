@@ -19,7 +19,7 @@ dict is what results and the Evaluation status record. The agent turns the resou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ from mlmodelscope.core.manifests.fields import API_VERSION, Accelerator
 from mlmodelscope.core.manifests.loading import LoadedResource, format_location, parse_document
 from mlmodelscope.core.manifests.registry import Registry
 from mlmodelscope.core.manifests.resources import Resource
-from mlmodelscope.core.messages import RunId
+from mlmodelscope.core.messages import RunId, run_id_for
 from mlmodelscope.core.tracing.spans import TraceLevel
 
 SPOOL_FOLDER = "unpublished"
@@ -233,4 +233,61 @@ class RunSpec(BaseModel):
         return (self.run_dir or self.output_dir) / SPOOL_FOLDER
 
 
-__all__ = ["SPOOL_FOLDER", "ResolvedResource", "ResolvedResources", "RunSpec", "canonical_spec", "spec_sha256"]
+def run_matrix(
+    registry: Registry,
+    evaluation_id: str,
+    model: str,
+    frameworks: Sequence[str],
+    batch_sizes: Sequence[int],
+    *,
+    dataset: str | None,
+    settings: EvaluationSettings,
+    cache_dir: Path,
+    output_dir: Callable[[str, str, int | None], Path],
+    device: Accelerator = "cpu",
+    intra_op_threads: int | None = None,
+    trace_level: TraceLevel = TraceLevel.MODEL,
+    nats_url: str = "",
+) -> list[RunSpec]:
+    """The runs of one evaluation from manifest files (local mode, the collector's launcher): one RunSpec per batch
+    size and framework, in the order they run (batch sizes outer), each with its resources resolved from
+    ``registry`` (``ResolvedResources.from_registry``) and ``settings`` at its batch size.
+
+    A run's id is ``run_id_for(evaluation_id, framework, batch size)``, the batch size only in a sweep (more than
+    one); ``output_dir(run_id, framework, that batch size or None)`` is where its LoadGen logs go."""
+    resources = {name: ResolvedResources.from_registry(registry, model, name, dataset) for name in frameworks}
+    sweep = len(batch_sizes) > 1
+    specs: list[RunSpec] = []
+    for size in batch_sizes:
+        swept = size if sweep else None
+        for name in frameworks:
+            run_id = run_id_for(evaluation_id, name, swept)
+            specs.append(
+                RunSpec(
+                    run_id=run_id,
+                    evaluation_id=evaluation_id,
+                    model=model,
+                    framework=name,
+                    dataset=resources[name].dataset_name,
+                    resources=resources[name],
+                    device=device,
+                    intra_op_threads=intra_op_threads,
+                    trace_level=trace_level,
+                    settings=settings.model_copy(update={"batch_size": size}),
+                    nats_url=nats_url,
+                    cache_dir=cache_dir,
+                    output_dir=output_dir(run_id, name, swept),
+                )
+            )
+    return specs
+
+
+__all__ = [
+    "SPOOL_FOLDER",
+    "ResolvedResource",
+    "ResolvedResources",
+    "RunSpec",
+    "canonical_spec",
+    "run_matrix",
+    "spec_sha256",
+]

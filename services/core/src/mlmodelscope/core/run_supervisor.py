@@ -3,8 +3,9 @@ collector's launch form both run their specs through ``RunSupervisor``.
 
 Why: both started ``<python> -m mlmodelscope.agent --spec <runs>/<run id>/spec.json`` with its output in the run's
 ``agent.log``, kept at most N running in order, and terminated the survivors on the way out, each with its own
-copy of the loop and of the SIGTERM-then-SIGKILL rule. A run's completion is its process's exit; what it stored is
-read from the collector, and its progress from the bus (display only).
+copy of the loop and of the SIGTERM-then-SIGKILL rule (that rule is ``core.child_service.terminate_all``, the
+one local mode's services stop by too). A run's completion is its process's exit; what it stored is read from the
+collector, and its progress from the bus (display only).
 
 Non-blocking: the owner calls ``start_pending`` from its own loop (the CLI's progress loop, the launcher's
 thread), so that it decides what else happens between two starts (a Ctrl-C deferred while a process starts, a
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from mlmodelscope.core.child_service import terminate_all
 from mlmodelscope.core.run_contract import RunSpec
 
 SPEC_FILE = "spec.json"
@@ -99,13 +100,4 @@ class RunSupervisor:
         """Start nothing more; SIGTERM every agent still running (it publishes its run as cancelled), wait for all
         of them together at most ``timeout_s``, then SIGKILL the ones left, and reap them all."""
         self._pending.clear()
-        running = [process for process in self.processes.values() if process.poll() is None]
-        for process in running:
-            process.terminate()
-        deadline = time.monotonic() + timeout_s
-        for process in running:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        terminate_all(list(self.processes.values()), timeout_s)
