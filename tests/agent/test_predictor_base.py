@@ -11,14 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlmodelscope.agent.predictors.base import (
-    FrameworkPackage,
-    FrameworkPredictor,
-    check_count,
-    check_tensor,
-    count_mismatch,
-    match_names,
-)
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor
+from mlmodelscope.agent.predictors.signature import check_count, check_tensor, count_mismatch, match_names
 from mlmodelscope.core.errors import FrameworkUnavailableError, ModelLoadError, PredictorError
 from mlmodelscope.core.manifests import Model, load_registry
 from mlmodelscope.core.manifests.model_tensors import TensorSpec

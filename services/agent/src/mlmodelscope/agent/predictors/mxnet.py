@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, check_count, match_names
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor
 from mlmodelscope.agent.predictors.mxnet_executor import bound_predict
 from mlmodelscope.agent.predictors.mxnet_runtime import find_checkpoint, installed_version, set_threads_before_import
+from mlmodelscope.agent.predictors.signature import check_count, match_names
 from mlmodelscope.agent.profilers.mxnet import MXNetProfiler
 from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError
 

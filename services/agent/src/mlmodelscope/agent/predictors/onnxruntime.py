@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, match_names
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor
+from mlmodelscope.agent.predictors.signature import match_names
 from mlmodelscope.agent.profilers.onnxruntime import OnnxRuntimeProfiler
 from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError
 

@@ -8,9 +8,8 @@ graph, so the model evaluated would no longer be exactly the artifact whose sha2
 
 With ``options.profile_dir`` set (FRAMEWORK tracing), ``load`` chooses a predict closure that marks each call with
 ``torch.profiler.record_function`` for ``profilers.pytorch.PyTorchProfiler``; otherwise the hot path has no marker.
-Measured (ResNet-18, batch 16, one thread): torch's CPU tensors come from malloc, and glibc hands the large
-activation buffers back to the OS after every call, ~63K minor page faults (~16% of the call's CPU time) that a
-retaining allocator avoids (jemalloc/tcmalloc, or ``mallopt``); not set here: it is process-wide.
+``load`` also keeps freed activation buffers in the process (``glibc_malloc.retain_freed_memory``): with glibc's
+defaults every call re-faulted them page by page, ~16-25% of a ResNet-18 call's CPU time.
 """
 
 from __future__ import annotations
@@ -24,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, PredictFn, count_mismatch
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, PredictFn
+from mlmodelscope.agent.predictors.glibc_malloc import retain_freed_memory
+from mlmodelscope.agent.predictors.signature import count_mismatch
 from mlmodelscope.agent.profilers.pytorch import PREDICT_EVENT, PyTorchProfiler
 from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError, PredictorError
 
@@ -72,6 +73,7 @@ class PyTorchPredictor(FrameworkPredictor):
         torch = TORCH.load()
         device = self._device(torch)
         self._set_threads(torch)
+        retain_freed_memory()
         self._format = artifact_format(artifact_path)
         try:
             if self._format == TORCHSCRIPT:

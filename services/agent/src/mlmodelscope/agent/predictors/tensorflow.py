@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, PredictFn, count_mismatch
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, PredictFn
+from mlmodelscope.agent.predictors.signature import count_mismatch
 from mlmodelscope.agent.predictors.tensorflow_formats import KERAS, artifact_format, load_keras, load_savedmodel
 from mlmodelscope.agent.profilers.tensorflow import TensorFlowProfiler
 from mlmodelscope.core.errors import DeviceUnavailableError, EvaluationError, ModelLoadError, PredictorError

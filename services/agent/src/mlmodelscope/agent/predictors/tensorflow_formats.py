@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlmodelscope.agent.predictors.base import check_count, check_tensor, match_names
+from mlmodelscope.agent.predictors.signature import check_count, check_tensor, match_names
 from mlmodelscope.core.errors import ModelLoadError
 from mlmodelscope.core.manifests.model_spec import ModelSpec
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor, Kind, check_tensor, match_names
+from mlmodelscope.agent.predictors.base import FrameworkPackage, FrameworkPredictor
+from mlmodelscope.agent.predictors.signature import Kind, check_tensor, match_names
 from mlmodelscope.agent.profilers.tflite import UNAVAILABLE_REASON
 from mlmodelscope.core.errors import DeviceUnavailableError, ModelLoadError, PredictorError
 from mlmodelscope.core.manifests.model_tensors import TensorSpec
