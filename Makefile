@@ -80,7 +80,7 @@ images-test: setup containers
 	$(BIN)/python -m pytest tests/deploy/test_image_smoke.py tests/deploy/test_sandbox_podman.py -q
 
 test: setup browser tools containers lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 bench: setup
 	$(BIN)/python benchmarks/harness_overhead.py
