@@ -27,7 +27,6 @@ from mlmodelscope.cli.report_tasks import agreement_tables, markdown_section
 from mlmodelscope.core.analysis.report import build_report
 from mlmodelscope.core.analysis.tables import RunInfo
 from mlmodelscope.core.evaluation.agreement import write_outputs
-from mlmodelscope.core.evaluation.environment import Environment, GpuInfo
 from mlmodelscope.core.evaluation.results import (
     AccuracyResult,
     DetectionMetrics,
@@ -35,7 +34,6 @@ from mlmodelscope.core.evaluation.results import (
     ResourceRef,
     RunResult,
     SegmentationMetrics,
-    Verdict,
 )
 from mlmodelscope.core.evaluation.settings import EvaluationSettings
 from mlmodelscope.core.evaluation.summary import EvaluationSummary, summarize
@@ -43,21 +41,8 @@ from mlmodelscope.operator.evaluation import RunStatus
 from mlmodelscope.operator.results import figures_of
 from tests.support.cli import run_cli
 from tests.support.paths import REPO
+from tests.support.run_results import ENVIRONMENT, VERDICT
 
-VERDICT = Verdict(valid=True, result="VALID", constraints=[], recommendations=[], early_stopping=[])
-ENVIRONMENT = Environment(
-    hostname="h",
-    os="linux",
-    kernel="6",
-    python="3.11",
-    arch="amd64",
-    cpu_model="cpu",
-    cpu_count_logical=2,
-    cpu_count_physical=1,
-    memory_total_bytes=2**30,
-    gpu=GpuInfo(available=False),
-    packages={},
-)
 # The reference's detections (COCO results: bbox is [x, y, width, height] in pixels).
 REFERENCE_BOXES: list[dict[str, Any]] = [
     {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
