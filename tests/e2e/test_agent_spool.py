@@ -115,8 +115,8 @@ def test_an_agent_whose_nats_dies_for_good_keeps_the_run_and_import_stores_it_ex
     assert len([line for line in stderr.splitlines() if line.strip()]) <= 3, stderr  # a line or two, no flood
     kept = _spooled(spool_file)
     (finished,) = [e.payload for e in kept if isinstance(e.payload, RunFinished)]
-    assert finished.status == "succeeded" and finished.result is not None
-    assert finished.result["performance"]["latency"]["count"] > 0
+    assert finished.status == "succeeded" and finished.result is not None and finished.result.performance is not None
+    assert finished.result.performance.latency.count > 0
     assert finished.span_count > 0 and finished.query_count > 0
     collector.stop()
 
