@@ -16,7 +16,6 @@ predictor that needs it sets it at load. Elsewhere than glibc (musl, macOS) it d
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import platform
 
@@ -34,13 +33,13 @@ def retain_freed_memory() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         log.info("malloc left as it is: not glibc (%s %s)", platform.system(), platform.libc_ver()[0] or "libc")
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError as e:
-        log.warning("malloc left as it is: the C library could not be opened (%s)", e)
+    # The process's own symbols: glibc is already loaded (find_library would spawn ldconfig or gcc to look).
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        log.warning("malloc left as it is: this process's C library has no mallopt")
         return False
     settings = ((M_ARENA_MAX, 1), (M_MMAP_THRESHOLD, RETAINED_BYTES), (M_TRIM_THRESHOLD, RETAINED_BYTES))
-    accepted = all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
+    accepted = all(mallopt(parameter, value) == 1 for parameter, value in settings)
     if not accepted:
         log.warning("glibc refused a mallopt setting: freed buffers may still go back to the OS after each call")
     return accepted
