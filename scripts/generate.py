@@ -10,7 +10,11 @@ them into a temporary folder and fails, naming the file, when a committed one di
 * ``charts/mlmodelscope/dashboards/*.json``: the Grafana dashboards (``scripts/build_dashboards.py``);
 * ``assets/schemas/*.schema.json``: JSON Schemas of Model, Framework, Dataset and Evaluation documents for editors
   (pydantic's own JSON Schema of each resource, so an editor flags what ``mlmodelscope validate`` would refuse;
-  ``docs/manifests.md`` shows the ``yaml-language-server`` modeline that uses them).
+  ``docs/manifests.md`` shows the ``yaml-language-server`` modeline that uses them);
+* the collector's migration files (``storage/migrations/<track>/*.json``): the committed ones are history, kept
+  in their canonical form, and a change in ``storage/schema.py`` or ``storage/analysis_schema.py`` that no
+  migration makes yet becomes the next file (``mlmodelscope.collector.storage.migrations.autogenerate``). Files of
+  released versions are never rewritten or deleted, only re-rendered.
 
 Every output is a pure function of the sources (sorted globs, fixed key order), so ``make generate`` on a clean
 tree leaves ``git status`` clean. A file in a generated folder that no generator writes is reported (``--check``)
@@ -28,7 +32,13 @@ from pathlib import Path
 from types import ModuleType
 
 from pydantic import BaseModel
+from sqlalchemy import MetaData
 
+from mlmodelscope.collector.storage import analysis_schema, schema
+from mlmodelscope.collector.storage.migrations import ANALYSIS_TRACK, INGEST_TRACK, autogenerate
+from mlmodelscope.collector.storage.migrations.files import read as read_migration
+from mlmodelscope.collector.storage.migrations.files import render as render_migration
+from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
 from mlmodelscope.operator import crds
 from mlmodelscope.operator.evaluation import Evaluation
@@ -47,6 +57,8 @@ SCHEMA_COMMENT = (
     "tests/deploy/test_generated_files.py fails when this file differs from a fresh generation."
 )
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+MIGRATIONS_DIR = Path("services/collector/src/mlmodelscope/collector/storage/migrations")
+MIGRATION_TRACKS = {INGEST_TRACK: schema.metadata, ANALYSIS_TRACK: analysis_schema.metadata}
 
 
 def _sibling(name: str) -> ModuleType:
@@ -84,7 +96,21 @@ def expected(repo: Path = REPO) -> dict[Path, bytes]:
         files[CHART / "dashboards" / name] = build_dashboards.render(name).encode("utf-8")
     for name, model in SCHEMA_MODELS.items():
         files[SCHEMAS_DIR / f"{name}.schema.json"] = render_schema(model).encode("utf-8")
+    for track, metadata in MIGRATION_TRACKS.items():
+        files.update(migration_files(repo, track, metadata))
     return files
+
+
+def migration_files(repo: Path, track: str, metadata: MetaData) -> dict[Path, bytes]:
+    """A track's committed migrations, re-rendered, plus the next one when the schema module has changed since."""
+    folder = MIGRATIONS_DIR / track
+    paths = sorted((repo / folder).glob("*.json"))
+    history = [read_migration(path) for path in paths]
+    rendered = {folder / p.name: render_migration(m).encode("utf-8") for p, m in zip(paths, history, strict=True)}
+    following = autogenerate.pending(history, metadata)
+    if following is not None:
+        rendered[folder / autogenerate.file_name(following)] = render_migration(following).encode("utf-8")
+    return rendered
 
 
 def generated_folders() -> list[tuple[Path, str]]:
@@ -136,13 +162,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="report stale files (exit 1) instead of writing")
     parser.add_argument("--repo", type=Path, default=REPO, help="the checkout to generate into (default: this one)")
     args = parser.parse_args(argv)
-    if args.check:
-        with tempfile.TemporaryDirectory(prefix="mlmodelscope-generate-") as scratch:
-            problems = stale(Path(scratch), args.repo)
-        for problem in problems:
-            print(f"stale: {problem} (run `make generate`)", file=sys.stderr)
-        return 1 if problems else 0
-    for relative in write(args.repo, args.repo):
+    try:
+        return _check(args.repo) if args.check else _write(args.repo)
+    except MLModelScopeError as e:  # a schema change no migration can describe, a damaged migration file
+        print(f"make generate: {e}", file=sys.stderr)
+        return 1
+
+
+def _check(repo: Path) -> int:
+    with tempfile.TemporaryDirectory(prefix="mlmodelscope-generate-") as scratch:
+        problems = stale(Path(scratch), repo)
+    for problem in problems:
+        print(f"stale: {problem} (run `make generate`)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _write(repo: Path) -> int:
+    for relative in write(repo, repo):
         print(f"changed {relative}")
     return 0
 

@@ -34,7 +34,7 @@ def test_committed_generated_files_equal_a_fresh_generation(tmp_path: Path) -> N
     problems = generate.stale(tmp_path / "fresh")
     assert not problems, "stale generated files (run `make generate`):\n" + "\n".join(problems)
     written = {p.relative_to(tmp_path / "fresh").parts[0] for p in (tmp_path / "fresh").rglob("*") if p.is_file()}
-    assert written == {"crds", "charts", "assets"}
+    assert written == {"crds", "charts", "assets", "services"}
 
 
 def test_a_stale_missing_or_orphaned_file_is_named(tmp_path: Path) -> None:
@@ -74,6 +74,40 @@ def test_the_check_command_names_the_stale_file_and_the_fix(tmp_path: Path) -> N
     assert edited.stderr == (
         "stale: crds/models.mlmodelscope.org.yaml: differs from a fresh generation (run `make generate`)\n"
     )
+
+
+def test_a_schema_change_without_its_migration_is_stale_and_make_generate_writes_it(tmp_path: Path) -> None:
+    """The span_batches migration taken away stands for a schema.py change nobody migrated: --check names the file
+    a generator would write, and writing it gives the same operations as the committed one."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / generate.MIGRATIONS_DIR, repo / generate.MIGRATIONS_DIR)
+    generate.write(repo, repo)
+    ingest = repo / generate.MIGRATIONS_DIR / "ingest"
+    committed = ingest / "0004_span_batches.json"
+    committed_operations = json.loads(committed.read_text(encoding="utf-8"))["operations"]
+    committed.unlink()
+    written = generate.MIGRATIONS_DIR / "ingest" / "0004_create_table_span_batches.json"
+    assert generate.stale(tmp_path / "a", repo) == [f"{written}: missing (a generator writes it)"]
+    assert generate.write(repo, repo) == [written]
+    document = json.loads((repo / written).read_text(encoding="utf-8"))
+    assert (document["version"], document["description"]) == (4, "create table span_batches")
+    assert document["operations"] == committed_operations
+    assert generate.stale(tmp_path / "b", repo) == []
+
+
+def test_a_hand_edited_migration_file_is_named_and_a_broken_one_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / generate.MIGRATIONS_DIR, repo / generate.MIGRATIONS_DIR)
+    generate.write(repo, repo)
+    relative = generate.MIGRATIONS_DIR / "analysis" / "0001_baselines.json"
+    path = repo / relative
+    path.write_text(json.dumps(json.loads(path.read_text(encoding="utf-8"))), encoding="utf-8")  # one line
+    assert generate.stale(tmp_path / "a", repo) == [f"{relative}: differs from a fresh generation"]
+    path.write_text(path.read_text(encoding="utf-8").replace('"create_table"', '"create_tabel"'), encoding="utf-8")
+    refused = _check(repo)
+    assert refused.returncode == 1
+    assert f"migration file {path} cannot be read" in refused.stderr
+    assert "create_tabel" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def _schema(name: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The analysis tables (baselines, regression checks): their own ``MetaData`` and migration track.
 
-They are built by ``migrations.ANALYSIS_MIGRATIONS`` (version table ``analysis_schema_version``), separately from
-the ingest schema in ``schema.py``, so the ingest path's history is untouched by the UI's features. A change here
-needs a new migration in that track.
+They are built by ``migrations.ANALYSIS_MIGRATIONS`` (the files of ``migrations/analysis/``, version table
+``analysis_schema_version``), separately from the ingest schema in ``schema.py``, so the ingest path's history is
+untouched by the UI's features. ``make generate`` writes the migration a change here needs.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 Times the agent measured (``start_ns``/``end_ns``) are its monotonic nanoseconds (``BIGINT``); wall-clock instants
 are ``started_at``/``finished_at`` in UTC. Every payload table has a natural primary key, so an ``INSERT ... ON
-CONFLICT DO NOTHING`` makes re-sent rows harmless even under a new message id. The migrations in
-``migrations/`` create exactly these tables; a change here needs a new migration there, and
-``tests/collector/test_schema_migrations.py`` holds the line: it migrates an empty SQLite (and PostgreSQL) database
-and fails unless its tables, columns (types, nullability, defaults), keys, indexes and constraints equal these.
+CONFLICT DO NOTHING`` makes re-sent rows harmless even under a new message id.
+
+This module is the one description of the ingest tables: ``make generate`` turns a change here into the next
+migration file of ``migrations/ingest/`` (``migrations/autogenerate.py``); ``scripts/generate.py --check`` fails
+while one is missing, and ``tests/collector/test_schema_migrations.py`` migrates an empty SQLite (and PostgreSQL)
+database and fails unless its tables, columns, keys, indexes and constraints equal these.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A small versioned migration runner: a ``schema_version`` table plus an ordered list of migration functions.
+"""A small versioned migration runner: a ``schema_version`` table plus an ordered list of migrations.
 
 We use this rather than Alembic because the collector has one schema, two dialects that SQLAlchemy's DDL already
 covers, and must migrate itself at startup inside the service (no ``alembic.ini``, no script folder to ship, no
@@ -7,8 +7,11 @@ one transaction (DDL is transactional on PostgreSQL and, with our ``BEGIN IMMEDI
 version. On PostgreSQL an advisory lock makes two collectors starting at once apply them exactly once; on SQLite the
 write lock does the same. A database newer than this code is refused rather than guessed at.
 
-A migration never imports ``storage.schema``: it describes the tables as they were at its version, so replaying
-history always builds the same database. ``schema.py`` must equal the result of all migrations (a test checks).
+The migrations of a track are the JSON files of its folder (``ingest/`` for ``schema.py``, ``analysis/`` for
+``analysis_schema.py``), written by ``autogenerate`` from the schema module (``make generate``) and frozen once
+released: each records the operations (``operations.py``) that took the tables from the version before to its own,
+never the schema module itself, so replaying history always builds the same database. A test checks that a database
+migrated from empty equals the schema modules, and ``make generate --check`` that no schema change lacks its file.
 """
 
 from __future__ import annotations
@@ -17,18 +20,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, func, insert, select, text
 
 from mlmodelscope.collector.errors import MigrationError
 from mlmodelscope.collector.storage.database import Database
-from mlmodelscope.collector.storage.migrations import (
-    a0001_baselines,
-    v0001_initial,
-    v0002_dead_letters,
-    v0003_accuracy_metric,
-    v0004_span_batches,
-)
+from mlmodelscope.collector.storage.migrations.files import history
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +50,16 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "runs, spans, queries, ingested_messages, progress, rejected_messages, counters", v0001_initial.apply),
-    Migration(2, "dead_letters (replaces rejected_messages, rows copied)", v0002_dead_letters.apply),
-    Migration(
-        3, "runs.accuracy_metric, runs.accuracy_value (every task's primary figure)", v0003_accuracy_metric.apply
-    ),
-    Migration(4, "span_batches (columnar spans, one row per message)", v0004_span_batches.apply),
-)
+TRACKS_DIR = Path(__file__).resolve().parent
+INGEST_TRACK, ANALYSIS_TRACK = "ingest", "analysis"
+
+
+def load_track(name: str, root: Path = TRACKS_DIR) -> tuple[Migration, ...]:
+    """A track's committed migration files as runnable migrations, in version order."""
+    return tuple(Migration(m.version, m.description, m.apply) for m in history(root / name))
+
+
+MIGRATIONS: tuple[Migration, ...] = load_track(INGEST_TRACK)
 
 # A second, independent track for the analysis tables (baselines, regression checks) with its own version table,
 # so the ingest schema's history stays exactly as it was and either track can evolve without renumbering the other.
@@ -70,7 +70,7 @@ analysis_schema_version = Table(
     Column("description", String(256), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False),
 )
-ANALYSIS_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "baselines, regression_checks", a0001_baselines.apply),)
+ANALYSIS_MIGRATIONS: tuple[Migration, ...] = load_track(ANALYSIS_TRACK)
 
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
