@@ -74,9 +74,17 @@ def test_usage_errors(tmp_path: Path, argv: list[str], command: str, fragments: 
     assert lines[2] == f"Try '{command} --help' for help.", run.stderr
 
 
-def test_a_group_without_a_command_shows_its_help(tmp_path: Path) -> None:
-    run = run_cli("runs", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("argv", "usage", "listed"),
+    [
+        pytest.param(["runs"], "Usage: mlmodelscope runs", "list", id="rich-subgroup"),
+        pytest.param([], "Usage: mlmodelscope [OPTIONS] COMMAND", "evaluate", id="plain-root"),
+    ],
+)
+def test_a_group_without_a_command_shows_its_help(tmp_path: Path, argv: list[str], usage: str, listed: str) -> None:
+    run = run_cli(*argv, cwd=tmp_path)
     assert "Traceback" not in run.stdout + run.stderr, run.stderr
     assert run.returncode == 2
-    assert "Usage: mlmodelscope runs" in run.stdout
-    assert "list" in run.stdout
+    assert usage in run.stdout
+    assert listed in run.stdout
+    assert run.stderr == "", run.stderr

@@ -91,6 +91,15 @@ def test_root_help_imports_no_command_module() -> None:
     assert ours <= CLI_START_MODULES, f"'mlmodelscope --help' imports {sorted(ours - CLI_START_MODULES)}"
 
 
+def test_root_help_imports_neither_rich_nor_pydantic() -> None:
+    """typer's rich help formatter (rich, markdown-it, pygments) was most of ``--help``'s start-up (issue 17): the
+    root help is click's plain help, and the error consoles (rich) and settings errors (pydantic) load on error."""
+    loaded = _loaded_after("from mlmodelscope.cli.main import main\nassert main(['--help']) == 0")
+    assert "Commands:" in loaded["printed"], loaded["printed"]
+    heavy_for_help = {"rich", "markdown_it", "pygments", "pydantic", "pydantic_core"}
+    assert not set(loaded["top"]) & heavy_for_help, f"'--help' loads {sorted(set(loaded['top']) & heavy_for_help)}"
+
+
 def test_models_list_imports_only_its_command() -> None:
     loaded = _loaded_after("from mlmodelscope.cli.main import main\nassert main(['models', 'list']) == 0")
     assert any("digits-cnn" in line for line in loaded["printed"]), loaded["printed"]
@@ -108,7 +117,7 @@ def _help_of(root: typer.core.TyperGroup) -> str:
 
 
 def test_the_lazy_help_is_the_help_of_the_loaded_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The short helps written in ``main.COMMANDS`` are what each command says of itself, in the same panel."""
+    """The short helps written in ``main.COMMANDS`` are what each command says of itself, in the same list."""
     monkeypatch.setenv("COLUMNS", "200")
     from mlmodelscope.cli.lazy import LazyGroup
     from mlmodelscope.cli.main import COMMANDS, app
@@ -119,8 +128,23 @@ def test_the_lazy_help_is_the_help_of_the_loaded_commands(monkeypatch: pytest.Mo
     loaded.load_all()
     assert [spec.name for spec in COMMANDS] == lazy.list_commands(typer.Context(lazy))
     assert _help_of(lazy) == _help_of(loaded)
+    shown = " ".join(_help_of(lazy).split())  # the plain help wraps at the terminal width, 80 columns at most
     for spec in COMMANDS:
-        assert spec.help in _help_of(lazy), spec.name
+        assert spec.help in shown, spec.name
+
+
+def test_the_root_help_wraps_each_short_help_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a narrow terminal the plain root help wraps a long short help onto more lines, never cuts it with "..."
+    (click's own command list does)."""
+    monkeypatch.setenv("COLUMNS", "60")
+    from mlmodelscope.cli.main import app
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+    shown = _help_of(root)
+    assert "..." not in shown.partition("Commands:")[2], shown
+    assert max(len(line) for line in shown.splitlines()) <= 60, shown
+    assert "running each Job as a local process." in " ".join(shown.split()), shown
 
 
 def test_every_core_module_is_in_a_layer() -> None:

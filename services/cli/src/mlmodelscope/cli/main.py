@@ -4,25 +4,30 @@ Any ``MLModelScopeError`` (and invalid settings) ends the command with a one-par
 code 1; a usage error (unknown command or flag, missing argument) prints the usage line, the problem and a
 suggestion (``usage.py``) and exits 2 — never a traceback, which is for bugs only. Messages are printed literally
 (``terminal.py``): a regex or a path in brackets is data, not rich markup.
+
+``mlmodelscope --help`` is typed at a prompt, so starting the command imports neither rich nor pydantic (issue 17:
+typer's rich help formatter and rich were half of ``--help``'s start-up): the root help is click's plain help
+(``RootGroup``), and the console that prints errors is made, importing rich, only once there is an error to print.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from typer._click import Command
-from typer._click.exceptions import ClickException, UsageError
+from typer._click import Command, Context, HelpFormatter
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from mlmodelscope.cli.lazy import LazyCommand, LazyGroup
-from mlmodelscope.cli.terminal import labelled, literal_console
 from mlmodelscope.cli.usage import usage_error_text
 from mlmodelscope.core.errors import MLModelScopeError
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+    from rich.console import Console
 
 EXIT_ERROR = 1
 PROG_NAME = "mlmodelscope"
@@ -71,9 +76,27 @@ COMMANDS = (
 
 
 class RootGroup(LazyGroup):
-    """The ``mlmodelscope`` group: ``COMMANDS``, each imported when it runs."""
+    """The ``mlmodelscope`` group: ``COMMANDS``, each imported when it runs, and a plain help (the app sets
+    ``rich_markup_mode=None``) that needs no rich; the subcommands keep typer's rich help."""
 
     lazy_commands = COMMANDS
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """Each command with its whole first help paragraph, wrapped, as the rich help shows it (click's own cuts
+        it at the terminal width with "...")."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, _first_paragraph(command.short_help or command.help or "")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _first_paragraph(help_text: str) -> str:
+    """The first paragraph of a command's help on one line, the part a group's command list shows."""
+    return " ".join(inspect.cleandoc(help_text).partition("\f")[0].split("\n\n")[0].split())
 
 
 app = typer.Typer(
@@ -83,6 +106,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     cls=RootGroup,
+    rich_markup_mode=None,
 )
 
 
@@ -123,28 +147,45 @@ def _settings_error() -> type[Exception]:
     return _NoSettingsError if pydantic is None else cast("type[Exception]", pydantic.ValidationError)
 
 
+def _print_error(label: str, message: str, *, style: str = "bold red") -> None:
+    """``label message`` as one paragraph on stderr, only the label styled; rich is imported here, on error only."""
+    from mlmodelscope.cli.terminal import labelled
+
+    _error_console().print(labelled(label, message, style=style), soft_wrap=True)
+
+
+def _error_console() -> Console:
+    from mlmodelscope.cli.terminal import literal_console
+
+    return literal_console(stderr=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    console = literal_console(stderr=True)
     args = sys.argv[1:] if argv is None else argv
     try:
         outcome = app(args=args, prog_name=PROG_NAME, standalone_mode=False)
     except MLModelScopeError as e:
-        console.print(labelled("error:", e.message, style="bold red"), soft_wrap=True)
+        _print_error("error:", e.message)
         if e.hint:
-            console.print(labelled("how to fix:", e.hint, style="bold"), soft_wrap=True)
+            _print_error("how to fix:", e.hint, style="bold")
         return EXIT_ERROR
     except _settings_error() as e:
-        message = f"invalid evaluation settings: {_settings_problem(cast('ValidationError', e))}."
-        console.print(labelled("error:", message, style="bold red"), soft_wrap=True)
+        _print_error("error:", f"invalid evaluation settings: {_settings_problem(cast('ValidationError', e))}.")
         return EXIT_ERROR
     except typer.Abort:
-        console.print("aborted")
+        _error_console().print("aborted")
         return EXIT_ERROR
+    except NoArgsIsHelpError as e:
+        # A group without a command: its help on stdout, as ``--help`` prints it (a rich group has printed it
+        # already and left the message empty; the plain root leaves its help in the message), and exit 2.
+        if help_text := e.format_message():
+            sys.stdout.write(help_text + "\n")
+        return int(e.exit_code)
     except UsageError as e:
         sys.stderr.write(usage_error_text(e, root=_loaded_root(e), prog_name=PROG_NAME, argv=args))
         return int(e.exit_code)
     except ClickException as e:
-        console.print(labelled("error:", e.format_message(), style="bold red"), soft_wrap=True)
+        _print_error("error:", e.format_message())
         return int(e.exit_code)
     return outcome if isinstance(outcome, int) else 0
 

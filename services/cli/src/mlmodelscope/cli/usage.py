@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from difflib import get_close_matches
 
 from typer._click import Command, Context
-from typer._click.exceptions import NoArgsIsHelpError, NoSuchOption, UsageError
+from typer._click.exceptions import NoSuchOption, UsageError
 
 EXIT_USAGE = 2
 
@@ -25,10 +25,9 @@ _NO_SUCH_COMMAND = re.compile(r"^No such command (?P<quote>['\"])(?P<name>.*)(?P
 
 
 def usage_error_text(error: UsageError, *, root: Command, prog_name: str, argv: Sequence[str]) -> str:
-    """What to print on stderr for ``error``: the usage line, ``error: <problem>`` and where to find help."""
-    if isinstance(error, NoArgsIsHelpError):
-        # A command group without a command: typer has already printed its help (rich prints, it returns "").
-        return error.format_message()
+    """What to print on stderr for ``error``: the usage line, ``error: <problem>`` and where to find help.
+
+    A group run without a command (``NoArgsIsHelpError``) is no such error: ``main`` prints its help instead."""
     ctx = error.ctx or _context_of(root, prog_name, argv)
     lines = [ctx.get_usage(), f"error: {_problem(error, ctx, root, prog_name)}"]
     if ctx.command.get_help_option(ctx) is not None:
