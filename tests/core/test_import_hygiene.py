@@ -145,6 +145,8 @@ def test_the_root_help_wraps_each_short_help_whole(monkeypatch: pytest.MonkeyPat
     assert "..." not in shown.partition("Commands:")[2], shown
     assert max(len(line) for line in shown.splitlines()) <= 60, shown
     assert "running each Job as a local process." in " ".join(shown.split()), shown
+    # Options show the metavar users read elsewhere, not typer's plain-help rendering of the Python type.
+    assert "--assets <path>" in shown and "list[" not in shown, shown
 
 
 def test_every_core_module_is_in_a_layer() -> None:

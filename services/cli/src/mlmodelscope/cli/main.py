@@ -116,7 +116,10 @@ def _root(
     assets: Annotated[
         list[Path] | None,
         typer.Option(
-            "--assets", help="Extra folder with models/, frameworks/, datasets/ (repeatable).", show_default=False
+            "--assets",
+            help="Extra folder with models/, frameworks/, datasets/ (repeatable).",
+            show_default=False,
+            metavar="<path>",
         ),
     ] = None,
     cache_dir: Annotated[
