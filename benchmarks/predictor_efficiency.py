@@ -15,9 +15,18 @@ side in one run:
          predictor), p50 per query as LoadGen measures it (and the SUT's own p50 per predictor call).
 
 Each framework runs in its own worker process, started with the interpreter its Framework resource names (MXNet's
-is .venv-mxnet), so thread pools never compete; within a worker the two sides alternate for ``--rounds`` rounds and
-the median ratio ours/bare is reported (the machine is shared and noisy: only ratios within one run mean anything).
-Target (issue 4): <= 1.05. Usage: ``python benchmarks/predictor_efficiency.py [--seconds S] [--rounds R]
+is .venv-mxnet), so thread pools never compete; within a worker the two sides alternate for ``--rounds`` rounds.
+Two ratios ours/bare are printed (the machine is shared and noisy: only ratios within one run mean anything):
+
+  best    each side's best round (lowest p50) against the other's: a noisy neighbour only ever adds time, so the
+          best round is each side's estimate of its own cost, and this ratio the estimate of what our path adds;
+          the target (issue 17: <= 1.05) and the exit status are judged on it;
+  median  the median of the per-round ratios, with every round's ratio after it (how noisy the run was).
+
+A LoadGen run that is INVALID is named with LoadGen's reason and fails the benchmark, except for early stopping's
+minimum of 64 queries, which measurements of ``--min-calls`` 20 at batch 16 never reach by design (early stopping
+bounds a p90's confidence for a submission; it says nothing of a p50's cost) and which is only counted.
+Usage: ``python benchmarks/predictor_efficiency.py [--seconds S] [--rounds R]
 [--frameworks onnxruntime,pytorch,tensorflow,mxnet,tflite] [--batch-sizes 1,16]``.
 """
 
@@ -38,6 +47,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 1.05
+EARLY_STOPPING_MINIMUM = "early_stopping: Only processed"
 ASSETS = REPO / "assets"
 MODEL = "resnet18"
 DATASET = "synthetic-imagenet"
@@ -177,7 +188,7 @@ def _bare_p50_ns(loop: Loop, batch: int, seconds: float, min_calls: int) -> floa
 
 def _ours_p50_ns(
     framework: str, batch: int, seconds: float, min_calls: int, cache: Path, out: Path, threads: int, assets: Path
-) -> tuple[float, float, bool]:
+) -> tuple[float, float, list[str]]:
     from mlmodelscope.core.artifacts.store import ArtifactStore
     from mlmodelscope.core.evaluation.runner import RunRequest, execute_run
     from mlmodelscope.core.evaluation.settings import EvaluationSettings
@@ -202,11 +213,9 @@ def _ours_p50_ns(
     result = execute_run(load_registry([assets]), ArtifactStore(cache), request)
     performance = result.performance
     assert performance is not None
-    return (
-        performance.loadgen_latency_ns["50.00_percentile_latency"],
-        performance.latency.p50_ns,
-        performance.verdict.valid,
-    )
+    verdict = performance.verdict
+    unmet = [f"{c.name}: {c.reason}" for c in verdict.constraints if not c.satisfied] + verdict.errors
+    return performance.loadgen_latency_ns["50.00_percentile_latency"], performance.latency.p50_ns, unmet
 
 
 def worker(
@@ -233,16 +242,16 @@ def worker(
     with tempfile.TemporaryDirectory() as scratch:
         for batch in batch_sizes:
             rows: dict[str, list[float]] = {"bare": [], "ours": [], "ours_sut": []}
-            valid = True
+            invalid: list[str] = []
             for round_ in range(rounds):  # interleaved: drift hits both sides of a ratio alike
                 rows["bare"].append(_bare_p50_ns(loop, batch, seconds, min_calls))
-                p50, sut_p50, ok = _ours_p50_ns(
+                p50, sut_p50, unmet = _ours_p50_ns(
                     framework, batch, seconds, min_calls, cache, Path(scratch) / f"b{batch}-r{round_}", threads, assets
                 )
                 rows["ours"].append(p50)
                 rows["ours_sut"].append(sut_p50)
-                valid &= ok
-            report["batches"][str(batch)] = {**rows, "valid": valid}
+                invalid += [f"round {round_ + 1}: {reason}" for reason in unmet]
+            report["batches"][str(batch)] = {**rows, "invalid": invalid}
     return report
 
 
@@ -292,9 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{MODEL} {INPUT_SHAPE}, {args.threads} intra-op thread(s), >= {args.seconds:g} s and >= {args.min_calls} calls"
     )
-    print(f"per measurement, {args.rounds} interleaved rounds; p50 per query in ms")
-    print(f"{'framework':<12} {'batch':>5} {'bare p50':>10} {'ours p50':>10} {'ours SUT':>10} {'ratio':>7}  rounds")
-    all_valid, failed, worst = True, [], 0.0
+    print(f"per measurement, {args.rounds} interleaved rounds; the best round's p50 per query in ms")
+    print(
+        f"{'framework':<12} {'batch':>5} {'bare p50':>10} {'ours p50':>10} {'ours SUT':>10} {'best':>6} "
+        f"{'median':>7}  rounds"
+    )
+    all_valid, failed, worst, worst_median = True, [], 0.0, 0.0
     with tempfile.TemporaryDirectory() as scratch:
         cache = args.cache_dir or Path(scratch) / "cache"
         for framework in frameworks:  # one after another: their thread pools never compete
@@ -327,20 +339,33 @@ def main(argv: list[str] | None = None) -> int:
             report = json.loads(lines[-1].removeprefix("RESULT "))
             for batch, rows in report["batches"].items():
                 ratios = [o / b for o, b in zip(rows["ours"], rows["bare"], strict=True)]
-                ratio = statistics.median(ratios)
-                worst = max(worst, ratio)
-                all_valid &= rows["valid"]
+                best = min(rows["ours"]) / min(rows["bare"])
+                worst, worst_median = max(worst, best), max(worst_median, statistics.median(ratios))
                 print(
-                    f"{framework:<12} {batch:>5} {statistics.median(rows['bare']) / 1e6:>10.3f} "
-                    f"{statistics.median(rows['ours']) / 1e6:>10.3f} "
-                    f"{statistics.median(rows['ours_sut']) / 1e6:>10.3f} "
-                    f"{ratio:>7.3f}  {' '.join(f'{r:.3f}' for r in ratios)}",
+                    f"{framework:<12} {batch:>5} {min(rows['bare']) / 1e6:>10.3f} {min(rows['ours']) / 1e6:>10.3f} "
+                    f"{min(rows['ours_sut']) / 1e6:>10.3f} {best:>6.3f} {statistics.median(ratios):>7.3f}  "
+                    f"{' '.join(f'{r:.3f}' for r in ratios)}",
                     flush=True,
                 )
-    print(f"worst median ratio ours/bare: {worst:.3f}   target <= 1.05   all LoadGen runs VALID: {all_valid}")
+                all_valid &= _report_invalid(rows["invalid"])
+    print(
+        f"worst ratio ours/bare: best rounds {worst:.3f} (target <= 1.05), median of rounds {worst_median:.3f};   "
+        f"LoadGen runs VALID (early stopping aside): {all_valid}"
+    )
     if failed:
         print(f"failed: {', '.join(failed)}")
-    return 0 if all_valid and not failed else 1
+    return 0 if all_valid and not failed and worst <= TARGET_RATIO else 1
+
+
+def _report_invalid(reasons: list[str]) -> bool:
+    """Print why LoadGen called runs INVALID; True when early stopping's query minimum was the only reason."""
+    early = [reason for reason in reasons if EARLY_STOPPING_MINIMUM in reason]
+    for reason in reasons:
+        if reason not in early:
+            print(f"{'':<12} {'':>5} INVALID {reason}", flush=True)
+    if early:
+        print(f"{'':<12} {'':>5} (early stopping's 64-query minimum unmet in {len(early)} round(s))", flush=True)
+    return len(early) == len(reasons)
 
 
 if __name__ == "__main__":
