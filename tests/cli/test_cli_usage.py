@@ -77,8 +77,8 @@ def test_usage_errors(tmp_path: Path, argv: list[str], command: str, fragments: 
 @pytest.mark.parametrize(
     ("argv", "usage", "listed"),
     [
-        pytest.param(["runs"], "Usage: mlmodelscope runs", "list", id="rich-subgroup"),
-        pytest.param([], "Usage: mlmodelscope [OPTIONS] COMMAND", "evaluate", id="plain-root"),
+        pytest.param(["runs"], "Usage: mlmodelscope runs", "list", id="subgroup"),
+        pytest.param([], "Usage: mlmodelscope [OPTIONS] COMMAND", "evaluate", id="root"),
     ],
 )
 def test_a_group_without_a_command_shows_its_help(tmp_path: Path, argv: list[str], usage: str, listed: str) -> None:
@@ -88,3 +88,21 @@ def test_a_group_without_a_command_shows_its_help(tmp_path: Path, argv: list[str
     assert usage in run.stdout
     assert listed in run.stdout
     assert run.stderr == "", run.stderr
+
+
+def test_every_help_is_the_plain_one_with_room_for_the_text(tmp_path: Path) -> None:
+    """Subcommands' help is click's plain help like the root's (no rich boxes whose help column, at 80 columns, was
+    ~15 characters wide), and a group lists each command's whole first help paragraph, never cut with "..."."""
+    env = {"COLUMNS": "80"}
+    evaluate = run_cli("evaluate", "--help", cwd=tmp_path, env=env)
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert (
+        "-m, --model <str>  " in evaluate.stdout and "Model name (see `mlmodelscope models list`)." in evaluate.stdout
+    )
+    models = run_cli("models", "--help", cwd=tmp_path, env=env)
+    assert models.returncode == 0, models.stderr
+    listed = " ".join(models.stdout.partition("Commands:")[2].split())
+    assert "list List the registered models (with --dataset: which of them fit that dataset, with the reasons" in listed
+    for run in (evaluate, models):
+        assert not set("╭│╰") & set(run.stdout), run.stdout
+        assert max(len(line) for line in run.stdout.splitlines()) <= 80, run.stdout

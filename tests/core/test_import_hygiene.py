@@ -47,6 +47,7 @@ CLI_START_MODULES = {
     "mlmodelscope.cli",
     "mlmodelscope.cli.lazy",
     "mlmodelscope.cli.main",
+    "mlmodelscope.cli.plain_help",
     "mlmodelscope.cli.terminal",
     "mlmodelscope.cli.usage",
     "mlmodelscope.core",

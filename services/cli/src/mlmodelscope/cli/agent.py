@@ -16,9 +16,10 @@ from typing import Annotated
 import typer
 
 from mlmodelscope.agent.run import read_run_spec, run_agent, run_spec_from_env
+from mlmodelscope.cli.plain_help import cli_app
 from mlmodelscope.cli.terminal import labelled, literal_console
 
-agent_app = typer.Typer(help="Run one evaluation as an agent that publishes to NATS.", no_args_is_help=True)
+agent_app = cli_app(help="Run one evaluation as an agent that publishes to NATS.", no_args_is_help=True)
 
 
 @agent_app.command("run")

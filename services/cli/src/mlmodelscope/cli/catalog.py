@@ -10,14 +10,15 @@ from rich.table import Column, Table
 
 from mlmodelscope.cli.context import build_context
 from mlmodelscope.cli.dataset_view import print_dataset, print_refusals
+from mlmodelscope.cli.plain_help import cli_app
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.manifests.compatibility import fit
 from mlmodelscope.core.manifests.registry import Registry
 from mlmodelscope.core.manifests.resources import Dataset
 
-models_app = typer.Typer(help="Models in the registry.", no_args_is_help=True)
-frameworks_app = typer.Typer(help="Frameworks in the registry.", no_args_is_help=True)
-datasets_app = typer.Typer(help="Datasets in the registry.", no_args_is_help=True)
+models_app = cli_app(help="Models in the registry.", no_args_is_help=True)
+frameworks_app = cli_app(help="Frameworks in the registry.", no_args_is_help=True)
+datasets_app = cli_app(help="Datasets in the registry.", no_args_is_help=True)
 
 
 def _context(ctx: typer.Context):  # type: ignore[no-untyped-def]

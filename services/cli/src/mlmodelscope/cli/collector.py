@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from mlmodelscope.cli.plain_help import cli_app
 from mlmodelscope.collector.main import serve as serve_collector
 from mlmodelscope.collector.settings import CollectorSettings
 
-collector_app = typer.Typer(help="The collector: NATS -> database, REST API, Prometheus metrics.", no_args_is_help=True)
+collector_app = cli_app(help="The collector: NATS -> database, REST API, Prometheus metrics.", no_args_is_help=True)
 
 
 @collector_app.command("serve")

@@ -20,6 +20,8 @@ import typer
 from typer._click import Command, Context
 from typer.core import TyperCommand, TyperGroup
 
+from mlmodelscope.cli.plain_help import cli_app
+
 
 @dataclass(frozen=True)
 class LazyCommand:
@@ -47,7 +49,7 @@ def load_command(spec: LazyCommand) -> Command:
     """Import ``spec.target`` and build its click command as ``app.add_typer``/``app.command`` would have."""
     module_name, _, attribute = spec.target.partition(":")
     target = getattr(importlib.import_module(module_name), attribute)
-    holder = typer.Typer(add_completion=False)
+    holder = cli_app()
     holder.callback()(_no_options)  # a callback makes ``holder`` a group even with a single command in it
     if isinstance(target, typer.Typer):
         holder.add_typer(target, name=spec.name)

@@ -5,23 +5,23 @@ code 1; a usage error (unknown command or flag, missing argument) prints the usa
 suggestion (``usage.py``) and exits 2 — never a traceback, which is for bugs only. Messages are printed literally
 (``terminal.py``): a regex or a path in brackets is data, not rich markup.
 
-``mlmodelscope --help`` is typed at a prompt, so starting the command imports neither rich nor pydantic (issue 17:
-typer's rich help formatter and rich were half of ``--help``'s start-up): the root help is click's plain help
-(``RootGroup``), and the console that prints errors is made, importing rich, only once there is an error to print.
+``mlmodelscope --help`` is typed at a prompt, so starting the command imports neither rich nor pydantic: help is
+click's plain help (``plain_help.py``), and the console that prints errors is made, importing rich, only once there
+is an error to print.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from typer._click import Command, Context, HelpFormatter
+from typer._click import Command
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from mlmodelscope.cli.lazy import LazyCommand, LazyGroup
+from mlmodelscope.cli.plain_help import PlainHelpGroup, cli_app
 from mlmodelscope.cli.usage import usage_error_text
 from mlmodelscope.core.errors import MLModelScopeError
 
@@ -75,38 +75,18 @@ COMMANDS = (
 )
 
 
-class RootGroup(LazyGroup):
-    """The ``mlmodelscope`` group: ``COMMANDS``, each imported when it runs, and a plain help (the app sets
-    ``rich_markup_mode=None``) that needs no rich; the subcommands keep typer's rich help."""
+class RootGroup(LazyGroup, PlainHelpGroup):
+    """The ``mlmodelscope`` group: ``COMMANDS``, each imported when it runs, listed with the plain help."""
 
     lazy_commands = COMMANDS
 
-    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
-        """Each command with its whole first help paragraph, wrapped, as the rich help shows it (click's own cuts
-        it at the terminal width with "...")."""
-        rows = []
-        for name in self.list_commands(ctx):
-            command = self.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, _first_paragraph(command.short_help or command.help or "")))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
 
-
-def _first_paragraph(help_text: str) -> str:
-    """The first paragraph of a command's help on one line, the part a group's command list shows."""
-    return " ".join(inspect.cleandoc(help_text).partition("\f")[0].split("\n\n")[0].split())
-
-
-app = typer.Typer(
+app = cli_app(
     name="mlmodelscope",
     help="Evaluate and profile ML models across frameworks, datasets and hardware, reproducibly.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
     cls=RootGroup,
-    rich_markup_mode=None,
 )
 
 

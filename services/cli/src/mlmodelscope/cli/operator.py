@@ -14,9 +14,10 @@ from typing import Annotated
 
 import typer
 
+from mlmodelscope.cli.plain_help import cli_app
 from mlmodelscope.core.errors import MLModelScopeError
 
-operator_app = typer.Typer(
+operator_app = cli_app(
     help="The Kubernetes operator: Evaluation resources become predictor Jobs.", no_args_is_help=True
 )
 

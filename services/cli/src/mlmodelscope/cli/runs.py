@@ -17,13 +17,14 @@ import typer
 from rich.table import Table
 
 from mlmodelscope.cli.local import collector_to_ask, data_dir
+from mlmodelscope.cli.plain_help import cli_app
 from mlmodelscope.cli.terminal import literal_console
 from mlmodelscope.core.collector_client import CollectorClient, runs_path
 from mlmodelscope.core.collector_paths import run_api_path
 from mlmodelscope.core.tracing.chrome import validate_chrome_trace
 
-runs_app = typer.Typer(help="Past evaluations stored by the collector.", no_args_is_help=True)
-trace_app = typer.Typer(help="Traces of runs.", no_args_is_help=True)
+runs_app = cli_app(help="Past evaluations stored by the collector.", no_args_is_help=True)
+trace_app = cli_app(help="Traces of runs.", no_args_is_help=True)
 
 CollectorUrl = Annotated[
     str | None, typer.Option("--collector-url", help="Collector to ask (default: start one on the local data).")

@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 
 from mlmodelscope.cli.context import DEFAULT_ASSETS
+from mlmodelscope.cli.plain_help import cli_app
 from mlmodelscope.core.manifests.registry import ASSETS_ENV, asset_roots
 
-sandbox_app = typer.Typer(
+sandbox_app = cli_app(
     help="A local cluster sandbox: KMock as the API server, the operator, NATS, the collector and a kubelet "
     "stand-in running each Job as a local process.",
     no_args_is_help=True,
