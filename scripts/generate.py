@@ -36,7 +36,7 @@ from sqlalchemy import MetaData
 
 from mlmodelscope.collector.storage import analysis_schema, schema
 from mlmodelscope.collector.storage.migrations import ANALYSIS_TRACK, INGEST_TRACK, autogenerate
-from mlmodelscope.collector.storage.migrations.files import read as read_migration
+from mlmodelscope.collector.storage.migrations.files import committed
 from mlmodelscope.collector.storage.migrations.files import render as render_migration
 from mlmodelscope.core.errors import MLModelScopeError
 from mlmodelscope.core.manifests.resources import Dataset, Framework, Model
@@ -104,10 +104,9 @@ def expected(repo: Path = REPO) -> dict[Path, bytes]:
 def migration_files(repo: Path, track: str, metadata: MetaData) -> dict[Path, bytes]:
     """A track's committed migrations, re-rendered, plus the next one when the schema module has changed since."""
     folder = MIGRATIONS_DIR / track
-    paths = sorted((repo / folder).glob("*.json"))
-    history = [read_migration(path) for path in paths]
-    rendered = {folder / p.name: render_migration(m).encode("utf-8") for p, m in zip(paths, history, strict=True)}
-    following = autogenerate.pending(history, metadata)
+    files = committed(repo / folder)
+    rendered = {folder / path.name: render_migration(m).encode("utf-8") for path, m in files.items()}
+    following = autogenerate.pending(list(files.values()), metadata)
     if following is not None:
         rendered[folder / autogenerate.file_name(following)] = render_migration(following).encode("utf-8")
     return rendered

@@ -11,7 +11,8 @@ The migrations of a track are the JSON files of its folder (``ingest/`` for ``sc
 ``analysis_schema.py``), written by ``autogenerate`` from the schema module (``make generate``) and frozen once
 released: each records the operations (``operations.py``) that took the tables from the version before to its own,
 never the schema module itself, so replaying history always builds the same database. A test checks that a database
-migrated from empty equals the schema modules, and ``make generate --check`` that no schema change lacks its file.
+migrated from empty equals the schema modules, and ``scripts/generate.py --check`` that no schema change lacks its
+file.
 """
 
 from __future__ import annotations

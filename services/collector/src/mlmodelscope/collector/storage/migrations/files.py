@@ -56,6 +56,11 @@ def read(path: Path) -> MigrationFile:
     return migration
 
 
+def committed(folder: Path) -> dict[Path, MigrationFile]:
+    """A track's committed migration files by path, in version order."""
+    return {path: read(path) for path in sorted(folder.glob("*.json"))}
+
+
 def history(folder: Path) -> list[MigrationFile]:
     """A track's committed migrations, in version order."""
-    return [read(path) for path in sorted(folder.glob("*.json"))]
+    return list(committed(folder).values())
